@@ -1,0 +1,165 @@
+//! Messages, their ids, destinations, and the consumer keys that name who holds them.
+//!
+//! A message id is derived from the `(seq, index)` of the record that added it, so the
+//! master, its slave and a replayed journal all give a message the same id without
+//! storing it, and `MessageId::seq` tells which journal segment holds the message.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Identifies a message: the seq of the record that added it and its place in that record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageId {
+    pub seq: u64,
+    pub index: u32,
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mmq-{}-{}", self.seq, self.index)
+    }
+}
+
+impl MessageId {
+    /// Parses the `message-id` header value this broker wrote.
+    pub fn parse(text: &str) -> Option<MessageId> {
+        let rest = text.strip_prefix("mmq-")?;
+        let (seq, index) = rest.split_once('-')?;
+        Some(MessageId {
+            seq: seq.parse().ok()?,
+            index: index.parse().ok()?,
+        })
+    }
+}
+
+/// Where a message goes: `/queue/NAME` (one consumer each) or `/topic/NAME` (every subscriber).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Destination {
+    Queue(String),
+    Topic(String),
+}
+
+impl Destination {
+    /// Parses a STOMP `destination` header.
+    pub fn parse(text: &str) -> Result<Destination, String> {
+        let (make, name): (fn(String) -> Destination, &str) =
+            if let Some(name) = text.strip_prefix("/queue/") {
+                (Destination::Queue, name)
+            } else if let Some(name) = text.strip_prefix("/topic/") {
+                (Destination::Topic, name)
+            } else {
+                return Err(format!(
+                    "unsupported destination '{text}': use /queue/NAME or /topic/NAME"
+                ));
+            };
+        if name.is_empty() {
+            return Err(format!("destination '{text}' has an empty name"));
+        }
+        Ok(make(name.to_string()))
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::Queue(name) | Destination::Topic(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Queue(name) => write!(f, "/queue/{name}"),
+            Destination::Topic(name) => write!(f, "/topic/{name}"),
+        }
+    }
+}
+
+/// A message as a producer sent it, before the record that adds it gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub destination: Destination,
+    /// User headers only: the broker's own (message-id, subscription, ...) are stripped.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// `persistent:true`: journaled and fsynced; otherwise held in memory only.
+    pub persistent: bool,
+}
+
+/// A stored message. Shared by `Arc` between the queue and every delivery of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub destination: Destination,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub persistent: bool,
+}
+
+impl Message {
+    pub fn new(id: MessageId, new: &NewMessage) -> Arc<Message> {
+        Arc::new(Message {
+            id,
+            destination: new.destination.clone(),
+            headers: new.headers.clone(),
+            body: new.body.clone(),
+            persistent: new.persistent,
+        })
+    }
+
+    /// Bytes this message holds in memory, for the memory limit.
+    pub fn footprint(&self) -> usize {
+        const OVERHEAD: usize = 128;
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum();
+        OVERHEAD + self.body.len() + headers
+    }
+}
+
+/// A client connection, as the core knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// One subscription of one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConsumerKey {
+    pub session: SessionId,
+    pub sub: u64,
+}
+
+/// STOMP's three acknowledgement modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Consumed once written to the socket.
+    Auto,
+    /// An ACK covers that message and every earlier one of the subscription.
+    Client,
+    /// An ACK covers exactly one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    pub fn parse(text: &str) -> Option<AckMode> {
+        match text {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+}
+
+/// A message on its way to one consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub consumer: ConsumerKey,
+    pub subscription: Arc<str>,
+    pub ack: AckMode,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+}

@@ -1,0 +1,489 @@
+//! The broker: all message state, deterministic, with no I/O and no clock.
+//!
+//! Two kinds of change happen here. Durable changes arrive only as [`Op`]s through
+//! [`Broker::apply`], which recovery, the slave and the live master all call, so their
+//! states agree by construction. Derived changes (who subscribes, what is in flight to
+//! whom, prefetch windows) are made by the other methods and never journaled; when one
+//! of them implies a durable change (a message dead-lettered, an ack validated) it
+//! returns the `Op` for the caller to sequence and apply.
+
+mod message;
+mod op;
+mod queue;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+pub use message::{
+    AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
+};
+pub use op::{Op, Removal};
+use queue::Queue;
+
+/// What one `apply` changed, for the journal's segment accounting.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The record must be on disk (it adds or removes a persistent message, or is an epoch).
+    pub durable: bool,
+    /// Persistent messages this record added to a queue.
+    pub added: u32,
+    /// Persistent messages this record removed.
+    pub removed: Vec<MessageId>,
+    /// Every message the record refers to (removed or moved).
+    pub mentioned: Vec<MessageId>,
+}
+
+/// An ACK or NACK the broker refuses, with the text for the ERROR frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+#[derive(Debug)]
+struct Consumer {
+    destination: Destination,
+    subscription: Arc<str>,
+    ack: AckMode,
+    prefetch: usize,
+    /// Delivered and not yet acknowledged, in delivery order.
+    in_flight: VecDeque<MessageId>,
+}
+
+/// All queues, topics and consumers of one broker.
+#[derive(Debug)]
+pub struct Broker {
+    queues: HashMap<String, Queue>,
+    topics: HashMap<String, Vec<ConsumerKey>>,
+    consumers: BTreeMap<ConsumerKey, Consumer>,
+    /// Which queue holds each stored message.
+    locations: HashMap<MessageId, String>,
+    /// Queues whose ready list or consumers changed since the last dispatch.
+    dirty: BTreeSet<String>,
+    /// Topic messages applied since the last dispatch.
+    topic_deliveries: Vec<Delivery>,
+    memory: usize,
+    max_redeliveries: u32,
+}
+
+/// Prefix of the queue a poison message of queue `NAME` moves to.
+pub const DLQ_PREFIX: &str = "DLQ.";
+
+impl Broker {
+    pub fn new(max_redeliveries: u32) -> Broker {
+        Broker {
+            queues: HashMap::new(),
+            topics: HashMap::new(),
+            consumers: BTreeMap::new(),
+            locations: HashMap::new(),
+            dirty: BTreeSet::new(),
+            topic_deliveries: Vec::new(),
+            memory: 0,
+            max_redeliveries,
+        }
+    }
+
+    /// Applies the record `seq`. `keep_transient` is false when replaying the journal
+    /// after a restart, where non-persistent messages must not come back.
+    pub fn apply(&mut self, seq: u64, op: &Op, keep_transient: bool) -> Applied {
+        let mut applied = Applied::default();
+        match op {
+            Op::Send(message) => self.add(seq, 0, message, keep_transient, &mut applied),
+            Op::Ack(removals) => {
+                for removal in removals {
+                    self.consume(removal, &mut applied);
+                }
+            }
+            Op::Commit { sends, acks } => {
+                for (index, message) in sends.iter().enumerate() {
+                    self.add(seq, index as u32, message, keep_transient, &mut applied);
+                }
+                for removal in acks {
+                    self.consume(removal, &mut applied);
+                }
+            }
+            Op::DeadLetter(removal) => self.dead_letter(removal, &mut applied),
+            Op::EpochStarted { .. } => applied.durable = true,
+        }
+        applied
+    }
+
+    fn add(
+        &mut self,
+        seq: u64,
+        index: u32,
+        new: &NewMessage,
+        keep_transient: bool,
+        applied: &mut Applied,
+    ) {
+        if !new.persistent && !keep_transient {
+            return;
+        }
+        let message = Message::new(MessageId { seq, index }, new);
+        match &new.destination {
+            Destination::Queue(name) => {
+                if message.persistent {
+                    applied.durable = true;
+                    applied.added += 1;
+                }
+                self.store(name, message);
+            }
+            Destination::Topic(name) => {
+                // Topics hold nothing: the message goes to whoever subscribes right now.
+                for key in self.topics.get(name).into_iter().flatten() {
+                    if let Some(consumer) = self.consumers.get(key) {
+                        self.topic_deliveries.push(Delivery {
+                            consumer: *key,
+                            subscription: consumer.subscription.clone(),
+                            ack: consumer.ack,
+                            message: message.clone(),
+                            redelivered: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn store(&mut self, queue: &str, message: Arc<Message>) {
+        self.memory += message.footprint();
+        self.locations.insert(message.id, queue.to_string());
+        self.queues
+            .entry(queue.to_string())
+            .or_default()
+            .push_back(message);
+        self.dirty.insert(queue.to_string());
+    }
+
+    /// Takes a message out of its queue and out of its holder's in-flight list.
+    fn take(&mut self, queue: &str, id: MessageId) -> Option<Arc<Message>> {
+        let entry = self.queues.get_mut(queue)?.remove(id)?;
+        self.locations.remove(&id);
+        self.memory -= entry.message.footprint();
+        if let Some(holder) = entry.holder {
+            if let Some(consumer) = self.consumers.get_mut(&holder) {
+                if let Some(position) = consumer.in_flight.iter().position(|m| *m == id) {
+                    consumer.in_flight.remove(position);
+                }
+            }
+            // A window slot opened.
+            self.dirty.insert(queue.to_string());
+        }
+        Some(entry.message)
+    }
+
+    fn consume(&mut self, removal: &Removal, applied: &mut Applied) {
+        applied.mentioned.push(removal.id);
+        if let Some(message) = self.take(&removal.queue, removal.id) {
+            if message.persistent {
+                applied.durable = true;
+                applied.removed.push(removal.id);
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, removal: &Removal, applied: &mut Applied) {
+        applied.mentioned.push(removal.id);
+        let Some(message) = self.take(&removal.queue, removal.id) else {
+            return;
+        };
+        applied.durable |= message.persistent;
+        let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
+        let mut headers = message.headers.clone();
+        headers.push((
+            "original-destination".into(),
+            message.destination.to_string(),
+        ));
+        let moved = Arc::new(Message {
+            id: message.id,
+            destination: Destination::Queue(dlq.clone()),
+            headers,
+            body: message.body.clone(),
+            persistent: message.persistent,
+        });
+        self.store(&dlq, moved);
+    }
+
+    /// Adds a consumer; its messages flow at the next `dispatch`.
+    pub fn subscribe(
+        &mut self,
+        key: ConsumerKey,
+        destination: Destination,
+        subscription: Arc<str>,
+        ack: AckMode,
+        prefetch: usize,
+    ) {
+        match &destination {
+            Destination::Queue(name) => {
+                self.queues
+                    .entry(name.clone())
+                    .or_default()
+                    .consumers
+                    .push(key);
+                self.dirty.insert(name.clone());
+            }
+            Destination::Topic(name) => self.topics.entry(name.clone()).or_default().push(key),
+        }
+        self.consumers.insert(
+            key,
+            Consumer {
+                destination,
+                subscription,
+                ack,
+                prefetch: prefetch.max(1),
+                in_flight: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Removes a consumer; what it held goes back to the head of its queue. Returns the
+    /// dead-letter ops for messages that have now failed too often.
+    pub fn unsubscribe(&mut self, key: ConsumerKey) -> Vec<Op> {
+        let Some(consumer) = self.consumers.remove(&key) else {
+            return Vec::new();
+        };
+        match &consumer.destination {
+            Destination::Queue(name) => {
+                if let Some(queue) = self.queues.get_mut(name) {
+                    queue.remove_consumer(key);
+                }
+                self.requeue(name, consumer.in_flight.into_iter().collect())
+            }
+            Destination::Topic(name) => {
+                if let Some(keys) = self.topics.get_mut(name) {
+                    keys.retain(|k| *k != key);
+                    if keys.is_empty() {
+                        self.topics.remove(name);
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes every consumer of a closed connection.
+    pub fn close_session(&mut self, session: SessionId) -> Vec<Op> {
+        let keys: Vec<ConsumerKey> = self
+            .consumers
+            .range(
+                ConsumerKey { session, sub: 0 }..=ConsumerKey {
+                    session,
+                    sub: u64::MAX,
+                },
+            )
+            .map(|(key, _)| *key)
+            .collect();
+        keys.into_iter()
+            .flat_map(|key| self.unsubscribe(key))
+            .collect()
+    }
+
+    /// Puts delivered messages back at the head of `queue`, oldest first.
+    fn requeue(&mut self, queue_name: &str, ids: Vec<MessageId>) -> Vec<Op> {
+        let Some(queue) = self.queues.get_mut(queue_name) else {
+            return Vec::new();
+        };
+        let may_dead_letter = !queue_name.starts_with(DLQ_PREFIX);
+        let mut ops = Vec::new();
+        for id in ids.into_iter().rev() {
+            let Some(entry) = queue.entries.get_mut(&id) else {
+                continue;
+            };
+            entry.holder = None;
+            entry.redeliveries += 1;
+            if may_dead_letter && entry.redeliveries > self.max_redeliveries {
+                ops.push(Op::DeadLetter(Removal {
+                    queue: queue_name.to_string(),
+                    id,
+                }));
+            } else {
+                queue.ready.push_front(id);
+            }
+        }
+        // Dead letters were found newest first; move them oldest first.
+        ops.reverse();
+        self.dirty.insert(queue_name.to_string());
+        ops
+    }
+
+    /// Finds the consumer an ACK or NACK refers to and the messages it covers: in
+    /// `client` mode every earlier in-flight message of that subscription too.
+    fn acked_range(
+        &self,
+        session: SessionId,
+        sub: Option<u64>,
+        id: MessageId,
+    ) -> Result<(ConsumerKey, String, Vec<MessageId>), Refused> {
+        let refused = || {
+            Refused(format!(
+                "message {id} is not awaiting an acknowledgement on this connection"
+            ))
+        };
+        let queue = self.locations.get(&id).ok_or_else(refused)?;
+        let holder = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.entries.get(&id))
+            .and_then(|entry| entry.holder)
+            .ok_or_else(refused)?;
+        if holder.session != session || sub.is_some_and(|sub| sub != holder.sub) {
+            return Err(refused());
+        }
+        let consumer = self.consumers.get(&holder).ok_or_else(refused)?;
+        let ids = if consumer.ack == AckMode::Client {
+            let end = consumer
+                .in_flight
+                .iter()
+                .position(|m| *m == id)
+                .ok_or_else(refused)?;
+            consumer.in_flight.iter().take(end + 1).copied().collect()
+        } else {
+            vec![id]
+        };
+        Ok((holder, queue.clone(), ids))
+    }
+
+    /// Whether `sub` (or, without one, any subscription of the session) is on a topic,
+    /// where messages are not stored and acknowledgements have nothing to remove.
+    fn acks_topic(&self, session: SessionId, sub: Option<u64>) -> bool {
+        match sub {
+            Some(sub) => self
+                .consumers
+                .get(&ConsumerKey { session, sub })
+                .is_some_and(|c| matches!(c.destination, Destination::Topic(_))),
+            None => self
+                .consumers
+                .range(
+                    ConsumerKey { session, sub: 0 }..=ConsumerKey {
+                        session,
+                        sub: u64::MAX,
+                    },
+                )
+                .any(|(_, c)| matches!(c.destination, Destination::Topic(_))),
+        }
+    }
+
+    /// Validates an ACK and returns what it removes; nothing changes until the caller
+    /// applies `Op::Ack` (or a commit) with these removals.
+    pub fn ack(
+        &self,
+        session: SessionId,
+        sub: Option<u64>,
+        id: MessageId,
+    ) -> Result<Vec<Removal>, Refused> {
+        match self.acked_range(session, sub, id) {
+            Ok((_, queue, ids)) => Ok(ids
+                .into_iter()
+                .map(|id| Removal {
+                    queue: queue.clone(),
+                    id,
+                })
+                .collect()),
+            Err(_) if self.acks_topic(session, sub) => Ok(Vec::new()),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Applies a NACK: the messages go back to the head of their queue to be redelivered,
+    /// or, past `max_redeliveries`, the returned dead-letter ops move them to the DLQ.
+    pub fn nack(
+        &mut self,
+        session: SessionId,
+        sub: Option<u64>,
+        id: MessageId,
+    ) -> Result<Vec<Op>, Refused> {
+        let (holder, queue, ids) = match self.acked_range(session, sub, id) {
+            Ok(found) => found,
+            Err(_) if self.acks_topic(session, sub) => return Ok(Vec::new()),
+            Err(refused) => return Err(refused),
+        };
+        if let Some(consumer) = self.consumers.get_mut(&holder) {
+            consumer.in_flight.retain(|m| !ids.contains(m));
+        }
+        Ok(self.requeue(&queue, ids))
+    }
+
+    /// For an `auto` subscription: the messages written to the client, still in flight,
+    /// that are now consumed.
+    pub fn written(&self, key: ConsumerKey, ids: &[MessageId]) -> Vec<Removal> {
+        let Some(consumer) = self.consumers.get(&key) else {
+            return Vec::new();
+        };
+        let Destination::Queue(queue) = &consumer.destination else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter(|id| consumer.in_flight.contains(id))
+            .map(|id| Removal {
+                queue: queue.clone(),
+                id: *id,
+            })
+            .collect()
+    }
+
+    /// Hands ready messages to consumers with room in their prefetch windows,
+    /// round-robin, and returns the deliveries (topic messages included).
+    pub fn dispatch(&mut self) -> Vec<Delivery> {
+        let mut deliveries = std::mem::take(&mut self.topic_deliveries);
+        for name in std::mem::take(&mut self.dirty) {
+            let Some(queue) = self.queues.get_mut(&name) else {
+                continue;
+            };
+            let count = queue.consumers.len();
+            while count > 0 {
+                let Some(&id) = queue.ready.front() else {
+                    break;
+                };
+                let chosen = (0..count)
+                    .map(|step| (queue.cursor + step) % count)
+                    .find(|&i| {
+                        self.consumers
+                            .get(&queue.consumers[i])
+                            .is_some_and(|c| c.in_flight.len() < c.prefetch)
+                    });
+                let Some(index) = chosen else {
+                    break;
+                };
+                let key = queue.consumers[index];
+                queue.cursor = (index + 1) % count;
+                queue.ready.pop_front();
+                let (Some(entry), Some(consumer)) =
+                    (queue.entries.get_mut(&id), self.consumers.get_mut(&key))
+                else {
+                    continue;
+                };
+                entry.holder = Some(key);
+                consumer.in_flight.push_back(id);
+                deliveries.push(Delivery {
+                    consumer: key,
+                    subscription: consumer.subscription.clone(),
+                    ack: consumer.ack,
+                    message: entry.message.clone(),
+                    redelivered: entry.redeliveries > 0,
+                });
+            }
+        }
+        deliveries
+    }
+
+    /// Message bytes held, for the memory limit.
+    pub fn memory_used(&self) -> usize {
+        self.memory
+    }
+
+    /// (queue name, stored messages) for every non-empty queue, by name.
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        let mut depths: Vec<(String, usize)> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.depth() > 0)
+            .map(|(name, q)| (name.clone(), q.depth()))
+            .collect();
+        depths.sort();
+        depths
+    }
+
+    /// Messages stored across all queues.
+    pub fn message_count(&self) -> usize {
+        self.locations.len()
+    }
+}

@@ -1,0 +1,34 @@
+//! Record operations: every change of durable state, as the journal stores it and the
+//! replication link ships it.
+//!
+//! An `Op` holds no ids the receiver could compute itself; `Broker::apply` derives them
+//! from the record's seq. Adding a variant is a format change: keep old variants decodable.
+
+use serde::{Deserialize, Serialize};
+
+use super::message::{MessageId, NewMessage};
+
+/// One message leaving one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    pub queue: String,
+    pub id: MessageId,
+}
+
+/// A change of broker state; the payload of one journal record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A message added to a queue, or published to a topic's current subscribers.
+    Send(NewMessage),
+    /// Messages consumed (acknowledged) and so removed.
+    Ack(Vec<Removal>),
+    /// A transaction's sends and acks, taking effect together.
+    Commit {
+        sends: Vec<NewMessage>,
+        acks: Vec<Removal>,
+    },
+    /// A message that failed too many deliveries, moved to `DLQ.<queue>`.
+    DeadLetter(Removal),
+    /// A broker became master in a new epoch (promotion).
+    EpochStarted { epoch: u64 },
+}

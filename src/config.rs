@@ -1,0 +1,540 @@
+//! The TOML config file: parsing, documented defaults, validation.
+//!
+//! Owns turning a file into a [`Config`] or an error an operator can act on: every
+//! message names the file, the key and the line. Unknown keys are errors
+//! (`deny_unknown_fields`), because a misspelt safety option that is silently ignored
+//! is worse than a failed start. Paths are relative to the config file's folder.
+//! This module reads the file and nothing else; it opens no sockets.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A whole broker configuration, validated, with paths resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub stomp: StompConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+/// `[broker]`: identity, storage and delivery policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Shown in logs and the CONNECTED `server` header.
+    pub name: String,
+    /// The store: journal segments, store identity and the lock file.
+    pub data_dir: PathBuf,
+    /// Deliveries after the first before a message moves to `/queue/DLQ.<name>`.
+    #[serde(default = "defaults::max_redeliveries")]
+    pub max_redeliveries: u32,
+    /// Message bytes held in memory past which producers are slowed.
+    #[serde(default = "defaults::max_memory")]
+    pub max_memory: ByteSize,
+    /// Size of one journal segment file (preallocated).
+    #[serde(default = "defaults::segment_size")]
+    pub segment_size: ByteSize,
+    /// How often a broker waiting for a locked data directory tries again.
+    #[serde(default = "defaults::lock_retry_ms")]
+    pub lock_retry_ms: u64,
+    /// How often the broker logs a status line (role, seq, lag); 0 = never.
+    #[serde(default = "defaults::status_interval_ms")]
+    pub status_interval_ms: u64,
+}
+
+/// `[stomp]`: the client listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StompConfig {
+    #[serde(default = "defaults::stomp_bind")]
+    pub bind: Endpoint,
+    #[serde(default = "defaults::max_frame_size")]
+    pub max_frame_size: ByteSize,
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "defaults::max_header_length")]
+    pub max_header_length: usize,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// A connection must have sent a whole CONNECT frame within this time.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Heart-beat intervals below this are raised to it (both directions).
+    #[serde(default = "defaults::min_heartbeat_ms")]
+    pub min_heartbeat_ms: u64,
+    /// A peer silent for `interval × heartbeat_grace` is dead.
+    #[serde(default = "defaults::heartbeat_grace")]
+    pub heartbeat_grace: f64,
+    /// Prefetch window for a SUBSCRIBE without `activemq.prefetchSize`.
+    #[serde(default = "defaults::default_prefetch")]
+    pub default_prefetch: u32,
+    /// Frames queued for a client that is not reading before it is disconnected.
+    #[serde(default = "defaults::max_pending_frames")]
+    pub max_pending_frames: usize,
+    /// SEND, ACK and NACK frames one transaction may hold before COMMIT.
+    #[serde(default = "defaults::max_transaction_frames")]
+    pub max_transaction_frames: usize,
+}
+
+/// `[replication]`: the master/slave pair. Empty for a standalone broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Where this broker accepts a slave (as master, or once promoted).
+    pub bind: Option<Endpoint>,
+    /// The master this broker mirrors; set only on a slave.
+    pub master_connector_uri: Option<Endpoint>,
+    /// Credentials the slave presents to its master.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub wait_for_slave: bool,
+    #[serde(default)]
+    pub shutdown_on_slave_failure: bool,
+    #[serde(default)]
+    pub shutdown_on_master_failure: bool,
+    /// A slave that has not acknowledged a record within this time has failed.
+    #[serde(default = "defaults::ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// Interval of heart-beats on the replication link, both ways.
+    #[serde(default = "defaults::repl_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Heart-beat intervals of silence after which the peer is declared dead.
+    #[serde(default = "defaults::repl_heartbeat_misses")]
+    pub heartbeat_misses: u32,
+}
+
+/// `[[users]]`: one login/passcode pair.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for User {
+    // Passwords never reach a log line, not even through {:?}.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+mod defaults {
+    use super::{ByteSize, Endpoint};
+    pub fn max_redeliveries() -> u32 {
+        6
+    }
+    pub fn max_memory() -> ByteSize {
+        ByteSize(512 << 20)
+    }
+    pub fn segment_size() -> ByteSize {
+        ByteSize(32 << 20)
+    }
+    pub fn lock_retry_ms() -> u64 {
+        1000
+    }
+    pub fn status_interval_ms() -> u64 {
+        10_000
+    }
+    pub fn stomp_bind() -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port: 61613,
+        }
+    }
+    pub fn max_frame_size() -> ByteSize {
+        ByteSize(10 << 20)
+    }
+    pub fn max_headers() -> usize {
+        1000
+    }
+    pub fn max_header_length() -> usize {
+        10 * 1024
+    }
+    pub fn max_connections() -> usize {
+        2000
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn min_heartbeat_ms() -> u64 {
+        100
+    }
+    pub fn heartbeat_grace() -> f64 {
+        1.5
+    }
+    pub fn default_prefetch() -> u32 {
+        1000
+    }
+    pub fn max_pending_frames() -> usize {
+        20_000
+    }
+    pub fn max_transaction_frames() -> usize {
+        10_000
+    }
+    pub fn ack_timeout_ms() -> u64 {
+        2000
+    }
+    pub fn repl_heartbeat_ms() -> u64 {
+        200
+    }
+    pub fn repl_heartbeat_misses() -> u32 {
+        3
+    }
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        // One source of defaults: an empty table through serde.
+        toml::from_str("").expect("every [stomp] field has a default")
+    }
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every [replication] field has a default")
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
+        config
+            .validate()
+            .map_err(|(key, why)| config_error(path, text, key, &why))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        if config.broker.data_dir.is_relative() {
+            config.broker.data_dir = base.join(&config.broker.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// Cross-field and range checks serde cannot express; errors name the dotted key.
+    fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        let b = &self.broker;
+        let s = &self.stomp;
+        let r = &self.replication;
+        check(
+            !b.name.trim().is_empty(),
+            "broker.name",
+            "must not be empty",
+        )?;
+        check(
+            !b.data_dir.as_os_str().is_empty(),
+            "broker.data_dir",
+            "must not be empty",
+        )?;
+        check(
+            b.max_memory.0 >= 1 << 20,
+            "broker.max_memory",
+            "must be at least 1MiB",
+        )?;
+        check(
+            b.segment_size.0 >= 64 << 10,
+            "broker.segment_size",
+            "must be at least 64KiB",
+        )?;
+        check(
+            b.lock_retry_ms >= 10,
+            "broker.lock_retry_ms",
+            "must be at least 10",
+        )?;
+        check(
+            s.max_frame_size.0 >= 1024,
+            "stomp.max_frame_size",
+            "must be at least 1KiB",
+        )?;
+        check(
+            b.segment_size.0 > s.max_frame_size.0 + 1024,
+            "broker.segment_size",
+            "must be larger than stomp.max_frame_size, so any message fits in one segment",
+        )?;
+        check(
+            s.max_headers >= 1,
+            "stomp.max_headers",
+            "must be at least 1",
+        )?;
+        check(
+            s.max_header_length >= 64,
+            "stomp.max_header_length",
+            "must be at least 64",
+        )?;
+        check(
+            s.max_connections >= 1,
+            "stomp.max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            s.connect_timeout_ms >= 100,
+            "stomp.connect_timeout_ms",
+            "must be at least 100",
+        )?;
+        check(
+            s.min_heartbeat_ms >= 10,
+            "stomp.min_heartbeat_ms",
+            "must be at least 10",
+        )?;
+        check(
+            s.heartbeat_grace >= 1.0 && s.heartbeat_grace <= 10.0,
+            "stomp.heartbeat_grace",
+            "must be between 1.0 and 10.0",
+        )?;
+        check(
+            s.default_prefetch >= 1,
+            "stomp.default_prefetch",
+            "must be at least 1",
+        )?;
+        check(
+            s.max_pending_frames >= 16,
+            "stomp.max_pending_frames",
+            "must be at least 16",
+        )?;
+        check(
+            s.max_transaction_frames >= 1,
+            "stomp.max_transaction_frames",
+            "must be at least 1",
+        )?;
+        check(
+            r.ack_timeout_ms >= 10,
+            "replication.ack_timeout_ms",
+            "must be at least 10",
+        )?;
+        check(
+            r.heartbeat_ms >= 10,
+            "replication.heartbeat_ms",
+            "must be at least 10",
+        )?;
+        check(
+            r.heartbeat_misses >= 1,
+            "replication.heartbeat_misses",
+            "must be at least 1",
+        )?;
+        if r.master_connector_uri.is_some() {
+            check(
+                r.user.is_some() == r.password.is_some(),
+                "replication.user",
+                "user and password go together",
+            )?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for user in &self.users {
+            check(!user.name.is_empty(), "users.name", "must not be empty")?;
+            check(
+                names.insert(&user.name),
+                "users.name",
+                "names must be unique",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether CONNECT must carry a known login and passcode.
+    pub fn requires_login(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Checks a login/passcode in time that does not depend on where they differ.
+    pub fn authenticate(&self, login: &str, passcode: &str) -> bool {
+        let mut accepted = false;
+        for user in &self.users {
+            // Compare every entry fully so timing reveals neither the name nor the prefix.
+            let ok = constant_time_eq(user.name.as_bytes(), login.as_bytes())
+                & constant_time_eq(user.password.as_bytes(), passcode.as_bytes());
+            accepted |= ok;
+        }
+        accepted
+    }
+
+    /// The journal, lock and identity files live here.
+    pub fn data_dir(&self) -> &Path {
+        &self.broker.data_dir
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.stomp.connect_timeout_ms)
+    }
+}
+
+fn check(
+    ok: bool,
+    key: &'static str,
+    why: &str,
+) -> std::result::Result<(), (&'static str, String)> {
+    if ok {
+        Ok(())
+    } else {
+        Err((key, why.to_string()))
+    }
+}
+
+fn config_error(path: &Path, text: &str, dotted_key: &str, why: &str) -> Error {
+    let line = match line_of(text, dotted_key) {
+        Some(n) => format!("line {n}"),
+        None => "default value".to_string(),
+    };
+    Error::Config(format!(
+        "{}: {line}: key `{dotted_key}` {why}",
+        path.display()
+    ))
+}
+
+/// The 1-based line where `section.key` is set, for errors on values serde accepted.
+fn line_of(text: &str, dotted_key: &str) -> Option<usize> {
+    let (section, key) = dotted_key.rsplit_once('.')?;
+    let mut current = String::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            current = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+        } else if current == section {
+            if let Some((name, _)) = line.split_once('=') {
+                if name.trim() == key {
+                    return Some(index + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Byte-wise equality whose running time depends only on the lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
+    let longest = a.len().max(b.len());
+    for i in 0..longest {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// A `tcp://HOST:PORT` address. Port 0 asks the OS for a free port (tests use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> std::result::Result<Endpoint, String> {
+        let rest = text
+            .strip_prefix("tcp://")
+            .ok_or_else(|| format!("'{text}' is not a tcp://HOST:PORT address"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' has no port (tcp://HOST:PORT)"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("'{text}' has no valid host (tcp://HOST:PORT)"));
+        }
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("'{text}' has an invalid port (0-65535)"))?;
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// `host:port`, as the socket functions take it.
+    pub fn socket_addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tcp://{}", self.socket_addr())
+    }
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Endpoint::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A size in bytes, written as a number or as "64KiB", "10MiB", "1GiB".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> std::result::Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("'{text}' is not a size (e.g. 512KiB, 10MiB, 1GiB)"))?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
+                ))
+            }
+        };
+        n.checked_mul(scale)
+            .map(ByteSize)
+            .ok_or_else(|| format!("'{text}' is too large"))
+    }
+
+    pub fn bytes(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! Segment accounting: which segment each durable record lands in, and which segments
+//! hold nothing that recovery still needs, so they can be deleted.
+//!
+//! A segment may go when it is not the one being written, no message it added is still
+//! stored, and every older segment it holds acks or moves for is already gone (if the
+//! segment with an ack went first, replay would resurrect the acked message). Pure
+//! bookkeeping: the writer thread does the deleting, in order with the appends.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::broker::{Applied, MessageId};
+
+#[derive(Debug, Default)]
+struct SegmentStats {
+    /// Persistent messages added here and still stored.
+    live: u64,
+    /// Older segments this one holds acks or moves for.
+    refers_to: BTreeSet<u64>,
+}
+
+#[derive(Debug)]
+pub struct Ledger {
+    segments: BTreeMap<u64, SegmentStats>,
+    current: u64,
+    current_len: u64,
+    /// Size of the segment being written (an existing one may predate a config change).
+    current_capacity: u64,
+    segment_size: u64,
+}
+
+impl Ledger {
+    /// Starts with the segment being written: its first seq, bytes used (header included)
+    /// and file size; new segments get `segment_size`.
+    pub fn new(current: u64, current_len: u64, current_capacity: u64, segment_size: u64) -> Ledger {
+        let mut segments = BTreeMap::new();
+        segments.insert(current, SegmentStats::default());
+        Ledger {
+            segments,
+            current,
+            current_len,
+            current_capacity,
+            segment_size,
+        }
+    }
+
+    /// Registers an older segment found at recovery.
+    pub fn add_existing(&mut self, first_seq: u64) {
+        self.segments.entry(first_seq).or_default();
+    }
+
+    /// Decides where the durable record `seq` of `len` bytes goes; true if it starts a new
+    /// segment. Records never span segments, so a segment may end with unused zeros.
+    pub fn place(&mut self, seq: u64, len: u64) -> bool {
+        let fresh = self.current_len <= super::segment::HEADER_LEN;
+        if !fresh && self.current_len + len > self.current_capacity {
+            self.current = seq;
+            self.current_len = super::segment::HEADER_LEN;
+            self.current_capacity = self.segment_size;
+            self.segments.insert(seq, SegmentStats::default());
+            self.current_len += len;
+            return true;
+        }
+        self.current_len += len;
+        false
+    }
+
+    /// The segment holding the message added by record `seq`.
+    fn segment_of(&self, seq: u64) -> Option<u64> {
+        self.segments
+            .range(..=seq)
+            .next_back()
+            .map(|(first, _)| *first)
+    }
+
+    /// Accounts for what a durable record in `segment` did.
+    pub fn note(&mut self, segment: u64, applied: &Applied) {
+        for id in &applied.mentioned {
+            if let Some(origin) = self.origin(id) {
+                if origin != segment {
+                    if let Some(stats) = self.segments.get_mut(&segment) {
+                        stats.refers_to.insert(origin);
+                    }
+                }
+            }
+        }
+        for id in &applied.removed {
+            if let Some(stats) = self.origin(id).and_then(|o| self.segments.get_mut(&o)) {
+                stats.live = stats.live.saturating_sub(1);
+            }
+        }
+        if let Some(stats) = self.segments.get_mut(&segment) {
+            stats.live += u64::from(applied.added);
+        }
+    }
+
+    fn origin(&self, id: &MessageId) -> Option<u64> {
+        self.segment_of(id.seq)
+    }
+
+    /// The segment the next durable record is written to.
+    pub fn current(&self) -> u64 {
+        self.current
+    }
+
+    /// Removes and returns every segment that can now be deleted, oldest first.
+    pub fn collect_garbage(&mut self) -> Vec<u64> {
+        let mut deleted = Vec::new();
+        loop {
+            let next = self.segments.iter().find(|(first, stats)| {
+                **first != self.current
+                    && stats.live == 0
+                    && stats
+                        .refers_to
+                        .iter()
+                        .all(|older| !self.segments.contains_key(older))
+            });
+            let Some((&first, _)) = next else {
+                return deleted;
+            };
+            self.segments.remove(&first);
+            deleted.push(first);
+        }
+    }
+
+    /// Segments on disk, for status.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn added(n: u32) -> Applied {
+        Applied {
+            durable: true,
+            added: n,
+            ..Applied::default()
+        }
+    }
+
+    fn acked(ids: &[u64]) -> Applied {
+        let ids: Vec<MessageId> = ids.iter().map(|&seq| MessageId { seq, index: 0 }).collect();
+        Applied {
+            durable: true,
+            added: 0,
+            removed: ids.clone(),
+            mentioned: ids,
+        }
+    }
+
+    /// Places and notes records of 100 bytes in 300-byte segments (two per segment).
+    fn record(ledger: &mut Ledger, seq: u64, applied: Applied) {
+        ledger.place(seq, 100);
+        let segment = ledger.current();
+        ledger.note(segment, &applied);
+    }
+
+    #[test]
+    fn fully_acked_segments_are_deleted_and_the_current_one_never() {
+        let mut ledger = Ledger::new(1, super::super::segment::HEADER_LEN, 300, 300);
+        record(&mut ledger, 1, added(1));
+        record(&mut ledger, 2, added(1));
+        record(&mut ledger, 3, added(1)); // second segment starts at 3
+        assert_eq!(ledger.current(), 3);
+        record(&mut ledger, 4, acked(&[1, 2, 3]));
+        assert_eq!(ledger.collect_garbage(), vec![1]);
+        assert_eq!(ledger.segment_count(), 1, "segment 3 is current");
+    }
+
+    #[test]
+    fn a_segment_with_acks_for_a_live_older_segment_is_kept() {
+        let mut ledger = Ledger::new(1, super::super::segment::HEADER_LEN, 300, 300);
+        record(&mut ledger, 1, added(1)); // stays live
+        record(&mut ledger, 2, added(1));
+        record(&mut ledger, 3, added(1)); // segment 3
+        record(&mut ledger, 4, acked(&[2, 3])); // acks into segment 1 and itself
+        record(&mut ledger, 5, added(0)); // segment 5
+        assert!(
+            ledger.collect_garbage().is_empty(),
+            "3 holds an ack for live segment 1"
+        );
+        record(&mut ledger, 6, acked(&[1]));
+        assert_eq!(ledger.collect_garbage(), vec![1, 3]);
+    }
+}

@@ -1,0 +1,179 @@
+//! The journal: the store on disk, as append-only segments of checksummed records.
+//!
+//! Owns `DATA_DIR/journal/*.seg` (format in `segment.rs` and docs/journal-format.md),
+//! the store identity (`store.rs`), the directory lock (`lock.rs`), recovery, and the
+//! group-commit writer thread. Records are opaque payloads here: the journal never
+//! decodes an `Op`; recovery hands entries to a caller-supplied `apply`, which reports
+//! back (as `broker::Applied`) what the record added and removed, and the ledger uses
+//! that to delete segments nothing needs any more. Never blocks an executor thread: the
+//! core hands commands over with `pump`, which does not wait.
+
+mod ledger;
+pub mod lock;
+pub mod recovery;
+pub mod segment;
+pub mod store;
+pub mod writer;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+pub use segment::Entry;
+pub use store::StoreMeta;
+pub use writer::Event;
+
+use crate::broker::Applied;
+use crate::error::{Error, Result};
+use ledger::Ledger;
+use writer::{Command, Writer};
+
+/// The journal's folder inside a data directory.
+pub const JOURNAL_DIR: &str = "journal";
+
+/// What recovery found, for the start-up summary.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub store_id: String,
+    pub new_store: bool,
+    pub epoch: u64,
+    pub records: u64,
+    pub segments: usize,
+    /// The seq the next record gets.
+    pub next_seq: u64,
+    /// The last record's (epoch, seq, checksum).
+    pub last: Option<(u64, u64, u32)>,
+    pub torn_tail: Option<(PathBuf, u64)>,
+}
+
+/// The core's handle on the store.
+pub struct Journal {
+    writer: Writer,
+    ledger: Ledger,
+    /// Commands not yet taken by the writer's bounded queue.
+    outbox: VecDeque<Command>,
+    meta: StoreMeta,
+}
+
+impl Journal {
+    /// Recovers the store in `data_dir` through `apply` and starts the writer, which
+    /// calls `report` from its own thread.
+    pub fn open(
+        data_dir: &Path,
+        segment_size: u64,
+        report: Box<dyn Fn(Event) + Send>,
+        mut apply: impl FnMut(&Entry) -> Result<Applied>,
+    ) -> Result<(Journal, Recovered)> {
+        let dir = data_dir.join(JOURNAL_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let (meta, new_store) = StoreMeta::load_or_create(data_dir)?;
+        let mut notes = Vec::new();
+        let summary = recovery::read(&dir, recovery::Mode::Repair, |segment, entry| {
+            let applied = apply(&entry)?;
+            notes.push((segment, applied));
+            Ok(())
+        })?;
+        let next_seq = summary
+            .last
+            .map(|(_, seq, _)| seq + 1)
+            .unwrap_or(1)
+            .max(summary.tail.map_or(1, |(first, _)| first));
+        let tail = recovery::open_tail(&dir, &summary, next_seq, segment_size)?;
+        let mut ledger = Ledger::new(tail.first_seq, tail.offset, tail.capacity, segment_size);
+        for first in &summary.segments {
+            ledger.add_existing(*first);
+        }
+        for (segment, applied) in &notes {
+            ledger.note(*segment, applied);
+        }
+        let mut journal = Journal {
+            writer: Writer::start(tail, segment_size, report),
+            ledger,
+            outbox: VecDeque::new(),
+            meta: meta.clone(),
+        };
+        // Segments emptied before the last stop go now.
+        journal.queue_garbage();
+        let recovered = Recovered {
+            store_id: meta.store_id.clone(),
+            new_store,
+            epoch: meta.current_epoch(),
+            records: summary.entries,
+            segments: journal.ledger.segment_count(),
+            next_seq,
+            last: summary.last,
+            torn_tail: summary.torn_tail_at,
+        };
+        Ok((journal, recovered))
+    }
+
+    /// Queues a record the broker has applied. Durable ones are written and fsynced;
+    /// the others only mark their place in seq order.
+    pub fn append(&mut self, entry: Entry, applied: &Applied) {
+        if !applied.durable {
+            self.outbox.push_back(Command::Append {
+                entry,
+                durable: false,
+                new_segment: false,
+            });
+            return;
+        }
+        let new_segment = self.ledger.place(entry.seq, entry.stored_len());
+        self.ledger.note(self.ledger.current(), applied);
+        self.outbox.push_back(Command::Append {
+            entry,
+            durable: true,
+            new_segment,
+        });
+        if !applied.removed.is_empty() {
+            self.queue_garbage();
+        }
+    }
+
+    fn queue_garbage(&mut self) {
+        for first_seq in self.ledger.collect_garbage() {
+            self.outbox.push_back(Command::Delete(first_seq));
+        }
+    }
+
+    /// Hands queued commands to the writer without blocking; true if none are left.
+    pub fn pump(&mut self) -> bool {
+        while let Some(command) = self.outbox.pop_front() {
+            if let Err(command) = self.writer.try_send(command) {
+                self.outbox.push_front(command);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Commands waiting for room in the writer's queue.
+    pub fn backlog(&self) -> usize {
+        self.outbox.len()
+    }
+
+    pub fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.ledger.segment_count()
+    }
+
+    /// Writes out everything queued and stops the writer. Blocks until done.
+    pub fn stop(mut self) {
+        while let Some(command) = self.outbox.pop_front() {
+            // The writer is draining, so a full queue frees up; retry until taken.
+            let mut pending = command;
+            loop {
+                match self.writer.try_send(pending) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        pending = back;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        self.writer.stop();
+    }
+}

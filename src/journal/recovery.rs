@@ -1,0 +1,155 @@
+//! Reading a journal back: every valid entry, in order, to a callback.
+//!
+//! A bad entry in the last segment with only zeros after it is a torn tail (a crash
+//! mid-write): it is cut with a warning and overwritten with zeros, so the next append
+//! starts clean. A bad entry anywhere else is corruption and stops the start, naming the
+//! file and the offset. Seqs must increase; segments are read oldest first.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::segment::{self, Entry, Slot};
+use super::writer::Tail;
+use crate::error::{Error, Result};
+
+/// Whether recovery may repair a torn tail (a broker) or only report it (`verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Repair,
+    ReadOnly,
+}
+
+/// The outcome of reading the whole journal.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub segments: Vec<u64>,
+    pub entries: u64,
+    /// The last entry's (epoch, seq, checksum), if any.
+    pub last: Option<(u64, u64, u32)>,
+    /// Where the torn tail was cut, if there was one.
+    pub torn_tail_at: Option<(std::path::PathBuf, u64)>,
+    /// First seq and end offset of the last segment.
+    pub tail: Option<(u64, u64)>,
+}
+
+/// Reads every segment in `dir`, calling `each(segment_first_seq, entry)` in seq order.
+pub fn read(
+    dir: &Path,
+    mode: Mode,
+    mut each: impl FnMut(u64, Entry) -> Result<()>,
+) -> Result<Summary> {
+    let segments = segment::list(dir)?;
+    let mut summary = Summary::default();
+    let count = segments.len();
+    for (position, (first_seq, path)) in segments.into_iter().enumerate() {
+        let is_last = position + 1 == count;
+        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        segment::check_header(&data, first_seq, &path)?;
+        summary.segments.push(first_seq);
+        let mut offset = segment::HEADER_LEN as usize;
+        loop {
+            match segment::read_slot(&data, offset) {
+                Slot::Entry(entry, next) => {
+                    let in_order = match summary.last {
+                        Some((_, last_seq, _)) => entry.seq > last_seq,
+                        None => entry.seq >= first_seq,
+                    };
+                    if !in_order {
+                        return Err(corrupt(
+                            &path,
+                            offset as u64,
+                            format!("seq {} out of order", entry.seq),
+                        ));
+                    }
+                    summary.last = Some((entry.epoch, entry.seq, entry.checksum()));
+                    summary.entries += 1;
+                    each(first_seq, entry)?;
+                    offset = next;
+                }
+                Slot::End => {
+                    if let Some(junk) = data[offset..].iter().position(|b| *b != 0) {
+                        return Err(corrupt(
+                            &path,
+                            (offset + junk) as u64,
+                            "data after the end marker".into(),
+                        ));
+                    }
+                    break;
+                }
+                Slot::Bad { reason, span_end } => {
+                    let rest_is_zero = data
+                        .get(span_end..)
+                        .is_none_or(|rest| rest.iter().all(|b| *b == 0));
+                    if !(is_last && rest_is_zero) {
+                        return Err(corrupt(&path, offset as u64, reason));
+                    }
+                    log::warn!(
+                        "journal: torn tail in {} at offset {offset} ({reason}): cut; the records from there were never acknowledged",
+                        path.display()
+                    );
+                    if mode == Mode::Repair {
+                        let end = span_end.min(data.len());
+                        zero_range(&path, offset as u64, end - offset)?;
+                    }
+                    summary.torn_tail_at = Some((path.clone(), offset as u64));
+                    break;
+                }
+            }
+        }
+        if is_last {
+            summary.tail = Some((first_seq, offset as u64));
+        }
+    }
+    Ok(summary)
+}
+
+fn corrupt(path: &Path, offset: u64, reason: String) -> Error {
+    Error::Corrupt {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    }
+}
+
+fn zero_range(path: &Path, offset: u64, len: usize) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all_at(&vec![0u8; len], offset)
+        .map_err(|e| Error::io(path, e))?;
+    file.sync_data().map_err(|e| Error::io(path, e))
+}
+
+/// Opens the segment to append to: the last one, or a new first one at `next_seq`.
+pub fn open_tail(dir: &Path, summary: &Summary, next_seq: u64, segment_size: u64) -> Result<Tail> {
+    match summary.tail {
+        Some((first_seq, offset)) => {
+            let path = segment::path_for(dir, first_seq);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            let capacity = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+            Ok(Tail {
+                dir: dir.to_path_buf(),
+                first_seq,
+                file,
+                offset,
+                capacity,
+            })
+        }
+        None => Ok(Tail {
+            dir: dir.to_path_buf(),
+            first_seq: next_seq,
+            file: segment::create(dir, next_seq, segment_size)?,
+            offset: segment::HEADER_LEN,
+            capacity: segment_size,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

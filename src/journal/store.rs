@@ -1,0 +1,136 @@
+//! Store identity: which store a data directory holds and its history of epochs.
+//!
+//! `DATA_DIR/store.toml` names the store (a random id made when the directory was first
+//! used) and lists each epoch with the first seq it wrote. It is small, human-readable and
+//! replaced atomically (write, fsync, rename, fsync the directory). Journal segments can
+//! be deleted; this file keeps the history that fencing needs.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::segment::sync_dir;
+use crate::error::{Error, Result};
+
+pub const STORE_FILE: &str = "store.toml";
+
+/// One epoch: a period in which one broker was master, from its first seq on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochStart {
+    pub epoch: u64,
+    pub first_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreMeta {
+    pub store_id: String,
+    pub epochs: Vec<EpochStart>,
+}
+
+impl StoreMeta {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join(STORE_FILE)
+    }
+
+    /// Reads the directory's identity, creating a new store (epoch 1) if it has none.
+    pub fn load_or_create(dir: &Path) -> Result<(StoreMeta, bool)> {
+        let path = Self::path(dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let meta: StoreMeta = toml::from_str(&text).map_err(|e| Error::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: e.to_string(),
+                })?;
+                if meta.epochs.is_empty() {
+                    return Err(Error::Corrupt {
+                        file: path,
+                        offset: 0,
+                        reason: "no epochs listed".into(),
+                    });
+                }
+                Ok((meta, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let meta = StoreMeta {
+                    store_id: new_store_id(),
+                    epochs: vec![EpochStart {
+                        epoch: 1,
+                        first_seq: 1,
+                    }],
+                };
+                meta.save(dir)?;
+                Ok((meta, true))
+            }
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Reads an existing identity without creating one (for `verify`).
+    pub fn load(dir: &Path) -> Result<StoreMeta> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Corrupt {
+            file: path,
+            offset: 0,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Replaces the file atomically and durably.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let temporary = dir.join(format!("{STORE_FILE}.tmp"));
+        let text = toml::to_string(self).map_err(|e| Error::Codec(e.to_string()))?;
+        std::fs::write(&temporary, text).map_err(|e| Error::io(&temporary, e))?;
+        std::fs::File::open(&temporary)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| Error::io(&path, e))?;
+        sync_dir(dir)
+    }
+
+    /// The epoch this store is in now.
+    pub fn current_epoch(&self) -> u64 {
+        self.epochs.last().map_or(1, |e| e.epoch)
+    }
+}
+
+fn new_store_id() -> String {
+    // RandomState is seeded from the OS's randomness: enough for an identity, no crate.
+    let random = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let mut mix = std::collections::hash_map::RandomState::new().build_hasher();
+    mix.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    mix.write_u32(std::process::id());
+    format!("{:016x}{:016x}", random(), random() ^ mix.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (created, fresh) = StoreMeta::load_or_create(dir.path()).unwrap();
+        assert!(fresh);
+        assert_eq!(created.store_id.len(), 32);
+        let (again, fresh) = StoreMeta::load_or_create(dir.path()).unwrap();
+        assert!(!fresh);
+        assert_eq!(again, created);
+        let other = StoreMeta::load_or_create(tempfile::tempdir().unwrap().path())
+            .unwrap()
+            .0;
+        assert_ne!(other.store_id, created.store_id);
+    }
+}

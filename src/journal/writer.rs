@@ -1,0 +1,194 @@
+//! The journal writer thread: appends entries and fsyncs them in groups.
+//!
+//! One thread owns the segment being written. It takes every command waiting in its
+//! channel, writes the batch with one `pwrite`, calls `fdatasync` once, performs the
+//! segment deletions that came with the batch, and reports the highest seq now durable.
+//! While that fsync runs the next batch queues up: that is the group commit. Never run
+//! on an executor thread. An I/O error stops the writer and is reported: a broker that
+//! cannot write must not acknowledge anything more.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+use super::segment::{self, Entry};
+use crate::error::{Error, Result};
+
+/// Work for the writer, in seq order.
+#[derive(Debug)]
+pub enum Command {
+    /// A record. Non-durable ones are not written but still advance the durable seq, so
+    /// receipts are released in seq order. `new_segment` starts a segment first.
+    Append {
+        entry: Entry,
+        durable: bool,
+        new_segment: bool,
+    },
+    /// Delete the segment starting at this seq, after the preceding appends are durable.
+    Delete(u64),
+    /// Finish what is queued, then exit.
+    Stop,
+}
+
+/// What the writer reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Every record up to and including this seq is durable (or needs no disk).
+    Durable(u64),
+    /// The writer stopped on an error; nothing more will become durable.
+    Failed(String),
+}
+
+/// Where appends continue after recovery.
+#[derive(Debug)]
+pub struct Tail {
+    pub dir: PathBuf,
+    pub first_seq: u64,
+    pub file: File,
+    pub offset: u64,
+    /// The segment file's size: appends never go past it.
+    pub capacity: u64,
+}
+
+/// The handle the core holds: a bounded queue into the thread.
+pub struct Writer {
+    sender: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const QUEUE_DEPTH: usize = 8192;
+const MAX_BATCH: usize = 4096;
+
+impl Writer {
+    /// Starts the thread; `report` is called on it for every event.
+    pub fn start(tail: Tail, segment_size: u64, report: Box<dyn Fn(Event) + Send>) -> Writer {
+        let (sender, receiver) = crossbeam_channel::bounded(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || {
+                let mut state = State {
+                    tail,
+                    segment_size,
+                    buffer: Vec::with_capacity(1 << 20),
+                };
+                if let Err(error) = state.run(&receiver, &*report) {
+                    log::error!("journal writer stopped: {error}");
+                    report(Event::Failed(error.to_string()));
+                }
+            })
+            .expect("spawning the journal writer thread");
+        Writer {
+            sender,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a command without blocking; gives it back if the queue is full.
+    pub fn try_send(&self, command: Command) -> std::result::Result<(), Command> {
+        self.sender.try_send(command).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
+    }
+
+    /// Finishes everything queued and joins the thread. Blocks: call off the executor.
+    pub fn stop(mut self) {
+        let _ = self.sender.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct State {
+    tail: Tail,
+    segment_size: u64,
+    buffer: Vec<u8>,
+}
+
+impl State {
+    fn run(&mut self, receiver: &Receiver<Command>, report: &dyn Fn(Event)) -> Result<()> {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let mut durable_to = None;
+            let mut deletions = Vec::new();
+            let mut stop = false;
+            for command in batch {
+                match command {
+                    Command::Append {
+                        entry,
+                        durable,
+                        new_segment,
+                    } => {
+                        if durable {
+                            if new_segment {
+                                self.roll(entry.seq)?;
+                            }
+                            entry.encode_into(&mut self.buffer);
+                        }
+                        durable_to = Some(entry.seq);
+                    }
+                    Command::Delete(first_seq) => deletions.push(first_seq),
+                    Command::Stop => stop = true,
+                }
+            }
+            self.write_and_sync()?;
+            for first_seq in deletions {
+                let path = segment::path_for(&self.tail.dir, first_seq);
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                log::debug!("journal: deleted segment {}", path.display());
+            }
+            if let Some(seq) = durable_to {
+                report(Event::Durable(seq));
+            }
+            if stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered entries at the tail and makes them durable.
+    fn write_and_sync(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let path = segment::path_for(&self.tail.dir, self.tail.first_seq);
+        let io = |e| Error::io(&path, e);
+        if self.tail.offset + self.buffer.len() as u64 > self.tail.capacity {
+            // Only a record larger than a whole segment gets here; config forbids that.
+            return Err(Error::Corrupt {
+                file: path.clone(),
+                offset: self.tail.offset,
+                reason: "record does not fit in a segment".into(),
+            });
+        }
+        self.tail
+            .file
+            .write_all_at(&self.buffer, self.tail.offset)
+            .map_err(io)?;
+        self.tail.file.sync_data().map_err(io)?;
+        self.tail.offset += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Makes what is buffered durable in the old segment, then continues in a new one.
+    fn roll(&mut self, first_seq: u64) -> Result<()> {
+        self.write_and_sync()?;
+        let file = segment::create(&self.tail.dir, first_seq, self.segment_size)?;
+        self.tail.file = file;
+        self.tail.first_seq = first_seq;
+        self.tail.offset = segment::HEADER_LEN;
+        self.tail.capacity = self.segment_size;
+        Ok(())
+    }
+}

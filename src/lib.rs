@@ -1,0 +1,33 @@
+//! mirrormq: a STOMP message broker whose master/slave pair never loses a message a
+//! client was told is safe.
+//!
+//! # Layout
+//! The broker is a deterministic state machine over journal records:
+//!
+//! ```text
+//!  client frame ─► session ─► core task: broker.apply(op) ─► record (epoch, seq)
+//!                                                   ├─► journal writer (group commit, fsync)
+//!                                                   └─► dispatch to consumers
+//!                  RECEIPT once the record is durable
+//! ```
+//!
+//! - [`stomp`]: the wire format, no I/O.
+//! - [`broker`]: queues, topics, consumers, `apply(op)`; no I/O, no clock.
+//! - [`journal`]: segment files, recovery, the group-commit writer thread, the data-dir lock.
+//! - [`connection`]: a buffered socket that reads and writes STOMP frames.
+//! - [`session`]: one client connection: CONNECT, auth, heart-beats, frames to core requests.
+//! - [`core`]: the one task that owns the broker and sequences every record.
+//! - [`server`]: wiring: listeners, the core, shutdown.
+//! - [`config`], [`error`], and the two seams: [`runtime`] (async-std) and [`codec`] (bincode).
+//!
+//! docs/architecture.md walks through the same picture in more detail.
+
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod journal;
+pub mod runtime;
+pub mod stomp;
+
+pub use error::{Error, Result};

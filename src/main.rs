@@ -1,0 +1,2 @@
+//! The `mirrormq` command line.
+fn main() {}

@@ -1,0 +1,52 @@
+//! The async runtime seam: the only file that names `async_std`.
+//!
+//! async-std is unmaintained upstream, so everything above this file uses `futures`
+//! traits and channels plus the few functions and types re-exported here. Swapping the
+//! runtime means editing this one file. Nothing here knows about brokers or STOMP.
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use async_std::net::{TcpListener, TcpStream};
+pub use async_std::task::JoinHandle;
+
+/// Runs a future to completion on the current thread, driving the runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    async_std::task::block_on(future)
+}
+
+/// Spawns a task on the runtime's executor threads.
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    async_std::task::spawn(future)
+}
+
+/// Runs blocking work (file I/O, thread joins) off the executor threads.
+pub fn spawn_blocking<F, T>(work: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    async_std::task::spawn_blocking(work)
+}
+
+/// Waits for `duration` without blocking an executor thread.
+pub async fn sleep(duration: Duration) {
+    async_std::task::sleep(duration).await
+}
+
+/// Runs `future` for at most `duration`; `None` if the time ran out first.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    async_std::future::timeout(duration, future).await.ok()
+}
+
+/// Opens a TCP connection with Nagle's algorithm off: every STOMP frame we write is a
+/// whole message someone is waiting for, so batching belongs to us, not to the kernel.
+pub async fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
