@@ -18,6 +18,7 @@
 //! - [`session`]: one client connection: CONNECT, auth, heart-beats, frames to core requests.
 //! - [`core`]: the one task that owns the broker and sequences every record.
 //! - [`server`]: wiring: listeners, the core, shutdown.
+//! - [`verify`]: reads a whole store read-only (`mirrormq verify`).
 //! - [`config`], [`error`], and the two seams: [`runtime`] (async-std) and [`codec`] (bincode).
 //!
 //! docs/architecture.md walks through the same picture in more detail.
@@ -25,9 +26,14 @@
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod connection;
+pub mod core;
 pub mod error;
 pub mod journal;
 pub mod runtime;
+pub mod server;
+pub mod session;
 pub mod stomp;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -47,7 +47,8 @@ pub struct Recovered {
 
 /// The core's handle on the store.
 pub struct Journal {
-    writer: Writer,
+    /// `None` once handed to `stopper`.
+    writer: Option<Writer>,
     ledger: Ledger,
     /// Commands not yet taken by the writer's bounded queue.
     outbox: VecDeque<Command>,
@@ -86,7 +87,7 @@ impl Journal {
             ledger.note(*segment, applied);
         }
         let mut journal = Journal {
-            writer: Writer::start(tail, segment_size, report),
+            writer: Some(Writer::start(tail, segment_size, report)),
             ledger,
             outbox: VecDeque::new(),
             meta: meta.clone(),
@@ -137,8 +138,11 @@ impl Journal {
 
     /// Hands queued commands to the writer without blocking; true if none are left.
     pub fn pump(&mut self) -> bool {
+        let Some(writer) = &self.writer else {
+            return self.outbox.is_empty();
+        };
         while let Some(command) = self.outbox.pop_front() {
-            if let Err(command) = self.writer.try_send(command) {
+            if let Err(command) = writer.try_send(command) {
                 self.outbox.push_front(command);
                 return false;
             }
@@ -159,21 +163,22 @@ impl Journal {
         self.ledger.segment_count()
     }
 
-    /// Writes out everything queued and stops the writer. Blocks until done.
-    pub fn stop(mut self) {
-        while let Some(command) = self.outbox.pop_front() {
-            // The writer is draining, so a full queue frees up; retry until taken.
-            let mut pending = command;
-            loop {
-                match self.writer.try_send(pending) {
-                    Ok(()) => break,
-                    Err(back) => {
-                        pending = back;
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
+    /// Takes the writer and what is still queued for it; the returned closure writes it
+    /// all out and stops the thread. It blocks: run it off the executor. The journal
+    /// accepts nothing more afterwards.
+    pub fn stopper(&mut self) -> impl FnOnce() + Send + 'static {
+        let writer = self.writer.take();
+        let mut outbox = std::mem::take(&mut self.outbox);
+        move || {
+            let Some(writer) = writer else { return };
+            while let Some(mut command) = outbox.pop_front() {
+                // The writer is draining, so a full queue frees up; wait for room.
+                while let Err(back) = writer.try_send(command) {
+                    command = back;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
                 }
             }
+            writer.stop();
         }
-        self.writer.stop();
     }
 }

@@ -1,0 +1,439 @@
+//! The core: the one task that owns the broker and puts every record in order.
+//!
+//! Sessions send [`Request`]s; the core validates each against the broker, turns it into
+//! an `Op`, gives it the next seq, applies it, and hands the encoded record to the
+//! journal. Receipts wait in seq order until the journal reports them durable. Messages
+//! are dispatched as soon as they are applied (a consumer may see a message before its
+//! producer's receipt; the receipt still waits for the disk). Holds no lock across an
+//! await and never blocks: when the journal's queue is full the core stops taking
+//! requests, which backs the bounded request channel up into the sessions.
+
+pub mod request;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt};
+
+use crate::broker::{Broker, Delivery, Op, Removal, SessionId};
+use crate::codec;
+use crate::journal::{Entry, Event, Journal};
+use crate::stomp::{Command, Frame};
+pub use request::{AckRef, Outgoing, Request};
+
+/// Requests taken per turn before the core dispatches and pumps the journal.
+const BATCH: usize = 512;
+
+/// Why the core stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Shutdown,
+    JournalFailed(String),
+}
+
+/// Shared gauge of message memory, read by sessions to slow producers.
+#[derive(Debug, Clone)]
+pub struct MemoryGauge {
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl MemoryGauge {
+    pub fn new(limit: usize) -> MemoryGauge {
+        MemoryGauge {
+            used: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+    pub fn over_limit(&self) -> bool {
+        self.used.load(Ordering::Relaxed) >= self.limit
+    }
+}
+
+pub struct Core {
+    broker: Broker,
+    journal: Journal,
+    epoch: u64,
+    next_seq: u64,
+    durable_seq: u64,
+    sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
+    /// Receipts waiting for their seq to be durable, in seq order.
+    receipts: VecDeque<(u64, SessionId, String, bool)>,
+    memory: MemoryGauge,
+    memory_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Core {
+    /// `next_seq` and `epoch` come from recovery; everything up to `next_seq - 1` is durable.
+    pub fn new(
+        broker: Broker,
+        journal: Journal,
+        epoch: u64,
+        next_seq: u64,
+        memory: MemoryGauge,
+    ) -> Core {
+        memory.used.store(broker.memory_used(), Ordering::Relaxed);
+        Core {
+            broker,
+            journal,
+            epoch,
+            next_seq,
+            durable_seq: next_seq - 1,
+            sessions: HashMap::new(),
+            receipts: VecDeque::new(),
+            memory,
+            memory_waiters: Vec::new(),
+        }
+    }
+
+    /// Serves requests until `Shutdown` (or until the journal fails).
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) -> Exit {
+        let exit = loop {
+            let turn = if self.journal.backlog() > 0 {
+                // The writer is behind: take no new work until it reports progress.
+                Turn::Event(events.next().await)
+            } else {
+                futures::select! {
+                    request = requests.next() => Turn::Request(request),
+                    event = events.next() => Turn::Event(event),
+                }
+            };
+            let mut stop = false;
+            match turn {
+                Turn::Request(Some(Request::Shutdown) | None) => stop = true,
+                Turn::Request(Some(request)) => {
+                    self.handle(request);
+                    // Take what else is waiting, so one dispatch and one journal hand-off
+                    // serve the whole batch.
+                    for _ in 1..BATCH {
+                        match requests.next().now_or_never() {
+                            Some(Some(Request::Shutdown) | None) => {
+                                stop = true;
+                                break;
+                            }
+                            Some(Some(request)) => self.handle(request),
+                            None => break,
+                        }
+                    }
+                }
+                Turn::Event(Some(Event::Durable(seq))) => self.durable(seq),
+                Turn::Event(Some(Event::Failed(why))) => break Exit::JournalFailed(why),
+                Turn::Event(None) => break Exit::JournalFailed("journal writer vanished".into()),
+            }
+            self.dispatch();
+            self.journal.pump();
+            self.update_memory();
+            if stop {
+                break Exit::Shutdown;
+            }
+        };
+        self.finish(events, &exit).await;
+        exit
+    }
+
+    /// Drains the journal (blocking work, off the executor), releases the receipts it
+    /// made durable, and closes every session.
+    async fn finish(mut self, mut events: mpsc::UnboundedReceiver<Event>, exit: &Exit) {
+        if *exit == Exit::Shutdown {
+            crate::runtime::spawn_blocking(self.journal.stopper()).await;
+            while let Some(Some(event)) = events.next().now_or_never() {
+                if let Event::Durable(seq) = event {
+                    self.durable(seq);
+                }
+            }
+        }
+        // Dropping the senders ends each writer once it has written what is queued.
+        self.sessions.clear();
+    }
+
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::Open { session, outbound } => {
+                self.sessions.insert(session, outbound);
+            }
+            Request::Send {
+                session,
+                message,
+                receipt,
+            } => {
+                let seq = self.record(Op::Send(message));
+                self.receipt_at(session, receipt, seq, false);
+            }
+            Request::Subscribe {
+                session,
+                sub,
+                destination,
+                subscription,
+                ack,
+                prefetch,
+                receipt,
+            } => {
+                self.broker.subscribe(
+                    crate::broker::ConsumerKey { session, sub },
+                    destination,
+                    subscription,
+                    ack,
+                    prefetch,
+                );
+                // Before any MESSAGE of the subscription: the receipt goes first.
+                self.receipt_now(session, receipt, false);
+            }
+            Request::Unsubscribe {
+                session,
+                sub,
+                receipt,
+            } => {
+                let ops = self
+                    .broker
+                    .unsubscribe(crate::broker::ConsumerKey { session, sub });
+                let seq = self.record_all(ops);
+                self.receipt_at(session, receipt, seq, false);
+            }
+            Request::Ack {
+                session,
+                ack,
+                receipt,
+            } => match self.broker.ack(session, ack.sub, ack.id) {
+                Ok(removals) => {
+                    let seq = self.record_removals(removals);
+                    self.receipt_at(session, receipt, seq, false);
+                }
+                Err(refused) => self.fail_session(session, &refused.0, receipt),
+            },
+            Request::Nack {
+                session,
+                ack,
+                receipt,
+            } => match self.broker.nack(session, ack.sub, ack.id) {
+                Ok(ops) => {
+                    let seq = self.record_all(ops);
+                    self.receipt_at(session, receipt, seq, false);
+                }
+                Err(refused) => self.fail_session(session, &refused.0, receipt),
+            },
+            Request::Commit {
+                session,
+                sends,
+                acks,
+                nacks,
+                receipt,
+            } => self.commit(session, sends, acks, nacks, receipt),
+            Request::Written { session, sub, ids } => {
+                let removals = self
+                    .broker
+                    .written(crate::broker::ConsumerKey { session, sub }, &ids);
+                self.record_removals(removals);
+            }
+            Request::Barrier {
+                session,
+                receipt,
+                close,
+            } => {
+                let last = self.next_seq - 1;
+                self.receipt_at(session, Some(receipt), last, close);
+            }
+            Request::Close { session } => self.close_session(session),
+            Request::WaitForMemory(waiter) => self.memory_waiters.push(waiter),
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Request::Shutdown => {}
+        }
+    }
+
+    /// Validates every ACK and NACK of a transaction first, so a bad one rejects the
+    /// whole transaction and nothing of it takes effect.
+    fn commit(
+        &mut self,
+        session: SessionId,
+        sends: Vec<crate::broker::NewMessage>,
+        acks: Vec<AckRef>,
+        nacks: Vec<AckRef>,
+        receipt: Option<String>,
+    ) {
+        let mut removals: Vec<Removal> = Vec::new();
+        for ack in &acks {
+            match self.broker.ack(session, ack.sub, ack.id) {
+                Ok(more) => {
+                    for removal in more {
+                        if !removals.contains(&removal) {
+                            removals.push(removal);
+                        }
+                    }
+                }
+                Err(refused) => {
+                    return self.fail_session(
+                        session,
+                        &format!("transaction rejected: {}", refused.0),
+                        receipt,
+                    )
+                }
+            }
+        }
+        let mut seq = self.record(Op::Commit {
+            sends,
+            acks: removals,
+        });
+        for nack in nacks {
+            // A NACK of a message the same transaction acked has nothing left to do.
+            if let Ok(ops) = self.broker.nack(session, nack.sub, nack.id) {
+                seq = seq.max(self.record_all(ops));
+            }
+        }
+        self.receipt_at(session, receipt, seq, false);
+    }
+
+    /// Sequences, applies and journals one op; returns its seq.
+    fn record(&mut self, op: Op) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let applied = self.broker.apply(seq, &op, true);
+        let payload = match codec::encode(&op) {
+            Ok(bytes) => bytes::Bytes::from(bytes),
+            // Our own types always encode; if one ever does not, it is a bug to report
+            // loudly, and the record still holds its place in seq order.
+            Err(error) => {
+                log::error!("cannot encode record {seq}: {error}");
+                bytes::Bytes::new()
+            }
+        };
+        self.journal.append(
+            Entry {
+                epoch: self.epoch,
+                seq,
+                payload,
+            },
+            &applied,
+        );
+        seq
+    }
+
+    /// Records each op in order; returns the last seq (or the last assigned, if none).
+    fn record_all(&mut self, ops: Vec<Op>) -> u64 {
+        ops.into_iter()
+            .fold(self.next_seq - 1, |_, op| self.record(op))
+    }
+
+    fn record_removals(&mut self, removals: Vec<Removal>) -> u64 {
+        if removals.is_empty() {
+            self.next_seq - 1
+        } else {
+            self.record(Op::Ack(removals))
+        }
+    }
+
+    fn receipt_frame(receipt: String) -> Frame {
+        Frame::new(Command::Receipt).with_header("receipt-id", receipt)
+    }
+
+    /// Sends `receipt` once `seq` is durable; `close` ends the session after it.
+    fn receipt_at(&mut self, session: SessionId, receipt: Option<String>, seq: u64, close: bool) {
+        let Some(receipt) = receipt else { return };
+        if seq <= self.durable_seq && self.receipts.is_empty() {
+            self.receipt_now(session, Some(receipt), close);
+        } else {
+            self.receipts.push_back((seq, session, receipt, close));
+        }
+    }
+
+    fn receipt_now(&mut self, session: SessionId, receipt: Option<String>, close: bool) {
+        if let Some(receipt) = receipt {
+            let frame = Self::receipt_frame(receipt);
+            if close {
+                // DISCONNECT: the receipt is the last frame, then the session is gone.
+                self.send_to(session, Outgoing::Final(frame));
+                self.close_session(session);
+            } else {
+                self.send_to(session, Outgoing::Frame(frame));
+            }
+        }
+    }
+
+    fn durable(&mut self, seq: u64) {
+        self.durable_seq = self.durable_seq.max(seq);
+        while self
+            .receipts
+            .front()
+            .is_some_and(|(s, ..)| *s <= self.durable_seq)
+        {
+            if let Some((_, session, receipt, close)) = self.receipts.pop_front() {
+                self.receipt_now(session, Some(receipt), close);
+            }
+        }
+    }
+
+    fn dispatch(&mut self) {
+        for delivery in self.broker.dispatch() {
+            self.deliver(delivery);
+        }
+    }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        let session = delivery.consumer.session;
+        self.send_to(session, Outgoing::Deliver(delivery));
+    }
+
+    /// Queues for a session; one that has stopped reading is cut off as a slow consumer.
+    fn send_to(&mut self, session: SessionId, outgoing: Outgoing) {
+        let Some(outbound) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if let Err(error) = outbound.try_send(outgoing) {
+            if error.is_full() {
+                log::warn!("session {}: its client is not reading and its outbound queue is full (stomp.max_pending_frames); disconnecting it as a slow consumer", session.0);
+            }
+            self.close_session(session);
+        }
+    }
+
+    fn fail_session(&mut self, session: SessionId, message: &str, receipt: Option<String>) {
+        let mut frame = Frame::new(Command::Error).with_header("message", message);
+        if let Some(receipt) = receipt {
+            frame = frame.with_header("receipt-id", receipt);
+        }
+        self.send_to(session, Outgoing::Final(frame));
+        self.close_session(session);
+    }
+
+    /// Forgets a session: its unacked messages go back to their queues.
+    fn close_session(&mut self, session: SessionId) {
+        self.sessions.remove(&session);
+        let ops = self.broker.close_session(session);
+        self.record_all(ops);
+    }
+
+    fn update_memory(&mut self) {
+        self.memory
+            .used
+            .store(self.broker.memory_used(), Ordering::Relaxed);
+        if !self.memory_waiters.is_empty() && !self.memory.over_limit() {
+            for waiter in self.memory_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Queue depths, for the status line.
+    pub fn status(&self) -> String {
+        format!(
+            "epoch {} seq {} durable {} messages {} memory {} KiB segments {}",
+            self.epoch,
+            self.next_seq - 1,
+            self.durable_seq,
+            self.broker.message_count(),
+            self.broker.memory_used() / 1024,
+            self.journal.segment_count()
+        )
+    }
+}
+
+enum Turn {
+    Request(Option<Request>),
+    Event(Option<Event>),
+}

@@ -1,0 +1,581 @@
+//! One client connection: CONNECT, then frames turned into core requests.
+//!
+//! Owns what is scoped to a connection: its negotiated version, subscription ids, open
+//! transactions, heart-beat deadlines. Validates every frame (required headers, known
+//! ids) and answers bad input with an ERROR frame and a close, never a panic; the broker
+//! state lives in the core, which this module only talks to through requests. Frames
+//! inside a transaction are buffered here and reach the core as one COMMIT.
+
+pub mod handshake;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::SinkExt;
+
+use crate::broker::{AckMode, Destination, MessageId, NewMessage, SessionId};
+use crate::config::Config;
+use crate::connection::{FrameReader, Inbound, ReadError};
+use crate::core::{AckRef, MemoryGauge, Outgoing, Request};
+use crate::runtime::{self, TcpStream};
+use crate::stomp::{Command, Frame, ParseLimits, Version};
+
+/// What every session shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub requests: mpsc::Sender<Request>,
+    pub memory: MemoryGauge,
+    pub limits: ParseLimits,
+    next_session: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(
+        config: Arc<Config>,
+        requests: mpsc::Sender<Request>,
+        memory: MemoryGauge,
+    ) -> Shared {
+        let limits = ParseLimits {
+            max_frame_size: config.stomp.max_frame_size.bytes(),
+            max_headers: config.stomp.max_headers,
+            max_header_length: config.stomp.max_header_length,
+            ..ParseLimits::default()
+        };
+        Shared {
+            config,
+            requests,
+            memory,
+            limits,
+            next_session: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Headers the broker owns: a client's values for them are dropped, not stored.
+const BROKER_HEADERS: &[&str] = &[
+    "destination",
+    "receipt",
+    "transaction",
+    "content-length",
+    "message-id",
+    "subscription",
+    "ack",
+    "redelivered",
+    "persistent",
+];
+
+/// A protocol error: the client gets an ERROR frame with this message, then is closed.
+struct Fatal(String);
+
+impl<T: std::fmt::Display> From<T> for Fatal {
+    fn from(message: T) -> Fatal {
+        Fatal(message.to_string())
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// DISCONNECT: the core closes the session after the receipt, if one was asked for.
+    Disconnected {
+        receipt_pending: bool,
+    },
+}
+
+struct Subscription {
+    key: u64,
+}
+
+#[derive(Default)]
+struct Transaction {
+    sends: Vec<NewMessage>,
+    acks: Vec<AckRef>,
+    nacks: Vec<AckRef>,
+}
+
+impl Transaction {
+    fn frames(&self) -> usize {
+        self.sends.len() + self.acks.len() + self.nacks.len()
+    }
+}
+
+struct Session {
+    id: SessionId,
+    version: Version,
+    shared: Arc<Shared>,
+    requests: mpsc::Sender<Request>,
+    /// The reader's own way to queue frames (receipts it answers itself, ERRORs).
+    outbound: mpsc::Sender<Outgoing>,
+    subscriptions: HashMap<String, Subscription>,
+    next_sub: u64,
+    transactions: HashMap<String, Transaction>,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let id = SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed));
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    log::debug!("session {}: connection from {peer}", id.0);
+    let mut reader = FrameReader::new(stream.clone(), shared.limits.clone());
+    let connect =
+        match runtime::timeout(shared.config.connect_timeout(), reader.read(Version::V1_0)).await {
+            None => {
+                log::debug!(
+                    "session {}: no CONNECT within {:?}; closing",
+                    id.0,
+                    shared.config.connect_timeout()
+                );
+                return close_with_error(
+                    &stream,
+                    Version::V1_0,
+                    "no CONNECT frame within the connect timeout",
+                )
+                .await;
+            }
+            Some(Ok(Some(Inbound::Frame(frame)))) => frame,
+            Some(Ok(Some(Inbound::HeartBeat))) => {
+                return close_with_error(
+                    &stream,
+                    Version::V1_0,
+                    "expected CONNECT or STOMP, got a heart-beat",
+                )
+                .await
+            }
+            Some(Ok(None)) => return,
+            Some(Err(error)) => {
+                return close_with_error(&stream, Version::V1_0, &error.to_string()).await
+            }
+        };
+    let session_name = format!("{}-{}", shared.config.broker.name, id.0);
+    let (negotiated, connected) =
+        match handshake::negotiate(&connect, &shared.config, &session_name) {
+            Ok(ok) => ok,
+            Err(error) => {
+                log::info!(
+                    "session {}: CONNECT from {peer} refused: {}",
+                    id.0,
+                    error.header("message").unwrap_or("")
+                );
+                let mut writer = crate::connection::FrameWriter::new(&stream, Version::V1_0);
+                let _ = writer.send(&error).await;
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        };
+    let (outbound, outbound_rx) = mpsc::channel(shared.config.stomp.max_pending_frames);
+    let mut session = Session {
+        id,
+        version: negotiated.version,
+        requests: shared.requests.clone(),
+        shared: shared.clone(),
+        outbound: outbound.clone(),
+        subscriptions: HashMap::new(),
+        next_sub: 1,
+        transactions: HashMap::new(),
+    };
+    // CONNECTED goes first on the queue the writer drains, ahead of anything the core sends.
+    let mut first = outbound.clone();
+    if first.try_send(Outgoing::Frame(connected)).is_err()
+        || session
+            .requests
+            .send(Request::Open {
+                session: id,
+                outbound,
+            })
+            .await
+            .is_err()
+    {
+        return;
+    }
+    runtime::spawn(writer::run(
+        stream.clone(),
+        negotiated.version,
+        negotiated.send_every,
+        outbound_rx,
+        shared.requests.clone(),
+        id,
+    ));
+    let grace = shared.config.stomp.heartbeat_grace;
+    let read_deadline = negotiated.expect_every.map(|every| every.mul_f64(grace));
+    let flow = session.read_loop(&mut reader, read_deadline).await;
+    if flow
+        != (Flow::Disconnected {
+            receipt_pending: true,
+        })
+    {
+        let _ = session.requests.send(Request::Close { session: id }).await;
+    }
+    log::debug!("session {}: closed", id.0);
+}
+
+async fn close_with_error(stream: &TcpStream, version: Version, message: &str) {
+    let frame = Frame::new(Command::Error).with_header("message", message);
+    let mut writer = crate::connection::FrameWriter::new(stream, version);
+    let _ = runtime::timeout(std::time::Duration::from_secs(1), writer.send(&frame)).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+impl Session {
+    async fn read_loop(
+        &mut self,
+        reader: &mut FrameReader<TcpStream>,
+        deadline: Option<std::time::Duration>,
+    ) -> Flow {
+        loop {
+            let read = match deadline {
+                Some(deadline) => match runtime::timeout(deadline, reader.read(self.version)).await
+                {
+                    Some(read) => read,
+                    None => {
+                        log::info!(
+                            "session {}: no heart-beat for {:?}; closing the connection",
+                            self.id.0,
+                            deadline
+                        );
+                        return Flow::Continue;
+                    }
+                },
+                None => reader.read(self.version).await,
+            };
+            let frame = match read {
+                Ok(Some(Inbound::Frame(frame))) => frame,
+                Ok(Some(Inbound::HeartBeat)) => continue,
+                Ok(None) => return Flow::Continue,
+                Err(ReadError::Io(error)) => {
+                    log::debug!("session {}: {error}", self.id.0);
+                    return Flow::Continue;
+                }
+                Err(error) => {
+                    self.fatal(Fatal(error.to_string()), None);
+                    return Flow::Continue;
+                }
+            };
+            let receipt = frame.header("receipt").map(str::to_string);
+            log::trace!("session {}: {}", self.id.0, frame.command.as_str());
+            match self.on_frame(frame).await {
+                Ok(Flow::Continue) => {}
+                Ok(flow) => return flow,
+                Err(fatal) => {
+                    self.fatal(fatal, receipt);
+                    return Flow::Continue;
+                }
+            }
+        }
+    }
+
+    fn fatal(&mut self, fatal: Fatal, receipt: Option<String>) {
+        log::debug!("session {}: protocol error: {}", self.id.0, fatal.0);
+        let mut frame = Frame::new(Command::Error)
+            .with_header("message", fatal.0.clone())
+            .with_header("content-type", "text/plain")
+            .with_body(fatal.0.into_bytes());
+        if let Some(receipt) = receipt {
+            frame = frame.with_header("receipt-id", receipt);
+        }
+        let _ = self.outbound.try_send(Outgoing::Final(frame));
+    }
+
+    async fn request(&mut self, request: Request) -> Result<(), Fatal> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| Fatal("the broker is shutting down".into()))
+    }
+
+    /// Answers a frame the session handled itself (it has no durable effect yet).
+    fn receipt_now(&mut self, receipt: Option<String>) {
+        if let Some(receipt) = receipt {
+            let frame = Frame::new(Command::Receipt).with_header("receipt-id", receipt);
+            let _ = self.outbound.try_send(Outgoing::Frame(frame));
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Result<Flow, Fatal> {
+        let receipt = frame.header("receipt").map(str::to_string);
+        match frame.command {
+            Command::Send => self.on_send(frame, receipt).await?,
+            Command::Subscribe => self.on_subscribe(&frame, receipt).await?,
+            Command::Unsubscribe => self.on_unsubscribe(&frame, receipt).await?,
+            Command::Ack | Command::Nack => self.on_ack(&frame, receipt).await?,
+            Command::Begin => {
+                let name = required(&frame, "transaction")?;
+                if self.transactions.contains_key(name) {
+                    return Err(Fatal(format!("transaction '{name}' is already open")));
+                }
+                self.transactions
+                    .insert(name.to_string(), Transaction::default());
+                self.receipt_now(receipt);
+            }
+            Command::Commit => {
+                let tx = self.take_transaction(&frame)?;
+                if !tx.sends.is_empty() {
+                    self.wait_for_memory().await?;
+                }
+                let (sends, acks, nacks) = (tx.sends, tx.acks, tx.nacks);
+                self.request(Request::Commit {
+                    session: self.id,
+                    sends,
+                    acks,
+                    nacks,
+                    receipt,
+                })
+                .await?;
+            }
+            Command::Abort => {
+                self.take_transaction(&frame)?;
+                self.receipt_now(receipt);
+            }
+            Command::Disconnect => {
+                let receipt_pending = receipt.is_some();
+                if let Some(receipt) = receipt {
+                    self.request(Request::Barrier {
+                        session: self.id,
+                        receipt,
+                        close: true,
+                    })
+                    .await?;
+                }
+                return Ok(Flow::Disconnected { receipt_pending });
+            }
+            Command::Connect | Command::Stomp => {
+                return Err(Fatal(
+                    "duplicate CONNECT: this connection is already connected".into(),
+                ))
+            }
+            other => {
+                return Err(Fatal(format!(
+                    "clients may not send {} frames",
+                    other.as_str()
+                )))
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_send(&mut self, frame: Frame, receipt: Option<String>) -> Result<(), Fatal> {
+        let destination = Destination::parse(required(&frame, "destination")?)?;
+        let persistent = frame.header("persistent") == Some("true");
+        let transaction = frame.header("transaction").map(str::to_string);
+        let mut headers = Vec::with_capacity(frame.headers.len());
+        for (name, value) in frame.headers {
+            let owned = BROKER_HEADERS.contains(&name.as_str());
+            // First occurrence wins, as in the spec; later repeats are dropped.
+            if !owned && !headers.iter().any(|(n, _): &(String, String)| *n == name) {
+                headers.push((name, value));
+            }
+        }
+        let message = NewMessage {
+            destination,
+            headers,
+            body: frame.body,
+            persistent,
+        };
+        if let Some(name) = transaction {
+            let limit = self.shared.config.stomp.max_transaction_frames;
+            let tx = self.open_transaction(&name, limit)?;
+            tx.sends.push(message);
+            self.receipt_now(receipt);
+            return Ok(());
+        }
+        self.wait_for_memory().await?;
+        self.request(Request::Send {
+            session: self.id,
+            message,
+            receipt,
+        })
+        .await
+    }
+
+    /// Past the memory limit a producer waits here, and its receipts with it.
+    async fn wait_for_memory(&mut self) -> Result<(), Fatal> {
+        if self.shared.memory.over_limit() {
+            log::debug!(
+                "session {}: memory limit reached; producer waits",
+                self.id.0
+            );
+            let (done, wait) = oneshot::channel();
+            self.request(Request::WaitForMemory(done)).await?;
+            wait.await
+                .map_err(|_| Fatal("the broker is shutting down".into()))?;
+        }
+        Ok(())
+    }
+
+    async fn on_subscribe(&mut self, frame: &Frame, receipt: Option<String>) -> Result<(), Fatal> {
+        let destination_text = required(frame, "destination")?;
+        let destination = Destination::parse(destination_text)?;
+        let id = match (frame.header("id"), self.version) {
+            (Some(id), _) => id.to_string(),
+            (None, Version::V1_0) => destination_text.to_string(),
+            (None, _) => {
+                return Err(Fatal(
+                    "SUBSCRIBE needs an 'id' header in STOMP 1.1 and 1.2".into(),
+                ))
+            }
+        };
+        if self.subscriptions.contains_key(&id) {
+            return Err(Fatal(format!(
+                "subscription id '{id}' is already in use on this connection"
+            )));
+        }
+        let ack = match frame.header("ack") {
+            None => AckMode::Auto,
+            Some(text) => AckMode::parse(text).ok_or_else(|| {
+                Fatal(format!(
+                    "invalid ack mode '{text}': use auto, client or client-individual"
+                ))
+            })?,
+        };
+        let prefetch = match frame
+            .header("activemq.prefetchSize")
+            .or(frame.header("prefetch-count"))
+        {
+            None => self.shared.config.stomp.default_prefetch as usize,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => n as usize,
+                _ => {
+                    return Err(Fatal(format!(
+                        "invalid prefetch size '{text}': a whole number of at least 1"
+                    )))
+                }
+            },
+        };
+        let key = self.next_sub;
+        self.next_sub += 1;
+        self.subscriptions.insert(id.clone(), Subscription { key });
+        self.request(Request::Subscribe {
+            session: self.id,
+            sub: key,
+            destination,
+            subscription: Arc::from(id),
+            ack,
+            prefetch,
+            receipt,
+        })
+        .await
+    }
+
+    async fn on_unsubscribe(
+        &mut self,
+        frame: &Frame,
+        receipt: Option<String>,
+    ) -> Result<(), Fatal> {
+        let id = match (frame.header("id"), self.version) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => required(frame, "destination")?,
+            (None, _) => return Err(Fatal("UNSUBSCRIBE needs an 'id' header".into())),
+        };
+        let subscription = self
+            .subscriptions
+            .remove(id)
+            .ok_or_else(|| Fatal(format!("no subscription with id '{id}' on this connection")))?;
+        self.request(Request::Unsubscribe {
+            session: self.id,
+            sub: subscription.key,
+            receipt,
+        })
+        .await
+    }
+
+    /// Reads the version-specific headers of an ACK or NACK.
+    fn ack_ref(&self, frame: &Frame) -> Result<AckRef, Fatal> {
+        let verb = frame.command.as_str();
+        if self.version == Version::V1_2 {
+            let id = frame.header("id").ok_or_else(|| {
+                Fatal(format!(
+                    "{verb} needs an 'id' header (the MESSAGE's 'ack' value) in STOMP 1.2"
+                ))
+            })?;
+            let (sub, id) = writer::parse_ack_id(id)
+                .ok_or_else(|| Fatal(format!("{verb} id '{id}' was not issued by this broker")))?;
+            return Ok(AckRef { sub: Some(sub), id });
+        }
+        let message_id = required(frame, "message-id")?;
+        let id = MessageId::parse(message_id)
+            .ok_or_else(|| Fatal(format!("unknown message-id '{message_id}'")))?;
+        let sub = match (frame.header("subscription"), self.version) {
+            (Some(name), _) => Some(
+                self.subscriptions
+                    .get(name)
+                    .ok_or_else(|| {
+                        Fatal(format!(
+                            "no subscription with id '{name}' on this connection"
+                        ))
+                    })?
+                    .key,
+            ),
+            (None, Version::V1_1) => {
+                return Err(Fatal(format!(
+                    "{verb} needs a 'subscription' header in STOMP 1.1"
+                )))
+            }
+            (None, _) => None,
+        };
+        Ok(AckRef { sub, id })
+    }
+
+    async fn on_ack(&mut self, frame: &Frame, receipt: Option<String>) -> Result<(), Fatal> {
+        let ack = self.ack_ref(frame)?;
+        let is_ack = frame.command == Command::Ack;
+        if let Some(name) = frame.header("transaction") {
+            let limit = self.shared.config.stomp.max_transaction_frames;
+            let tx = self.open_transaction(name, limit)?;
+            if is_ack {
+                tx.acks.push(ack);
+            } else {
+                tx.nacks.push(ack);
+            }
+            self.receipt_now(receipt);
+            return Ok(());
+        }
+        let session = self.id;
+        let request = if is_ack {
+            Request::Ack {
+                session,
+                ack,
+                receipt,
+            }
+        } else {
+            Request::Nack {
+                session,
+                ack,
+                receipt,
+            }
+        };
+        self.request(request).await
+    }
+
+    fn open_transaction(&mut self, name: &str, limit: usize) -> Result<&mut Transaction, Fatal> {
+        let tx = self
+            .transactions
+            .get_mut(name)
+            .ok_or_else(|| Fatal(format!("no open transaction '{name}' (BEGIN it first)")))?;
+        if tx.frames() >= limit {
+            return Err(Fatal(format!("transaction '{name}' holds more than {limit} frames (stomp.max_transaction_frames)")));
+        }
+        Ok(tx)
+    }
+
+    fn take_transaction(&mut self, frame: &Frame) -> Result<Transaction, Fatal> {
+        let name = required(frame, "transaction")?;
+        self.transactions
+            .remove(name)
+            .ok_or_else(|| Fatal(format!("no open transaction '{name}'")))
+    }
+}
+
+fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, Fatal> {
+    match frame.header(name) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(Fatal(format!(
+            "{} needs a '{name}' header",
+            frame.command.as_str()
+        ))),
+    }
+}
