@@ -1,0 +1,202 @@
+//! Test harness: runs the real `mirrormq` binary on 127.0.0.1 with an ephemeral port and
+//! a temporary data directory, reads its log, and kills it when dropped.
+
+#![allow(dead_code)]
+
+pub mod client;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use client::Client;
+
+/// How long a test waits for something the broker should do promptly.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Lines a process has logged, shared with the thread that reads them.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Log {
+    fn follow(&self, stream: impl std::io::Read + Send + 'static) {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let (lines, changed) = &*log.0;
+                lines.lock().unwrap().push(line);
+                changed.notify_all();
+            }
+        });
+    }
+
+    /// Waits until a line contains `needle`; returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.0;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some(line) = guard.iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.0 .0.lock().unwrap().join("\n")
+    }
+}
+
+/// A running broker process.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: Log,
+    pub config: PathBuf,
+}
+
+/// A folder holding a config and a data directory; brokers can be started on it again.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes a config: `[broker]` extras go in `broker`, the rest (sections) in `rest`.
+    pub fn write_config(&self, name: &str, broker: &str, stomp: &str, rest: &str) -> PathBuf {
+        let text = format!(
+            "[broker]\nname = \"test\"\ndata_dir = \"data\"\nstatus_interval_ms = 0\nlock_retry_ms = 50\n{broker}\n\
+             [stomp]\nbind = \"tcp://127.0.0.1:0\"\n{stomp}\n{rest}\n"
+        );
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts a broker with these config extras and waits for its listener.
+    pub fn start(&self, broker: &str, stomp: &str, rest: &str) -> Broker {
+        let config = self.write_config("broker.toml", broker, stomp, rest);
+        Broker::start(&config)
+    }
+
+    /// Starts a broker on the default config of this site.
+    pub fn start_default(&self) -> Broker {
+        self.start("", "", "")
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_mirrormq")
+}
+
+/// Spawns `mirrormq ARGS` with its stderr followed by a `Log`.
+pub fn spawn(args: &[&str]) -> (Child, Log) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mirrormq");
+    let log = Log::default();
+    log.follow(child.stderr.take().unwrap());
+    log.follow(child.stdout.take().unwrap());
+    (child, log)
+}
+
+impl Broker {
+    /// Starts `mirrormq broker --config PATH` and waits until it listens.
+    pub fn start(config: &Path) -> Broker {
+        let mut broker = Broker::spawn(config);
+        broker.wait_until_listening();
+        broker
+    }
+
+    /// Starts the process without waiting for it to listen.
+    pub fn spawn(config: &Path) -> Broker {
+        let (child, log) = spawn(&["broker", "--config", config.to_str().unwrap()]);
+        Broker {
+            child: Some(child),
+            port: 0,
+            log,
+            config: config.to_path_buf(),
+        }
+    }
+
+    pub fn wait_until_listening(&mut self) {
+        let line = self
+            .log
+            .wait_for("stomp: listening on tcp://", PATIENCE)
+            .unwrap_or_else(|| panic!("broker did not start listening:\n{}", self.log.text()));
+        self.port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// kill -9: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("broker already stopped");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("broker did not exit:\n{}", self.log.text());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
