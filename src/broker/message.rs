@@ -88,6 +88,19 @@ pub struct NewMessage {
     pub persistent: bool,
 }
 
+impl NewMessage {
+    /// Bytes it will hold once stored; the same measure as `Message::footprint`.
+    pub fn cost(&self) -> usize {
+        footprint(&self.headers, &self.body)
+    }
+}
+
+fn footprint(headers: &[(String, String)], body: &Bytes) -> usize {
+    const OVERHEAD: usize = 128;
+    let headers: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    OVERHEAD + body.len() + headers
+}
+
 /// A stored message. Shared by `Arc` between the queue and every delivery of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 
-use crate::broker::{Broker, Delivery, Op, Removal, SessionId};
+use crate::broker::{Broker, Delivery, NewMessage, Op, Removal, SessionId};
 use crate::codec;
 use crate::journal::{Entry, Event, Journal};
 use crate::stomp::{Command, Frame};
@@ -34,22 +34,56 @@ pub enum Exit {
 }
 
 /// Shared gauge of message memory, read by sessions to slow producers.
+///
+/// `stored` is what the broker holds (set by the core); `reserved` is what sessions have
+/// sent on but the core has not applied yet. Counting both keeps the limit firm: without
+/// `reserved`, a burst could overshoot it by a whole request queue.
 #[derive(Debug, Clone)]
 pub struct MemoryGauge {
-    used: Arc<AtomicUsize>,
+    stored: Arc<AtomicUsize>,
+    reserved: Arc<AtomicUsize>,
     limit: usize,
 }
 
 impl MemoryGauge {
     pub fn new(limit: usize) -> MemoryGauge {
         MemoryGauge {
-            used: Arc::new(AtomicUsize::new(0)),
+            stored: Arc::new(AtomicUsize::new(0)),
+            reserved: Arc::new(AtomicUsize::new(0)),
             limit,
         }
     }
+
     pub fn over_limit(&self) -> bool {
-        self.used.load(Ordering::Relaxed) >= self.limit
+        self.stored.load(Ordering::Relaxed) + self.reserved.load(Ordering::Relaxed) >= self.limit
     }
+
+    /// A session is about to send these messages to the core.
+    pub fn reserve(&self, messages: &[NewMessage]) {
+        self.reserved.fetch_add(cost(messages), Ordering::Relaxed);
+    }
+
+    /// The core has applied them and holds `stored` bytes: count them there instead.
+    /// `stored` goes up before `reserved` goes down, so the sum never dips below truth.
+    fn settle(&self, cost: usize, stored: usize) {
+        self.stored.store(stored, Ordering::Relaxed);
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(r.saturating_sub(cost))
+            });
+    }
+}
+
+fn cost(messages: &[NewMessage]) -> usize {
+    messages.iter().map(NewMessage::cost).sum()
+}
+
+/// How the core reaches one session.
+struct SessionHandle {
+    outbound: mpsc::Sender<Outgoing>,
+    /// Shuts the socket down at once, for a client that stopped reading.
+    kill: Box<dyn Fn() + Send>,
 }
 
 pub struct Core {
@@ -58,7 +92,7 @@ pub struct Core {
     epoch: u64,
     next_seq: u64,
     durable_seq: u64,
-    sessions: HashMap<SessionId, mpsc::Sender<Outgoing>>,
+    sessions: HashMap<SessionId, SessionHandle>,
     /// Receipts waiting for their seq to be durable, in seq order.
     receipts: VecDeque<(u64, SessionId, String, bool)>,
     memory: MemoryGauge,
@@ -74,7 +108,7 @@ impl Core {
         next_seq: u64,
         memory: MemoryGauge,
     ) -> Core {
-        memory.used.store(broker.memory_used(), Ordering::Relaxed);
+        memory.stored.store(broker.memory_used(), Ordering::Relaxed);
         Core {
             broker,
             journal,
@@ -154,15 +188,22 @@ impl Core {
 
     fn handle(&mut self, request: Request) {
         match request {
-            Request::Open { session, outbound } => {
-                self.sessions.insert(session, outbound);
+            Request::Open {
+                session,
+                outbound,
+                kill,
+            } => {
+                self.sessions
+                    .insert(session, SessionHandle { outbound, kill });
             }
             Request::Send {
                 session,
                 message,
                 receipt,
             } => {
+                let cost = message.cost();
                 let seq = self.record(Op::Send(message));
+                self.memory.settle(cost, self.broker.memory_used());
                 self.receipt_at(session, receipt, seq, false);
             }
             Request::Subscribe {
@@ -223,7 +264,11 @@ impl Core {
                 acks,
                 nacks,
                 receipt,
-            } => self.commit(session, sends, acks, nacks, receipt),
+            } => {
+                let cost = cost(&sends);
+                self.commit(session, sends, acks, nacks, receipt);
+                self.memory.settle(cost, self.broker.memory_used());
+            }
             Request::Written { session, sub, ids } => {
                 let removals = self
                     .broker
@@ -381,12 +426,13 @@ impl Core {
 
     /// Queues for a session; one that has stopped reading is cut off as a slow consumer.
     fn send_to(&mut self, session: SessionId, outgoing: Outgoing) {
-        let Some(outbound) = self.sessions.get_mut(&session) else {
+        let Some(handle) = self.sessions.get_mut(&session) else {
             return;
         };
-        if let Err(error) = outbound.try_send(outgoing) {
+        if let Err(error) = handle.outbound.try_send(outgoing) {
             if error.is_full() {
                 log::warn!("session {}: its client is not reading and its outbound queue is full (stomp.max_pending_frames); disconnecting it as a slow consumer", session.0);
+                (handle.kill)();
             }
             self.close_session(session);
         }
@@ -403,14 +449,18 @@ impl Core {
 
     /// Forgets a session: its unacked messages go back to their queues.
     fn close_session(&mut self, session: SessionId) {
-        self.sessions.remove(&session);
+        if let Some(mut handle) = self.sessions.remove(&session) {
+            // Closed for every sender (the reader holds one too): the writer drains
+            // what is queued and exits.
+            handle.outbound.close_channel();
+        }
         let ops = self.broker.close_session(session);
         self.record_all(ops);
     }
 
     fn update_memory(&mut self) {
         self.memory
-            .used
+            .stored
             .store(self.broker.memory_used(), Ordering::Relaxed);
         if !self.memory_waiters.is_empty() && !self.memory.over_limit() {
             for waiter in self.memory_waiters.drain(..) {

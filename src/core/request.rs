@@ -19,12 +19,13 @@ pub struct AckRef {
 }
 
 /// A request from a session to the core.
-#[derive(Debug)]
 pub enum Request {
     /// A session completed CONNECT; replies go to `outbound`.
     Open {
         session: SessionId,
         outbound: mpsc::Sender<Outgoing>,
+        /// Shuts the connection down at once (a slow consumer).
+        kill: Box<dyn Fn() + Send>,
     },
     Send {
         session: SessionId,

@@ -187,6 +187,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             .send(Request::Open {
                 session: id,
                 outbound,
+                kill: kill_switch(&stream),
             })
             .await
             .is_err()
@@ -212,6 +213,14 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         let _ = session.requests.send(Request::Close { session: id }).await;
     }
     log::debug!("session {}: closed", id.0);
+}
+
+/// Lets the core shut this connection down without holding the socket type.
+fn kill_switch(stream: &TcpStream) -> Box<dyn Fn() + Send> {
+    let stream = stream.clone();
+    Box::new(move || {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    })
 }
 
 async fn close_with_error(stream: &TcpStream, version: Version, message: &str) {
@@ -316,6 +325,7 @@ impl Session {
                 let tx = self.take_transaction(&frame)?;
                 if !tx.sends.is_empty() {
                     self.wait_for_memory().await?;
+                    self.shared.memory.reserve(&tx.sends);
                 }
                 let (sends, acks, nacks) = (tx.sends, tx.acks, tx.nacks);
                 self.request(Request::Commit {
@@ -384,6 +394,7 @@ impl Session {
             return Ok(());
         }
         self.wait_for_memory().await?;
+        self.shared.memory.reserve(std::slice::from_ref(&message));
         self.request(Request::Send {
             session: self.id,
             message,

@@ -197,7 +197,8 @@ impl Client {
         }
     }
 
-    /// Waits for the RECEIPT `id`, keeping the MESSAGEs that arrive before it.
+    /// Waits for the RECEIPT `id` (passing earlier receipts), keeping the MESSAGEs that
+    /// arrive before it.
     pub fn await_receipt(&mut self, id: &str) -> Vec<Frame> {
         let mut messages = Vec::new();
         loop {
@@ -209,6 +210,7 @@ impl Client {
                 {
                     return messages
                 }
+                Got::Frame(frame) if frame.command == Command::Receipt => {}
                 other => panic!("expected RECEIPT {id}, got {other:?}"),
             }
         }
