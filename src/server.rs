@@ -180,6 +180,11 @@ fn log_startup(config: &Config, lock: &DataDirLock, recovered: &Recovered, broke
         broker.message_count(),
         broker.queue_depths().len()
     );
+    let replication = &config.replication;
+    if replication.bind.is_some() || replication.master_connector_uri.is_some() {
+        // Silently running alone would be the worst outcome for a safety setting.
+        log::warn!("[replication] is configured, but this version runs standalone only: nothing is mirrored and no slave can attach");
+    }
     if let Some((file, offset)) = &recovered.torn_tail {
         log::warn!(
             "recovered: cut a torn tail in {} at offset {offset}",

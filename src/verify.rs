@@ -1,8 +1,8 @@
 //! `mirrormq verify --data-dir DIR`: reads a whole store, read-only, and reports it.
 //!
 //! Every segment is checked record by record (CRC, order, decodability) and replayed into
-//! a broker, as a start-up would, without taking the lock or repairing anything. Used
-//! by scripts/resync.sh to check a copied directory before a broker uses it.
+//! a broker, as a start-up would, without taking the lock or repairing anything: an
+//! operator can check a store, or a copy of one, before a broker uses it.
 
 use std::path::Path;
 

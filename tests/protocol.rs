@@ -173,6 +173,44 @@ fn aborted_transactions_leave_no_trace_and_acks_in_them_can_be_redone() {
 }
 
 #[test]
+fn a_transaction_is_rejected_whole_for_a_bad_nack_or_too_many_bytes() {
+    let site = Site::new();
+    let broker = site.start("", "max_frame_size = \"8KiB\"", "");
+    let mut client = broker.client();
+    client.send_frame(Command::Begin, &[("transaction", "t")], b"");
+    client.send_frame(
+        Command::Send,
+        &[("destination", "/queue/t"), ("transaction", "t")],
+        b"kept?",
+    );
+    client.send_frame(
+        Command::Nack,
+        &[("id", "1.mmq-999-0"), ("transaction", "t")],
+        b"",
+    );
+    client.send_frame(Command::Commit, &[("transaction", "t")], b"");
+    client.expect_error("transaction rejected");
+    let mut big = broker.client();
+    big.send_frame(Command::Begin, &[("transaction", "t")], b"");
+    for _ in 0..3 {
+        big.send_frame(
+            Command::Send,
+            &[("destination", "/queue/t"), ("transaction", "t")],
+            &[b'x'; 3000],
+        );
+    }
+    big.expect_error("bytes of messages");
+    let mut check = broker.client();
+    check.send_receipted("/queue/t", "only", true);
+    check.subscribe("/queue/t", "s", "auto", 10);
+    assert_eq!(
+        body(&check.expect(Command::Message)),
+        "only",
+        "nothing of either transaction took effect"
+    );
+}
+
+#[test]
 fn stomp_1_0_and_1_1_clients_ack_by_message_id() {
     let site = Site::new();
     let broker = site.start_default();

@@ -429,10 +429,10 @@ impl Broker {
                 continue;
             };
             let count = queue.consumers.len();
-            while count > 0 {
-                let Some(&id) = queue.ready.front() else {
-                    break;
-                };
+            if count == 0 {
+                continue;
+            }
+            while let Some(&id) = queue.ready.front() {
                 let chosen = (0..count)
                     .map(|step| (queue.cursor + step) % count)
                     .find(|&i| {

@@ -182,8 +182,10 @@ impl Core {
                 }
             }
         }
-        // Dropping the senders ends each writer once it has written what is queued.
-        self.sessions.clear();
+        // Closing each channel ends its writer once it has written what is queued.
+        for (_, mut handle) in self.sessions.drain() {
+            handle.outbound.close_channel();
+        }
     }
 
     fn handle(&mut self, request: Request) {
@@ -303,15 +305,20 @@ impl Core {
         receipt: Option<String>,
     ) {
         let mut removals: Vec<Removal> = Vec::new();
-        for ack in &acks {
+        let mut seen = std::collections::HashSet::new();
+        for (ack, is_ack) in acks
+            .iter()
+            .map(|a| (a, true))
+            .chain(nacks.iter().map(|n| (n, false)))
+        {
+            // A NACK is checked like an ACK (is the message ours, in flight?) and applied
+            // after the commit.
             match self.broker.ack(session, ack.sub, ack.id) {
-                Ok(more) => {
-                    for removal in more {
-                        if !removals.contains(&removal) {
-                            removals.push(removal);
-                        }
-                    }
+                Ok(more) if is_ack => {
+                    // Cumulative acks overlap; each message is removed once.
+                    removals.extend(more.into_iter().filter(|r| seen.insert(r.id)));
                 }
+                Ok(_) => {}
                 Err(refused) => {
                     return self.fail_session(
                         session,
@@ -341,12 +348,10 @@ impl Core {
         let applied = self.broker.apply(seq, &op, true);
         let payload = match codec::encode(&op) {
             Ok(bytes) => bytes::Bytes::from(bytes),
-            // Our own types always encode; if one ever does not, it is a bug to report
-            // loudly, and the record still holds its place in seq order.
-            Err(error) => {
-                log::error!("cannot encode record {seq}: {error}");
-                bytes::Bytes::new()
-            }
+            // Ops are our own serde types, bounded by the frame and transaction limits,
+            // so encoding cannot fail; if it ever does, that is a bug in those types, and
+            // journaling a record we cannot read back would be worse than stopping.
+            Err(error) => panic!("record {seq} does not encode: {error}"),
         };
         self.journal.append(
             Entry {

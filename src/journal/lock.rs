@@ -3,7 +3,7 @@
 //! An exclusive OS lock (`flock`) on `DATA_DIR/lock`, held for the life of the process
 //! and released by the kernel when it dies, even by kill -9. A second broker on the same
 //! directory waits and retries, saying so in its log: ActiveMQ's shared-storage
-//! master/slave for free. `scripts/resync.sh` tests the same lock with flock(1).
+//! master/slave for free. flock(1) on the same file tells whether a broker holds it.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;

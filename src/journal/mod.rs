@@ -18,6 +18,8 @@ pub mod writer;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use crossbeam_channel::TrySendError;
+
 pub use segment::Entry;
 pub use store::StoreMeta;
 pub use writer::Event;
@@ -142,9 +144,14 @@ impl Journal {
             return self.outbox.is_empty();
         };
         while let Some(command) = self.outbox.pop_front() {
-            if let Err(command) = writer.try_send(command) {
-                self.outbox.push_front(command);
-                return false;
+            match writer.try_send(command) {
+                Ok(()) => {}
+                Err(TrySendError::Full(command)) => {
+                    self.outbox.push_front(command);
+                    return false;
+                }
+                // The writer stopped and reported why; the core is already stopping.
+                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
         true
@@ -171,11 +178,18 @@ impl Journal {
         let mut outbox = std::mem::take(&mut self.outbox);
         move || {
             let Some(writer) = writer else { return };
-            while let Some(mut command) = outbox.pop_front() {
-                // The writer is draining, so a full queue frees up; wait for room.
-                while let Err(back) = writer.try_send(command) {
-                    command = back;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+            'commands: while let Some(mut command) = outbox.pop_front() {
+                loop {
+                    match writer.try_send(command) {
+                        Ok(()) => break,
+                        // The writer is draining, so a full queue frees up; wait for room.
+                        Err(TrySendError::Full(back)) => {
+                            command = back;
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        // It stopped on an error it has reported: nothing more to write.
+                        Err(TrySendError::Disconnected(_)) => break 'commands,
+                    }
                 }
             }
             writer.stop();

@@ -38,21 +38,7 @@ impl StoreMeta {
     pub fn load_or_create(dir: &Path) -> Result<(StoreMeta, bool)> {
         let path = Self::path(dir);
         match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let meta: StoreMeta = toml::from_str(&text).map_err(|e| Error::Corrupt {
-                    file: path.clone(),
-                    offset: 0,
-                    reason: e.to_string(),
-                })?;
-                if meta.epochs.is_empty() {
-                    return Err(Error::Corrupt {
-                        file: path,
-                        offset: 0,
-                        reason: "no epochs listed".into(),
-                    });
-                }
-                Ok((meta, false))
-            }
+            Ok(text) => Ok((Self::parse(&text, &path)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let meta = StoreMeta {
                     store_id: new_store_id(),
@@ -72,11 +58,20 @@ impl StoreMeta {
     pub fn load(dir: &Path) -> Result<StoreMeta> {
         let path = Self::path(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Corrupt {
-            file: path,
+        Self::parse(&text, &path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<StoreMeta> {
+        let corrupt = |reason: String| Error::Corrupt {
+            file: path.to_path_buf(),
             offset: 0,
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        let meta: StoreMeta = toml::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        if meta.epochs.is_empty() {
+            return Err(corrupt("no epochs listed".into()));
+        }
+        Ok(meta)
     }
 
     /// Replaces the file atomically and durably.

@@ -86,11 +86,10 @@ impl Writer {
         }
     }
 
-    /// Queues a command without blocking; gives it back if the queue is full.
-    pub fn try_send(&self, command: Command) -> std::result::Result<(), Command> {
-        self.sender.try_send(command).map_err(|e| match e {
-            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
-        })
+    /// Queues a command without blocking; gives it back if the queue is full or the
+    /// thread has stopped.
+    pub fn try_send(&self, command: Command) -> std::result::Result<(), TrySendError<Command>> {
+        self.sender.try_send(command)
     }
 
     /// Finishes everything queued and joins the thread. Blocks: call off the executor.
@@ -141,10 +140,14 @@ impl State {
                 }
             }
             self.write_and_sync()?;
-            for first_seq in deletions {
-                let path = segment::path_for(&self.tail.dir, first_seq);
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                log::debug!("journal: deleted segment {}", path.display());
+            if !deletions.is_empty() {
+                for first_seq in deletions {
+                    let path = segment::path_for(&self.tail.dir, first_seq);
+                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    log::debug!("journal: deleted segment {}", path.display());
+                }
+                // Deletions must reach the disk in the order the ledger chose them.
+                segment::sync_dir(&self.tail.dir)?;
             }
             if let Some(seq) = durable_to {
                 report(Event::Durable(seq));

@@ -94,6 +94,8 @@ struct Transaction {
     sends: Vec<NewMessage>,
     acks: Vec<AckRef>,
     nacks: Vec<AckRef>,
+    /// Bytes of the buffered messages: the COMMIT record must fit in a journal segment.
+    bytes: usize,
 }
 
 impl Transaction {
@@ -388,7 +390,14 @@ impl Session {
         };
         if let Some(name) = transaction {
             let limit = self.shared.config.stomp.max_transaction_frames;
+            let max_bytes = self.shared.config.stomp.max_frame_size.bytes();
             let tx = self.open_transaction(&name, limit)?;
+            tx.bytes += message.cost();
+            if tx.bytes > max_bytes {
+                return Err(Fatal(format!(
+                    "transaction '{name}' holds more than {max_bytes} bytes of messages (stomp.max_frame_size)"
+                )));
+            }
             tx.sends.push(message);
             self.receipt_now(receipt);
             return Ok(());
@@ -443,7 +452,7 @@ impl Session {
                 ))
             })?,
         };
-        let prefetch = match frame
+        let asked = match frame
             .header("activemq.prefetchSize")
             .or(frame.header("prefetch-count"))
         {
@@ -457,6 +466,10 @@ impl Session {
                 }
             },
         };
+        // A window larger than half the outbound queue would make a healthy consumer
+        // look like a slow one; this way the queue fills only when the client stops
+        // reading (a topic flood, unread receipts).
+        let prefetch = asked.min((self.shared.config.stomp.max_pending_frames / 2).max(1));
         let key = self.next_sub;
         self.next_sub += 1;
         self.subscriptions.insert(id.clone(), Subscription { key });
