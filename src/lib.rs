@@ -19,7 +19,8 @@
 //! - [`core`]: the one task that owns the broker and sequences every record.
 //! - [`server`]: wiring: listeners, the core, shutdown.
 //! - [`verify`]: reads a whole store read-only (`mirrormq verify`).
-//! - [`config`], [`error`], and the two seams: [`runtime`] (async-std) and [`codec`] (bincode).
+//! - [`config`], [`error`], and the two seams that name third-party crates no other file
+//!   may name: [`runtime`] (the async runtime) and [`codec`] (the binary encoding).
 //!
 //! docs/architecture.md walks through the same picture in more detail.
 
