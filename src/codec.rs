@@ -44,6 +44,68 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     Ok(value)
 }
 
+/// Writes `value` as one length-prefixed frame: a u32 LE length, then its encoding.
+pub async fn write_frame<W, T>(writer: &mut W, value: &T) -> Result<()>
+where
+    W: futures::io::AsyncWrite + Unpin,
+    T: Serialize,
+{
+    use futures::io::AsyncWriteExt;
+    let mut frame = vec![0u8; 4];
+    encode_into(value, &mut frame)?;
+    let len =
+        u32::try_from(frame.len() - 4).map_err(|_| Error::Codec("frame over 4 GiB".into()))?;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    writer
+        .write_all(&frame)
+        .await
+        .map_err(|e| Error::net("writing a frame", e))?;
+    writer
+        .flush()
+        .await
+        .map_err(|e| Error::net("writing a frame", e))
+}
+
+/// Reads one length-prefixed frame of at most `max_len` bytes; `Ok(None)` on a clean
+/// EOF before the frame starts.
+pub async fn read_frame<R, T>(reader: &mut R, max_len: usize) -> Result<Option<T>>
+where
+    R: futures::io::AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    use futures::io::AsyncReadExt;
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = reader
+            .read(&mut prefix[got..])
+            .await
+            .map_err(|e| Error::net("reading a frame", e))?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(Error::Codec(
+                    "connection closed inside a frame header".into(),
+                ))
+            };
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > max_len {
+        return Err(Error::Codec(format!(
+            "frame of {len} bytes exceeds the {max_len}-byte limit"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    reader
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| Error::net("reading a frame", e))?;
+    decode(&body).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +143,38 @@ mod tests {
         }
         // A huge length prefix must fail on the limit, not try to allocate it.
         assert!(decode::<Sample>(&[0xfc, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_and_oversized_or_cut_frames_fail() {
+        crate::runtime::block_on(async {
+            let value = Sample {
+                name: "a".into(),
+                body: bytes::Bytes::from_static(b"xyz"),
+                n: 9,
+            };
+            let mut wire = futures::io::Cursor::new(Vec::new());
+            write_frame(&mut wire, &value).await.unwrap();
+            write_frame(&mut wire, &value).await.unwrap();
+            let bytes = wire.into_inner();
+            let mut reader = futures::io::Cursor::new(bytes.clone());
+            assert_eq!(
+                read_frame::<_, Sample>(&mut reader, 1024).await.unwrap(),
+                Some(value)
+            );
+            assert!(read_frame::<_, Sample>(&mut reader, 1024)
+                .await
+                .unwrap()
+                .is_some());
+            assert_eq!(
+                read_frame::<_, Sample>(&mut reader, 1024).await.unwrap(),
+                None
+            );
+            let mut small = futures::io::Cursor::new(bytes.clone());
+            assert!(read_frame::<_, Sample>(&mut small, 4).await.is_err());
+            let mut cut = futures::io::Cursor::new(bytes[..bytes.len() / 2 + 2].to_vec());
+            assert!(read_frame::<_, Sample>(&mut cut, 1024).await.is_ok());
+            assert!(read_frame::<_, Sample>(&mut cut, 1024).await.is_err());
+        });
     }
 }

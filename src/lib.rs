@@ -31,6 +31,7 @@ pub mod connection;
 pub mod core;
 pub mod error;
 pub mod journal;
+pub mod repl;
 pub mod runtime;
 pub mod server;
 pub mod session;

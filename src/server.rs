@@ -1,31 +1,41 @@
-//! Wiring: the data-dir lock, recovery, the core task, the STOMP listener, signals and
-//! shutdown.
+//! Wiring and the role driver: the data-dir lock, recovery, the core task, the listeners,
+//! the replication link, signals, and the actions the role machine asks for.
 //!
-//! Start-up order matters: lock the directory (waiting if another broker holds it),
-//! replay the journal into a fresh broker, start the core, and only then open the
-//! client listener. On SIGINT or SIGTERM the listener closes first, then the core
-//! finishes in-flight journal writes and releases their receipts, then the process exits.
+//! A master locks its directory, replays the journal, starts the core, and opens its
+//! listeners (the client one only once a slave is in sync, with `wait_for_slave`). A
+//! slave locks its directory, dials its master until welcomed, brings its store level
+//! (append, or replace with the master's), then starts the core with no client listener
+//! and mirrors. Each role change is logged as `role: A -> B (why)` with epoch and seq.
+//! On SIGINT or SIGTERM the listeners close first, then the core finishes in-flight
+//! journal writes, then the process exits.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::future::{BoxFuture, FutureExt};
+use futures::{SinkExt, StreamExt};
 
 use crate::broker::{Broker, Op};
 use crate::codec;
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::core::{Core, Exit, MemoryGauge, Request};
 use crate::error::{Error, Result};
 use crate::journal::lock::DataDirLock;
-use crate::journal::{Journal, Recovered};
+use crate::journal::recovery::{self, Mode};
+use crate::journal::{segment, Journal, Recovered, StoreMeta, JOURNAL_DIR};
+use crate::repl::message::{CatchUp, Position};
+use crate::repl::role::{self, Action, Event, Policy, Role};
+use crate::repl::{master, slave};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::session::{self, Shared};
 use crate::stomp::{Command, Frame, Version};
 
 /// Depth of the queue from sessions into the core: full means producers wait.
 const REQUEST_QUEUE: usize = 4096;
+/// Longest pause between a slave's attempts to reach its master.
+const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs a broker until a signal stops it; returns the process exit code.
 pub fn run(config: Config) -> Result<i32> {
@@ -37,10 +47,14 @@ pub fn run(config: Config) -> Result<i32> {
         log::info!("stopped while waiting for the data directory lock");
         return Ok(0);
     };
-    runtime::block_on(serve(Arc::new(config), lock, signal_rx))
+    let config = Arc::new(config);
+    let driver = Driver::new(config, signal_rx);
+    let code = runtime::block_on(driver.run())?;
+    drop(lock);
+    Ok(code)
 }
 
-/// SIGINT and SIGTERM raise `stop` and wake the server.
+/// SIGINT and SIGTERM raise `stop` and wake the driver.
 fn watch_signals(stop: Arc<AtomicBool>, wake: mpsc::UnboundedSender<i32>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
@@ -83,113 +97,390 @@ pub fn recover(
     Ok((broker, journal, recovered))
 }
 
-async fn serve(
-    config: Arc<Config>,
-    lock: DataDirLock,
-    mut signals: mpsc::UnboundedReceiver<i32>,
-) -> Result<i32> {
-    let (events_tx, events_rx) = mpsc::unbounded();
-    let (broker, journal, recovered) = recover(&config, events_tx)?;
-    log_startup(&config, &lock, &recovered, &broker);
-    let memory = MemoryGauge::new(config.broker.max_memory.bytes());
-    let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
-    let core = Core::new(
-        broker,
-        journal,
-        recovered.epoch,
-        recovered.next_seq,
-        memory.clone(),
-    );
-    let mut core_task = runtime::spawn(core.run(requests_rx, events_rx)).fuse();
-
-    let bind = config.stomp.bind.socket_addr();
-    let listener = TcpListener::bind(&bind)
-        .await
-        .map_err(|e| Error::net(format!("binding the STOMP listener to {bind}"), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::net("reading the listener address", e))?;
-    log::info!("stomp: listening on tcp://{local}");
-    if !config.requires_login() {
-        log::warn!("no [[users]] configured: any client may connect without a login");
-    }
-
-    let shared = Arc::new(Shared::new(config.clone(), requests.clone(), memory));
-    let active = Arc::new(AtomicUsize::new(0));
-    let status = runtime::spawn(status_loop(
-        config.broker.status_interval_ms,
-        requests.clone(),
-    ));
-    let mut incoming = listener.incoming().fuse();
-    let exit = loop {
-        futures::select! {
-            stream = incoming.next() => match stream {
-                Some(Ok(stream)) => accept(stream, &shared, &active),
-                Some(Err(error)) => log::warn!("stomp: accept failed: {error}"),
-                None => break None,
-            },
-            signal = signals.next() => {
-                log::info!("signal {}: shutting down (no new connections; finishing journal writes)", signal.unwrap_or(0));
-                break None;
-            }
-            exit = core_task => break Some(exit),
-        }
-    };
-    drop(incoming);
-    drop(listener);
-    drop(status);
-    let exit = match exit {
-        Some(exit) => exit,
-        None => {
-            let _ = requests.clone().send(Request::Shutdown).await;
-            core_task.await
-        }
-    };
-    drain_sessions(&active).await;
-    drop(lock);
-    Ok(match exit {
-        Exit::Shutdown => {
-            log::info!("stopped");
-            0
-        }
-        Exit::JournalFailed(why) => {
-            log::error!(
-                "stopping: the journal cannot write ({why}); no further receipts can be honoured"
-            );
-            1
-        }
+/// Where this store stands, for a slave's Hello. Reads only.
+fn read_position(config: &Config) -> Result<Position> {
+    let dir = config.data_dir().join(JOURNAL_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let (meta, _) = StoreMeta::load_or_create(config.data_dir())?;
+    let summary = recovery::read(&dir, Mode::ReadOnly, |_, _| Ok(()))?;
+    Ok(Position {
+        store_id: meta.store_id,
+        epochs: meta.epochs,
+        last: summary.last,
     })
 }
 
-fn log_startup(config: &Config, lock: &DataDirLock, recovered: &Recovered, broker: &Broker) {
-    log::info!(
-        "mirrormq {} broker '{}' starting: data dir {} (lock {}), store {}{}",
-        env!("CARGO_PKG_VERSION"),
-        config.broker.name,
-        config.data_dir().display(),
-        lock.path().display(),
-        recovered.store_id,
-        if recovered.new_store { " (new)" } else { "" }
-    );
-    log::info!(
-        "recovered: epoch {}, {} records in {} segments, next seq {}, {} messages in {} queues",
-        recovered.epoch,
-        recovered.records,
-        recovered.segments,
-        recovered.next_seq,
-        broker.message_count(),
-        broker.queue_depths().len()
-    );
-    let replication = &config.replication;
-    if replication.bind.is_some() || replication.master_connector_uri.is_some() {
-        // Silently running alone would be the worst outcome for a safety setting.
-        log::warn!("[replication] is configured, but this version runs standalone only: nothing is mirrored and no slave can attach");
-    }
-    if let Some((file, offset)) = &recovered.torn_tail {
-        log::warn!(
-            "recovered: cut a torn tail in {} at offset {offset}",
-            file.display()
+/// Makes the store the master's: its identity and epochs, and for a replace an empty
+/// journal that starts where the master's records do.
+fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
+    let meta = StoreMeta {
+        store_id: link.store_id.clone(),
+        epochs: link.epochs.clone(),
+    };
+    meta.save(config.data_dir())?;
+    if let CatchUp::Replace { from } = link.catch_up {
+        let dir = config.data_dir().join(JOURNAL_DIR);
+        for (_, path) in segment::list(&dir)? {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        segment::create(&dir, from, config.broker.segment_size.0)?;
+        log::info!(
+            "replication: replaced the local journal; mirroring the master's from seq {from}"
         );
+    }
+    Ok(())
+}
+
+/// What can wake the driver.
+enum Wake {
+    Role(Event),
+    Signal,
+    CoreStopped(Exit),
+    Status,
+}
+
+struct Driver {
+    config: Arc<Config>,
+    policy: Policy,
+    role: Role,
+    signals: mpsc::UnboundedReceiver<i32>,
+    role_events: mpsc::UnboundedSender<Event>,
+    role_rx: mpsc::UnboundedReceiver<Event>,
+    requests: Option<mpsc::Sender<Request>>,
+    core_task: Option<BoxFuture<'static, Exit>>,
+    memory: MemoryGauge,
+    listeners: Vec<runtime::JoinHandle<()>>,
+    active: Arc<AtomicUsize>,
+}
+
+impl Driver {
+    fn new(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Driver {
+        let replication = &config.replication;
+        let policy = Policy {
+            is_slave: replication.master_connector_uri.is_some(),
+            wait_for_slave: replication.wait_for_slave,
+            shutdown_on_slave_failure: replication.shutdown_on_slave_failure,
+            shutdown_on_master_failure: replication.shutdown_on_master_failure,
+        };
+        let (role_events, role_rx) = mpsc::unbounded();
+        Driver {
+            memory: MemoryGauge::new(config.broker.max_memory.bytes()),
+            config,
+            policy,
+            role: Role::Starting,
+            signals,
+            role_events,
+            role_rx,
+            requests: None,
+            core_task: None,
+            listeners: Vec::new(),
+            active: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    async fn run(mut self) -> Result<i32> {
+        if !self.config.requires_login() {
+            log::warn!("no [[users]] configured: any client may connect without a login");
+        }
+        if !self.policy.is_slave {
+            self.start_core()?;
+        }
+        if let Some(code) = self.handle(Event::Started).await? {
+            return Ok(self.stop(code).await);
+        }
+        let interval = self.config.broker.status_interval_ms;
+        loop {
+            let status_tick = async move {
+                if interval == 0 {
+                    futures::future::pending::<()>().await
+                } else {
+                    runtime::sleep(Duration::from_millis(interval)).await
+                }
+            };
+            let core = async {
+                match &mut self.core_task {
+                    Some(task) => task.await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let wake = futures::select! {
+                event = self.role_rx.next() => match event { Some(e) => Wake::Role(e), None => Wake::Signal },
+                _ = self.signals.next() => Wake::Signal,
+                exit = core.fuse() => Wake::CoreStopped(exit),
+                _ = status_tick.fuse() => Wake::Status,
+            };
+            let outcome = match wake {
+                Wake::Role(event) => self.handle(event).await?,
+                Wake::Signal => {
+                    log::info!(
+                        "signal: shutting down (no new connections; finishing journal writes)"
+                    );
+                    self.handle(Event::Shutdown).await?
+                }
+                Wake::CoreStopped(Exit::JournalFailed(why)) => {
+                    self.core_task = None;
+                    log::error!("stopping: the journal cannot write ({why}); no further receipts can be honoured");
+                    Some(1)
+                }
+                Wake::CoreStopped(Exit::Shutdown) => {
+                    self.core_task = None;
+                    Some(0)
+                }
+                Wake::Status => {
+                    let status = self.core_status().await;
+                    log::info!("status: role {}, {status}", self.role);
+                    None
+                }
+            };
+            if let Some(code) = outcome {
+                return Ok(self.stop(code).await);
+            }
+        }
+    }
+
+    /// Steps the role machine and performs its actions; `Some(code)` means exit.
+    fn handle(&mut self, event: Event) -> BoxFuture<'_, Result<Option<i32>>> {
+        async move {
+            let (next, actions, why) = role::step(self.role, &event, self.policy);
+            if next != self.role {
+                let status = self.core_status().await;
+                log::info!("role: {} -> {next} ({why}); {status}", self.role);
+                self.role = next;
+            } else if !actions.is_empty() {
+                log::info!("role: {} ({why})", self.role);
+            }
+            for action in actions {
+                match action {
+                    Action::OpenClientListener => self.open_client_listener().await?,
+                    Action::OpenReplicationListener => self.open_replication_listener().await?,
+                    Action::DialMaster => {
+                        if let Some(code) = self.dial_master().await? {
+                            return Ok(Some(code));
+                        }
+                    }
+                    Action::Promote => self.promote().await?,
+                    Action::ContinueAlone => {
+                        log::warn!("replication: no slave: receipts now wait for this broker's journal only; messages have ONE copy until a slave attaches");
+                        self.request(Request::ContinueAlone).await;
+                    }
+                    Action::Exit(code) => return Ok(Some(code)),
+                }
+            }
+            Ok(None)
+        }
+        .boxed()
+    }
+
+    fn start_core(&mut self) -> Result<()> {
+        let (events_tx, events_rx) = mpsc::unbounded();
+        let (broker, journal, recovered) = recover(&self.config, events_tx)?;
+        log::info!(
+            "broker '{}' ({}): data dir {}, store {}{}; recovered epoch {}, {} records in {} segments, next seq {}, {} messages in {} queues",
+            self.config.broker.name,
+            if self.policy.is_slave { "slave" } else { "master" },
+            self.config.data_dir().display(),
+            recovered.store_id,
+            if recovered.new_store { " (new)" } else { "" },
+            recovered.epoch,
+            recovered.records,
+            recovered.segments,
+            recovered.next_seq,
+            broker.message_count(),
+            broker.queue_depths().len()
+        );
+        if let Some((file, offset)) = &recovered.torn_tail {
+            log::warn!(
+                "recovered: cut a torn tail in {} at offset {offset}",
+                file.display()
+            );
+        }
+        let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
+        let core = Core::new(
+            broker,
+            journal,
+            recovered.next_seq,
+            self.memory.clone(),
+            self.role_events.clone(),
+        );
+        self.core_task = Some(runtime::spawn(core.run(requests_rx, events_rx)).boxed());
+        self.requests = Some(requests);
+        Ok(())
+    }
+
+    async fn stop_core(&mut self) -> Exit {
+        if let Some(mut requests) = self.requests.take() {
+            let _ = requests.send(Request::Shutdown).await;
+        }
+        match self.core_task.take() {
+            Some(task) => task.await,
+            None => Exit::Shutdown,
+        }
+    }
+
+    async fn request(&mut self, request: Request) {
+        if let Some(requests) = &mut self.requests {
+            let _ = requests.send(request).await;
+        }
+    }
+
+    async fn core_status(&mut self) -> String {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Status(reply)).await;
+        answer.await.unwrap_or_else(|_| "core not running".into())
+    }
+
+    async fn bind(endpoint: &Endpoint, what: &str) -> Result<TcpListener> {
+        let listener = TcpListener::bind(endpoint.socket_addr())
+            .await
+            .map_err(|e| Error::net(format!("binding the {what} listener to {endpoint}"), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::net("reading a listener address", e))?;
+        log::info!("{what}: listening on tcp://{local}");
+        Ok(listener)
+    }
+
+    async fn open_client_listener(&mut self) -> Result<()> {
+        let listener = Self::bind(&self.config.stomp.bind, "stomp").await?;
+        let Some(requests) = self.requests.clone() else {
+            return Ok(());
+        };
+        let shared = Arc::new(Shared::new(
+            self.config.clone(),
+            requests,
+            self.memory.clone(),
+        ));
+        let active = self.active.clone();
+        self.listeners.push(runtime::spawn(async move {
+            let mut incoming = listener.incoming();
+            while let Some(stream) = incoming.next().await {
+                match stream {
+                    Ok(stream) => accept(stream, &shared, &active),
+                    Err(error) => log::warn!("stomp: accept failed: {error}"),
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn open_replication_listener(&mut self) -> Result<()> {
+        let Some(bind) = self.config.replication.bind.clone() else {
+            return Ok(());
+        };
+        let listener = Self::bind(&bind, "replication").await?;
+        let Some(requests) = self.requests.clone() else {
+            return Ok(());
+        };
+        let context = master::Context {
+            config: self.config.clone(),
+            requests,
+            journal_dir: self.config.data_dir().join(JOURNAL_DIR),
+        };
+        self.listeners
+            .push(runtime::spawn(master::serve(listener, context)));
+        Ok(())
+    }
+
+    /// Dials until welcomed (stopping a running core first), prepares the store, starts
+    /// the core and the mirror. `Some(code)` if the broker must exit instead.
+    async fn dial_master(&mut self) -> Result<Option<i32>> {
+        if self.core_task.is_some() {
+            self.stop_core().await;
+        }
+        let master = self
+            .config
+            .replication
+            .master_connector_uri
+            .clone()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let mut backoff = Duration::from_millis(100);
+        let link = loop {
+            let config = self.config.clone();
+            let position = runtime::spawn_blocking(move || read_position(&config)).await?;
+            match slave::connect(&self.config, position).await {
+                Ok(link) => break link,
+                Err(slave::DialError::Refused(reason)) => {
+                    log::error!("replication: master {master} refused this slave: {reason}");
+                    let (next, _, why) =
+                        role::step(self.role, &Event::MasterRefused(reason), self.policy);
+                    log::info!("role: {} -> {next} ({why})", self.role);
+                    self.role = next;
+                    return Ok(Some(role::EXIT_REFUSED));
+                }
+                Err(slave::DialError::Unreachable(why)) => {
+                    log::warn!("replication: master {master} unreachable ({why}); retrying in {} ms (a slave that never attached does not promote)", backoff.as_millis());
+                    let wait = runtime::sleep(backoff).fuse();
+                    futures::pin_mut!(wait);
+                    futures::select! {
+                        _ = wait => {}
+                        _ = self.signals.next() => return Ok(Some(0)),
+                    }
+                    backoff = (backoff * 2).min(MAX_DIAL_BACKOFF);
+                }
+            }
+        };
+        let config = self.config.clone();
+        let prepared = {
+            let link_meta = slave::Link {
+                stream: link.stream.clone(),
+                store_id: link.store_id.clone(),
+                epochs: link.epochs.clone(),
+                catch_up: link.catch_up.clone(),
+                in_sync_at: link.in_sync_at,
+            };
+            runtime::spawn_blocking(move || prepare_store(&config, &link_meta)).await
+        };
+        prepared?;
+        self.start_core()?;
+        log::info!(
+            "replication: welcomed by master {master} ({:?}); in sync at seq {}",
+            link.catch_up,
+            link.in_sync_at
+        );
+        let requests = self.requests.clone().expect("the core was just started");
+        runtime::spawn(slave::mirror(
+            link,
+            self.config.clone(),
+            requests,
+            self.role_events.clone(),
+        ));
+        let _ = self.role_events.unbounded_send(Event::MasterReached);
+        Ok(None)
+    }
+
+    async fn promote(&mut self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Promote(reply)).await;
+        let Ok(start) = answer.await else {
+            return Ok(());
+        };
+        let dir = self.config.data_dir().to_path_buf();
+        runtime::spawn_blocking(move || -> Result<()> {
+            let mut meta = StoreMeta::load(&dir)?;
+            meta.epochs.push(start);
+            meta.save(&dir)
+        })
+        .await?;
+        log::info!(
+            "promoted: now master in epoch {} from seq {}",
+            start.epoch,
+            start.first_seq
+        );
+        Ok(())
+    }
+
+    /// Closes listeners, stops the core (releasing what became durable), drains sessions.
+    async fn stop(mut self, code: i32) -> i32 {
+        self.listeners.clear();
+        let exit = self.stop_core().await;
+        drain_sessions(&self.active).await;
+        let code = match (code, exit) {
+            (0, Exit::JournalFailed(_)) => 1,
+            (code, _) => code,
+        };
+        log::info!("stopped (exit code {code})");
+        code
     }
 }
 
@@ -226,22 +517,5 @@ async fn drain_sessions(active: &AtomicUsize) {
             return;
         }
         runtime::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn status_loop(interval_ms: u64, mut requests: mpsc::Sender<Request>) {
-    if interval_ms == 0 {
-        return;
-    }
-    loop {
-        runtime::sleep(Duration::from_millis(interval_ms)).await;
-        let (reply, answer) = oneshot::channel();
-        if requests.send(Request::Status(reply)).await.is_err() {
-            return;
-        }
-        match answer.await {
-            Ok(line) => log::info!("status: role standalone, {line}"),
-            Err(_) => return,
-        }
     }
 }

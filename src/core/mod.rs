@@ -8,6 +8,8 @@
 //! await and never blocks: when the journal's queue is full the core stops taking
 //! requests, which backs the bounded request channel up into the sessions.
 
+mod mirror;
+pub mod replication;
 pub mod request;
 
 use std::collections::{HashMap, VecDeque};
@@ -19,7 +21,10 @@ use futures::{FutureExt, StreamExt};
 
 use crate::broker::{Broker, Delivery, NewMessage, Op, Removal, SessionId};
 use crate::codec;
+use crate::journal::store::EpochStart;
 use crate::journal::{Entry, Event, Journal};
+use crate::repl::message::WireRecord;
+use crate::repl::role::Event as RoleEvent;
 use crate::stomp::{Command, Frame};
 pub use request::{AckRef, Outgoing, Request};
 
@@ -90,8 +95,21 @@ pub struct Core {
     broker: Broker,
     journal: Journal,
     epoch: u64,
+    /// The store's epoch history, as the master hands it to a slave.
+    epochs: Vec<EpochStart>,
     next_seq: u64,
     durable_seq: u64,
+    /// The attached slave, on a master.
+    mirror: Option<mirror::Mirror>,
+    /// A slave's attach waits here until the journal is durable up to its in-sync point.
+    pending_attach: Option<replication::PendingAttach>,
+    /// The slave was lost and the role machine has not yet said whether to go on alone:
+    /// no receipt that waited for the slave may go out meanwhile.
+    frozen: bool,
+    /// Role events (slave in sync, slave lost) for the driver.
+    role_events: mpsc::UnboundedSender<RoleEvent>,
+    /// Told every durable seq (a slave's link acknowledges with it).
+    durable_watchers: Vec<mpsc::UnboundedSender<u64>>,
     sessions: HashMap<SessionId, SessionHandle>,
     /// Receipts waiting for their seq to be durable, in seq order.
     receipts: VecDeque<(u64, SessionId, String, bool)>,
@@ -104,17 +122,24 @@ impl Core {
     pub fn new(
         broker: Broker,
         journal: Journal,
-        epoch: u64,
         next_seq: u64,
         memory: MemoryGauge,
+        role_events: mpsc::UnboundedSender<RoleEvent>,
     ) -> Core {
         memory.stored.store(broker.memory_used(), Ordering::Relaxed);
+        let epochs = journal.meta().epochs.clone();
         Core {
             broker,
             journal,
-            epoch,
+            epoch: epochs.last().map_or(1, |e| e.epoch),
+            epochs,
             next_seq,
             durable_seq: next_seq - 1,
+            mirror: None,
+            pending_attach: None,
+            frozen: false,
+            role_events,
+            durable_watchers: Vec::new(),
             sessions: HashMap::new(),
             receipts: VecDeque::new(),
             memory,
@@ -290,6 +315,23 @@ impl Core {
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Request::AttachSlave {
+                link,
+                position,
+                reply,
+            } => self.attach_slave(link, position, reply),
+            Request::SlaveAck { link, seq } => self.slave_ack(link, seq),
+            Request::SlaveLost { link, why } => self.slave_lost(link, why),
+            Request::ContinueAlone => {
+                self.frozen = false;
+                self.release_receipts();
+            }
+            Request::Replicate(records) => self.replicate(records),
+            Request::WatchDurable(watcher) => {
+                let _ = watcher.unbounded_send(self.durable_seq);
+                self.durable_watchers.push(watcher);
+            }
+            Request::Promote(reply) => self.promote(reply),
             Request::Shutdown => {}
         }
     }
@@ -344,8 +386,6 @@ impl Core {
     /// Sequences, applies and journals one op; returns its seq.
     fn record(&mut self, op: Op) -> u64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
-        let applied = self.broker.apply(seq, &op, true);
         let payload = match codec::encode(&op) {
             Ok(bytes) => bytes::Bytes::from(bytes),
             // Ops are our own serde types, bounded by the frame and transaction limits,
@@ -353,15 +393,34 @@ impl Core {
             // journaling a record we cannot read back would be worse than stopping.
             Err(error) => panic!("record {seq} does not encode: {error}"),
         };
-        self.journal.append(
-            Entry {
-                epoch: self.epoch,
-                seq,
-                payload,
-            },
-            &applied,
-        );
+        let entry = Entry {
+            epoch: self.epoch,
+            seq,
+            payload,
+        };
+        self.append(entry, &op);
         seq
+    }
+
+    /// Applies the record `entry` (whose payload is `op`), journals it and ships it to the
+    /// slave: the one path every record takes, on a master and on a slave alike.
+    fn append(&mut self, entry: Entry, op: &Op) {
+        // A slave's catch-up skips seqs: non-persistent records were never on disk.
+        debug_assert!(entry.seq >= self.next_seq);
+        self.next_seq = entry.seq + 1;
+        let applied = self.broker.apply(entry.seq, op, true);
+        if let Some(mirror) = &self.mirror {
+            let record = WireRecord {
+                epoch: entry.epoch,
+                seq: entry.seq,
+                payload: entry.payload.clone(),
+            };
+            if !mirror.ship(record) {
+                // The link task is gone; it reports SlaveLost itself.
+                log::debug!("replication link closed while shipping seq {}", entry.seq);
+            }
+        }
+        self.journal.append(entry, &applied);
     }
 
     /// Records each op in order; returns the last seq (or the last assigned, if none).
@@ -385,7 +444,7 @@ impl Core {
     /// Sends `receipt` once `seq` is durable; `close` ends the session after it.
     fn receipt_at(&mut self, session: SessionId, receipt: Option<String>, seq: u64, close: bool) {
         let Some(receipt) = receipt else { return };
-        if seq <= self.durable_seq && self.receipts.is_empty() {
+        if seq <= self.release_point() && self.receipts.is_empty() {
             self.receipt_now(session, Some(receipt), close);
         } else {
             self.receipts.push_back((seq, session, receipt, close));
@@ -407,11 +466,25 @@ impl Core {
 
     fn durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq);
-        while self
-            .receipts
-            .front()
-            .is_some_and(|(s, ..)| *s <= self.durable_seq)
-        {
+        self.durable_watchers
+            .retain(|watcher| watcher.unbounded_send(self.durable_seq).is_ok());
+        self.complete_attach();
+        self.release_receipts();
+    }
+
+    /// The highest seq whose receipt may go out: durable here and, with a slave attached,
+    /// acknowledged by it. Nothing while frozen (slave lost, policy not yet applied).
+    fn release_point(&self) -> u64 {
+        match (&self.mirror, self.frozen) {
+            (_, true) => 0,
+            (Some(mirror), false) => mirror.release_point(self.durable_seq),
+            (None, false) => self.durable_seq,
+        }
+    }
+
+    fn release_receipts(&mut self) {
+        let point = self.release_point();
+        while self.receipts.front().is_some_and(|(s, ..)| *s <= point) {
             if let Some((_, session, receipt, close)) = self.receipts.pop_front() {
                 self.receipt_now(session, Some(receipt), close);
             }
@@ -476,14 +549,24 @@ impl Core {
 
     /// Queue depths, for the status line.
     pub fn status(&self) -> String {
+        let slave = match &self.mirror {
+            None => "none".to_string(),
+            Some(m) => format!(
+                "acked {} lag {} {}",
+                m.acked,
+                (self.next_seq - 1).saturating_sub(m.acked),
+                if m.in_sync { "in-sync" } else { "catching-up" }
+            ),
+        };
         format!(
-            "epoch {} seq {} durable {} messages {} memory {} KiB segments {}",
+            "epoch {} seq {} durable {} messages {} memory {} KiB segments {} slave {}",
             self.epoch,
             self.next_seq - 1,
             self.durable_seq,
             self.broker.message_count(),
             self.broker.memory_used() / 1024,
-            self.journal.segment_count()
+            self.journal.segment_count(),
+            slave
         )
     }
 }

@@ -81,6 +81,25 @@ pub enum Request {
     Close { session: SessionId },
     /// Resolve once message memory is below the limit (a producer waits on it).
     WaitForMemory(oneshot::Sender<()>),
+    /// A slave said hello on the replication link (master side).
+    AttachSlave {
+        /// Identifies the link, so a late message from a dead one is ignored.
+        link: u64,
+        position: crate::repl::message::Position,
+        reply: oneshot::Sender<Result<super::replication::Attached, String>>,
+    },
+    /// The slave has every record up to this seq in its journal.
+    SlaveAck { link: u64, seq: u64 },
+    /// The replication link failed (closed, silent, or acknowledgements too late).
+    SlaveLost { link: u64, why: String },
+    /// The role machine chose to go on without the slave: release the held receipts.
+    ContinueAlone,
+    /// Records from our master, to apply in order (slave side).
+    Replicate(Vec<crate::repl::message::WireRecord>),
+    /// Tell this channel every durable seq.
+    WatchDurable(mpsc::UnboundedSender<u64>),
+    /// Become master in a new epoch.
+    Promote(oneshot::Sender<crate::journal::store::EpochStart>),
     /// A one-line summary of the broker's state, for the periodic status log.
     Status(oneshot::Sender<String>),
     /// Stop: finish in-flight journal writes, release their receipts, return.

@@ -122,6 +122,11 @@ impl Ledger {
         }
     }
 
+    /// The first seq of the oldest segment still on disk.
+    pub fn first_segment(&self) -> u64 {
+        self.segments.keys().next().copied().unwrap_or(self.current)
+    }
+
     /// Segments on disk, for status.
     pub fn segment_count(&self) -> usize {
         self.segments.len()

@@ -54,7 +54,10 @@ pub struct Journal {
     ledger: Ledger,
     /// Commands not yet taken by the writer's bounded queue.
     outbox: VecDeque<Command>,
+    /// While a slave reads segments to catch up, deletions wait here.
+    held_deletions: Option<Vec<u64>>,
     meta: StoreMeta,
+    dir: PathBuf,
 }
 
 impl Journal {
@@ -92,7 +95,9 @@ impl Journal {
             writer: Some(Writer::start(tail, segment_size, report)),
             ledger,
             outbox: VecDeque::new(),
+            held_deletions: None,
             meta: meta.clone(),
+            dir: dir.clone(),
         };
         // Segments emptied before the last stop go now.
         journal.queue_garbage();
@@ -134,8 +139,30 @@ impl Journal {
 
     fn queue_garbage(&mut self) {
         for first_seq in self.ledger.collect_garbage() {
-            self.outbox.push_back(Command::Delete(first_seq));
+            match &mut self.held_deletions {
+                Some(held) => held.push(first_seq),
+                None => self.outbox.push_back(Command::Delete(first_seq)),
+            }
         }
+    }
+
+    /// Holds segment deletions (a catch-up is reading the segments) or releases them.
+    pub fn hold_deletions(&mut self, hold: bool) {
+        match (hold, self.held_deletions.take()) {
+            (true, held) => self.held_deletions = Some(held.unwrap_or_default()),
+            (false, Some(held)) => self.outbox.extend(held.into_iter().map(Command::Delete)),
+            (false, None) => {}
+        }
+    }
+
+    /// The first seq the journal may still hold: records before it were deleted.
+    pub fn first_retained(&self) -> u64 {
+        self.ledger.first_segment()
+    }
+
+    /// The journal's folder (catch-up reads segments from it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Hands queued commands to the writer without blocking; true if none are left.

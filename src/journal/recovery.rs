@@ -84,11 +84,11 @@ pub fn read(
                     if !(is_last && rest_is_zero) {
                         return Err(corrupt(&path, offset as u64, reason));
                     }
-                    log::warn!(
-                        "journal: torn tail in {} at offset {offset} ({reason}): cut; the records from there were never acknowledged",
-                        path.display()
-                    );
                     if mode == Mode::Repair {
+                        log::warn!(
+                            "journal: torn tail in {} at offset {offset} ({reason}): cut; the records from there were never acknowledged",
+                            path.display()
+                        );
                         let end = span_end.min(data.len());
                         zero_range(&path, offset as u64, end - offset)?;
                     }

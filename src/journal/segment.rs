@@ -31,6 +31,16 @@ pub struct Entry {
     pub payload: bytes::Bytes,
 }
 
+impl From<crate::repl::message::WireRecord> for Entry {
+    fn from(record: crate::repl::message::WireRecord) -> Entry {
+        Entry {
+            epoch: record.epoch,
+            seq: record.seq,
+            payload: record.payload,
+        }
+    }
+}
+
 impl Entry {
     /// Bytes this entry takes in a segment.
     pub fn stored_len(&self) -> u64 {

@@ -1,0 +1,172 @@
+//! The core's part in replication: attaching a slave (master side), applying the
+//! master's records (slave side), and promotion.
+//!
+//! The core owns the seq, so it alone can fix the point where a slave's catch-up ends
+//! and its live stream begins: records below `next_seq` at attach time are read from
+//! the journal by the link, records from `next_seq` on are shipped live by `append`.
+
+use futures::channel::{mpsc, oneshot};
+
+use super::mirror::Mirror;
+use super::Core;
+use crate::broker::Op;
+use crate::codec;
+use crate::journal::store::EpochStart;
+use crate::journal::Entry;
+use crate::repl::catchup::{self, MasterView};
+use crate::repl::message::{CatchUp, Position, WireRecord};
+use crate::repl::role::Event as RoleEvent;
+
+/// What a master's link needs to serve an attached slave.
+#[derive(Debug)]
+pub struct Attached {
+    pub store_id: String,
+    pub epochs: Vec<EpochStart>,
+    pub catch_up: CatchUp,
+    /// Records below this come from the journal, from it on from `live`.
+    pub next_seq: u64,
+    pub live: mpsc::UnboundedReceiver<WireRecord>,
+}
+
+/// An attach waiting for the journal to be durable up to `next_seq - 1`, so the link
+/// can read every catch-up record from disk.
+pub struct PendingAttach {
+    reply: oneshot::Sender<Result<Attached, String>>,
+    attached: Attached,
+}
+
+impl Core {
+    pub(super) fn attach_slave(
+        &mut self,
+        link: u64,
+        position: Position,
+        reply: oneshot::Sender<Result<Attached, String>>,
+    ) {
+        if self.mirror.is_some() || self.pending_attach.is_some() {
+            let _ = reply.send(Err("another slave is already attached".into()));
+            return;
+        }
+        let store_id = self.journal.meta().store_id.clone();
+        let view = MasterView {
+            store_id: &store_id,
+            epochs: &self.epochs,
+            next_seq: self.next_seq,
+            first_retained: self.journal.first_retained(),
+        };
+        let catch_up = match catchup::plan(&view, &position) {
+            Ok(plan) => plan,
+            Err(why) => {
+                let _ = reply.send(Err(why));
+                return;
+            }
+        };
+        let (live, live_rx) = mpsc::unbounded();
+        self.mirror = Some(Mirror::new(link, live, self.next_seq));
+        // The link reads segments while it catches the slave up.
+        self.journal.hold_deletions(true);
+        let _ = self.role_events.unbounded_send(RoleEvent::SlaveAttached);
+        self.pending_attach = Some(PendingAttach {
+            reply,
+            attached: Attached {
+                store_id,
+                epochs: self.epochs.clone(),
+                catch_up,
+                next_seq: self.next_seq,
+                live: live_rx,
+            },
+        });
+        self.complete_attach();
+    }
+
+    /// Hands the attach to the link once every catch-up record is on disk.
+    pub(super) fn complete_attach(&mut self) {
+        let ready = self
+            .pending_attach
+            .as_ref()
+            .is_some_and(|p| self.durable_seq + 1 >= p.attached.next_seq);
+        if ready {
+            if let Some(pending) = self.pending_attach.take() {
+                let _ = pending.reply.send(Ok(pending.attached));
+            }
+        }
+    }
+
+    pub(super) fn slave_ack(&mut self, link: u64, seq: u64) {
+        let Some(mirror) = self.mirror.as_mut().filter(|m| m.link == link) else {
+            return;
+        };
+        if mirror.ack(seq) {
+            self.journal.hold_deletions(false);
+            let _ = self.role_events.unbounded_send(RoleEvent::SlaveInSync);
+        }
+        self.release_receipts();
+    }
+
+    /// The link failed. Receipts that waited for the slave stay held until the role
+    /// machine decides (`ContinueAlone`, or the process stops without sending them).
+    pub(super) fn slave_lost(&mut self, link: u64, why: String) {
+        if self.mirror.as_ref().is_none_or(|m| m.link != link) {
+            return;
+        }
+        self.mirror = None;
+        self.pending_attach = None;
+        self.journal.hold_deletions(false);
+        self.frozen = true;
+        let _ = self.role_events.unbounded_send(RoleEvent::SlaveLost(why));
+    }
+
+    /// A slave applies its master's records, in order, with the master's seq and epoch.
+    pub(super) fn replicate(&mut self, records: Vec<WireRecord>) {
+        for record in records {
+            if record.seq < self.next_seq {
+                let _ = self
+                    .role_events
+                    .unbounded_send(RoleEvent::MasterLost(format!(
+                        "record seq {} out of order (expected at least {})",
+                        record.seq, self.next_seq
+                    )));
+                return;
+            }
+            let op: Op = match codec::decode(&record.payload) {
+                Ok(op) => op,
+                Err(error) => {
+                    let _ = self
+                        .role_events
+                        .unbounded_send(RoleEvent::MasterLost(format!(
+                            "record seq {} does not decode: {error}",
+                            record.seq
+                        )));
+                    return;
+                }
+            };
+            self.epoch = record.epoch;
+            let entry = Entry {
+                epoch: record.epoch,
+                seq: record.seq,
+                payload: record.payload,
+            };
+            self.append(entry, &op);
+        }
+    }
+
+    /// Starts a new epoch as master; replies with its (epoch, first seq) for the store's
+    /// epoch history.
+    pub(super) fn promote(&mut self, reply: oneshot::Sender<EpochStart>) {
+        let epoch = self
+            .epochs
+            .iter()
+            .map(|e| e.epoch)
+            .max()
+            .unwrap_or(0)
+            .max(self.epoch)
+            + 1;
+        let start = EpochStart {
+            epoch,
+            first_seq: self.next_seq,
+        };
+        self.epoch = epoch;
+        self.epochs.push(start);
+        self.record(Op::EpochStarted { epoch });
+        let _ = reply.send(start);
+    }
+}

@@ -1,0 +1,75 @@
+//! The replication wire protocol: what master and slave say to each other.
+//!
+//! Every message is one length-prefixed frame (`codec::write_frame`). The slave speaks
+//! first with `Hello`; until the master has checked its credentials and protocol version
+//! and answered `Welcome`, the master sends nothing from the store. Records travel in
+//! batches; the slave acknowledges cumulatively ("durable up to seq N"). Heart-beats go
+//! both ways when a side has nothing else to say. Bump `PROTOCOL_VERSION` on any change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::store::EpochStart;
+
+/// The protocol both sides must speak exactly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts; a record batch is cut well below this.
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// A journal record on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRecord {
+    pub epoch: u64,
+    pub seq: u64,
+    pub payload: bytes::Bytes,
+}
+
+/// Where a slave's store stands, so the master can decide how to catch it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub store_id: String,
+    pub epochs: Vec<EpochStart>,
+    /// The last record's (epoch, seq, checksum); `None` for an empty journal.
+    pub last: Option<(u64, u64, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlaveMessage {
+    Hello {
+        protocol: u32,
+        user: String,
+        password: String,
+        position: Position,
+    },
+    /// Every record up to and including `seq` is in the slave's journal (fsynced).
+    Ack {
+        seq: u64,
+    },
+    HeartBeat,
+}
+
+/// How the slave's store will be brought level with the master's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatchUp {
+    /// The slave's journal is a prefix: records follow from `from`.
+    Append { from: u64 },
+    /// The slave holds nothing the master needs: it empties its journal and takes every
+    /// record the master still has, from `from`.
+    Replace { from: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MasterMessage {
+    Welcome {
+        store_id: String,
+        epochs: Vec<EpochStart>,
+        catch_up: CatchUp,
+        /// The slave is in sync once it has acknowledged this seq.
+        in_sync_at: u64,
+    },
+    Refused {
+        reason: String,
+    },
+    Records(Vec<WireRecord>),
+    HeartBeat,
+}

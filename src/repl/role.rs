@@ -1,0 +1,255 @@
+//! The role state machine: which role a broker plays and what it must do when something
+//! happens. No I/O, no clock: `step(role, event, policy)` returns the next role and the
+//! actions for the driver (`repl::driver`), so every transition is a row in a table test.
+//!
+//! Invariants:
+//! - A slave keeps its client listener closed while it connects, catches up or mirrors.
+//! - A slave that never reached in-sync never promotes itself; it keeps dialling.
+//! - Promotion starts a new epoch before the client listener opens.
+//! - Losing the slave never degrades silently: the master either stops or says so.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Starting,
+    /// A master with `wait_for_slave`: no clients until a slave is in sync.
+    WaitingForSlave,
+    /// A master serving clients with no slave in sync.
+    MasterAlone,
+    /// A master whose slave acknowledges every record before the client's receipt.
+    MasterWithSlave,
+    SlaveConnecting,
+    SlaveCatchingUp,
+    SlaveMirroring,
+    Stopped,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Role::Starting => "starting",
+            Role::WaitingForSlave => "waiting-for-slave",
+            Role::MasterAlone => "master-alone",
+            Role::MasterWithSlave => "master-with-slave",
+            Role::SlaveConnecting => "slave-connecting",
+            Role::SlaveCatchingUp => "slave-catching-up",
+            Role::SlaveMirroring => "slave-mirroring",
+            Role::Stopped => "stopped",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The three ActiveMQ options, plus whether this broker starts as a slave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub is_slave: bool,
+    pub wait_for_slave: bool,
+    pub shutdown_on_slave_failure: bool,
+    pub shutdown_on_master_failure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Started,
+    /// A slave's Hello was accepted; it is catching up.
+    SlaveAttached,
+    /// The slave acknowledged everything up to its in-sync point.
+    SlaveInSync,
+    SlaveLost(String),
+    /// Our master welcomed us; catch-up begins.
+    MasterReached,
+    /// We hold everything the master had when we attached.
+    InSyncWithMaster,
+    /// The link to our master closed, went silent, or could not be opened.
+    MasterLost(String),
+    /// Our master refused us (credentials, protocol, divergence): retrying cannot help.
+    MasterRefused(String),
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    OpenClientListener,
+    OpenReplicationListener,
+    DialMaster,
+    /// Start a new epoch as master (a record, and the store's epoch history).
+    Promote,
+    /// Forget the slave: receipts wait for the local journal only, and say so loudly.
+    ContinueAlone,
+    /// Stop without releasing receipts that still wait for the slave.
+    Exit(i32),
+}
+
+/// Exit code when a master stops because its slave failed (`shutdown_on_slave_failure`).
+pub const EXIT_SLAVE_FAILED: i32 = 3;
+/// Exit code when a slave stops because its master failed (`shutdown_on_master_failure`).
+pub const EXIT_MASTER_FAILED: i32 = 4;
+/// Exit code when the master refused this slave.
+pub const EXIT_REFUSED: i32 = 5;
+
+/// The next role, the actions to take, and why (for the log line).
+pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, String) {
+    use Action::*;
+    use Event::*;
+    use Role::*;
+    let (next, actions, why): (Role, Vec<Action>, String) = match (role, event) {
+        (_, Shutdown) => (Stopped, vec![Exit(0)], "shutdown requested".into()),
+        (Stopped, _) => (Stopped, vec![], "already stopped".into()),
+        (Starting, Started) if policy.is_slave => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "configured as a slave".into(),
+        ),
+        (Starting, Started) if policy.wait_for_slave => (
+            WaitingForSlave,
+            vec![OpenReplicationListener],
+            "wait_for_slave: no clients until a slave is in sync".into(),
+        ),
+        (Starting, Started) => (
+            MasterAlone,
+            vec![OpenReplicationListener, OpenClientListener],
+            "configured as a master".into(),
+        ),
+        (WaitingForSlave, SlaveInSync) => (
+            MasterWithSlave,
+            vec![OpenClientListener],
+            "slave in sync".into(),
+        ),
+        (MasterAlone, SlaveInSync) => (MasterWithSlave, vec![], "slave in sync".into()),
+        (MasterWithSlave, SlaveLost(why)) if policy.shutdown_on_slave_failure => (
+            Stopped,
+            vec![Exit(EXIT_SLAVE_FAILED)],
+            format!("slave lost ({why}); shutdown_on_slave_failure"),
+        ),
+        (MasterWithSlave, SlaveLost(why)) => (
+            MasterAlone,
+            vec![ContinueAlone],
+            format!("slave lost ({why}); continuing without a copy"),
+        ),
+        // A slave that was still catching up was not relied on yet: forget it.
+        (WaitingForSlave | MasterAlone, SlaveLost(why)) => (
+            role,
+            vec![ContinueAlone],
+            format!("catching-up slave lost ({why})"),
+        ),
+        (WaitingForSlave | MasterAlone, SlaveAttached) => {
+            (role, vec![], "slave attached; catching up".into())
+        }
+        (SlaveConnecting, MasterReached) => (SlaveCatchingUp, vec![], "master accepted us".into()),
+        (SlaveCatchingUp, InSyncWithMaster) => {
+            (SlaveMirroring, vec![], "caught up with the master".into())
+        }
+        (SlaveConnecting | SlaveCatchingUp, MasterLost(why)) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            format!("master unreachable ({why}); never in sync, so not promoting"),
+        ),
+        (SlaveConnecting | SlaveCatchingUp | SlaveMirroring, MasterRefused(why)) => (
+            Stopped,
+            vec![Exit(EXIT_REFUSED)],
+            format!("master refused us: {why}"),
+        ),
+        (SlaveMirroring, MasterLost(why)) if policy.shutdown_on_master_failure => (
+            Stopped,
+            vec![Exit(EXIT_MASTER_FAILED)],
+            format!("master lost ({why}); shutdown_on_master_failure"),
+        ),
+        (SlaveMirroring, MasterLost(why)) => (
+            MasterAlone,
+            vec![Promote, OpenReplicationListener, OpenClientListener],
+            format!("master lost ({why}); promoting"),
+        ),
+        (role, event) => (role, vec![], format!("ignored {event:?}")),
+    };
+    (next, actions, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::*;
+    use Event::*;
+    use Role::*;
+
+    const MASTER: Policy = Policy {
+        is_slave: false,
+        wait_for_slave: false,
+        shutdown_on_slave_failure: false,
+        shutdown_on_master_failure: false,
+    };
+
+    fn with(f: impl Fn(&mut Policy)) -> Policy {
+        let mut policy = MASTER;
+        f(&mut policy);
+        policy
+    }
+
+    #[test]
+    fn every_transition() {
+        let slave = with(|p| p.is_slave = true);
+        let strict_slave = with(|p| {
+            p.is_slave = true;
+            p.shutdown_on_master_failure = true
+        });
+        let waits = with(|p| p.wait_for_slave = true);
+        let strict_master = with(|p| p.shutdown_on_slave_failure = true);
+        let lost = || SlaveLost("link closed".into());
+        let gone = || MasterLost("connection reset".into());
+        #[rustfmt::skip]
+        let table: Vec<(Role, Event, Policy, Role, Vec<Action>)> = vec![
+            (Starting, Started, MASTER, MasterAlone, vec![OpenReplicationListener, OpenClientListener]),
+            (Starting, Started, waits, WaitingForSlave, vec![OpenReplicationListener]),
+            (Starting, Started, slave, SlaveConnecting, vec![DialMaster]),
+            (WaitingForSlave, SlaveAttached, waits, WaitingForSlave, vec![]),
+            (WaitingForSlave, SlaveInSync, waits, MasterWithSlave, vec![OpenClientListener]),
+            (WaitingForSlave, lost(), waits, WaitingForSlave, vec![ContinueAlone]),
+            (MasterAlone, SlaveAttached, MASTER, MasterAlone, vec![]),
+            (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![]),
+            (MasterAlone, lost(), strict_master, MasterAlone, vec![ContinueAlone]),
+            (MasterWithSlave, lost(), MASTER, MasterAlone, vec![ContinueAlone]),
+            (MasterWithSlave, lost(), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
+            (SlaveConnecting, gone(), slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveConnecting, MasterReached, slave, SlaveCatchingUp, vec![]),
+            (SlaveConnecting, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
+            (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
+            (SlaveMirroring, gone(), slave, MasterAlone, vec![Promote, OpenReplicationListener, OpenClientListener]),
+            (SlaveMirroring, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
+            (SlaveMirroring, MasterRefused("x".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
+            (MasterWithSlave, Shutdown, MASTER, Stopped, vec![Exit(0)]),
+            (SlaveMirroring, Shutdown, slave, Stopped, vec![Exit(0)]),
+            (Stopped, Started, MASTER, Stopped, vec![]),
+            // Events that do not apply to a role change nothing.
+            (MasterWithSlave, gone(), MASTER, MasterWithSlave, vec![]),
+            (SlaveMirroring, SlaveInSync, slave, SlaveMirroring, vec![]),
+        ];
+        for (role, event, policy, next, actions) in table {
+            let (got_role, got_actions, why) = step(role, &event, policy);
+            assert_eq!(
+                (got_role, &got_actions),
+                (next, &actions),
+                "{role} + {event:?}: {why}"
+            );
+            assert!(!why.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_slave_opens_clients_only_by_promotion() {
+        let slave = with(|p| p.is_slave = true);
+        for role in [SlaveConnecting, SlaveCatchingUp, SlaveMirroring] {
+            for event in [
+                Started,
+                MasterReached,
+                InSyncWithMaster,
+                SlaveInSync,
+                SlaveAttached,
+            ] {
+                let (_, actions, _) = step(role, &event, slave);
+                assert!(!actions.contains(&OpenClientListener), "{role} + {event:?}");
+            }
+        }
+    }
+}
