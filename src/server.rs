@@ -439,13 +439,14 @@ impl Driver {
             link.in_sync_at
         );
         let requests = self.requests.clone().expect("the core was just started");
+        // Queued before the mirror starts, so it precedes the mirror's in-sync event.
+        let _ = self.role_events.unbounded_send(Event::MasterReached);
         runtime::spawn(slave::mirror(
             link,
             self.config.clone(),
             requests,
             self.role_events.clone(),
         ));
-        let _ = self.role_events.unbounded_send(Event::MasterReached);
         Ok(None)
     }
 

@@ -4,52 +4,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::client::body;
-use common::{Broker, Client, Site, PATIENCE};
+use common::{Broker, Site, PATIENCE};
 use mirrormq::stomp::Command;
-
-/// Sends `count` persistent messages pipelined (all sends first, then all receipts).
-fn send_pipelined(client: &mut Client, queue: &str, count: usize) {
-    for i in 0..count {
-        let receipt = format!("r{i}");
-        let body = format!("m{i}");
-        client.send_frame(
-            Command::Send,
-            &[
-                ("destination", queue),
-                ("persistent", "true"),
-                ("receipt", &receipt),
-            ],
-            body.as_bytes(),
-        );
-    }
-    for i in 0..count {
-        let receipt = client.expect(Command::Receipt);
-        assert_eq!(
-            receipt.header("receipt-id"),
-            Some(format!("r{i}").as_str()),
-            "receipts come in order"
-        );
-    }
-}
-
-fn drain(client: &mut Client, queue: &str, count: usize) -> Vec<String> {
-    client.subscribe(queue, "drain", "client-individual", 100);
-    (0..count)
-        .map(|_| {
-            let message = client.expect(Command::Message);
-            client.ack(&message, None);
-            body(&message)
-        })
-        .collect()
-}
 
 #[test]
 fn receipted_messages_survive_kill_9_in_order() {
     let site = Site::new();
     let mut broker = site.start_default();
     let mut producer = broker.client();
-    send_pipelined(&mut producer, "/queue/safe", 2000);
+    producer.send_many("/queue/safe", 2000);
     broker.kill9();
 
     let broker = site.start_default();
@@ -59,7 +22,7 @@ fn receipted_messages_survive_kill_9_in_order() {
         broker.log.text()
     );
     let mut consumer = broker.client();
-    let bodies = drain(&mut consumer, "/queue/safe", 2000);
+    let bodies = consumer.drain("/queue/safe", 2000);
     let expected: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
     assert_eq!(bodies, expected);
     assert!(
@@ -76,7 +39,7 @@ fn acknowledged_messages_stay_consumed_after_kill_9() {
     let site = Site::new();
     let mut broker = site.start_default();
     let mut client = broker.client();
-    send_pipelined(&mut client, "/queue/work", 10);
+    client.send_many("/queue/work", 10);
     client.subscribe("/queue/work", "s", "client-individual", 5);
     let first_five = client.receive(5);
     for message in &first_five {
@@ -92,7 +55,7 @@ fn acknowledged_messages_stay_consumed_after_kill_9() {
 
     let broker = site.start_default();
     let mut client = broker.client();
-    let left = drain(&mut client, "/queue/work", 5);
+    let left = client.drain("/queue/work", 5);
     assert_eq!(left, ["m5", "m6", "m7", "m8", "m9"]);
 }
 
@@ -140,7 +103,7 @@ fn committed_transactions_survive_kill_9_and_open_ones_vanish() {
     let broker = site.start_default();
     let mut client = broker.client();
     assert_eq!(
-        drain(&mut client, "/queue/tx", 3),
+        client.drain("/queue/tx", 3),
         ["committed0", "committed1", "committed2"]
     );
     assert!(matches!(
@@ -159,7 +122,7 @@ fn non_persistent_messages_do_not_survive_a_restart() {
     broker.kill9();
     let broker = site.start_default();
     let mut client = broker.client();
-    assert_eq!(drain(&mut client, "/queue/mixed", 1), ["durable"]);
+    assert_eq!(client.drain("/queue/mixed", 1), ["durable"]);
 }
 
 #[test]
@@ -167,7 +130,7 @@ fn sigterm_finishes_writes_and_exits_zero() {
     let site = Site::new();
     let mut broker = site.start_default();
     let mut client = broker.client();
-    send_pipelined(&mut client, "/queue/term", 100);
+    client.send_many("/queue/term", 100);
     let status = broker.terminate();
     assert_eq!(status.code(), Some(0), "{}", broker.log.text());
     assert!(broker.log.text().contains("shutting down"));
@@ -200,7 +163,7 @@ fn a_second_broker_on_the_same_directory_waits_for_the_lock_then_serves() {
     first.kill9();
     second.wait_until_listening();
     let mut client = second.client();
-    assert_eq!(drain(&mut client, "/queue/shared", 1), ["kept"]);
+    assert_eq!(client.drain("/queue/shared", 1), ["kept"]);
 }
 
 #[test]
@@ -260,7 +223,7 @@ fn a_corrupt_record_stops_the_start_naming_file_and_offset() {
     let site = Site::new();
     let mut broker = site.start_default();
     let mut client = broker.client();
-    send_pipelined(&mut client, "/queue/c", 3);
+    client.send_many("/queue/c", 3);
     assert_eq!(broker.terminate().code(), Some(0));
     let segment = std::fs::read_dir(site.data_dir().join("journal"))
         .unwrap()

@@ -216,6 +216,44 @@ impl Client {
         }
     }
 
+    /// Sends `count` persistent messages `m0..` pipelined (all sends first, then all
+    /// receipts, which must come in order).
+    pub fn send_many(&mut self, queue: &str, count: usize) {
+        for i in 0..count {
+            let receipt = format!("r{i}");
+            let body = format!("m{i}");
+            self.send_frame(
+                Command::Send,
+                &[
+                    ("destination", queue),
+                    ("persistent", "true"),
+                    ("receipt", &receipt),
+                ],
+                body.as_bytes(),
+            );
+        }
+        for i in 0..count {
+            let receipt = self.expect(Command::Receipt);
+            assert_eq!(
+                receipt.header("receipt-id"),
+                Some(format!("r{i}").as_str()),
+                "receipts come in order"
+            );
+        }
+    }
+
+    /// Subscribes to `queue`, receives and acks `count` messages, returns their bodies.
+    pub fn drain(&mut self, queue: &str, count: usize) -> Vec<String> {
+        self.subscribe(queue, "drain", "client-individual", 100);
+        (0..count)
+            .map(|_| {
+                let message = self.expect(Command::Message);
+                self.ack(&message, None);
+                body(&message)
+            })
+            .collect()
+    }
+
     /// Receives `n` MESSAGE frames.
     pub fn receive(&mut self, n: usize) -> Vec<Frame> {
         (0..n).map(|_| self.expect(Command::Message)).collect()

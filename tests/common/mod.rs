@@ -64,6 +64,60 @@ pub struct Site {
     pub dir: tempfile::TempDir,
 }
 
+/// Replication settings fast enough for tests.
+pub const FAST_LINK: &str = "heartbeat_ms = 50\nheartbeat_misses = 4\nack_timeout_ms = 500";
+
+/// Config text for a master whose slave may attach on an ephemeral port.
+pub fn master_replication(extra: &str) -> String {
+    format!("[replication]\nbind = \"tcp://127.0.0.1:0\"\n{FAST_LINK}\n{extra}\n[[users]]\nname = \"admin\"\npassword = \"admin\"")
+}
+
+/// Config text for a slave of the master whose replication port is `port`.
+pub fn slave_replication(port: u16, extra: &str) -> String {
+    format!(
+        "[replication]\nmaster_connector_uri = \"tcp://127.0.0.1:{port}\"\nuser = \"admin\"\npassword = \"admin\"\nbind = \"tcp://127.0.0.1:0\"\n{FAST_LINK}\n{extra}\n[[users]]\nname = \"admin\"\npassword = \"admin\""
+    )
+}
+
+/// A master and its slave, each on its own site.
+pub struct Pair {
+    pub master_site: Site,
+    pub slave_site: Site,
+    pub master: Broker,
+    pub slave: Broker,
+}
+
+impl Pair {
+    /// Starts a master, then a slave of it, and waits until the slave mirrors.
+    pub fn start(master_extra: &str, slave_extra: &str) -> Pair {
+        let master_site = Site::new();
+        let mut master = Broker::spawn(&master_site.write_config(
+            "broker.toml",
+            "",
+            "",
+            &master_replication(master_extra),
+        ));
+        let replication_port = master.wait_for_port("replication");
+        if !master_extra.contains("wait_for_slave = true") {
+            master.wait_until_listening();
+        }
+        let slave_site = Site::new();
+        let slave = Broker::spawn(&slave_site.write_config(
+            "broker.toml",
+            "",
+            "",
+            &slave_replication(replication_port, slave_extra),
+        ));
+        slave.wait_for_role("slave-mirroring");
+        Pair {
+            master_site,
+            slave_site,
+            master,
+            slave,
+        }
+    }
+}
+
 impl Site {
     pub fn new() -> Site {
         Site {
@@ -135,6 +189,22 @@ impl Broker {
             log,
             config: config.to_path_buf(),
         }
+    }
+
+    /// The port a listener of this broker was logged on (`stomp` or `replication`).
+    pub fn wait_for_port(&self, what: &str) -> u16 {
+        let line = self
+            .log
+            .wait_for(&format!("{what}: listening on tcp://"), PATIENCE)
+            .unwrap_or_else(|| panic!("no {what} listener:\n{}", self.log.text()));
+        line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    }
+
+    /// Waits for a `role: A -> B` line ending in role `to`.
+    pub fn wait_for_role(&self, to: &str) -> String {
+        self.log
+            .wait_for(&format!("-> {to} "), PATIENCE)
+            .unwrap_or_else(|| panic!("never became {to}:\n{}", self.log.text()))
     }
 
     pub fn wait_until_listening(&mut self) {

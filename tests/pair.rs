@@ -1,0 +1,354 @@
+//! The master/slave pair with real processes: kill -9, SIGSTOP, each of the three options
+//! both ways, credentials, catch-up, divergence, and the resync script.
+
+mod common;
+
+use std::process::Command as Process;
+use std::time::Duration;
+
+use common::client::Got;
+use common::{master_replication, slave_replication, Broker, Pair, Site, PATIENCE};
+use mirrormq::stomp::Command;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+#[test]
+fn receipted_messages_acks_and_commits_survive_a_master_kill_and_open_transactions_do_not() {
+    let mut pair = Pair::start("", "");
+    assert!(
+        pair.slave.log.wait_for("stomp: listening", QUIET).is_none(),
+        "a mirroring slave keeps its client port closed"
+    );
+    let mut client = pair.master.client();
+    client.send_many("/queue/orders", 200);
+    client.subscribe("/queue/orders", "s", "client-individual", 50);
+    for message in client.receive(50) {
+        client.ack(&message, None);
+    }
+    client.send_frame(Command::Begin, &[("transaction", "t1")], b"");
+    for body in ["c0", "c1", "c2"] {
+        client.send_frame(
+            Command::Send,
+            &[
+                ("destination", "/queue/tx"),
+                ("persistent", "true"),
+                ("transaction", "t1"),
+            ],
+            body.as_bytes(),
+        );
+    }
+    client.send_frame(
+        Command::Commit,
+        &[("transaction", "t1"), ("receipt", "commit")],
+        b"",
+    );
+    client.await_receipt("commit");
+    client.send_frame(Command::Begin, &[("transaction", "t2")], b"");
+    client.send_frame(
+        Command::Send,
+        &[
+            ("destination", "/queue/tx"),
+            ("persistent", "true"),
+            ("transaction", "t2"),
+        ],
+        b"open",
+    );
+    client.send_frame(
+        Command::Send,
+        &[("destination", "/queue/other"), ("receipt", "barrier")],
+        b"x",
+    );
+    client.await_receipt("barrier");
+    pair.master.kill9();
+
+    pair.slave.wait_for_role("master-alone");
+    pair.slave.wait_until_listening();
+    let mut survivor = pair.slave.client();
+    let expected: Vec<String> = (50..200).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        survivor.drain("/queue/orders", 150),
+        expected,
+        "acked messages stay acked, the rest survive in order"
+    );
+    let mut tx = pair.slave.client();
+    assert_eq!(tx.drain("/queue/tx", 3), ["c0", "c1", "c2"]);
+    assert!(
+        matches!(tx.read(QUIET), Got::Silent),
+        "the open transaction's message does not exist"
+    );
+    assert!(pair
+        .slave
+        .log
+        .text()
+        .contains("promoted: now master in epoch 2"));
+}
+
+#[test]
+fn shutdown_on_master_failure_stops_the_slave_instead_of_promoting() {
+    let mut pair = Pair::start("", "shutdown_on_master_failure = true");
+    pair.master
+        .client()
+        .send_receipted("/queue/q", "kept", true);
+    pair.master.kill9();
+    let status = pair.slave.wait();
+    assert_eq!(
+        status.code(),
+        Some(mirrormq::repl::role::EXIT_MASTER_FAILED)
+    );
+    assert!(!pair.slave.log.text().contains("stomp: listening"));
+}
+
+#[test]
+fn shutdown_on_slave_failure_stops_the_master() {
+    let mut pair = Pair::start("shutdown_on_slave_failure = true", "");
+    pair.master
+        .client()
+        .send_receipted("/queue/q", "mirrored", true);
+    pair.slave.kill9();
+    let status = pair.master.wait();
+    assert_eq!(status.code(), Some(mirrormq::repl::role::EXIT_SLAVE_FAILED));
+    assert!(pair.master.log.text().contains("shutdown_on_slave_failure"));
+}
+
+#[test]
+fn by_default_a_master_that_loses_its_slave_carries_on_and_says_so() {
+    let mut pair = Pair::start("", "");
+    let mut client = pair.master.client();
+    client.send_receipted("/queue/q", "before", true);
+    pair.slave.kill9();
+    pair.master.wait_for_role("master-alone");
+    pair.master
+        .log
+        .wait_for("ONE copy", PATIENCE)
+        .expect("the degradation is loud");
+    client.send_receipted("/queue/q", "after", true);
+}
+
+#[test]
+fn a_stopped_slave_cannot_hang_the_master() {
+    let mut pair = Pair::start("", "");
+    let mut client = pair.master.client();
+    client.send_receipted("/queue/q", "before", true);
+    pair.slave.signal("STOP");
+    // The receipt waits for the slave only until the ack timeout or heart-beat silence.
+    client.send_receipted("/queue/q", "during", true);
+    assert!(
+        pair.master.log.text().contains("slave lost"),
+        "{}",
+        pair.master.log.text()
+    );
+    pair.slave.signal("CONT");
+    pair.slave.kill9();
+}
+
+#[test]
+fn wait_for_slave_keeps_the_client_port_closed_until_a_slave_is_in_sync() {
+    let master_site = Site::new();
+    let mut master = Broker::spawn(&master_site.write_config(
+        "broker.toml",
+        "",
+        "",
+        &master_replication("wait_for_slave = true"),
+    ));
+    let port = master.wait_for_port("replication");
+    assert!(
+        master.log.wait_for("stomp: listening", QUIET).is_none(),
+        "no clients before a slave"
+    );
+    let slave_site = Site::new();
+    let slave = Broker::spawn(&slave_site.write_config(
+        "broker.toml",
+        "",
+        "",
+        &slave_replication(port, ""),
+    ));
+    slave.wait_for_role("slave-mirroring");
+    master.wait_until_listening();
+    let log = master.log.text();
+    assert!(log.find("slave in sync").unwrap() < log.find("stomp: listening").unwrap());
+    master.client().send_receipted("/queue/q", "now", true);
+}
+
+#[test]
+fn a_slave_with_bad_credentials_is_refused_on_both_sides() {
+    let master_site = Site::new();
+    let master = master_site.start("", "", &master_replication(""));
+    let port = master.wait_for_port("replication");
+    let slave_site = Site::new();
+    let text = slave_replication(port, "")
+        .replace("password = \"admin\"\nbind", "password = \"nope\"\nbind");
+    let mut slave = Broker::spawn(&slave_site.write_config("broker.toml", "", "", &text));
+    assert_eq!(
+        slave.wait().code(),
+        Some(mirrormq::repl::role::EXIT_REFUSED)
+    );
+    assert!(
+        slave.log.text().contains("authentication failed"),
+        "{}",
+        slave.log.text()
+    );
+    master
+        .log
+        .wait_for("authentication failed", PATIENCE)
+        .expect("the master logs the refusal");
+    assert!(
+        !master.log.text().contains("nope") && !slave.log.text().contains("nope"),
+        "passwords are never logged"
+    );
+}
+
+#[test]
+fn a_second_slave_is_refused_while_one_is_attached() {
+    let pair = Pair::start("", "");
+    let port = pair.master.wait_for_port("replication");
+    let other = Site::new();
+    let mut second =
+        Broker::spawn(&other.write_config("broker.toml", "", "", &slave_replication(port, "")));
+    assert_eq!(
+        second.wait().code(),
+        Some(mirrormq::repl::role::EXIT_REFUSED)
+    );
+    assert!(second
+        .log
+        .text()
+        .contains("another slave is already attached"));
+}
+
+#[test]
+fn a_slave_that_never_attached_keeps_retrying_and_never_promotes() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    let site = Site::new();
+    let slave =
+        Broker::spawn(&site.write_config("broker.toml", "", "", &slave_replication(port, "")));
+    slave
+        .log
+        .wait_for("unreachable", PATIENCE)
+        .expect("says it retries");
+    let retries = || slave.log.text().matches("retrying in").count();
+    let before = retries();
+    while retries() < before + 2 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = slave.log.text();
+    assert!(
+        !log.contains("stomp: listening") && !log.contains("promoted:"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_old_master_rejoins_as_the_new_slave_and_catches_up() {
+    let mut pair = Pair::start("", "");
+    pair.master.client().send_many("/queue/q", 20);
+    pair.master.kill9();
+    pair.slave.wait_for_role("master-alone");
+    pair.slave.wait_until_listening();
+    pair.slave
+        .client()
+        .send_receipted("/queue/q", "after-failover", true);
+    let new_port = pair.slave.wait_for_port("replication");
+    let old = Broker::spawn(&pair.master_site.write_config(
+        "broker.toml",
+        "",
+        "",
+        &slave_replication(new_port, ""),
+    ));
+    old.wait_for_role("slave-mirroring");
+    assert!(
+        old.log.text().contains("Append"),
+        "caught up by appending, not replaced:\n{}",
+        old.log.text()
+    );
+    // What the rejoined slave holds is what the new master holds.
+    pair.slave
+        .client()
+        .send_receipted("/queue/q", "mirrored-again", true);
+    drop(old);
+    let mut verify = Process::new(common::binary());
+    let output = verify
+        .args([
+            "verify",
+            "--data-dir",
+            pair.master_site.data_dir().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("queue q 22"), "{text}");
+}
+
+/// A store that went on alone (extra records) and a store that did not, both in epoch 1.
+fn diverged_sites() -> (Site, Site) {
+    let mut pair = Pair::start("", "");
+    pair.master.client().send_many("/queue/q", 5);
+    pair.slave.kill9();
+    pair.master.wait_for_role("master-alone");
+    pair.master
+        .client()
+        .send_receipted("/queue/q", "only-on-the-master", true);
+    pair.master.kill9();
+    (pair.master_site, pair.slave_site)
+}
+
+#[test]
+fn a_diverged_slave_is_refused_and_the_resync_script_repairs_it() {
+    let (went_alone, stayed) = diverged_sites();
+    // The stale copy comes back as master; the store with extra records may not mirror it.
+    let master = stayed.start("", "", &master_replication(""));
+    let port = master.wait_for_port("replication");
+    let config = went_alone.write_config("broker.toml", "", "", &slave_replication(port, ""));
+    let mut refused = Broker::spawn(&config);
+    assert_eq!(
+        refused.wait().code(),
+        Some(mirrormq::repl::role::EXIT_REFUSED)
+    );
+    let log = refused.log.text();
+    assert!(
+        log.contains("diverged") && log.contains("scripts/resync.sh"),
+        "{log}"
+    );
+
+    let resync = |from: &Site, to: &Site| {
+        Process::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/resync.sh"))
+            .args([from.data_dir(), to.data_dir()])
+            .env("MIRRORMQ", common::binary())
+            .output()
+            .unwrap()
+    };
+    let locked = resync(&stayed, &went_alone);
+    assert!(
+        !locked.status.success(),
+        "refused while the master holds its lock"
+    );
+    assert!(String::from_utf8_lossy(&locked.stderr).contains("lock"));
+    drop(master);
+    let done = resync(&stayed, &went_alone);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let backups = std::fs::read_dir(went_alone.dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("data.backup-")
+        })
+        .count();
+    assert_eq!(backups, 1, "the replaced directory is kept");
+    let master = stayed.start("", "", &master_replication(""));
+    let port = master.wait_for_port("replication");
+    let resynced = Broker::spawn(&went_alone.write_config(
+        "broker.toml",
+        "",
+        "",
+        &slave_replication(port, ""),
+    ));
+    resynced.wait_for_role("slave-mirroring");
+}
