@@ -48,6 +48,10 @@ pub struct BrokerConfig {
     /// How often a broker waiting for a locked data directory tries again.
     #[serde(default = "defaults::lock_retry_ms")]
     pub lock_retry_ms: u64,
+    /// Recent `dedup-id`s remembered per destination, to drop a failover client's
+    /// resent duplicates; 0 turns de-duplication off.
+    #[serde(default = "defaults::dedup_window")]
+    pub dedup_window: usize,
     /// How often the broker logs a status line (role, seq, lag); 0 = never.
     #[serde(default = "defaults::status_interval_ms")]
     pub status_interval_ms: u64,
@@ -146,6 +150,9 @@ mod defaults {
     }
     pub fn lock_retry_ms() -> u64 {
         1000
+    }
+    pub fn dedup_window() -> usize {
+        10_000
     }
     pub fn status_interval_ms() -> u64 {
         10_000

@@ -25,10 +25,13 @@
 //! docs/architecture.md walks through the same picture in more detail.
 
 pub mod broker;
+pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod core;
+pub mod demo;
 pub mod error;
 pub mod journal;
 pub mod repl;

@@ -1,9 +1,14 @@
-//! The `mirrormq` command line: `broker` runs a broker, `verify` reads a whole store.
+//! The `mirrormq` command line: `broker` runs a broker; `send` and `receive` are a STOMP
+//! client with failover URLs; `verify` reads a whole store; `demo` tours the pair.
 //! Logging is set up here (env_logger, RUST_LOG, default info) and nowhere else.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use structopt::StructOpt;
+
+use mirrormq::cli::{Bodies, ReceiveArgs, SendArgs};
+use mirrormq::client::AckMode;
 
 #[derive(StructOpt)]
 #[structopt(
@@ -13,9 +18,51 @@ use structopt::StructOpt;
 enum Cli {
     /// Runs a broker in the foreground until SIGINT or SIGTERM.
     Broker {
-        /// The broker's TOML config file (see configs/broker.toml).
+        /// The broker's TOML config file (configs/broker.toml, configs/master.toml, configs/slave.toml).
         #[structopt(long, parse(from_os_str))]
         config: PathBuf,
+    },
+    /// Sends messages; each counts once its receipt arrives, and is resent across failovers until then.
+    Send {
+        #[structopt(flatten)]
+        connection: Connection,
+        /// Where to send: /queue/NAME or /topic/NAME.
+        #[structopt(long)]
+        destination: String,
+        /// How many copies of BODY (or of --file) to send.
+        #[structopt(long, default_value = "1")]
+        count: usize,
+        /// Mark messages persistent:true (journaled and fsynced before the receipt).
+        #[structopt(long)]
+        persistent: bool,
+        /// Sends in flight at once (each waits for its receipt).
+        #[structopt(long, default_value = "64")]
+        window: usize,
+        /// Extra header NAME:VALUE (repeatable).
+        #[structopt(long = "header")]
+        headers: Vec<String>,
+        /// Send this file's contents as the body.
+        #[structopt(long, parse(from_os_str), conflicts_with = "body")]
+        file: Option<PathBuf>,
+        /// The body; without it and without --file, each line of standard input is a message.
+        body: Option<String>,
+    },
+    /// Receives messages and prints one body per line.
+    Receive {
+        #[structopt(flatten)]
+        connection: Connection,
+        /// Where to receive from: /queue/NAME or /topic/NAME.
+        #[structopt(long)]
+        destination: String,
+        /// Stop after this many messages.
+        #[structopt(long)]
+        count: Option<usize>,
+        /// auto, client or client-individual (each message is acknowledged after printing).
+        #[structopt(long, default_value = "client-individual")]
+        ack: String,
+        /// Stop after this many milliseconds without a message.
+        #[structopt(long)]
+        idle_ms: Option<u64>,
     },
     /// Reads every record of a store and prints what it holds; exits non-zero if damaged.
     Verify {
@@ -23,17 +70,100 @@ enum Cli {
         #[structopt(long, parse(from_os_str))]
         data_dir: PathBuf,
     },
+    /// Starts a pair from the shipped configs, sends, kills the master, consumes from the slave.
+    Demo {
+        /// The folder holding master.toml and slave.toml.
+        #[structopt(long, parse(from_os_str), default_value = "configs")]
+        configs: PathBuf,
+        /// Messages to send.
+        #[structopt(long, default_value = "1000")]
+        count: usize,
+    },
+}
+
+#[derive(StructOpt)]
+struct Connection {
+    /// tcp://HOST:PORT or failover:(tcp://A:P,tcp://B:P)?randomize=false&... (ActiveMQ's options).
+    #[structopt(long)]
+    url: String,
+    #[structopt(long, env = "MIRRORMQ_LOGIN")]
+    login: Option<String>,
+    #[structopt(long, env = "MIRRORMQ_PASSCODE", hide_env_values = true)]
+    passcode: Option<String>,
+}
+
+fn run(cli: Cli) -> mirrormq::Result<i32> {
+    match cli {
+        Cli::Broker { config } => {
+            mirrormq::config::Config::load(&config).and_then(mirrormq::server::run)
+        }
+        Cli::Send {
+            connection,
+            destination,
+            count,
+            persistent,
+            window,
+            headers,
+            file,
+            body,
+        } => {
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| mirrormq::Error::Config("--header takes NAME:VALUE".into()))?;
+            let bodies = match (body, file) {
+                (Some(body), _) => Bodies::Repeat(body.into_bytes(), count),
+                (None, Some(file)) => Bodies::Repeat(
+                    std::fs::read(&file).map_err(|e| mirrormq::Error::io(&file, e))?,
+                    count,
+                ),
+                (None, None) => Bodies::StdinLines,
+            };
+            mirrormq::cli::send(SendArgs {
+                url: connection.url,
+                destination,
+                bodies,
+                persistent,
+                window,
+                headers,
+                login: connection.login,
+                passcode: connection.passcode,
+            })
+        }
+        Cli::Receive {
+            connection,
+            destination,
+            count,
+            ack,
+            idle_ms,
+        } => {
+            let ack = AckMode::parse(&ack).ok_or_else(|| {
+                mirrormq::Error::Config(format!(
+                    "--ack {ack}: use auto, client or client-individual"
+                ))
+            })?;
+            mirrormq::cli::receive(ReceiveArgs {
+                url: connection.url,
+                destination,
+                count,
+                ack,
+                idle: idle_ms.map(Duration::from_millis),
+                login: connection.login,
+                passcode: connection.passcode,
+            })
+        }
+        Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
+        Cli::Demo { configs, count } => mirrormq::demo::run(&configs, count),
+    }
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let result = match Cli::from_args() {
-        Cli::Broker { config } => {
-            mirrormq::config::Config::load(&config).and_then(mirrormq::server::run)
-        }
-        Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
-    };
-    match result {
+    match run(Cli::from_args()) {
         Ok(code) => std::process::exit(code),
         Err(error) => {
             log::error!("{error}");

@@ -76,7 +76,7 @@ pub fn recover(
     config: &Config,
     events: mpsc::UnboundedSender<crate::journal::Event>,
 ) -> Result<(Broker, Journal, Recovered)> {
-    let mut broker = Broker::new(config.broker.max_redeliveries);
+    let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
     let report = Box::new(move |event| {
         let _ = events.unbounded_send(event);
     });

@@ -15,7 +15,7 @@ use crate::journal::{StoreMeta, JOURNAL_DIR};
 /// Prints the store's summary to stdout; exit code 0 if it is whole.
 pub fn run(data_dir: &Path) -> Result<i32> {
     let meta = StoreMeta::load(data_dir)?;
-    let mut broker = Broker::new(u32::MAX);
+    let mut broker = Broker::new(u32::MAX, 0);
     let summary = recovery::read(&data_dir.join(JOURNAL_DIR), Mode::ReadOnly, |_, entry| {
         let op: Op = codec::decode(&entry.payload)
             .map_err(|e| Error::Codec(format!("record seq {} does not decode: {e}", entry.seq)))?;

@@ -7,6 +7,7 @@
 //! of them implies a durable change (a message dead-lettered, an ack validated) it
 //! returns the `Op` for the caller to sequence and apply.
 
+mod dedup;
 mod message;
 mod op;
 mod queue;
@@ -16,6 +17,8 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use dedup::DedupWindow;
+pub use dedup::DEDUP_HEADER;
 pub use message::{
     AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
 };
@@ -63,13 +66,15 @@ pub struct Broker {
     topic_deliveries: Vec<Delivery>,
     memory: usize,
     max_redeliveries: u32,
+    dedup: DedupWindow,
 }
 
 /// Prefix of the queue a poison message of queue `NAME` moves to.
 pub const DLQ_PREFIX: &str = "DLQ.";
 
 impl Broker {
-    pub fn new(max_redeliveries: u32) -> Broker {
+    /// `dedup_window`: recent `dedup-id`s remembered per destination (0 = none).
+    pub fn new(max_redeliveries: u32, dedup_window: usize) -> Broker {
         Broker {
             queues: HashMap::new(),
             topics: HashMap::new(),
@@ -79,6 +84,7 @@ impl Broker {
             topic_deliveries: Vec::new(),
             memory: 0,
             max_redeliveries,
+            dedup: DedupWindow::new(dedup_window),
         }
     }
 
@@ -118,6 +124,7 @@ impl Broker {
         if !new.persistent && !keep_transient {
             return;
         }
+        self.dedup.insert(new);
         let message = Message::new(MessageId { seq, index }, new);
         match &new.destination {
             Destination::Queue(name) => {
@@ -201,6 +208,12 @@ impl Broker {
             persistent: message.persistent,
         });
         self.store(&dlq, moved);
+    }
+
+    /// Whether a producer already sent this message (same `dedup-id`, same destination)
+    /// recently: a resend after a failover, to be receipted but not stored again.
+    pub fn is_duplicate(&self, message: &NewMessage) -> bool {
+        self.dedup.contains(message)
     }
 
     /// Adds a consumer; its messages flow at the next `dispatch`.

@@ -28,7 +28,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         Harness {
-            broker: Broker::new(2),
+            broker: Broker::new(2, 100),
             seq: 0,
             records: Vec::new(),
         }
@@ -209,7 +209,7 @@ fn commit_is_one_record_and_replays_to_the_same_state() {
     );
 
     // Recovery: the same records, without transient messages, give the durable state.
-    let mut replayed = Broker::new(2);
+    let mut replayed = Broker::new(2, 100);
     for (seq, op) in &h.records {
         replayed.apply(*seq, op, false);
     }

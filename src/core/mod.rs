@@ -229,7 +229,18 @@ impl Core {
                 receipt,
             } => {
                 let cost = message.cost();
-                let seq = self.record(Op::Send(message));
+                let seq = if self.broker.is_duplicate(&message) {
+                    // A resend after a failover: the original's record is at or before
+                    // the last seq, so its receipt waits for exactly what the original did.
+                    log::debug!(
+                        "session {}: dropped a resent duplicate for {}",
+                        session.0,
+                        message.destination
+                    );
+                    self.next_seq - 1
+                } else {
+                    self.record(Op::Send(message))
+                };
                 self.memory.settle(cost, self.broker.memory_used());
                 self.receipt_at(session, receipt, seq, false);
             }
@@ -346,6 +357,11 @@ impl Core {
         nacks: Vec<AckRef>,
         receipt: Option<String>,
     ) {
+        // A replayed transaction's sends that already took effect are not stored twice.
+        let sends: Vec<NewMessage> = sends
+            .into_iter()
+            .filter(|m| !self.broker.is_duplicate(m))
+            .collect();
         let mut removals: Vec<Removal> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (ack, is_ack) in acks
