@@ -203,6 +203,12 @@ impl Driver {
                             connection = fresh;
                             log::info!("client: reconnected to {}", connection.address);
                             self.restore(&mut connection);
+                            if let Err(error) = connection.writer.flush().await {
+                                log::warn!(
+                                    "client: restoring state on {} failed: {error}",
+                                    connection.address
+                                );
+                            }
                         }
                         Err(error) => return self.give_up(error, commands),
                     }

@@ -102,12 +102,26 @@ impl Pair {
             master.wait_until_listening();
         }
         let slave_site = Site::new();
-        let slave = Broker::spawn(&slave_site.write_config(
+        // Clients must know the slave's client port before it opens (failover URLs).
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stomp = format!(
+            "bind = \"tcp://127.0.0.1:{}\"",
+            free.local_addr().unwrap().port()
+        );
+        drop(free);
+        let config = slave_site.write_config(
             "broker.toml",
             "",
             "",
             &slave_replication(replication_port, slave_extra),
-        ));
+        );
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "bind = \"tcp://127.0.0.1:0\"",
+            &stomp,
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        let slave = Broker::spawn(&config);
         slave.wait_for_role("slave-mirroring");
         Pair {
             master_site,
@@ -198,6 +212,19 @@ impl Broker {
             .wait_for(&format!("{what}: listening on tcp://"), PATIENCE)
             .unwrap_or_else(|| panic!("no {what} listener:\n{}", self.log.text()));
         line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    }
+
+    /// The STOMP port a slave will open when promoted: its config's bind is port 0, so
+    /// the tests give slaves a fixed free port instead (see `Pair`).
+    pub fn wait_for_port_later(&self) -> u16 {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("bind = \"tcp://127.0.0.1:")
+                    .and_then(|p| p.strip_suffix('"'))
+                    .and_then(|p| p.parse().ok())
+            })
+            .expect("a stomp bind line")
     }
 
     /// Waits for a `role: A -> B` line ending in role `to`.
