@@ -264,6 +264,12 @@ impl Config {
             "broker.segment_size",
             "must be at least 64KiB",
         )?;
+        // A record must fit in one replication frame (repl::message::MAX_FRAME).
+        check(
+            b.segment_size.0 <= 256 << 20,
+            "broker.segment_size",
+            "must be at most 256MiB",
+        )?;
         check(
             b.lock_retry_ms >= 10,
             "broker.lock_retry_ms",

@@ -80,7 +80,8 @@ pub fn recover(
     let report = Box::new(move |event| {
         let _ = events.unbounded_send(event);
     });
-    let (journal, recovered) = Journal::open(
+    let mut epochs_found = Vec::new();
+    let (mut journal, recovered) = Journal::open(
         config.data_dir(),
         config.broker.segment_size.0,
         report,
@@ -91,9 +92,17 @@ pub fn recover(
                     entry.seq
                 ))
             })?;
+            if let Op::EpochStarted { epoch } = op {
+                epochs_found.push(crate::journal::store::EpochStart {
+                    epoch,
+                    first_seq: entry.seq,
+                });
+            }
             Ok(broker.apply(entry.seq, &op, false))
         },
     )?;
+    // The journal is the authority on epochs: store.toml may lag it after a crash.
+    journal.merge_epochs(config.data_dir(), &epochs_found)?;
     Ok((broker, journal, recovered))
 }
 
@@ -113,11 +122,9 @@ fn read_position(config: &Config) -> Result<Position> {
 /// Makes the store the master's: its identity and epochs, and for a replace an empty
 /// journal that starts where the master's records do.
 fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
-    let meta = StoreMeta {
-        store_id: link.store_id.clone(),
-        epochs: link.epochs.clone(),
-    };
-    meta.save(config.data_dir())?;
+    // Replace the journal before relabelling the store: a crash in between leaves an
+    // empty journal under the old id (caught up afresh), never old records under the
+    // master's id.
     if let CatchUp::Replace { from } = link.catch_up {
         let dir = config.data_dir().join(JOURNAL_DIR);
         for (_, path) in segment::list(&dir)? {
@@ -128,7 +135,11 @@ fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
             "replication: replaced the local journal; mirroring the master's from seq {from}"
         );
     }
-    Ok(())
+    let meta = StoreMeta {
+        store_id: link.store_id.clone(),
+        epochs: link.epochs.clone(),
+    };
+    meta.save(config.data_dir())
 }
 
 /// What can wake the driver.
@@ -453,21 +464,22 @@ impl Driver {
     async fn promote(&mut self) -> Result<()> {
         let (reply, answer) = oneshot::channel();
         self.request(Request::Promote(reply)).await;
-        let Ok(start) = answer.await else {
-            return Ok(());
-        };
+        let epochs = answer.await.map_err(|_| Error::ShuttingDown)?;
         let dir = self.config.data_dir().to_path_buf();
+        let saved = epochs.clone();
         runtime::spawn_blocking(move || -> Result<()> {
             let mut meta = StoreMeta::load(&dir)?;
-            meta.epochs.push(start);
+            meta.epochs = saved;
             meta.save(&dir)
         })
         .await?;
-        log::info!(
-            "promoted: now master in epoch {} from seq {}",
-            start.epoch,
-            start.first_seq
-        );
+        if let Some(start) = epochs.last() {
+            log::info!(
+                "promoted: now master in epoch {} from seq {}",
+                start.epoch,
+                start.first_seq
+            );
+        }
         Ok(())
     }
 

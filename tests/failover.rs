@@ -82,6 +82,13 @@ fn a_producer_rides_through_a_master_kill_and_nothing_is_lost_or_duplicated() {
         bodies
     });
     let unique: HashSet<&String> = bodies.iter().collect();
+    if unique.len() != total {
+        eprintln!(
+            "SLAVE LOG:\n{}\nMASTER LOG:\n{}",
+            pair.slave.log.text(),
+            pair.master.log.text()
+        );
+    }
     assert_eq!(unique.len(), total, "every receipted message is there");
     assert_eq!(
         bodies.len(),

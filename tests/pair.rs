@@ -125,7 +125,7 @@ fn by_default_a_master_that_loses_its_slave_carries_on_and_says_so() {
 }
 
 #[test]
-fn a_stopped_slave_cannot_hang_the_master() {
+fn a_stopped_slave_cannot_hang_the_master_and_rejoins_without_promoting() {
     let mut pair = Pair::start("", "");
     let mut client = pair.master.client();
     client.send_receipted("/queue/q", "before", true);
@@ -138,7 +138,21 @@ fn a_stopped_slave_cannot_hang_the_master() {
         pair.master.log.text()
     );
     pair.slave.signal("CONT");
-    pair.slave.kill9();
+    // Told it was dropped, the slave dials again instead of promoting next to a live master.
+    pair.slave
+        .log
+        .wait_for("the master dropped us", PATIENCE)
+        .expect("the slave learns it was dropped");
+    let rejoined = pair
+        .slave
+        .log
+        .wait_for_count("-> slave-mirroring", 2, PATIENCE);
+    assert!(
+        rejoined && !pair.slave.log.text().contains("promoted:"),
+        "{}",
+        pair.slave.log.text()
+    );
+    client.send_receipted("/queue/q", "after", true);
 }
 
 #[test]
@@ -198,20 +212,28 @@ fn a_slave_with_bad_credentials_is_refused_on_both_sides() {
 }
 
 #[test]
-fn a_second_slave_is_refused_while_one_is_attached() {
+fn a_second_slave_is_refused_while_one_is_attached_and_keeps_trying() {
     let pair = Pair::start("", "");
     let port = pair.master.wait_for_port("replication");
     let other = Site::new();
-    let mut second =
+    let second =
         Broker::spawn(&other.write_config("broker.toml", "", "", &slave_replication(port, "")));
-    assert_eq!(
-        second.wait().code(),
-        Some(mirrormq::repl::role::EXIT_REFUSED)
-    );
-    assert!(second
+    second
         .log
-        .text()
-        .contains("another slave is already attached"));
+        .wait_for("another slave is already attached", PATIENCE)
+        .expect("told why");
+    pair.master
+        .log
+        .wait_for("another slave is already attached", PATIENCE)
+        .expect("the master says so too");
+    second
+        .log
+        .wait_for("retrying in", PATIENCE)
+        .expect("it waits for its turn");
+    assert!(
+        !second.log.text().contains("slave-mirroring"),
+        "one slave at a time"
+    );
 }
 
 #[test]

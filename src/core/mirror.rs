@@ -10,9 +10,17 @@ use futures::channel::mpsc;
 
 use crate::repl::message::WireRecord;
 
+/// What the core hands a master's link, in order.
+#[derive(Debug)]
+pub enum Shipment {
+    Record(WireRecord),
+    /// The slave has acknowledged its in-sync point: tell it the master relies on it.
+    InSync,
+}
+
 pub struct Mirror {
     pub link: u64,
-    live: mpsc::UnboundedSender<WireRecord>,
+    live: mpsc::UnboundedSender<Shipment>,
     pub acked: u64,
     pub gate_from: u64,
     pub in_sync_at: u64,
@@ -20,20 +28,25 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    pub fn new(link: u64, live: mpsc::UnboundedSender<WireRecord>, next_seq: u64) -> Mirror {
+    pub fn new(
+        link: u64,
+        live: mpsc::UnboundedSender<Shipment>,
+        next_seq: u64,
+        in_sync_at: u64,
+    ) -> Mirror {
         Mirror {
             link,
             live,
             acked: 0,
             gate_from: next_seq,
-            in_sync_at: next_seq - 1,
+            in_sync_at,
             in_sync: false,
         }
     }
 
     /// Queues a record for the slave; false if the link has gone.
     pub fn ship(&self, record: WireRecord) -> bool {
-        self.live.unbounded_send(record).is_ok()
+        self.live.unbounded_send(Shipment::Record(record)).is_ok()
     }
 
     /// The highest seq whose receipt may go out, given the local journal's durable seq.
@@ -41,11 +54,15 @@ impl Mirror {
         durable.min(self.acked.max(self.gate_from - 1))
     }
 
-    /// Records an acknowledgement; true if this one brought the slave in sync.
+    /// Records an acknowledgement; true if this one brought the slave in sync, in which
+    /// case the slave is told so.
     pub fn ack(&mut self, seq: u64) -> bool {
         self.acked = self.acked.max(seq);
         let became = !self.in_sync && self.acked >= self.in_sync_at;
-        self.in_sync |= became;
+        if became {
+            self.in_sync = true;
+            let _ = self.live.unbounded_send(Shipment::InSync);
+        }
         became
     }
 }
@@ -57,7 +74,7 @@ mod tests {
     #[test]
     fn receipts_before_the_attach_need_the_journal_only_and_after_it_the_slave_too() {
         let (live, _rx) = mpsc::unbounded();
-        let mut mirror = Mirror::new(7, live, 101);
+        let mut mirror = Mirror::new(7, live, 101, 100);
         assert_eq!(
             mirror.release_point(100),
             100,

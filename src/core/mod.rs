@@ -8,7 +8,7 @@
 //! await and never blocks: when the journal's queue is full the core stops taking
 //! requests, which backs the bounded request channel up into the sessions.
 
-mod mirror;
+pub mod mirror;
 pub mod replication;
 pub mod request;
 
@@ -108,6 +108,8 @@ pub struct Core {
     frozen: bool,
     /// Role events (slave in sync, slave lost) for the driver.
     role_events: mpsc::UnboundedSender<RoleEvent>,
+    /// A slave that met a record it could not apply stops mirroring for good.
+    replica_failed: bool,
     /// Told every durable seq (a slave's link acknowledges with it).
     durable_watchers: Vec<mpsc::UnboundedSender<u64>>,
     sessions: HashMap<SessionId, SessionHandle>,
@@ -140,6 +142,7 @@ impl Core {
             frozen: false,
             role_events,
             durable_watchers: Vec::new(),
+            replica_failed: false,
             sessions: HashMap::new(),
             receipts: VecDeque::new(),
             memory,

@@ -7,7 +7,7 @@
 
 use futures::channel::{mpsc, oneshot};
 
-use super::mirror::Mirror;
+use super::mirror::{Mirror, Shipment};
 use super::Core;
 use crate::broker::Op;
 use crate::codec;
@@ -17,6 +17,22 @@ use crate::repl::catchup::{self, MasterView};
 use crate::repl::message::{CatchUp, Position, WireRecord};
 use crate::repl::role::Event as RoleEvent;
 
+/// Why a slave was refused, and whether trying again later can succeed.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: String,
+    pub retry: bool,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal {
+            reason,
+            retry: false,
+        }
+    }
+}
+
 /// What a master's link needs to serve an attached slave.
 #[derive(Debug)]
 pub struct Attached {
@@ -25,13 +41,16 @@ pub struct Attached {
     pub catch_up: CatchUp,
     /// Records below this come from the journal, from it on from `live`.
     pub next_seq: u64,
-    pub live: mpsc::UnboundedReceiver<WireRecord>,
+    /// The slave is in sync once it holds this seq: the last durable record below
+    /// `next_seq` (non-durable ones are not on disk to be caught up).
+    pub in_sync_at: u64,
+    pub live: mpsc::UnboundedReceiver<Shipment>,
 }
 
 /// An attach waiting for the journal to be durable up to `next_seq - 1`, so the link
 /// can read every catch-up record from disk.
 pub struct PendingAttach {
-    reply: oneshot::Sender<Result<Attached, String>>,
+    reply: oneshot::Sender<Result<Attached, Refusal>>,
     attached: Attached,
 }
 
@@ -40,10 +59,14 @@ impl Core {
         &mut self,
         link: u64,
         position: Position,
-        reply: oneshot::Sender<Result<Attached, String>>,
+        reply: oneshot::Sender<Result<Attached, Refusal>>,
     ) {
         if self.mirror.is_some() || self.pending_attach.is_some() {
-            let _ = reply.send(Err("another slave is already attached".into()));
+            let reason = "another slave is already attached".to_string();
+            let _ = reply.send(Err(Refusal {
+                reason,
+                retry: true,
+            }));
             return;
         }
         let store_id = self.journal.meta().store_id.clone();
@@ -56,12 +79,16 @@ impl Core {
         let catch_up = match catchup::plan(&view, &position) {
             Ok(plan) => plan,
             Err(why) => {
-                let _ = reply.send(Err(why));
+                let _ = reply.send(Err(why.into()));
                 return;
             }
         };
+        let from = match catch_up {
+            CatchUp::Append { from } | CatchUp::Replace { from } => from,
+        };
+        let in_sync_at = self.journal.last_durable_seq().max(from - 1);
         let (live, live_rx) = mpsc::unbounded();
-        self.mirror = Some(Mirror::new(link, live, self.next_seq));
+        self.mirror = Some(Mirror::new(link, live, self.next_seq, in_sync_at));
         // The link reads segments while it catches the slave up.
         self.journal.hold_deletions(true);
         let _ = self.role_events.unbounded_send(RoleEvent::SlaveAttached);
@@ -72,6 +99,7 @@ impl Core {
                 epochs: self.epochs.clone(),
                 catch_up,
                 next_seq: self.next_seq,
+                in_sync_at,
                 live: live_rx,
             },
         });
@@ -118,27 +146,37 @@ impl Core {
     /// A slave applies its master's records, in order, with the master's seq and epoch.
     pub(super) fn replicate(&mut self, records: Vec<WireRecord>) {
         for record in records {
-            if record.seq < self.next_seq {
-                let _ = self
-                    .role_events
-                    .unbounded_send(RoleEvent::MasterLost(format!(
-                        "record seq {} out of order (expected at least {})",
-                        record.seq, self.next_seq
-                    )));
+            if self.replica_failed {
                 return;
             }
-            let op: Op = match codec::decode(&record.payload) {
+            // A record this store cannot apply ends mirroring for good: acknowledging
+            // anything after a gap would release receipts for records it does not hold.
+            let op: Result<Op, String> = if record.seq < self.next_seq {
+                Err(format!(
+                    "record seq {} out of order (expected at least {})",
+                    record.seq, self.next_seq
+                ))
+            } else {
+                codec::decode(&record.payload)
+                    .map_err(|e| format!("record seq {} does not decode: {e}", record.seq))
+            };
+            let op = match op {
                 Ok(op) => op,
-                Err(error) => {
+                Err(why) => {
+                    log::error!("replication: cannot mirror: {why}");
+                    self.replica_failed = true;
                     let _ = self
                         .role_events
-                        .unbounded_send(RoleEvent::MasterLost(format!(
-                            "record seq {} does not decode: {error}",
-                            record.seq
-                        )));
+                        .unbounded_send(RoleEvent::MasterRefused(why));
                     return;
                 }
             };
+            if let Op::EpochStarted { epoch } = op {
+                self.epochs.push(EpochStart {
+                    epoch,
+                    first_seq: record.seq,
+                });
+            }
             self.epoch = record.epoch;
             let entry = Entry {
                 epoch: record.epoch,
@@ -151,7 +189,7 @@ impl Core {
 
     /// Starts a new epoch as master; replies with its (epoch, first seq) for the store's
     /// epoch history.
-    pub(super) fn promote(&mut self, reply: oneshot::Sender<EpochStart>) {
+    pub(super) fn promote(&mut self, reply: oneshot::Sender<Vec<EpochStart>>) {
         let epoch = self
             .epochs
             .iter()
@@ -167,6 +205,6 @@ impl Core {
         self.epoch = epoch;
         self.epochs.push(start);
         self.record(Op::EpochStarted { epoch });
-        let _ = reply.send(start);
+        let _ = reply.send(self.epochs.clone());
     }
 }

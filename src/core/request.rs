@@ -86,7 +86,7 @@ pub enum Request {
         /// Identifies the link, so a late message from a dead one is ignored.
         link: u64,
         position: crate::repl::message::Position,
-        reply: oneshot::Sender<Result<super::replication::Attached, String>>,
+        reply: oneshot::Sender<Result<super::replication::Attached, super::replication::Refusal>>,
     },
     /// The slave has every record up to this seq in its journal.
     SlaveAck { link: u64, seq: u64 },
@@ -99,7 +99,7 @@ pub enum Request {
     /// Tell this channel every durable seq.
     WatchDurable(mpsc::UnboundedSender<u64>),
     /// Become master in a new epoch.
-    Promote(oneshot::Sender<crate::journal::store::EpochStart>),
+    Promote(oneshot::Sender<Vec<crate::journal::store::EpochStart>>),
     /// A one-line summary of the broker's state, for the periodic status log.
     Status(oneshot::Sender<String>),
     /// Stop: finish in-flight journal writes, release their receipts, return.

@@ -58,6 +58,8 @@ pub struct Journal {
     held_deletions: Option<Vec<u64>>,
     meta: StoreMeta,
     dir: PathBuf,
+    /// The seq of the last record written to disk (non-durable ones are not).
+    last_durable_seq: u64,
 }
 
 impl Journal {
@@ -98,6 +100,7 @@ impl Journal {
             held_deletions: None,
             meta: meta.clone(),
             dir: dir.clone(),
+            last_durable_seq: summary.last.map_or(0, |(_, seq, _)| seq),
         };
         // Segments emptied before the last stop go now.
         journal.queue_garbage();
@@ -125,6 +128,7 @@ impl Journal {
             });
             return;
         }
+        self.last_durable_seq = entry.seq;
         let new_segment = self.ledger.place(entry.seq, entry.stored_len());
         self.ledger.note(self.ledger.current(), applied);
         self.outbox.push_back(Command::Append {
@@ -153,6 +157,29 @@ impl Journal {
             (false, Some(held)) => self.outbox.extend(held.into_iter().map(Command::Delete)),
             (false, None) => {}
         }
+    }
+
+    /// The seq of the last record written to disk.
+    pub fn last_durable_seq(&self) -> u64 {
+        self.last_durable_seq
+    }
+
+    /// Adds epochs found in the journal (`EpochStarted` records) that `store.toml` lacks
+    /// (a crash between the record and the file, or epochs mirrored from a master), and
+    /// saves the file if it changed. Blocking: call at start-up.
+    pub fn merge_epochs(&mut self, data_dir: &Path, found: &[store::EpochStart]) -> Result<()> {
+        let mut changed = false;
+        for start in found {
+            if !self.meta.epochs.iter().any(|e| e.epoch == start.epoch) {
+                self.meta.epochs.push(*start);
+                changed = true;
+            }
+        }
+        if changed {
+            self.meta.epochs.sort_by_key(|e| e.epoch);
+            self.meta.save(data_dir)?;
+        }
+        Ok(())
     }
 
     /// The first seq the journal may still hold: records before it were deleted.

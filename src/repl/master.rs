@@ -22,15 +22,20 @@ use super::message::{
 };
 use crate::codec;
 use crate::config::Config;
-use crate::core::replication::Attached;
+use crate::core::mirror::Shipment;
+use crate::core::replication::{Attached, Refusal};
 use crate::core::Request;
 use crate::journal::recovery::{self, Mode};
+use crate::journal::Entry;
 use crate::runtime::{self, TcpListener, TcpStream};
 
 /// A Hello is small; anything bigger before authentication is refused unread.
 const MAX_HELLO: usize = 64 * 1024;
-/// Records per batch frame.
+/// Records per batch frame, and bytes: a batch stays far below `MAX_FRAME`.
 const BATCH_RECORDS: usize = 1024;
+const BATCH_BYTES: usize = 4 << 20;
+/// Batches sent but not acknowledged before the sender waits for the slave.
+const MAX_UNACKED_BATCHES: usize = 64;
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
@@ -55,12 +60,13 @@ pub async fn serve(listener: TcpListener, context: Context) {
     }
 }
 
-async fn refuse(stream: &TcpStream, peer: &str, reason: String) {
+async fn refuse(stream: &TcpStream, peer: &str, refusal: impl Into<Refusal>) {
+    let Refusal { reason, retry } = refusal.into();
     log::warn!("replication: refused slave {peer}: {reason}");
     let mut writer = stream;
     let _ = runtime::timeout(
         Duration::from_secs(1),
-        codec::write_frame(&mut writer, &MasterMessage::Refused { reason }),
+        codec::write_frame(&mut writer, &MasterMessage::Refused { reason, retry }),
     )
     .await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -87,7 +93,9 @@ async fn handle(stream: TcpStream, mut context: Context) {
             password,
             position,
         }))) => (protocol, user, password, position),
-        Some(Ok(Some(_))) => return refuse(&stream, &peer, "expected Hello first".into()).await,
+        Some(Ok(Some(_))) => {
+            return refuse(&stream, &peer, "expected Hello first".to_string()).await
+        }
         Some(Err(error)) => return refuse(&stream, &peer, format!("bad Hello: {error}")).await,
         Some(Ok(None)) | None => {
             log::warn!("replication: {peer} connected but sent no Hello; closed");
@@ -122,14 +130,29 @@ async fn handle(stream: TcpStream, mut context: Context) {
     }
     let attached = match answer.await {
         Ok(Ok(attached)) => attached,
-        Ok(Err(reason)) => return refuse(&stream, &peer, reason).await,
+        Ok(Err(refusal)) => return refuse(&stream, &peer, refusal).await,
         Err(_) => return,
     };
     let reason = match stream_records(&stream, link, &context, attached, position.last).await {
-        Ok(()) => "the core stopped".to_string(),
-        Err(why) => why,
+        // The master is stopping: the slave may take over, as after a crash.
+        Ok(()) => "the master is stopping".to_string(),
+        Err(why) => {
+            // A live master dropping a live slave tells it so: the slave dials again
+            // instead of promoting itself next to us. A write shutdown lets the
+            // message arrive before the end of the stream.
+            let mut writer = &stream;
+            let dropped = MasterMessage::Dropped {
+                reason: why.clone(),
+            };
+            let _ = runtime::timeout(
+                Duration::from_millis(200),
+                codec::write_frame(&mut writer, &dropped),
+            )
+            .await;
+            why
+        }
     };
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
     let _ = context
         .requests
         .send(Request::SlaveLost { link, why: reason })
@@ -145,15 +168,18 @@ async fn stream_records(
     slave_last: Option<(u64, u64, u32)>,
 ) -> Result<(), String> {
     let replication = &context.config.replication;
+    let ack_timeout = Duration::from_millis(replication.ack_timeout_ms);
     let (from, replace) = match attached.catch_up {
         CatchUp::Append { from } => (from, false),
         CatchUp::Replace { from } => (from, true),
     };
-    // For an append, the slave's last record must be ours too (same checksum).
+    // For an append, the slave's last record must be the master's record at that seq:
+    // a slave only ever journals records its master journaled, so one missing from the
+    // master's retained journal means the histories differ.
     let check = if replace {
         None
     } else {
-        slave_last.filter(|l| l.1 + 1 == from)
+        slave_last.filter(|last| last.1 + 1 == from)
     };
     let mut disk = read_journal(
         context.journal_dir.clone(),
@@ -162,16 +188,14 @@ async fn stream_records(
     );
     if let Some((_, seq, checksum)) = check {
         match disk.next().await {
-            Some(record)
-                if record.seq == seq
-                    && crate::journal::Entry::from(record.clone()).checksum() == checksum => {}
-            Some(record) if record.seq == seq => {
+            Some(Ok(record))
+                if record.seq == seq && Entry::from(record.clone()).checksum() == checksum => {}
+            Some(Err(why)) => return Err(why),
+            _ => {
                 return Err(super::catchup::diverged(&format!(
-                    "record {seq} differs between the slave and the master"
-                )));
+                    "the slave's record {seq} is not the master's record {seq}"
+                )))
             }
-            // The record was not on disk (never durable): nothing to compare.
-            _ => disk = read_journal(context.journal_dir.clone(), from, attached.next_seq),
         }
     }
     let mut writer = stream;
@@ -179,11 +203,9 @@ async fn stream_records(
         store_id: attached.store_id.clone(),
         epochs: attached.epochs.clone(),
         catch_up: attached.catch_up.clone(),
-        in_sync_at: attached.next_seq - 1,
+        in_sync_at: attached.in_sync_at,
     };
-    codec::write_frame(&mut writer, &welcome)
-        .await
-        .map_err(|e| e.to_string())?;
+    write(&mut writer, &welcome, ack_timeout).await?;
     log::info!(
         "replication: slave {} attached ({:?}); in sync once it holds seq {}",
         stream
@@ -191,32 +213,35 @@ async fn stream_records(
             .map(|a| a.to_string())
             .unwrap_or_default(),
         attached.catch_up,
-        attached.next_seq - 1
+        attached.in_sync_at
     );
 
-    let acked = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicBool::new(false));
     let silence =
         Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
-    let acks = runtime::spawn(read_acks(
+    let (acks_tx, mut acks) = mpsc::unbounded();
+    let ack_reader = runtime::spawn(read_acks(
         stream.clone(),
         link,
         context.requests.clone(),
-        acked.clone(),
+        acks_tx,
         silence,
         failed.clone(),
     ));
     let heartbeat = Duration::from_millis(replication.heartbeat_ms);
-    let ack_timeout = Duration::from_millis(replication.ack_timeout_ms);
     let mut unacked: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut live = attached.live;
+    let mut acked = 0;
+    let mut live = attached.live.map(Ok);
+    let mut disk = disk.map(|item| item.map(Shipment::Record));
     let mut catching_up = true;
     let result = loop {
         if failed.load(Ordering::SeqCst) {
             break Err("the slave's side of the link failed".to_string());
         }
-        let acked_now = acked.load(Ordering::SeqCst);
-        while unacked.front().is_some_and(|(seq, _)| *seq <= acked_now) {
+        while let Ok(seq) = acks.try_recv() {
+            acked = seq;
+        }
+        while unacked.front().is_some_and(|(seq, _)| *seq <= acked) {
             unacked.pop_front();
         }
         if let Some((seq, sent)) = unacked.front() {
@@ -227,16 +252,18 @@ async fn stream_records(
                 ));
             }
         }
-        let source: &mut (dyn futures::Stream<Item = WireRecord> + Unpin + Send) =
+        if unacked.len() >= MAX_UNACKED_BATCHES {
+            // Flow control: the slave is behind; wait for its acknowledgements.
+            if let Some(Some(seq)) = runtime::timeout(heartbeat, acks.next()).await {
+                acked = seq;
+            }
+            continue;
+        }
+        let source: &mut (dyn futures::Stream<Item = Result<Shipment, String>> + Unpin + Send) =
             if catching_up { &mut disk } else { &mut live };
         let first = match runtime::timeout(heartbeat, source.next()).await {
             None => {
-                if codec::write_frame(&mut writer, &MasterMessage::HeartBeat)
-                    .await
-                    .is_err()
-                {
-                    break Err("the link closed".into());
-                }
+                write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?;
                 continue;
             }
             Some(None) if catching_up => {
@@ -244,25 +271,59 @@ async fn stream_records(
                 continue;
             }
             Some(None) => break Ok(()),
-            Some(Some(record)) => record,
+            Some(Some(Err(why))) => break Err(why),
+            Some(Some(Ok(Shipment::InSync))) => {
+                write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
+                continue;
+            }
+            Some(Some(Ok(Shipment::Record(record)))) => record,
         };
+        let mut bytes = first.payload.len();
         let mut batch = vec![first];
-        while batch.len() < BATCH_RECORDS {
+        let mut then_in_sync = false;
+        while batch.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
             match source.next().now_or_never() {
-                Some(Some(record)) => batch.push(record),
+                Some(Some(Ok(Shipment::Record(record)))) => {
+                    bytes += record.payload.len();
+                    batch.push(record);
+                }
+                Some(Some(Ok(Shipment::InSync))) => {
+                    then_in_sync = true;
+                    break;
+                }
+                Some(Some(Err(why))) => return Err(why),
                 _ => break,
             }
         }
         if let Some(last) = batch.last() {
             unacked.push_back((last.seq, Instant::now()));
         }
-        if let Err(error) = codec::write_frame(&mut writer, &MasterMessage::Records(batch)).await {
-            break Err(format!("the link closed: {error}"));
+        if let Err(why) = write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await {
+            break Err(why);
+        }
+        if then_in_sync {
+            write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
         }
     };
     failed.store(true, Ordering::SeqCst);
-    drop(acks);
+    drop(ack_reader);
     result
+}
+
+/// Writes one message, bounded by `limit`: a slave that stops reading cannot stall us.
+async fn write(
+    writer: &mut &TcpStream,
+    message: &MasterMessage,
+    limit: Duration,
+) -> Result<(), String> {
+    match runtime::timeout(limit, codec::write_frame(writer, message)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(error)) => Err(format!("the link closed: {error}")),
+        None => Err(format!(
+            "the slave took no data for {} ms",
+            limit.as_millis()
+        )),
+    }
 }
 
 /// Reads the slave's acknowledgements and heart-beats; marks the link failed on silence.
@@ -270,7 +331,7 @@ async fn read_acks(
     stream: TcpStream,
     link: u64,
     mut requests: mpsc::Sender<Request>,
-    acked: Arc<AtomicU64>,
+    progress: mpsc::UnboundedSender<u64>,
     silence: Duration,
     failed: Arc<AtomicBool>,
 ) {
@@ -283,7 +344,7 @@ async fn read_acks(
         .await;
         match message {
             Some(Ok(Some(SlaveMessage::Ack { seq }))) => {
-                acked.fetch_max(seq, Ordering::SeqCst);
+                let _ = progress.unbounded_send(seq);
                 if requests
                     .send(Request::SlaveAck { link, seq })
                     .await
@@ -303,33 +364,42 @@ async fn read_acks(
             }
         }
     }
+    // The sender notices, tells the slave why, and closes the link.
     failed.store(true, Ordering::SeqCst);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Streams the journal's durable records with `from <= seq < until`, read off the
-/// executor by a blocking task.
-fn read_journal(dir: PathBuf, from: u64, until: u64) -> mpsc::Receiver<WireRecord> {
+/// executor by a blocking task. A read that fails ends the stream with the error, so the
+/// link fails rather than treat a partial catch-up as complete.
+fn read_journal(dir: PathBuf, from: u64, until: u64) -> mpsc::Receiver<Result<WireRecord, String>> {
     let (mut sender, receiver) = mpsc::channel(BATCH_RECORDS);
     runtime::spawn_blocking(move || {
+        let mut last = None;
         let result = recovery::read(&dir, Mode::ReadOnly, |_, entry| {
             if entry.seq >= until {
                 return Err(crate::Error::ShuttingDown);
             }
+            last = Some(entry.seq);
             if entry.seq >= from {
                 let record = WireRecord {
                     epoch: entry.epoch,
                     seq: entry.seq,
                     payload: entry.payload,
                 };
-                futures::executor::block_on(sender.send(record))
+                futures::executor::block_on(sender.send(Ok(record)))
                     .map_err(|_| crate::Error::ShuttingDown)?;
             }
             Ok(())
         });
-        if let Err(error) = result {
-            if !matches!(error, crate::Error::ShuttingDown) {
-                log::error!("replication: reading the journal for catch-up failed: {error}");
+        match result {
+            Ok(_) | Err(crate::Error::ShuttingDown) => {}
+            // Everything below `until` was delivered: a half-written record past it, in
+            // the segment still being written, is not our business.
+            Err(_) if last.is_some_and(|seq| seq + 1 >= until) => {}
+            Err(error) => {
+                let why = format!("reading the journal for catch-up failed: {error}");
+                log::error!("replication: {why}");
+                let _ = futures::executor::block_on(sender.send(Err(why)));
             }
         }
     });

@@ -13,8 +13,9 @@ use crate::journal::store::EpochStart;
 /// The protocol both sides must speak exactly.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Largest frame either side accepts; a record batch is cut well below this.
-pub const MAX_FRAME: usize = 64 << 20;
+/// Largest frame either side accepts: above any one record (a segment at most), while
+/// batches are cut far below it.
+pub const MAX_FRAME: usize = 256 << 20;
 
 /// A journal record on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +68,19 @@ pub enum MasterMessage {
         /// The slave is in sync once it has acknowledged this seq.
         in_sync_at: u64,
     },
+    /// `retry`: the refusal may pass (another slave is attached); otherwise it is final.
     Refused {
         reason: String,
+        retry: bool,
     },
     Records(Vec<WireRecord>),
+    /// The master now relies on this slave: every receipt waits for its acknowledgement.
+    /// Only from here on may the slave promote itself if the master dies.
+    InSync,
+    /// The master is dropping this slave (silent, too slow, catch-up failed) and carries
+    /// on without it: the slave must not promote, but dial again.
+    Dropped {
+        reason: String,
+    },
     HeartBeat,
 }

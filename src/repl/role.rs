@@ -66,6 +66,8 @@ pub enum Event {
     MasterLost(String),
     /// Our master refused us (credentials, protocol, divergence): retrying cannot help.
     MasterRefused(String),
+    /// Our master, alive, dropped us and carries on alone: dial again, never promote.
+    DroppedByMaster(String),
     Shutdown,
 }
 
@@ -141,6 +143,11 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         (SlaveCatchingUp, InSyncWithMaster) => {
             (SlaveMirroring, vec![], "caught up with the master".into())
         }
+        (SlaveCatchingUp | SlaveMirroring, DroppedByMaster(why)) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            format!("the master dropped us ({why}) and carries on alone; not promoting"),
+        ),
         (SlaveConnecting | SlaveCatchingUp, MasterLost(why)) => (
             SlaveConnecting,
             vec![DialMaster],
@@ -218,6 +225,8 @@ mod tests {
             (SlaveMirroring, gone(), slave, MasterAlone, vec![Promote, OpenReplicationListener, OpenClientListener]),
             (SlaveMirroring, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
             (SlaveMirroring, MasterRefused("x".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
+            (SlaveMirroring, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveCatchingUp, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
             (MasterWithSlave, Shutdown, MASTER, Stopped, vec![Exit(0)]),
             (SlaveMirroring, Shutdown, slave, Stopped, vec![Exit(0)]),
             (Stopped, Started, MASTER, Stopped, vec![]),

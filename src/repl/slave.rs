@@ -84,7 +84,14 @@ pub async fn connect(config: &Config, position: Position) -> Result<Link, DialEr
             catch_up,
             in_sync_at,
         }),
-        Some(Ok(Some(MasterMessage::Refused { reason }))) => Err(DialError::Refused(reason)),
+        Some(Ok(Some(MasterMessage::Refused {
+            reason,
+            retry: true,
+        }))) => Err(DialError::Unreachable(reason)),
+        Some(Ok(Some(MasterMessage::Refused {
+            reason,
+            retry: false,
+        }))) => Err(DialError::Refused(reason)),
         Some(Ok(Some(other))) => Err(DialError::Refused(format!(
             "unexpected first message {other:?}"
         ))),
@@ -94,7 +101,8 @@ pub async fn connect(config: &Config, position: Position) -> Result<Link, DialEr
     }
 }
 
-/// Mirrors until the link fails; reports `InSyncWithMaster` once, then `MasterLost`.
+/// Mirrors until the link fails; reports `InSyncWithMaster` when the master says so,
+/// then `MasterLost`, `DroppedByMaster` or `MasterRefused`.
 pub async fn mirror(
     link: Link,
     config: Arc<Config>,
@@ -109,15 +117,11 @@ pub async fn mirror(
     if requests.send(Request::WatchDurable(watcher)).await.is_err() {
         return;
     }
-    runtime::spawn(acknowledge(
-        link.stream.clone(),
-        durable,
-        heartbeat,
-        link.in_sync_at,
-        events.clone(),
-    ));
+    runtime::spawn(acknowledge(link.stream.clone(), durable, heartbeat));
     let mut reader = &link.stream;
-    let why = loop {
+    // Only a closed or silent link means the master is gone; bytes we cannot read mean it
+    // is alive and speaking something else, and promoting then would make two masters.
+    let event = loop {
         match runtime::timeout(
             silence,
             codec::read_frame::<_, MasterMessage>(&mut reader, MAX_FRAME),
@@ -126,18 +130,35 @@ pub async fn mirror(
         {
             Some(Ok(Some(MasterMessage::Records(records)))) => {
                 if requests.send(Request::Replicate(records)).await.is_err() {
-                    break "the core stopped".to_string();
+                    break RoleEvent::MasterLost("the core stopped".into());
                 }
             }
             Some(Ok(Some(MasterMessage::HeartBeat))) => {}
-            Some(Ok(Some(other))) => break format!("unexpected message {other:?}"),
-            Some(Ok(None)) => break "the master closed the link".into(),
-            Some(Err(error)) => break error.to_string(),
-            None => break format!("no heart-beat for {} ms", silence.as_millis()),
+            // Only the master's word makes this slave one the pair relies on.
+            Some(Ok(Some(MasterMessage::InSync))) => {
+                let _ = events.unbounded_send(RoleEvent::InSyncWithMaster);
+            }
+            Some(Ok(Some(MasterMessage::Dropped { reason }))) => {
+                break RoleEvent::DroppedByMaster(reason)
+            }
+            Some(Ok(Some(other))) => {
+                break RoleEvent::MasterRefused(format!("unexpected message {other:?}"))
+            }
+            Some(Ok(None)) => break RoleEvent::MasterLost("the master closed the link".into()),
+            Some(Err(crate::Error::Codec(why))) => {
+                break RoleEvent::MasterRefused(format!("unreadable replication frame: {why}"))
+            }
+            Some(Err(error)) => break RoleEvent::MasterLost(error.to_string()),
+            None => {
+                break RoleEvent::MasterLost(format!(
+                    "no heart-beat for {} ms",
+                    silence.as_millis()
+                ))
+            }
         }
     };
     let _ = link.stream.shutdown(std::net::Shutdown::Both);
-    let _ = events.unbounded_send(RoleEvent::MasterLost(why));
+    let _ = events.unbounded_send(event);
 }
 
 /// Sends "durable up to N" as the journal reports it, and heart-beats when idle.
@@ -145,11 +166,8 @@ async fn acknowledge(
     stream: TcpStream,
     mut durable: mpsc::UnboundedReceiver<u64>,
     heartbeat: Duration,
-    in_sync_at: u64,
-    events: mpsc::UnboundedSender<RoleEvent>,
 ) {
     let mut writer = &stream;
-    let mut in_sync = false;
     let mut last_sent: Option<u64> = None;
     loop {
         let message = match runtime::timeout(heartbeat, durable.next()).await {
@@ -159,10 +177,6 @@ async fn acknowledge(
                 // Coalesce: only the newest durable seq matters.
                 while let Ok(newer) = durable.try_recv() {
                     seq = seq.max(newer);
-                }
-                if !in_sync && seq >= in_sync_at {
-                    in_sync = true;
-                    let _ = events.unbounded_send(RoleEvent::InSyncWithMaster);
                 }
                 if last_sent.is_some_and(|last| seq <= last) {
                     continue;

@@ -46,6 +46,22 @@ impl Log {
         }
     }
 
+    /// Waits until `needle` has appeared in `count` lines.
+    pub fn wait_for_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.0;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if guard.iter().filter(|l| l.contains(needle)).count() >= count {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
     pub fn text(&self) -> String {
         self.0 .0.lock().unwrap().join("\n")
     }
@@ -65,7 +81,7 @@ pub struct Site {
 }
 
 /// Replication settings fast enough for tests.
-pub const FAST_LINK: &str = "heartbeat_ms = 50\nheartbeat_misses = 4\nack_timeout_ms = 500";
+pub const FAST_LINK: &str = "heartbeat_ms = 100\nheartbeat_misses = 10\nack_timeout_ms = 1000";
 
 /// Config text for a master whose slave may attach on an ephemeral port.
 pub fn master_replication(extra: &str) -> String {
