@@ -126,7 +126,7 @@ fn by_default_a_master_that_loses_its_slave_carries_on_and_says_so() {
 
 #[test]
 fn a_stopped_slave_cannot_hang_the_master_and_rejoins_without_promoting() {
-    let mut pair = Pair::start("", "");
+    let pair = Pair::start("", "");
     let mut client = pair.master.client();
     client.send_receipted("/queue/q", "before", true);
     pair.slave.signal("STOP");
