@@ -374,3 +374,57 @@ fn a_diverged_slave_is_refused_and_the_resync_script_repairs_it() {
     ));
     resynced.wait_for_role("slave-mirroring");
 }
+
+#[test]
+fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong_password() {
+    use mirrormq::repl::message::{MasterMessage, Position, SlaveMessage};
+    let master_site = Site::new();
+    let master = master_site.start("", "", &master_replication(""));
+    master
+        .client()
+        .send_receipted("/queue/secret", "payload", true);
+    let port = master.wait_for_port("replication");
+    let hello = |protocol: u32, password: &str| SlaveMessage::Hello {
+        protocol,
+        user: "admin".into(),
+        password: password.into(),
+        position: Position {
+            store_id: "x".into(),
+            epochs: vec![],
+            last: None,
+        },
+    };
+    for (message, expected) in [
+        (hello(99, "admin"), "protocol version mismatch"),
+        (hello(1, "guess"), "authentication failed"),
+    ] {
+        let answer: Option<MasterMessage> = mirrormq::runtime::block_on(async {
+            let stream = mirrormq::runtime::connect(&format!("127.0.0.1:{port}"))
+                .await
+                .unwrap();
+            let mut writer = &stream;
+            mirrormq::codec::write_frame(&mut writer, &message)
+                .await
+                .unwrap();
+            let mut reader = &stream;
+            let answer = mirrormq::codec::read_frame(&mut reader, 1 << 20)
+                .await
+                .unwrap();
+            // After the refusal the master closes the link: nothing else follows.
+            assert!(
+                mirrormq::codec::read_frame::<_, MasterMessage>(&mut reader, 1 << 20)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            answer
+        });
+        match answer {
+            Some(MasterMessage::Refused {
+                reason,
+                retry: false,
+            }) => assert!(reason.contains(expected), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
