@@ -85,8 +85,10 @@ where
             return if got == 0 {
                 Ok(None)
             } else {
-                Err(Error::Codec(
-                    "connection closed inside a frame header".into(),
+                // A peer that died mid-frame is a lost connection, not unreadable data.
+                Err(Error::net(
+                    "reading a frame",
+                    std::io::ErrorKind::UnexpectedEof.into(),
                 ))
             };
         }

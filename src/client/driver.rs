@@ -240,10 +240,13 @@ impl Driver {
         connection: &mut Connection,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> End {
+        // Heart-beats are due a beat after our last write, whatever we receive meanwhile.
+        let mut last_write = std::time::Instant::now();
         loop {
-            let beat = async {
-                match connection.send_every {
-                    Some(every) => runtime::sleep(every).await,
+            let send_every = connection.send_every;
+            let beat = async move {
+                match send_every {
+                    Some(every) => runtime::sleep(every.saturating_sub(last_write.elapsed())).await,
                     None => futures::future::pending().await,
                 }
             };
@@ -266,6 +269,9 @@ impl Driver {
             }
             while let Some(Some(command)) = commands.next().now_or_never() {
                 self.command(command, connection);
+            }
+            if connection.writer.pending() > 0 {
+                last_write = std::time::Instant::now();
             }
             if let Err(error) = connection.writer.flush().await {
                 return End::Lost(error.to_string());

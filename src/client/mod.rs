@@ -43,8 +43,9 @@ pub enum ClientError {
     /// A send waited longer than the URL's `timeout` option.
     #[error("no receipt within {0:?}")]
     Timeout(Duration),
-    /// A failover discarded the open transaction; nothing of it took effect.
-    #[error("transaction '{0}' was rolled back by a failover")]
+    /// A failover interrupted the transaction. An open one was discarded by the broker;
+    /// a COMMIT in flight that held acks cannot be replayed, and its outcome is unknown.
+    #[error("transaction '{0}' was interrupted by a failover (rolled back, or in doubt if its COMMIT was in flight)")]
     RolledBack(String),
     #[error("the client is closed")]
     Closed,

@@ -44,7 +44,9 @@ pub struct Options {
     pub max_reconnect_attempts: Option<u32>,
     /// The same before the first connection.
     pub startup_max_reconnect_attempts: Option<u32>,
-    /// A send waiting this long while disconnected fails; `None` = wait (ActiveMQ's -1).
+    /// A request (a send waiting for its receipt, included) that takes longer fails with
+    /// `ClientError::Timeout`, connected or not; `None` = wait (ActiveMQ's -1). The
+    /// request itself is not withdrawn: a send may still be stored.
     pub timeout: Option<Duration>,
 }
 

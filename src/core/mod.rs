@@ -101,7 +101,8 @@ pub struct Core {
     durable_seq: u64,
     /// The attached slave, on a master.
     mirror: Option<mirror::Mirror>,
-    /// A slave's attach waits here until the journal is durable up to its in-sync point.
+    /// A slave's attach waits here until the journal is durable up to the attach point,
+    /// so the link can read every catch-up record from disk.
     pending_attach: Option<replication::PendingAttach>,
     /// The slave was lost and the role machine has not yet said whether to go on alone:
     /// no receipt that waited for the slave may go out meanwhile.

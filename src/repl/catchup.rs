@@ -58,7 +58,9 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
             epoch_of(master.epochs, seq).map_or("none".into(), |e| e.to_string())
         )));
     }
-    if seq + 1 < master.first_retained {
+    // The append starts by checking the slave's last record against the master's, so
+    // that record must still be on the master's disk.
+    if seq < master.first_retained {
         return Ok(CatchUp::Replace {
             from: master.first_retained,
         });
@@ -127,7 +129,12 @@ mod tests {
             (
                 &trimmed,
                 slave("A", Some((2, 599))),
-                Ok(CatchUp::Append { from: 600 }),
+                Ok(CatchUp::Replace { from: 600 }),
+            ),
+            (
+                &trimmed,
+                slave("A", Some((2, 600))),
+                Ok(CatchUp::Append { from: 601 }),
             ),
             // The old master, restarted after the failover: seq 480 was epoch 1 there.
             (&master, slave("A", Some((1, 480))), Err("epoch 1")),

@@ -136,7 +136,12 @@ async fn handle(stream: TcpStream, mut context: Context) {
     let reason = match stream_records(&stream, link, &context, attached, position.last).await {
         // The master is stopping: the slave may take over, as after a crash.
         Ok(()) => "the master is stopping".to_string(),
-        Err(why) => {
+        Err(LinkEnd::Refused(refusal)) => {
+            let why = refusal.reason.clone();
+            refuse(&stream, &peer, refusal).await;
+            why
+        }
+        Err(LinkEnd::Failed(why)) => {
             // A live master dropping a live slave tells it so: the slave dials again
             // instead of promoting itself next to us. A write shutdown lets the
             // message arrive before the end of the stream.
@@ -159,6 +164,20 @@ async fn handle(stream: TcpStream, mut context: Context) {
         .await;
 }
 
+/// How a link ended early.
+enum LinkEnd {
+    /// Before the Welcome: the slave is refused (finally, or to retry later).
+    Refused(Refusal),
+    /// After the Welcome: the slave is dropped.
+    Failed(String),
+}
+
+impl From<String> for LinkEnd {
+    fn from(why: String) -> LinkEnd {
+        LinkEnd::Failed(why)
+    }
+}
+
 /// Catches the slave up and streams live records until the link fails; returns why.
 async fn stream_records(
     stream: &TcpStream,
@@ -166,7 +185,7 @@ async fn stream_records(
     context: &Context,
     attached: Attached,
     slave_last: Option<(u64, u64, u32)>,
-) -> Result<(), String> {
+) -> Result<(), LinkEnd> {
     let replication = &context.config.replication;
     let ack_timeout = Duration::from_millis(replication.ack_timeout_ms);
     let (from, replace) = match attached.catch_up {
@@ -190,11 +209,18 @@ async fn stream_records(
         match disk.next().await {
             Some(Ok(record))
                 if record.seq == seq && Entry::from(record.clone()).checksum() == checksum => {}
-            Some(Err(why)) => return Err(why),
+            // A read that failed may pass: the slave dials again.
+            Some(Err(reason)) => {
+                return Err(LinkEnd::Refused(Refusal {
+                    reason,
+                    retry: true,
+                }))
+            }
             _ => {
-                return Err(super::catchup::diverged(&format!(
+                let reason = super::catchup::diverged(&format!(
                     "the slave's record {seq} is not the master's record {seq}"
-                )))
+                ));
+                return Err(LinkEnd::Refused(reason.into()));
             }
         }
     }
@@ -205,7 +231,9 @@ async fn stream_records(
         catch_up: attached.catch_up.clone(),
         in_sync_at: attached.in_sync_at,
     };
-    write(&mut writer, &welcome, ack_timeout).await?;
+    write(&mut writer, &welcome, ack_timeout)
+        .await
+        .map_err(LinkEnd::Failed)?;
     log::info!(
         "replication: slave {} attached ({:?}); in sync once it holds seq {}",
         stream
@@ -253,9 +281,11 @@ async fn stream_records(
             }
         }
         if unacked.len() >= MAX_UNACKED_BATCHES {
-            // Flow control: the slave is behind; wait for its acknowledgements.
-            if let Some(Some(seq)) = runtime::timeout(heartbeat, acks.next()).await {
-                acked = seq;
+            // Flow control: the slave is behind; wait for its acknowledgements, still
+            // beating so the slave never takes the wait for a dead master.
+            match runtime::timeout(heartbeat, acks.next()).await {
+                Some(Some(seq)) => acked = seq,
+                _ => write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?,
             }
             continue;
         }
@@ -291,7 +321,7 @@ async fn stream_records(
                     then_in_sync = true;
                     break;
                 }
-                Some(Some(Err(why))) => return Err(why),
+                Some(Some(Err(why))) => return Err(LinkEnd::Failed(why)),
                 _ => break,
             }
         }
@@ -307,7 +337,7 @@ async fn stream_records(
     };
     failed.store(true, Ordering::SeqCst);
     drop(ack_reader);
-    result
+    result.map_err(LinkEnd::Failed)
 }
 
 /// Writes one message, bounded by `limit`: a slave that stops reading cannot stall us.

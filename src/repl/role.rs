@@ -1,6 +1,6 @@
 //! The role state machine: which role a broker plays and what it must do when something
 //! happens. No I/O, no clock: `step(role, event, policy)` returns the next role and the
-//! actions for the driver (`repl::driver`), so every transition is a row in a table test.
+//! actions for the driver (`server::Driver`), so every transition is a row in a table test.
 //!
 //! Invariants:
 //! - A slave keeps its client listener closed while it connects, catches up or mirrors.

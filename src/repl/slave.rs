@@ -88,6 +88,8 @@ pub async fn connect(config: &Config, position: Position) -> Result<Link, DialEr
             reason,
             retry: true,
         }))) => Err(DialError::Unreachable(reason)),
+        // Dropped before the Welcome: something passing went wrong on the master's side.
+        Some(Ok(Some(MasterMessage::Dropped { reason }))) => Err(DialError::Unreachable(reason)),
         Some(Ok(Some(MasterMessage::Refused {
             reason,
             retry: false,
