@@ -64,48 +64,12 @@ fn committed_transactions_survive_kill_9_and_open_ones_vanish() {
     let site = Site::new();
     let mut broker = site.start_default();
     let mut client = broker.client();
-    client.send_frame(Command::Begin, &[("transaction", "t1")], b"");
-    for i in 0..3 {
-        client.send_frame(
-            Command::Send,
-            &[
-                ("destination", "/queue/tx"),
-                ("persistent", "true"),
-                ("transaction", "t1"),
-            ],
-            format!("committed{i}").as_bytes(),
-        );
-    }
-    client.send_frame(
-        Command::Commit,
-        &[("transaction", "t1"), ("receipt", "c1")],
-        b"",
-    );
-    client.expect(Command::Receipt);
-    client.send_frame(Command::Begin, &[("transaction", "t2")], b"");
-    client.send_frame(
-        Command::Send,
-        &[
-            ("destination", "/queue/tx"),
-            ("persistent", "true"),
-            ("transaction", "t2"),
-        ],
-        b"open",
-    );
-    client.send_frame(
-        Command::Send,
-        &[("destination", "/queue/barrier"), ("receipt", "b")],
-        b"x",
-    );
-    client.expect(Command::Receipt);
+    client.commit_three_and_leave_one_open("/queue/tx");
     broker.kill9();
 
     let broker = site.start_default();
     let mut client = broker.client();
-    assert_eq!(
-        client.drain("/queue/tx", 3),
-        ["committed0", "committed1", "committed2"]
-    );
+    assert_eq!(client.drain("/queue/tx", 3), ["c0", "c1", "c2"]);
     assert!(matches!(
         client.read(Duration::from_millis(200)),
         common::client::Got::Silent

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::client::Got;
 use common::{master_replication, slave_replication, Broker, Pair, Site, PATIENCE};
-use mirrormq::stomp::Command;
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -25,40 +24,7 @@ fn receipted_messages_acks_and_commits_survive_a_master_kill_and_open_transactio
     for message in client.receive(50) {
         client.ack(&message, None);
     }
-    client.send_frame(Command::Begin, &[("transaction", "t1")], b"");
-    for body in ["c0", "c1", "c2"] {
-        client.send_frame(
-            Command::Send,
-            &[
-                ("destination", "/queue/tx"),
-                ("persistent", "true"),
-                ("transaction", "t1"),
-            ],
-            body.as_bytes(),
-        );
-    }
-    client.send_frame(
-        Command::Commit,
-        &[("transaction", "t1"), ("receipt", "commit")],
-        b"",
-    );
-    client.await_receipt("commit");
-    client.send_frame(Command::Begin, &[("transaction", "t2")], b"");
-    client.send_frame(
-        Command::Send,
-        &[
-            ("destination", "/queue/tx"),
-            ("persistent", "true"),
-            ("transaction", "t2"),
-        ],
-        b"open",
-    );
-    client.send_frame(
-        Command::Send,
-        &[("destination", "/queue/other"), ("receipt", "barrier")],
-        b"x",
-    );
-    client.await_receipt("barrier");
+    client.commit_three_and_leave_one_open("/queue/tx");
     pair.master.kill9();
 
     pair.slave.wait_for_role("master-alone");

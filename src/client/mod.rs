@@ -161,7 +161,18 @@ impl Client {
         body: impl Into<Bytes>,
         headers: &[(&str, &str)],
     ) -> Result<(), ClientError> {
-        let frame = driver::send_frame(destination, body.into(), headers, None);
+        self.send_in(None, destination, body.into(), headers).await
+    }
+
+    /// SEND, in a transaction or not; resolves on the receipt.
+    async fn send_in(
+        &self,
+        transaction: Option<&str>,
+        destination: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<(), ClientError> {
+        let frame = driver::send_frame(destination, body, headers, transaction);
         self.ask(|reply| driver::Command::Send { frame, reply })
             .await
     }
@@ -259,9 +270,8 @@ impl Transaction {
         body: impl Into<Bytes>,
         headers: &[(&str, &str)],
     ) -> Result<(), ClientError> {
-        let frame = driver::send_frame(destination, body.into(), headers, Some(&self.name));
         self.client
-            .ask(|reply| driver::Command::Send { frame, reply })
+            .send_in(Some(&self.name), destination, body.into(), headers)
             .await
     }
 

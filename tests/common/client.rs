@@ -254,6 +254,46 @@ impl Client {
             .collect()
     }
 
+    /// Commits a transaction of three persistent SENDs `c0..c2` to `queue` (waiting for
+    /// its receipt), then leaves a second transaction with one SEND `open` uncommitted,
+    /// and waits for a barrier receipt so everything before it was processed.
+    pub fn commit_three_and_leave_one_open(&mut self, queue: &str) {
+        self.send_frame(Command::Begin, &[("transaction", "t1")], b"");
+        for body in ["c0", "c1", "c2"] {
+            self.send_frame(
+                Command::Send,
+                &[
+                    ("destination", queue),
+                    ("persistent", "true"),
+                    ("transaction", "t1"),
+                ],
+                body.as_bytes(),
+            );
+        }
+        self.send_frame(
+            Command::Commit,
+            &[("transaction", "t1"), ("receipt", "commit")],
+            b"",
+        );
+        self.await_receipt("commit");
+        self.send_frame(Command::Begin, &[("transaction", "t2")], b"");
+        self.send_frame(
+            Command::Send,
+            &[
+                ("destination", queue),
+                ("persistent", "true"),
+                ("transaction", "t2"),
+            ],
+            b"open",
+        );
+        self.send_frame(
+            Command::Send,
+            &[("destination", "/queue/barrier"), ("receipt", "barrier")],
+            b"x",
+        );
+        self.await_receipt("barrier");
+    }
+
     /// Receives `n` MESSAGE frames.
     pub fn receive(&mut self, n: usize) -> Vec<Frame> {
         (0..n).map(|_| self.expect(Command::Message)).collect()

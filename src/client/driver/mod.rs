@@ -17,11 +17,13 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 
+mod connect;
+
 use super::url::{Address, FailoverUrl};
 use super::{AckMode, ClientError, Message, DEDUP_HEADER};
-use crate::connection::{FrameReader, FrameWriter, Inbound as Read};
+use crate::connection::FrameWriter;
 use crate::runtime::{self, TcpStream};
-use crate::stomp::{Command as Verb, Frame, ParseLimits, Version};
+use crate::stomp::{Command as Verb, Frame};
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
@@ -81,20 +83,20 @@ pub fn send_frame(
 }
 
 /// Heart-beat interval the client offers and asks for.
-const HEART_BEAT: Duration = Duration::from_millis(1000);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const HEART_BEAT: Duration = Duration::from_millis(1000);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-enum Arrival {
+pub(super) enum Arrival {
     Frame(Frame),
     Lost(String),
 }
 
-struct Connection {
-    address: Address,
-    stream: TcpStream,
-    writer: FrameWriter<TcpStream>,
-    arrivals: mpsc::UnboundedReceiver<Arrival>,
-    send_every: Option<Duration>,
+pub(super) struct Connection {
+    pub(super) address: Address,
+    pub(super) stream: TcpStream,
+    pub(super) writer: FrameWriter<TcpStream>,
+    pub(super) arrivals: mpsc::UnboundedReceiver<Arrival>,
+    pub(super) send_every: Option<Duration>,
 }
 
 enum Waiter {
@@ -121,15 +123,15 @@ struct Subscribed {
     sink: mpsc::UnboundedSender<Message>,
 }
 
-struct Driver {
-    url: FailoverUrl,
-    login: Option<String>,
-    passcode: Option<String>,
+pub(super) struct Driver {
+    pub(super) url: FailoverUrl,
+    pub(super) login: Option<String>,
+    pub(super) passcode: Option<String>,
     /// Makes this client's dedup ids unique among all clients.
     client_id: String,
     counter: u64,
     generation: u64,
-    order: Vec<Address>,
+    pub(super) order: Vec<Address>,
     sends: BTreeMap<u64, PendingSend>,
     commits: BTreeMap<u64, (String, Reply<()>)>,
     waiters: HashMap<u64, Waiter>,
@@ -490,205 +492,6 @@ impl Driver {
             _ => None,
         }
     }
-
-    /// After a reconnect: subscriptions, then transactions, then unreceipted sends.
-    fn restore(&mut self, connection: &mut Connection) {
-        for subscribed in self.subscriptions.values() {
-            connection.writer.queue(&subscribed.frame);
-        }
-        // The broker discarded every open transaction with the old connection.
-        let committing: HashMap<String, u64> = self
-            .commits
-            .iter()
-            .map(|(n, (name, _))| (name.clone(), *n))
-            .collect();
-        for (name, tx) in self.transactions.iter_mut() {
-            match committing.get(name) {
-                Some(&n) if !tx.acked => {
-                    connection
-                        .writer
-                        .queue(&Frame::new(Verb::Begin).with_header("transaction", name.clone()));
-                    for frame in &tx.sends {
-                        connection.writer.queue(frame);
-                    }
-                    connection.writer.queue(&commit_frame(name, n));
-                }
-                _ => tx.rolled_back = true,
-            }
-        }
-        let replayed: Vec<String> = committing
-            .keys()
-            .filter(|name| {
-                self.transactions
-                    .get(*name)
-                    .is_some_and(|tx| !tx.rolled_back)
-            })
-            .cloned()
-            .collect();
-        let lost_commits: Vec<u64> = self
-            .commits
-            .iter()
-            .filter(|(_, (name, _))| !replayed.contains(name))
-            .map(|(n, _)| *n)
-            .collect();
-        for n in lost_commits {
-            if let Some((name, reply)) = self.commits.remove(&n) {
-                let _ = reply.send(Err(ClientError::RolledBack(name)));
-            }
-        }
-        let sends: Vec<u64> = self.sends.keys().copied().collect();
-        for n in sends {
-            let Some(pending) = self.sends.get(&n) else {
-                continue;
-            };
-            match &pending.transaction {
-                // Replayed with its transaction above, or gone with it.
-                Some(name) if replayed.contains(name) => {}
-                Some(name) => {
-                    let name = name.clone();
-                    if let Some(pending) = self.sends.remove(&n) {
-                        let _ = pending.reply.send(Err(ClientError::RolledBack(name)));
-                    }
-                }
-                None => connection.writer.queue(&pending.frame),
-            }
-        }
-        // Subscribe/unsubscribe receipts of the old connection will never come.
-        for (_, waiter) in std::mem::take(&mut self.waiters) {
-            waiter.succeed();
-        }
-    }
-
-    /// Passes over the address list until one accepts a CONNECT, or the attempts allowed
-    /// (`startupMaxReconnectAttempts` at start, `maxReconnectAttempts` after) run out.
-    async fn reconnect(&mut self, startup: bool) -> Result<Connection, ClientError> {
-        let options = self.url.options.clone();
-        let limit = if startup {
-            options.startup_max_reconnect_attempts
-        } else {
-            options.max_reconnect_attempts
-        };
-        let mut delay = options.initial_reconnect_delay;
-        if !startup {
-            runtime::sleep(delay).await;
-        }
-        let mut passes = 0u32;
-        let mut last = String::new();
-        loop {
-            let mut order = self.order.clone();
-            if options.randomize {
-                shuffle(&mut order);
-            }
-            for address in order {
-                match self.open(&address).await {
-                    Ok(connection) => return Ok(connection),
-                    Err(why) => {
-                        log::debug!("client: {address}: {why}");
-                        last = format!("{address}: {why}");
-                    }
-                }
-            }
-            passes += 1;
-            if limit.is_some_and(|limit| passes >= limit.max(1)) {
-                let addresses = self
-                    .order
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(ClientError::GaveUp {
-                    attempts: passes,
-                    addresses,
-                    last,
-                });
-            }
-            runtime::sleep(delay).await;
-            if options.use_exponential_backoff {
-                delay = delay
-                    .mul_f64(options.reconnect_delay_exponent)
-                    .min(options.max_reconnect_delay);
-            }
-        }
-    }
-
-    async fn open(&self, address: &Address) -> Result<Connection, String> {
-        let stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(&address.socket_addr()))
-            .await
-            .ok_or("connect timed out")?
-            .map_err(|e| e.to_string())?;
-        let mut connect = Frame::new(Verb::Connect)
-            .with_header("accept-version", "1.2")
-            .with_header("host", address.host.clone())
-            .with_header("heart-beat", format!("{0},{0}", HEART_BEAT.as_millis()));
-        if let Some(login) = &self.login {
-            connect = connect.with_header("login", login.clone());
-        }
-        if let Some(passcode) = &self.passcode {
-            connect = connect.with_header("passcode", passcode.clone());
-        }
-        let mut writer = FrameWriter::new(stream.clone(), Version::V1_2);
-        writer.send(&connect).await.map_err(|e| e.to_string())?;
-        let mut reader = FrameReader::new(stream.clone(), ParseLimits::default());
-        let connected = match runtime::timeout(CONNECT_TIMEOUT, reader.read(Version::V1_2)).await {
-            Some(Ok(Some(Read::Frame(frame)))) if frame.command == Verb::Connected => frame,
-            Some(Ok(Some(Read::Frame(frame)))) => {
-                return Err(frame.header("message").unwrap_or("refused").to_string())
-            }
-            Some(Ok(_)) => return Err("closed before CONNECTED".into()),
-            Some(Err(error)) => return Err(error.to_string()),
-            None => return Err("no CONNECTED".into()),
-        };
-        let (server_sends, server_wants) = connected
-            .header("heart-beat")
-            .and_then(|hb| hb.split_once(','))
-            .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
-            .unwrap_or((0, 0));
-        let beat = HEART_BEAT.as_millis() as u64;
-        let send_every = (server_wants > 0).then(|| Duration::from_millis(server_wants.max(beat)));
-        // A peer that never closes its socket is dead after three missed beats.
-        let silence = (server_sends > 0).then(|| Duration::from_millis(server_sends.max(beat) * 3));
-        let (arrivals_tx, arrivals) = mpsc::unbounded();
-        runtime::spawn(read_frames(reader, silence, arrivals_tx));
-        Ok(Connection {
-            address: address.clone(),
-            stream,
-            writer,
-            arrivals,
-            send_every,
-        })
-    }
-}
-
-async fn read_frames(
-    mut reader: FrameReader<TcpStream>,
-    silence: Option<Duration>,
-    arrivals: mpsc::UnboundedSender<Arrival>,
-) {
-    loop {
-        let read = match silence {
-            Some(limit) => match runtime::timeout(limit, reader.read(Version::V1_2)).await {
-                Some(read) => read,
-                None => {
-                    let _ = arrivals.unbounded_send(Arrival::Lost(format!(
-                        "no heart-beat for {} ms",
-                        limit.as_millis()
-                    )));
-                    return;
-                }
-            },
-            None => reader.read(Version::V1_2).await,
-        };
-        let arrival = match read {
-            Ok(Some(Read::Frame(frame))) => Arrival::Frame(frame),
-            Ok(Some(Read::HeartBeat)) => continue,
-            Ok(None) => Arrival::Lost("the broker closed the connection".into()),
-            Err(error) => Arrival::Lost(error.to_string()),
-        };
-        let lost = matches!(arrival, Arrival::Lost(_));
-        if arrivals.unbounded_send(arrival).is_err() || lost {
-            return;
-        }
-    }
 }
 
 fn commit_frame(name: &str, n: u64) -> Frame {
@@ -699,16 +502,6 @@ fn commit_frame(name: &str, n: u64) -> Frame {
 
 fn receipt_number(frame: &Frame) -> Option<u64> {
     frame.header("receipt-id")?.strip_prefix('c')?.parse().ok()
-}
-
-/// Fisher-Yates with the standard library's randomly seeded hasher as the source.
-fn shuffle(addresses: &mut [Address]) {
-    for i in (1..addresses.len()).rev() {
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        addresses.swap(i, (random % (i as u64 + 1)) as usize);
-    }
 }
 
 impl Waiter {
