@@ -98,11 +98,10 @@ fn a_stopped_slave_cannot_hang_the_master_and_rejoins_without_promoting() {
     pair.slave.signal("STOP");
     // The receipt waits for the slave only until the ack timeout or heart-beat silence.
     client.send_receipted("/queue/q", "during", true);
-    assert!(
-        pair.master.log.text().contains("slave lost"),
-        "{}",
-        pair.master.log.text()
-    );
+    pair.master
+        .log
+        .wait_for("slave lost", PATIENCE)
+        .expect("the master gave up on the stopped slave");
     pair.slave.signal("CONT");
     // Told it was dropped, the slave dials again instead of promoting next to a live master.
     pair.slave

@@ -21,7 +21,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Log {
-    fn follow(&self, stream: impl std::io::Read + Send + 'static) {
+    fn follow(&self, stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<()> {
         let log = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -29,7 +29,7 @@ impl Log {
                 lines.lock().unwrap().push(line);
                 changed.notify_all();
             }
-        });
+        })
     }
 
     /// Waits until a line contains `needle`; returns it.
@@ -70,6 +70,8 @@ impl Log {
 /// A running broker process.
 pub struct Broker {
     child: Option<Child>,
+    /// The threads reading its stderr and stdout; they end at EOF, after the process.
+    followers: Vec<std::thread::JoinHandle<()>>,
     pub port: u16,
     pub log: Log,
     pub config: PathBuf,
@@ -187,7 +189,7 @@ pub fn binary() -> &'static str {
 }
 
 /// Spawns `mirrormq ARGS` with its stderr followed by a `Log`.
-pub fn spawn(args: &[&str]) -> (Child, Log) {
+pub fn spawn(args: &[&str]) -> (Child, Log, Vec<std::thread::JoinHandle<()>>) {
     let mut child = Command::new(binary())
         .args(args)
         .env("RUST_LOG", "info")
@@ -197,9 +199,11 @@ pub fn spawn(args: &[&str]) -> (Child, Log) {
         .spawn()
         .expect("start mirrormq");
     let log = Log::default();
-    log.follow(child.stderr.take().unwrap());
-    log.follow(child.stdout.take().unwrap());
-    (child, log)
+    let followers = vec![
+        log.follow(child.stderr.take().unwrap()),
+        log.follow(child.stdout.take().unwrap()),
+    ];
+    (child, log, followers)
 }
 
 impl Broker {
@@ -212,9 +216,10 @@ impl Broker {
 
     /// Starts the process without waiting for it to listen.
     pub fn spawn(config: &Path) -> Broker {
-        let (child, log) = spawn(&["broker", "--config", config.to_str().unwrap()]);
+        let (child, log, followers) = spawn(&["broker", "--config", config.to_str().unwrap()]);
         Broker {
             child: Some(child),
+            followers,
             port: 0,
             log,
             config: config.to_path_buf(),
@@ -294,6 +299,10 @@ impl Broker {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
+                // Everything the process logged is in `log` once its pipes are drained.
+                for follower in self.followers.drain(..) {
+                    let _ = follower.join();
+                }
                 return status;
             }
             if Instant::now() > deadline {
