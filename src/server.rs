@@ -103,6 +103,8 @@ pub fn recover(
     )?;
     // The journal is the authority on epochs: store.toml may lag it after a crash.
     journal.merge_epochs(config.data_dir(), &epochs_found)?;
+    // Before the restart, any of these may have been delivered and not yet acked.
+    broker.mark_all_maybe_delivered();
     Ok((broker, journal, recovered))
 }
 

@@ -137,6 +137,7 @@ fn a_consumer_resumes_on_the_slave_and_unacked_messages_come_again() {
             b"m1",
             "redelivered by the slave on the same subscription"
         );
+        assert!(again.redelivered, "marked as possibly delivered before");
         // The pre-failover delivery's ack is stale and dropped, not an error.
         client.ack(&unacked).await.unwrap();
         client.ack(&again).await.unwrap();

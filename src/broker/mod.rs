@@ -471,11 +471,21 @@ impl Broker {
                     subscription: consumer.subscription.clone(),
                     ack: consumer.ack,
                     message: entry.message.clone(),
-                    redelivered: entry.redeliveries > 0,
+                    redelivered: entry.redeliveries > 0 || entry.maybe_delivered,
                 });
             }
         }
         deliveries
+    }
+
+    /// After a restart or a promotion: every stored message may have been delivered by
+    /// the broker that held it before, so its next delivery says `redelivered:true`.
+    pub fn mark_all_maybe_delivered(&mut self) {
+        for queue in self.queues.values_mut() {
+            for entry in queue.entries.values_mut() {
+                entry.maybe_delivered = true;
+            }
+        }
     }
 
     /// Message bytes held, for the memory limit.

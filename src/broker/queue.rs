@@ -18,6 +18,9 @@ pub(super) struct Entry {
     pub redeliveries: u32,
     /// The consumer it is in flight to, if any.
     pub holder: Option<ConsumerKey>,
+    /// It may have been delivered by a broker that is gone (a restart, a failover): its
+    /// next delivery carries `redelivered:true`, as a hint to the consumer.
+    pub maybe_delivered: bool,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +42,7 @@ impl Queue {
                 message,
                 redeliveries: 0,
                 holder: None,
+                maybe_delivered: false,
             },
         );
         self.ready.push_back(id);

@@ -288,3 +288,18 @@ fn topics_reach_every_current_subscriber_and_store_nothing() {
     h.apply(Op::Send(later));
     assert!(h.broker.dispatch().is_empty());
 }
+
+#[test]
+fn after_a_restart_or_promotion_stored_messages_are_marked_maybe_delivered() {
+    let mut h = Harness::new();
+    h.send("q", "a");
+    h.broker.mark_all_maybe_delivered();
+    h.send("q", "b");
+    subscribe(&mut h, key(S1, 1), "q", AckMode::Auto, 10);
+    let flags: Vec<bool> = h.broker.dispatch().iter().map(|d| d.redelivered).collect();
+    assert_eq!(
+        flags,
+        [true, false],
+        "only what the old broker held is marked"
+    );
+}

@@ -190,6 +190,8 @@ impl Core {
     /// Starts a new epoch as master; replies with its (epoch, first seq) for the store's
     /// epoch history.
     pub(super) fn promote(&mut self, reply: oneshot::Sender<Vec<EpochStart>>) {
+        // The old master may have delivered any of these before it died.
+        self.broker.mark_all_maybe_delivered();
         let epoch = self
             .epochs
             .iter()
