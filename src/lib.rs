@@ -24,6 +24,7 @@
 //!
 //! docs/architecture.md walks through the same picture in more detail.
 
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

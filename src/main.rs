@@ -64,6 +64,39 @@ enum Cli {
         #[structopt(long)]
         idle_ms: Option<u64>,
     },
+    /// Load generator: produce, consume or roundtrip; prints msgs/s, MB/s and latency percentiles.
+    Bench {
+        /// produce, consume or roundtrip.
+        mode: String,
+        #[structopt(flatten)]
+        connection: Connection,
+        #[structopt(long, default_value = "/queue/bench")]
+        destination: String,
+        #[structopt(long, default_value = "1")]
+        producers: usize,
+        #[structopt(long, default_value = "1")]
+        consumers: usize,
+        /// Messages per producer (produce, roundtrip) or in total (consume).
+        #[structopt(long, default_value = "10000")]
+        count: usize,
+        /// Body size in bytes.
+        #[structopt(long, default_value = "1024")]
+        size: usize,
+        /// Receipts outstanding per producer.
+        #[structopt(long, default_value = "1")]
+        window: usize,
+        /// Send non-persistent messages (the default is persistent:true).
+        #[structopt(long)]
+        transient: bool,
+        /// auto, client or client-individual.
+        #[structopt(long, default_value = "client-individual")]
+        ack: String,
+        #[structopt(long)]
+        prefetch: Option<u32>,
+        /// Print one JSON line instead of text.
+        #[structopt(long)]
+        json: bool,
+    },
     /// Reads every record of a store and prints what it holds; exits non-zero if damaged.
     Verify {
         /// The data directory to check (it is only read).
@@ -155,6 +188,43 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                 login: connection.login,
                 passcode: connection.passcode,
             })
+        }
+        Cli::Bench {
+            mode,
+            connection,
+            destination,
+            producers,
+            consumers,
+            count,
+            size,
+            window,
+            transient,
+            ack,
+            prefetch,
+            json,
+        } => {
+            let ack = AckMode::parse(&ack).ok_or_else(|| {
+                mirrormq::Error::Config(format!(
+                    "--ack {ack}: use auto, client or client-individual"
+                ))
+            })?;
+            let target = mirrormq::bench::Target {
+                url: connection.url,
+                login: connection.login,
+                passcode: connection.passcode,
+                destination,
+            };
+            let load = mirrormq::bench::Load {
+                producers,
+                consumers,
+                count,
+                size,
+                window,
+                persistent: !transient,
+                ack,
+                prefetch,
+            };
+            mirrormq::bench::run(&mode, target, load, json)
         }
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
         Cli::Demo { configs, count } => mirrormq::demo::run(&configs, count),

@@ -1,0 +1,333 @@
+//! `mirrormq bench`: a load generator on the project's own client, as RabbitMQ's PerfTest
+//! is for its users. Three workloads:
+//! - `produce`: P producers each send N messages of S bytes, up to W receipts outstanding;
+//! - `consume`: C consumers drain N messages in total with an ack mode and a prefetch;
+//! - `roundtrip`: producers and consumers at once; end-to-end latency from a timestamp
+//!   header the producer sets.
+//!
+//! Each prints msgs/s, MB/s and latency p50/p90/p99/max (µs); `--json` prints one JSON line.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+
+use crate::client::{AckMode, Client, ClientError};
+use crate::error::{Error, Result};
+use crate::runtime;
+
+/// Header carrying the send time in µs since the epoch (roundtrip).
+const STAMP: &str = "bench-sent-us";
+
+/// What every workload needs to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub login: Option<String>,
+    pub passcode: Option<String>,
+    pub destination: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub producers: usize,
+    pub consumers: usize,
+    /// Messages per producer (produce, roundtrip) or in total (consume).
+    pub count: usize,
+    pub size: usize,
+    pub window: usize,
+    pub persistent: bool,
+    pub ack: AckMode,
+    pub prefetch: Option<u32>,
+}
+
+/// Latencies in µs, summarised.
+struct Summary {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    max: u64,
+}
+
+fn summarise(mut samples: Vec<u64>) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Some(Summary {
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: at(1.0),
+    })
+}
+
+/// One workload's result, printed as text or JSON.
+struct Report {
+    mode: &'static str,
+    messages: usize,
+    size: usize,
+    elapsed: Duration,
+    latency: Option<Summary>,
+    /// What the latency measures: `receipt` (send to receipt) or `e2e` (send to receive).
+    latency_kind: &'static str,
+}
+
+impl Report {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn print(&self, json: bool) {
+        let mb = self.rate() * self.size as f64 / 1e6;
+        if json {
+            let latency_json = match &self.latency {
+                Some(s) => format!(
+                    ",\"{}_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}}",
+                    self.latency_kind, s.p50, s.p90, s.p99, s.max
+                ),
+                None => String::new(),
+            };
+            println!(
+                "{{\"mode\":\"{}\",\"messages\":{},\"size\":{},\"seconds\":{:.3},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3}{latency_json}}}",
+                self.mode, self.messages, self.size, self.elapsed.as_secs_f64(), self.rate(), mb
+            );
+        } else {
+            println!(
+                "{}: {} messages of {} bytes in {:.2} s: {:.0} msg/s, {:.2} MB/s",
+                self.mode,
+                self.messages,
+                self.size,
+                self.elapsed.as_secs_f64(),
+                self.rate(),
+                mb
+            );
+            if let Some(s) = &self.latency {
+                println!(
+                    "{} latency µs: p50 {} p90 {} p99 {} max {}",
+                    self.latency_kind, s.p50, s.p90, s.p99, s.max
+                );
+            }
+        }
+    }
+}
+
+fn client_error(error: ClientError) -> Error {
+    Error::Protocol(error.to_string())
+}
+
+async fn connect(target: &Target) -> Result<Client> {
+    Client::connect(
+        &target.url,
+        target.login.as_deref(),
+        target.passcode.as_deref(),
+    )
+    .await
+    .map_err(client_error)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Progress on stderr about once a second.
+async fn progress(done: Arc<AtomicUsize>, total: usize, verb: &'static str) {
+    let started = Instant::now();
+    loop {
+        runtime::sleep(Duration::from_secs(1)).await;
+        let n = done.load(Ordering::Relaxed);
+        eprintln!(
+            "{verb} {n}/{total} ({:.0} msg/s)",
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+        if n >= total {
+            return;
+        }
+    }
+}
+
+/// Runs P producers; returns every send's receipt latency in µs.
+async fn produce(
+    target: &Target,
+    load: &Load,
+    done: Arc<AtomicUsize>,
+    stamp: bool,
+) -> Result<Vec<u64>> {
+    let body = vec![b'x'; load.size];
+    let mut producers = Vec::new();
+    for _ in 0..load.producers {
+        let client = connect(target).await?;
+        let (target, load, body, done) = (target.clone(), load.clone(), body.clone(), done.clone());
+        producers.push(runtime::spawn(async move {
+            let sends = (0..load.count).map(|_| {
+                let (client, body, target) = (client.clone(), body.clone(), &target);
+                async move {
+                    let started = Instant::now();
+                    let sent = now_us().to_string();
+                    let mut headers = vec![];
+                    if load.persistent {
+                        headers.push(("persistent", "true"));
+                    }
+                    if stamp {
+                        headers.push((STAMP, sent.as_str()));
+                    }
+                    client
+                        .send(&target.destination, body, &headers)
+                        .await
+                        .map(|()| started.elapsed().as_micros() as u64)
+                }
+            });
+            let mut latencies = Vec::with_capacity(load.count);
+            let mut results = futures::stream::iter(sends).buffer_unordered(load.window.max(1));
+            while let Some(result) = results.next().await {
+                latencies.push(result?);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(results);
+            client.disconnect().await?;
+            Ok::<_, ClientError>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for producer in producers {
+        all.extend(producer.await.map_err(client_error)?);
+    }
+    Ok(all)
+}
+
+/// Runs C consumers until `total` messages arrived; returns (end-to-end latencies in µs
+/// where stamped, when the first message arrived).
+async fn consume(
+    target: &Target,
+    load: &Load,
+    total: usize,
+    done: Arc<AtomicUsize>,
+) -> Result<(Vec<u64>, Option<Instant>)> {
+    let mut consumers = Vec::new();
+    for _ in 0..load.consumers.max(1) {
+        let client = connect(target).await?;
+        let mut subscription = client
+            .subscribe_with(&target.destination, load.ack, load.prefetch)
+            .await
+            .map_err(client_error)?;
+        let (ack, done) = (load.ack, done.clone());
+        consumers.push(runtime::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut first = None;
+            while done.load(Ordering::Relaxed) < total {
+                let Some(Some(message)) =
+                    runtime::timeout(Duration::from_millis(200), subscription.next()).await
+                else {
+                    continue;
+                };
+                first.get_or_insert_with(Instant::now);
+                if let Some(sent) = message.header(STAMP).and_then(|s| s.parse::<u64>().ok()) {
+                    latencies.push(now_us().saturating_sub(sent));
+                }
+                if ack != AckMode::Auto {
+                    client.ack(&message).await?;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            client.disconnect().await?;
+            Ok::<_, ClientError>((latencies, first))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut first: Option<Instant> = None;
+    for consumer in consumers {
+        let (latencies, started) = consumer.await.map_err(client_error)?;
+        all.extend(latencies);
+        first = match (first, started) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok((all, first))
+}
+
+pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
+    runtime::block_on(async {
+        let report = match mode {
+            "produce" => {
+                let total = load.producers * load.count;
+                let done = Arc::new(AtomicUsize::new(0));
+                let ticker = runtime::spawn(progress(done.clone(), total, "sent"));
+                let started = Instant::now();
+                let latencies = produce(&target, &load, done, false).await?;
+                drop(ticker);
+                Report {
+                    mode: "produce",
+                    messages: latencies.len(),
+                    size: load.size,
+                    elapsed: started.elapsed(),
+                    latency: summarise(latencies),
+                    latency_kind: "receipt",
+                }
+            }
+            "consume" => {
+                let done = Arc::new(AtomicUsize::new(0));
+                let ticker = runtime::spawn(progress(done.clone(), load.count, "received"));
+                let (_, first) = consume(&target, &load, load.count, done.clone()).await?;
+                drop(ticker);
+                let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+                Report {
+                    mode: "consume",
+                    messages: done.load(Ordering::Relaxed),
+                    size: load.size,
+                    elapsed,
+                    latency: None,
+                    latency_kind: "",
+                }
+            }
+            "roundtrip" => {
+                let total = load.producers * load.count;
+                let received = Arc::new(AtomicUsize::new(0));
+                let sent = Arc::new(AtomicUsize::new(0));
+                let ticker = runtime::spawn(progress(received.clone(), total, "round trips"));
+                let started = Instant::now();
+                let (consumed, produced) = futures::join!(
+                    consume(&target, &load, total, received.clone()),
+                    produce(&target, &load, sent, true)
+                );
+                produced?;
+                let (latencies, _) = consumed?;
+                drop(ticker);
+                Report {
+                    mode: "roundtrip",
+                    messages: received.load(Ordering::Relaxed),
+                    size: load.size,
+                    elapsed: started.elapsed(),
+                    latency: summarise(latencies),
+                    latency_kind: "e2e",
+                }
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown bench mode '{other}': use produce, consume or roundtrip"
+                )))
+            }
+        };
+        report.print(json);
+        Ok(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_taken_from_the_sorted_samples() {
+        let summary = summarise((1..=100).rev().collect()).unwrap();
+        assert_eq!(
+            (summary.p50, summary.p90, summary.p99, summary.max),
+            (51, 90, 99, 100)
+        );
+        assert!(summarise(Vec::new()).is_none());
+    }
+}
