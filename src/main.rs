@@ -125,6 +125,14 @@ struct Connection {
     passcode: Option<String>,
 }
 
+fn parse_ack(text: &str) -> mirrormq::Result<AckMode> {
+    AckMode::parse(text).ok_or_else(|| {
+        mirrormq::Error::Config(format!(
+            "--ack {text}: use auto, client or client-individual"
+        ))
+    })
+}
+
 fn run(cli: Cli) -> mirrormq::Result<i32> {
     match cli {
         Cli::Broker { config } => {
@@ -174,11 +182,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             ack,
             idle_ms,
         } => {
-            let ack = AckMode::parse(&ack).ok_or_else(|| {
-                mirrormq::Error::Config(format!(
-                    "--ack {ack}: use auto, client or client-individual"
-                ))
-            })?;
+            let ack = parse_ack(&ack)?;
             mirrormq::cli::receive(ReceiveArgs {
                 url: connection.url,
                 destination,
@@ -203,11 +207,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             prefetch,
             json,
         } => {
-            let ack = AckMode::parse(&ack).ok_or_else(|| {
-                mirrormq::Error::Config(format!(
-                    "--ack {ack}: use auto, client or client-individual"
-                ))
-            })?;
+            let ack = parse_ack(&ack)?;
             let target = mirrormq::bench::Target {
                 url: connection.url,
                 login: connection.login,

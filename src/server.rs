@@ -30,7 +30,7 @@ use crate::repl::role::{self, Action, Event, Policy, Role};
 use crate::repl::{master, slave};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::session::{self, Shared};
-use crate::stomp::{Command, Frame, Version};
+use crate::stomp::Frame;
 
 /// Depth of the queue from sessions into the core: full means producers wait.
 const REQUEST_QUEUE: usize = 4096;
@@ -508,13 +508,8 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
         log::warn!(
             "stomp: refusing a connection: {limit} connections open (stomp.max_connections)"
         );
-        runtime::spawn(async move {
-            let frame = Frame::new(Command::Error)
-                .with_header("message", format!("too many connections (limit {limit})"));
-            let mut writer = crate::connection::FrameWriter::new(&stream, Version::V1_0);
-            let _ = runtime::timeout(Duration::from_secs(1), writer.send(&frame)).await;
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        });
+        let frame = Frame::error(format!("too many connections (limit {limit})"));
+        runtime::spawn(async move { session::close_with(&stream, frame).await });
         return;
     }
     let shared = shared.clone();

@@ -537,7 +537,7 @@ impl Core {
     }
 
     fn fail_session(&mut self, session: SessionId, message: &str, receipt: Option<String>) {
-        let mut frame = Frame::new(Command::Error).with_header("message", message);
+        let mut frame = Frame::error(message);
         if let Some(receipt) = receipt {
             frame = frame.with_header("receipt-id", receipt);
         }

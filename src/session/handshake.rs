@@ -18,13 +18,6 @@ pub struct Negotiated {
 
 const SUPPORTED: &str = "1.0,1.1,1.2";
 
-fn error(message: &str) -> Frame {
-    Frame::new(Command::Error)
-        .with_header("message", message)
-        .with_header("content-type", "text/plain")
-        .with_body(message.as_bytes().to_vec())
-}
-
 /// Answers a CONNECT or STOMP frame; `session` names the connection in CONNECTED.
 pub fn negotiate(
     frame: &Frame,
@@ -32,7 +25,7 @@ pub fn negotiate(
     session: &str,
 ) -> Result<(Negotiated, Frame), Frame> {
     if !frame.command.is_connect() || frame.command == Command::Connected {
-        return Err(error(&format!(
+        return Err(Frame::error(format!(
             "expected CONNECT or STOMP, got {}",
             frame.command.as_str()
         )));
@@ -44,7 +37,7 @@ pub fn negotiate(
             .filter_map(|v| Version::parse(v.trim()))
             .max()
             .ok_or_else(|| {
-                error(&format!(
+                Frame::error(format!(
                     "unsupported protocol version '{list}'; supported: {SUPPORTED}"
                 ))
                 .with_header("version", SUPPORTED)
@@ -53,7 +46,7 @@ pub fn negotiate(
     let (client_sends, client_wants) = match frame.header("heart-beat") {
         None => (0, 0),
         Some(text) => parse_heart_beat(text).ok_or_else(|| {
-            error(&format!(
+            Frame::error(format!(
                 "invalid heart-beat header '{text}': expected two non-negative integers 'cx,cy'"
             ))
         })?,
@@ -62,7 +55,9 @@ pub fn negotiate(
         let login = frame.header("login").unwrap_or("");
         let passcode = frame.header("passcode").unwrap_or("");
         if !config.authenticate(login, passcode) {
-            return Err(error("access refused: unknown login or wrong passcode"));
+            return Err(Frame::error(
+                "access refused: unknown login or wrong passcode",
+            ));
         }
     }
     // Honour what the client asks for, but never faster than our floor.

@@ -134,26 +134,22 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                     id.0,
                     shared.config.connect_timeout()
                 );
-                return close_with_error(
+                return close_with(
                     &stream,
-                    Version::V1_0,
-                    "no CONNECT frame within the connect timeout",
+                    Frame::error("no CONNECT frame within the connect timeout"),
                 )
                 .await;
             }
             Some(Ok(Some(Inbound::Frame(frame)))) => frame,
             Some(Ok(Some(Inbound::HeartBeat))) => {
-                return close_with_error(
+                return close_with(
                     &stream,
-                    Version::V1_0,
-                    "expected CONNECT or STOMP, got a heart-beat",
+                    Frame::error("expected CONNECT or STOMP, got a heart-beat"),
                 )
                 .await
             }
             Some(Ok(None)) => return,
-            Some(Err(error)) => {
-                return close_with_error(&stream, Version::V1_0, &error.to_string()).await
-            }
+            Some(Err(error)) => return close_with(&stream, Frame::error(error.to_string())).await,
         };
     let session_name = format!("{}-{}", shared.config.broker.name, id.0);
     let (negotiated, connected) =
@@ -165,10 +161,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                     id.0,
                     error.header("message").unwrap_or("")
                 );
-                let mut writer = crate::connection::FrameWriter::new(&stream, Version::V1_0);
-                let _ = writer.send(&error).await;
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                return;
+                return close_with(&stream, error).await;
             }
         };
     let (outbound, outbound_rx) = mpsc::channel(shared.config.stomp.max_pending_frames);
@@ -226,9 +219,9 @@ fn kill_switch(stream: &TcpStream) -> Box<dyn Fn() + Send> {
     })
 }
 
-async fn close_with_error(stream: &TcpStream, version: Version, message: &str) {
-    let frame = Frame::new(Command::Error).with_header("message", message);
-    let mut writer = crate::connection::FrameWriter::new(stream, version);
+/// Writes `frame` (an ERROR) to a connection that never became a session, then closes it.
+pub(crate) async fn close_with(stream: &TcpStream, frame: Frame) {
+    let mut writer = crate::connection::FrameWriter::new(stream, Version::V1_0);
     let _ = runtime::timeout(std::time::Duration::from_secs(1), writer.send(&frame)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
@@ -283,10 +276,7 @@ impl Session {
 
     fn fatal(&mut self, fatal: Fatal, receipt: Option<String>) {
         log::debug!("session {}: protocol error: {}", self.id.0, fatal.0);
-        let mut frame = Frame::new(Command::Error)
-            .with_header("message", fatal.0.clone())
-            .with_header("content-type", "text/plain")
-            .with_body(fatal.0.into_bytes());
+        let mut frame = Frame::error(fatal.0);
         if let Some(receipt) = receipt {
             frame = frame.with_header("receipt-id", receipt);
         }

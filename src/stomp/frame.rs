@@ -138,6 +138,15 @@ impl Frame {
         self
     }
 
+    /// An ERROR frame: `message` as its header and, for humans, as a text body.
+    pub fn error(message: impl Into<String>) -> Frame {
+        let message = message.into();
+        Frame::new(Command::Error)
+            .with_header("message", message.clone())
+            .with_header("content-type", "text/plain")
+            .with_body(message.into_bytes())
+    }
+
     /// The spec says a repeated header's first value is the one used.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
