@@ -97,6 +97,10 @@ pub struct StompConfig {
 pub struct ReplicationConfig {
     /// Where this broker accepts a slave (as master, or once promoted).
     pub bind: Option<Endpoint>,
+    /// Where a master reaches this broker's replication listener, if not at `bind` (a
+    /// proxy or NAT between them): a master that loses this slave probes there to learn
+    /// whether the slave has taken over before it carries on alone.
+    pub advertised_uri: Option<Endpoint>,
     /// The master this broker mirrors; set only on a slave.
     pub master_connector_uri: Option<Endpoint>,
     /// Credentials the slave presents to its master.
