@@ -26,6 +26,7 @@ use crate::journal::lock::DataDirLock;
 use crate::journal::recovery::{self, Mode};
 use crate::journal::{segment, Journal, Recovered, StoreMeta, JOURNAL_DIR};
 use crate::repl::message::{CatchUp, Position};
+use crate::repl::probe::{self, Probed};
 use crate::repl::role::{self, Action, Event, Policy, Role};
 use crate::repl::{master, slave};
 use crate::runtime::{self, TcpListener, TcpStream};
@@ -34,6 +35,9 @@ use crate::stomp::Frame;
 
 /// Depth of the queue from sessions into the core: full means producers wait.
 const REQUEST_QUEUE: usize = 4096;
+/// Pause between a master's probes of its lost slave: a slave that decided to promote
+/// itself opens its replication listener within this, so three probes cannot miss it.
+const PROBE_GAP: Duration = Duration::from_millis(50);
 /// Longest pause between a slave's attempts to reach its master.
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -118,6 +122,7 @@ fn read_position(config: &Config) -> Result<Position> {
         store_id: meta.store_id,
         epochs: meta.epochs,
         last: summary.last,
+        alone_since: meta.alone_since,
     })
 }
 
@@ -137,9 +142,11 @@ fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
             "replication: replaced the local journal; mirroring the master's from seq {from}"
         );
     }
+    // Whatever this store served alone is now either the master's history too or gone.
     let meta = StoreMeta {
         store_id: link.store_id.clone(),
         epochs: link.epochs.clone(),
+        alone_since: None,
     };
     meta.save(config.data_dir())
 }
@@ -272,9 +279,14 @@ impl Driver {
                         }
                     }
                     Action::Promote => self.promote().await?,
-                    Action::ContinueAlone => {
-                        log::warn!("replication: no slave: receipts now wait for this broker's journal only; messages have ONE copy until a slave attaches");
-                        self.request(Request::ContinueAlone).await;
+                    Action::ContinueAlone => self.continue_alone().await?,
+                    Action::ProbeMaster => {
+                        let event = self.probe_master().await;
+                        return self.handle(event).await;
+                    }
+                    Action::ProbeSlave => {
+                        let event = self.probe_slave().await;
+                        return self.handle(event).await;
                     }
                     Action::Exit(code) => return Ok(Some(code)),
                 }
@@ -463,16 +475,76 @@ impl Driver {
         Ok(None)
     }
 
+    /// Records in store.toml from which seq receipts may go out with one copy, before
+    /// the core releases any: a diverged tail past it may hold receipted messages.
+    async fn continue_alone(&mut self) -> Result<()> {
+        log::warn!("replication: no slave: receipts now wait for this broker's journal only; messages have ONE copy until a slave attaches");
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::PrepareAlone(reply)).await;
+        if let Ok(Some(seq)) = answer.await {
+            self.update_store_meta(move |meta| meta.alone_since = Some(seq))
+                .await?;
+        }
+        self.request(Request::ContinueAlone).await;
+        Ok(())
+    }
+
+    async fn update_store_meta(
+        &mut self,
+        change: impl FnOnce(&mut StoreMeta) + Send + 'static,
+    ) -> Result<()> {
+        let dir = self.config.data_dir().to_path_buf();
+        runtime::spawn_blocking(move || -> Result<()> {
+            let mut meta = StoreMeta::load(&dir)?;
+            change(&mut meta);
+            meta.save(&dir)
+        })
+        .await
+    }
+
+    /// How long a probe waits for an answer: as long as the link waits for a heart-beat.
+    fn probe_patience(&self) -> Duration {
+        let replication = &self.config.replication;
+        Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses))
+    }
+
+    async fn probe_master(&mut self) -> Event {
+        let Some(master) = self.config.replication.master_connector_uri.clone() else {
+            return Event::MasterGone("no master_connector_uri".into());
+        };
+        match probe::probe(&master, self.probe_patience(), 1, Duration::ZERO).await {
+            Probed::Master => Event::MasterAnswered,
+            Probed::NoMaster(why) => Event::MasterGone(why),
+        }
+    }
+
+    /// Asks a few times: a slave that is promoting opens its listener within moments.
+    async fn probe_slave(&mut self) -> Event {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::LostSlave(reply)).await;
+        let address = answer.await.ok().flatten();
+        let Some(endpoint) = address.as_deref().and_then(|a| Endpoint::parse(a).ok()) else {
+            return Event::SlaveGone("the slave gave no replication address".into());
+        };
+        match probe::probe(&endpoint, self.probe_patience(), 3, PROBE_GAP).await {
+            Probed::Master => {
+                log::error!("replication: the lost slave answers as a master at {endpoint}: it has taken over");
+                Event::SlaveTookOver
+            }
+            Probed::NoMaster(why) => Event::SlaveGone(why),
+        }
+    }
+
     async fn promote(&mut self) -> Result<()> {
         let (reply, answer) = oneshot::channel();
         self.request(Request::Promote(reply)).await;
         let epochs = answer.await.map_err(|_| Error::ShuttingDown)?;
-        let dir = self.config.data_dir().to_path_buf();
         let saved = epochs.clone();
-        runtime::spawn_blocking(move || -> Result<()> {
-            let mut meta = StoreMeta::load(&dir)?;
+        // A promoted broker serves alone from its first seq until a slave is in sync.
+        let alone_since = epochs.last().map(|start| start.first_seq);
+        self.update_store_meta(move |meta| {
             meta.epochs = saved;
-            meta.save(&dir)
+            meta.alone_since = alone_since;
         })
         .await?;
         if let Some(start) = epochs.last() {

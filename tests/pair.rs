@@ -357,11 +357,16 @@ fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong
             store_id: "x".into(),
             epochs: vec![],
             last: None,
+            alone_since: None,
         },
+        advertised: None,
     };
     for (message, expected) in [
         (hello(99, "admin"), "protocol version mismatch"),
-        (hello(1, "guess"), "authentication failed"),
+        (
+            hello(mirrormq::repl::message::PROTOCOL_VERSION, "guess"),
+            "authentication failed",
+        ),
     ] {
         let answer: Option<MasterMessage> = mirrormq::runtime::block_on(async {
             let stream = mirrormq::runtime::connect(&format!("127.0.0.1:{port}"))

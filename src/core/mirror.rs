@@ -25,6 +25,8 @@ pub struct Mirror {
     pub gate_from: u64,
     pub in_sync_at: u64,
     pub in_sync: bool,
+    /// Where the slave's replication listener will be if it promotes itself.
+    pub advertised: Option<String>,
 }
 
 impl Mirror {
@@ -33,6 +35,7 @@ impl Mirror {
         live: mpsc::UnboundedSender<Shipment>,
         next_seq: u64,
         in_sync_at: u64,
+        advertised: Option<String>,
     ) -> Mirror {
         Mirror {
             link,
@@ -41,6 +44,7 @@ impl Mirror {
             gate_from: next_seq,
             in_sync_at,
             in_sync: false,
+            advertised,
         }
     }
 
@@ -74,7 +78,7 @@ mod tests {
     #[test]
     fn receipts_before_the_attach_need_the_journal_only_and_after_it_the_slave_too() {
         let (live, _rx) = mpsc::unbounded();
-        let mut mirror = Mirror::new(7, live, 101, 100);
+        let mut mirror = Mirror::new(7, live, 101, 100, None);
         assert_eq!(
             mirror.release_point(100),
             100,

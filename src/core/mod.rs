@@ -109,6 +109,14 @@ pub struct Core {
     frozen: bool,
     /// Role events (slave in sync, slave lost) for the driver.
     role_events: mpsc::UnboundedSender<RoleEvent>,
+    /// The replication address of the slave lost last (for the driver's probe).
+    lost_slave: Option<String>,
+    /// Set when an in-sync slave is lost: the first seq whose receipt may go out without
+    /// its copy once the role machine says to carry on alone.
+    alone_from: Option<u64>,
+    /// Receipts go out without a slave's copy (since start or promotion, or since the
+    /// in-sync slave was lost); false while a slave is in sync.
+    serving_alone: bool,
     /// A slave that met a record it could not apply stops mirroring for good.
     replica_failed: bool,
     /// Told every durable seq (a slave's link acknowledges with it).
@@ -144,6 +152,9 @@ impl Core {
             role_events,
             durable_watchers: Vec::new(),
             replica_failed: false,
+            lost_slave: None,
+            alone_from: None,
+            serving_alone: false,
             sessions: HashMap::new(),
             receipts: VecDeque::new(),
             memory,
@@ -333,10 +344,22 @@ impl Core {
             Request::AttachSlave {
                 link,
                 position,
+                advertised,
                 reply,
-            } => self.attach_slave(link, position, reply),
+            } => self.attach_slave(link, position, advertised, reply),
             Request::SlaveAck { link, seq } => self.slave_ack(link, seq),
             Request::SlaveLost { link, why } => self.slave_lost(link, why),
+            Request::LostSlave(reply) => {
+                let _ = reply.send(self.lost_slave.clone());
+            }
+            Request::PrepareAlone(reply) => {
+                let from = self
+                    .alone_from
+                    .take()
+                    .or((!self.serving_alone).then_some(self.next_seq));
+                self.serving_alone = true;
+                let _ = reply.send(from);
+            }
             Request::ContinueAlone => {
                 self.frozen = false;
                 self.release_receipts();

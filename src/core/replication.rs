@@ -59,6 +59,7 @@ impl Core {
         &mut self,
         link: u64,
         position: Position,
+        advertised: Option<String>,
         reply: oneshot::Sender<Result<Attached, Refusal>>,
     ) {
         if self.mirror.is_some() || self.pending_attach.is_some() {
@@ -88,7 +89,13 @@ impl Core {
         };
         let in_sync_at = self.journal.last_durable_seq().max(from - 1);
         let (live, live_rx) = mpsc::unbounded();
-        self.mirror = Some(Mirror::new(link, live, self.next_seq, in_sync_at));
+        self.mirror = Some(Mirror::new(
+            link,
+            live,
+            self.next_seq,
+            in_sync_at,
+            advertised,
+        ));
         // The link reads segments while it catches the slave up.
         self.journal.hold_deletions(true);
         let _ = self.role_events.unbounded_send(RoleEvent::SlaveAttached);
@@ -124,6 +131,7 @@ impl Core {
             return;
         };
         if mirror.ack(seq) {
+            self.serving_alone = false;
             self.journal.hold_deletions(false);
             let _ = self.role_events.unbounded_send(RoleEvent::SlaveInSync);
         }
@@ -133,10 +141,14 @@ impl Core {
     /// The link failed. Receipts that waited for the slave stay held until the role
     /// machine decides (`ContinueAlone`, or the process stops without sending them).
     pub(super) fn slave_lost(&mut self, link: u64, why: String) {
-        if self.mirror.as_ref().is_none_or(|m| m.link != link) {
+        let Some(mirror) = self.mirror.take_if(|m| m.link == link) else {
             return;
-        }
-        self.mirror = None;
+        };
+        // Receipts up to the release point had the slave's copy; after it, once the role
+        // machine says to carry on alone, they will not. A slave never in sync was never
+        // relied on: this broker was serving alone already.
+        self.alone_from = mirror.in_sync.then(|| mirror.release_point(u64::MAX) + 1);
+        self.lost_slave = mirror.advertised;
         self.pending_attach = None;
         self.journal.hold_deletions(false);
         self.frozen = true;
@@ -206,6 +218,8 @@ impl Core {
         };
         self.epoch = epoch;
         self.epochs.push(start);
+        // The driver records alone_since with the new epoch.
+        self.serving_alone = true;
         self.record(Op::EpochStarted { epoch });
         let _ = reply.send(self.epochs.clone());
     }

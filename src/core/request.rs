@@ -86,13 +86,21 @@ pub enum Request {
         /// Identifies the link, so a late message from a dead one is ignored.
         link: u64,
         position: crate::repl::message::Position,
+        /// Where the slave's replication listener will be if it promotes itself.
+        advertised: Option<String>,
         reply: oneshot::Sender<Result<super::replication::Attached, super::replication::Refusal>>,
     },
     /// The slave has every record up to this seq in its journal.
     SlaveAck { link: u64, seq: u64 },
     /// The replication link failed (closed, silent, or acknowledgements too late).
     SlaveLost { link: u64, why: String },
-    /// The role machine chose to go on without the slave: release the held receipts.
+    /// Where the lost slave said it would listen if it promoted itself, for the probe.
+    LostSlave(oneshot::Sender<Option<String>>),
+    /// The role machine chose to go on without a slave: reply with the first seq whose
+    /// receipt may go out without a slave's copy, or `None` if this core was already
+    /// serving alone (the driver records it in store.toml before `ContinueAlone`).
+    PrepareAlone(oneshot::Sender<Option<u64>>),
+    /// Release the receipts held since the slave was lost.
     ContinueAlone,
     /// Records from our master, to apply in order (slave side).
     Replicate(Vec<crate::repl::message::WireRecord>),

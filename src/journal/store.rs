@@ -27,6 +27,10 @@ pub struct EpochStart {
 pub struct StoreMeta {
     pub store_id: String,
     pub epochs: Vec<EpochStart>,
+    /// The first seq of the latest period in which this store's broker released receipts
+    /// without a slave's copy (see `repl::message::Position::alone_since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alone_since: Option<u64>,
 }
 
 impl StoreMeta {
@@ -46,6 +50,7 @@ impl StoreMeta {
                         epoch: 1,
                         first_seq: 1,
                     }],
+                    alone_since: None,
                 };
                 meta.save(dir)?;
                 Ok((meta, true))

@@ -1,12 +1,17 @@
 //! Deciding how a slave catches up, or that it must not: pure, so every case is a test.
 //!
 //! A slave's history is a prefix of the master's when its last record lies in the same
-//! store and the same epoch in the master's history (an old master restarted after a
-//! failover has records in an epoch the new master never had, so it is refused). A
-//! prefix is topped up from the next seq, if the master still has every record from
-//! there; otherwise (or for an empty slave) the slave replaces its journal with all the
-//! master still holds, which is a complete store by construction. Anything else diverged:
-//! mirroring on top of it would mix two histories, so the operator resyncs by hand.
+//! store and the same epoch in the master's history. A prefix is topped up from the next
+//! seq, if the master still has every record from there; otherwise (or for an empty
+//! slave) the slave replaces its journal with all the master still holds, which is a
+//! complete store by construction.
+//!
+//! A slave whose history forks from the master's (an old master restarted after its
+//! slave took over) holds a tail the new master never had. While a slave was in sync,
+//! no record got a receipt without its acknowledgement, so that tail was never receipted
+//! and is replaced automatically, unless the slave served alone at or past the fork (a
+//! partition left two masters): then its tail may hold receipted messages, and the
+//! operator decides (scripts/resync.sh). So does a slave of another store.
 
 use super::message::{CatchUp, Position};
 use crate::journal::store::EpochStart;
@@ -46,17 +51,8 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
             slave.store_id, master.store_id
         )));
     }
-    if seq >= master.next_seq {
-        return Err(diverged(&format!(
-            "the slave has seq {seq}, beyond the master's last seq {}",
-            master.next_seq - 1
-        )));
-    }
-    if epoch_of(master.epochs, seq) != Some(epoch) {
-        return Err(diverged(&format!(
-            "the slave's seq {seq} is in epoch {epoch}, but in the master's history it is in epoch {}",
-            epoch_of(master.epochs, seq).map_or("none".into(), |e| e.to_string())
-        )));
+    if seq >= master.next_seq || epoch_of(master.epochs, seq) != Some(epoch) {
+        return replace_unreceipted_tail(master, slave, epoch, seq);
     }
     // The append starts by checking the slave's last record against the master's, so
     // that record must still be on the master's disk.
@@ -66,6 +62,61 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
         });
     }
     Ok(CatchUp::Append { from: seq + 1 })
+}
+
+/// The slave holds records the master's history does not (typically an old master,
+/// restarted after its slave took over, with the records it wrote but never got
+/// acknowledged). Those past the fork were never receipted unless the slave served alone
+/// at or after the fork; then they may be, and only the operator may discard them.
+fn replace_unreceipted_tail(
+    master: &MasterView,
+    slave: &Position,
+    epoch: u64,
+    seq: u64,
+) -> Result<CatchUp, String> {
+    let why = if seq >= master.next_seq {
+        format!(
+            "the slave has seq {seq}, beyond the master's last seq {}",
+            master.next_seq - 1
+        )
+    } else {
+        format!(
+            "the slave's seq {seq} is in epoch {epoch}, but in the master's history it is in epoch {}",
+            epoch_of(master.epochs, seq).map_or("none".into(), |e| e.to_string())
+        )
+    };
+    // A last record in an epoch the slave's own history does not list: its history is
+    // incomplete, so the fork cannot be placed.
+    if epoch_of(&slave.epochs, seq) != Some(epoch) {
+        return Err(diverged(&why));
+    }
+    let fork = fork_point(master, &slave.epochs, seq);
+    match slave.alone_since {
+        Some(alone) if alone >= fork => Err(diverged(&format!(
+            "{why}; it served without a slave from seq {alone}, at or past the fork at seq {fork}, so those records may have been receipted"
+        ))),
+        _ => Ok(CatchUp::Replace {
+            from: master.first_retained,
+        }),
+    }
+}
+
+/// The first seq at which the two histories assign different epochs (or the master has
+/// no record). Epochs change only at their first seqs, so only those need comparing.
+fn fork_point(master: &MasterView, slave_epochs: &[EpochStart], last: u64) -> u64 {
+    let mut boundaries: Vec<u64> = master
+        .epochs
+        .iter()
+        .chain(slave_epochs)
+        .map(|e| e.first_seq)
+        .chain([master.next_seq])
+        .filter(|&s| s <= last)
+        .collect();
+    boundaries.sort_unstable();
+    boundaries
+        .into_iter()
+        .find(|&s| s >= master.next_seq || epoch_of(master.epochs, s) != epoch_of(slave_epochs, s))
+        .unwrap_or(master.next_seq)
 }
 
 #[cfg(test)]
@@ -78,12 +129,23 @@ mod tests {
             .collect()
     }
 
+    /// A slave whose history is the master's up to the epoch of its last record.
     fn slave(store: &str, last: Option<(u64, u64)>) -> Position {
+        let last_epoch = last.map_or(1, |(e, _)| e);
         Position {
             store_id: store.into(),
-            epochs: epochs(&[(1, 1)]),
+            epochs: epochs(&[(1, 1), (2, 451)])
+                .into_iter()
+                .filter(|e| e.epoch <= last_epoch)
+                .collect(),
             last: last.map(|(e, s)| (e, s, 0)),
+            alone_since: None,
         }
+    }
+
+    fn served_alone(mut position: Position, since: u64) -> Position {
+        position.alone_since = Some(since);
+        position
     }
 
     #[test]
@@ -137,8 +199,49 @@ mod tests {
                 Ok(CatchUp::Append { from: 601 }),
             ),
             // The old master, restarted after the failover: seq 480 was epoch 1 there.
-            (&master, slave("A", Some((1, 480))), Err("epoch 1")),
-            (&master, slave("A", Some((2, 1001))), Err("beyond")),
+            // It never served alone past the fork at 451, so its tail was never
+            // receipted and it takes the master's records instead.
+            (
+                &master,
+                slave("A", Some((1, 480))),
+                Ok(CatchUp::Replace { from: 1 }),
+            ),
+            (
+                &master,
+                served_alone(slave("A", Some((1, 480))), 100),
+                Ok(CatchUp::Replace { from: 1 }),
+            ),
+            // It carried on alone from 460 (its slave had promoted at 451: a partition):
+            // 460.. may be receipted, so the operator decides.
+            (
+                &master,
+                served_alone(slave("A", Some((1, 480))), 460),
+                Err("epoch 1"),
+            ),
+            (
+                &master,
+                served_alone(slave("A", Some((1, 480))), 451),
+                Err("fork at seq 451"),
+            ),
+            (
+                &master,
+                slave("A", Some((2, 1001))),
+                Ok(CatchUp::Replace { from: 1 }),
+            ),
+            (
+                &master,
+                served_alone(slave("A", Some((2, 1001))), 1001),
+                Err("beyond"),
+            ),
+            // A last record in an epoch its own history does not list.
+            (
+                &master,
+                Position {
+                    epochs: epochs(&[(1, 1)]),
+                    ..slave("A", Some((3, 1000)))
+                },
+                Err("epoch 3"),
+            ),
             (&master, slave("B", Some((1, 5))), Err("store B")),
         ];
         for (view, position, expected) in cases {

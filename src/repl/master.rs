@@ -72,6 +72,18 @@ async fn refuse(stream: &TcpStream, peer: &str, refusal: impl Into<Refusal>) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
+/// Tells a probing broker that a master listens here; nothing from the store is sent.
+async fn answer_probe(stream: &TcpStream, peer: &str) {
+    log::info!("replication: {peer} probed: answered that a master listens here");
+    let mut writer = stream;
+    let _ = runtime::timeout(
+        Duration::from_secs(1),
+        codec::write_frame(&mut writer, &MasterMessage::Alive),
+    )
+    .await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
 async fn handle(stream: TcpStream, mut context: Context) {
     let peer = stream
         .peer_addr()
@@ -86,13 +98,15 @@ async fn handle(stream: TcpStream, mut context: Context) {
         codec::read_frame::<_, SlaveMessage>(&mut reader, MAX_HELLO),
     )
     .await;
-    let (protocol, user, password, position) = match hello {
+    let (protocol, user, password, position, advertised) = match hello {
         Some(Ok(Some(SlaveMessage::Hello {
             protocol,
             user,
             password,
             position,
-        }))) => (protocol, user, password, position),
+            advertised,
+        }))) => (protocol, user, password, position, advertised),
+        Some(Ok(Some(SlaveMessage::Probe))) => return answer_probe(&stream, &peer).await,
         Some(Ok(Some(_))) => {
             return refuse(&stream, &peer, "expected Hello first".to_string()).await
         }
@@ -121,6 +135,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
         .send(Request::AttachSlave {
             link,
             position: position.clone(),
+            advertised,
             reply,
         })
         .await
@@ -384,7 +399,9 @@ async fn read_acks(
                 }
             }
             Some(Ok(Some(SlaveMessage::HeartBeat))) => {}
-            Some(Ok(Some(SlaveMessage::Hello { .. }))) | Some(Err(_)) | Some(Ok(None)) => break,
+            Some(Ok(Some(SlaveMessage::Hello { .. } | SlaveMessage::Probe)))
+            | Some(Err(_))
+            | Some(Ok(None)) => break,
             None => {
                 log::warn!(
                     "replication: the slave was silent for {} ms",

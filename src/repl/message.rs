@@ -5,13 +5,18 @@
 //! and answered `Welcome`, the master sends nothing from the store. Records travel in
 //! batches; the slave acknowledges cumulatively ("durable up to seq N"). Heart-beats go
 //! both ways when a side has nothing else to say. Bump `PROTOCOL_VERSION` on any change.
+//!
+//! `Probe` asks "is a master listening here?" before a broker takes a role that would
+//! make two masters: a slave probes its master before promoting itself, a master probes
+//! its lost slave before carrying on alone. Only a master has a replication listener, so
+//! any answer (`Alive`, or a refusal) means yes; `Alive` carries nothing from the store.
 
 use serde::{Deserialize, Serialize};
 
 use crate::journal::store::EpochStart;
 
 /// The protocol both sides must speak exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts: above any one record (a segment at most), while
 /// batches are cut far below it.
@@ -32,6 +37,10 @@ pub struct Position {
     pub epochs: Vec<EpochStart>,
     /// The last record's (epoch, seq, checksum); `None` for an empty journal.
     pub last: Option<(u64, u64, u32)>,
+    /// The first seq this store may have receipted without a slave's copy (the latest
+    /// time it served alone); `None` if it never did. A diverged tail at or past it may
+    /// hold receipted messages, so only the operator may discard it.
+    pub alone_since: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,12 +50,17 @@ pub enum SlaveMessage {
         user: String,
         password: String,
         position: Position,
+        /// Where this slave's replication listener will be if it promotes itself: the
+        /// master probes it there before carrying on alone.
+        advertised: Option<String>,
     },
     /// Every record up to and including `seq` is in the slave's journal (fsynced).
     Ack {
         seq: u64,
     },
     HeartBeat,
+    /// Is a master listening here? Answered with `Alive`, then the link closes.
+    Probe,
 }
 
 /// How the slave's store will be brought level with the master's.
@@ -83,4 +97,6 @@ pub enum MasterMessage {
         reason: String,
     },
     HeartBeat,
+    /// The answer to `Probe`: a master listens here.
+    Alive,
 }

@@ -7,6 +7,7 @@
 //! - `role`: the role state machine (pure).
 //! - `master`: the master's end of the link: authenticate, catch up, stream, time out.
 //! - `slave`: the slave's end: dial, hello, receive, acknowledge.
+//! - `probe`: "is a master listening there?", asked before promoting or carrying on alone.
 //!
 //! The core (`core::replication`) decides where catch-up ends and live streaming begins;
 //! the server drives the role machine.
@@ -14,5 +15,6 @@
 pub mod catchup;
 pub mod master;
 pub mod message;
+pub mod probe;
 pub mod role;
 pub mod slave;

@@ -7,6 +7,9 @@
 //! - A slave that never reached in-sync never promotes itself; it keeps dialling.
 //! - Promotion starts a new epoch before the client listener opens.
 //! - Losing the slave never degrades silently: the master either stops or says so.
+//! - Neither side takes a step that could make two masters on the strength of a lost
+//!   link alone: a slave probes its master before promoting itself, a master probes its
+//!   slave's replication listener before carrying on alone (see `repl::probe`).
 
 use std::fmt;
 
@@ -17,11 +20,15 @@ pub enum Role {
     WaitingForSlave,
     /// A master serving clients with no slave in sync.
     MasterAlone,
+    /// A master that lost its in-sync slave, asking whether the slave took over.
+    MasterCheckingSlave,
     /// A master whose slave acknowledges every record before the client's receipt.
     MasterWithSlave,
     SlaveConnecting,
     SlaveCatchingUp,
     SlaveMirroring,
+    /// A slave that lost its master, asking whether it is really gone.
+    SlaveCheckingMaster,
     Stopped,
 }
 
@@ -32,9 +39,11 @@ impl fmt::Display for Role {
             Role::WaitingForSlave => "waiting-for-slave",
             Role::MasterAlone => "master-alone",
             Role::MasterWithSlave => "master-with-slave",
+            Role::MasterCheckingSlave => "master-checking-slave",
             Role::SlaveConnecting => "slave-connecting",
             Role::SlaveCatchingUp => "slave-catching-up",
             Role::SlaveMirroring => "slave-mirroring",
+            Role::SlaveCheckingMaster => "slave-checking-master",
             Role::Stopped => "stopped",
         };
         f.write_str(name)
@@ -58,12 +67,20 @@ pub enum Event {
     /// The slave acknowledged everything up to its in-sync point.
     SlaveInSync,
     SlaveLost(String),
+    /// The lost slave's replication listener answered: it is a master now.
+    SlaveTookOver,
+    /// No master answered at the lost slave's address (and why).
+    SlaveGone(String),
     /// Our master welcomed us; catch-up begins.
     MasterReached,
     /// We hold everything the master had when we attached.
     InSyncWithMaster,
     /// The link to our master closed, went silent, or could not be opened.
     MasterLost(String),
+    /// The lost master answered a probe: it is alive.
+    MasterAnswered,
+    /// The lost master did not answer a probe (and why).
+    MasterGone(String),
     /// Our master refused us (credentials, protocol, divergence): retrying cannot help.
     MasterRefused(String),
     /// Our master, alive, dropped us and carries on alone: dial again, never promote.
@@ -76,6 +93,11 @@ pub enum Action {
     OpenClientListener,
     OpenReplicationListener,
     DialMaster,
+    /// Ask the lost master whether it is alive; answer with `MasterAnswered`/`MasterGone`.
+    ProbeMaster,
+    /// Ask the lost slave's address whether a master listens there; answer with
+    /// `SlaveTookOver`/`SlaveGone`.
+    ProbeSlave,
     /// Start a new epoch as master (a record, and the store's epoch history).
     Promote,
     /// Forget the slave: receipts wait for the local journal only, and say so loudly.
@@ -90,6 +112,8 @@ pub const EXIT_SLAVE_FAILED: i32 = 3;
 pub const EXIT_MASTER_FAILED: i32 = 4;
 /// Exit code when the master refused this slave.
 pub const EXIT_REFUSED: i32 = 5;
+/// Exit code when a master finds that its lost slave has taken over.
+pub const EXIT_SUPERSEDED: i32 = 6;
 
 /// The next role, the actions to take, and why (for the log line).
 pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, String) {
@@ -111,7 +135,7 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         ),
         (Starting, Started) => (
             MasterAlone,
-            vec![OpenReplicationListener, OpenClientListener],
+            vec![ContinueAlone, OpenReplicationListener, OpenClientListener],
             "configured as a master".into(),
         ),
         (WaitingForSlave, SlaveInSync) => (
@@ -126,9 +150,19 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             format!("slave lost ({why}); shutdown_on_slave_failure"),
         ),
         (MasterWithSlave, SlaveLost(why)) => (
+            MasterCheckingSlave,
+            vec![ProbeSlave],
+            format!("slave lost ({why}); checking whether it took over"),
+        ),
+        (MasterCheckingSlave, SlaveTookOver) => (
+            Stopped,
+            vec![Exit(EXIT_SUPERSEDED)],
+            "the slave has taken over as master: stopping without releasing the receipts it does not hold; restart this broker as its slave".into(),
+        ),
+        (MasterCheckingSlave, SlaveGone(why)) => (
             MasterAlone,
             vec![ContinueAlone],
-            format!("slave lost ({why}); continuing without a copy"),
+            format!("no master at the slave's address ({why}); continuing without a copy"),
         ),
         // A slave that was still catching up was not relied on yet: forget it.
         (WaitingForSlave | MasterAlone, SlaveLost(why)) => (
@@ -164,9 +198,21 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             format!("master lost ({why}); shutdown_on_master_failure"),
         ),
         (SlaveMirroring, MasterLost(why)) => (
+            SlaveCheckingMaster,
+            vec![ProbeMaster],
+            format!("master lost ({why}); checking that it is gone"),
+        ),
+        (SlaveCheckingMaster, MasterAnswered) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "the master still answers: dialling it again, not promoting".into(),
+        ),
+        // The replication listener opens first, so that the old master, should it wake
+        // now, finds a master at our address and stops rather than carry on alone.
+        (SlaveCheckingMaster, MasterGone(why)) => (
             MasterAlone,
-            vec![Promote, OpenReplicationListener, OpenClientListener],
-            format!("master lost ({why}); promoting"),
+            vec![OpenReplicationListener, Promote, OpenClientListener],
+            format!("master lost and silent ({why}); promoting"),
         ),
         (role, event) => (role, vec![], format!("ignored {event:?}")),
     };
@@ -206,7 +252,7 @@ mod tests {
         let gone = || MasterLost("connection reset".into());
         #[rustfmt::skip]
         let table: Vec<(Role, Event, Policy, Role, Vec<Action>)> = vec![
-            (Starting, Started, MASTER, MasterAlone, vec![OpenReplicationListener, OpenClientListener]),
+            (Starting, Started, MASTER, MasterAlone, vec![ContinueAlone, OpenReplicationListener, OpenClientListener]),
             (Starting, Started, waits, WaitingForSlave, vec![OpenReplicationListener]),
             (Starting, Started, slave, SlaveConnecting, vec![DialMaster]),
             (WaitingForSlave, SlaveAttached, waits, WaitingForSlave, vec![]),
@@ -215,14 +261,20 @@ mod tests {
             (MasterAlone, SlaveAttached, MASTER, MasterAlone, vec![]),
             (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![]),
             (MasterAlone, lost(), strict_master, MasterAlone, vec![ContinueAlone]),
-            (MasterWithSlave, lost(), MASTER, MasterAlone, vec![ContinueAlone]),
+            (MasterWithSlave, lost(), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
+            (MasterCheckingSlave, SlaveTookOver, MASTER, Stopped, vec![Exit(EXIT_SUPERSEDED)]),
+            (MasterCheckingSlave, SlaveGone("refused".into()), MASTER, MasterAlone, vec![ContinueAlone]),
+            (MasterCheckingSlave, SlaveAttached, MASTER, MasterCheckingSlave, vec![]),
             (MasterWithSlave, lost(), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
             (SlaveConnecting, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveConnecting, MasterReached, slave, SlaveCatchingUp, vec![]),
             (SlaveConnecting, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
             (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
-            (SlaveMirroring, gone(), slave, MasterAlone, vec![Promote, OpenReplicationListener, OpenClientListener]),
+            (SlaveMirroring, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
+            (SlaveCheckingMaster, MasterAnswered, slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveCheckingMaster, MasterGone("refused".into()), slave, MasterAlone, vec![OpenReplicationListener, Promote, OpenClientListener]),
+            (SlaveCheckingMaster, Shutdown, slave, Stopped, vec![Exit(0)]),
             (SlaveMirroring, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
             (SlaveMirroring, MasterRefused("x".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
             (SlaveMirroring, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
@@ -248,7 +300,12 @@ mod tests {
     #[test]
     fn a_slave_opens_clients_only_by_promotion() {
         let slave = with(|p| p.is_slave = true);
-        for role in [SlaveConnecting, SlaveCatchingUp, SlaveMirroring] {
+        for role in [
+            SlaveConnecting,
+            SlaveCatchingUp,
+            SlaveMirroring,
+            SlaveCheckingMaster,
+        ] {
             for event in [
                 Started,
                 MasterReached,

@@ -58,6 +58,13 @@ pub async fn connect(config: &Config, position: Position) -> Result<Link, DialEr
         user: replication.user.clone().unwrap_or_default(),
         password: replication.password.clone().unwrap_or_default(),
         position,
+        // An ephemeral bind (port 0) cannot be known before it opens: nothing to probe.
+        advertised: replication
+            .advertised_uri
+            .as_ref()
+            .or(replication.bind.as_ref())
+            .filter(|endpoint| endpoint.port != 0)
+            .map(|endpoint| endpoint.to_string()),
     };
     let mut writer = &stream;
     codec::write_frame(&mut writer, &hello)
