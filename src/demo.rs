@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,67 +12,11 @@ use futures::StreamExt;
 use crate::client::{AckMode, Client};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::process::BrokerProcess;
 use crate::runtime;
 
 const QUEUE: &str = "/queue/demo";
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A broker process the demo started; killed if the demo stops early.
-struct Broker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Broker {
-    fn start(config: &Path, log: PathBuf) -> Result<Broker> {
-        let file = std::fs::File::create(&log).map_err(|e| Error::io(&log, e))?;
-        let child =
-            Command::new(std::env::current_exe().map_err(|e| Error::io("current executable", e))?)
-                .args(["broker", "--config"])
-                .arg(config)
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(file)
-                .spawn()
-                .map_err(|e| Error::io("starting a broker", e))?;
-        Ok(Broker { child, log })
-    }
-
-    /// Waits until the broker's log has a line containing `text`.
-    fn wait_for(&mut self, text: &str) -> Result<()> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if log.contains(text) {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Protocol(format!(
-                    "a broker exited ({status}) before '{text}'; see {}:\n{log}",
-                    self.log.display()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Protocol(format!(
-                    "no '{text}' within {PATIENCE:?}; see {}",
-                    self.log.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
 
 /// Copies a shipped config into `dir`, pointing its data_dir at `dir/name`.
 fn stage_config(shipped: &Path, dir: &Path, name: &str) -> Result<(PathBuf, Config)> {
@@ -145,11 +88,11 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
         dir.path().display()
     );
 
-    let mut master_broker = Broker::start(&master_config, dir.path().join("master.log"))?;
-    master_broker.wait_for("stomp: listening")?;
+    let mut master_broker = BrokerProcess::start(&master_config, &dir.path().join("master.log"))?;
+    master_broker.wait_for("stomp: listening", PATIENCE)?;
     println!(
         "1. master started (pid {}): clients on {}, slave link on {}",
-        master_broker.child.id(),
+        master_broker.pid(),
         master.stomp.bind,
         master
             .replication
@@ -158,12 +101,12 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
             .map(|b| b.to_string())
             .unwrap_or_default()
     );
-    let mut slave_broker = Broker::start(&slave_config, dir.path().join("slave.log"))?;
-    slave_broker.wait_for("-> slave-mirroring")?;
+    let mut slave_broker = BrokerProcess::start(&slave_config, &dir.path().join("slave.log"))?;
+    slave_broker.wait_for("-> slave-mirroring", PATIENCE)?;
     let closed = !port_open(&slave.stomp.bind);
     println!(
         "2. slave started (pid {}): mirroring the master; its client port {} is {}",
-        slave_broker.child.id(),
+        slave_broker.pid(),
         slave.stomp.bind,
         if closed {
             "closed, as it must be"
@@ -202,17 +145,13 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
     );
 
     let killed_at = Instant::now();
-    let _ = master_broker.child.kill();
-    let _ = master_broker.child.wait();
-    println!(
-        "4. kill -9 of the master (pid {})",
-        master_broker.child.id()
-    );
+    master_broker.kill();
+    println!("4. kill -9 of the master (pid {})", master_broker.pid());
     while !port_open(&slave.stomp.bind) {
         if killed_at.elapsed() > PATIENCE {
             return Err(Error::Protocol(format!(
                 "the slave did not take over; see {}",
-                slave_broker.log.display()
+                slave_broker.log().display()
             )));
         }
         std::thread::sleep(Duration::from_millis(5));

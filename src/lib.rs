@@ -19,6 +19,8 @@
 //! - [`core`]: the one task that owns the broker and sequences every record.
 //! - [`server`]: wiring: listeners, the core, shutdown.
 //! - [`verify`]: reads a whole store read-only (`mirrormq verify`).
+//! - [`bench`], [`chaos`], [`demo`]: load, fault injection and a tour, on the [`client`];
+//!   [`process`] starts the brokers they need.
 //! - [`config`], [`error`], and the two seams that name third-party crates no other file
 //!   may name: [`runtime`] (the async runtime) and [`codec`] (the binary encoding).
 //!
@@ -26,6 +28,7 @@
 
 pub mod bench;
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod codec;
@@ -35,6 +38,7 @@ pub mod core;
 pub mod demo;
 pub mod error;
 pub mod journal;
+pub mod process;
 pub mod repl;
 pub mod runtime;
 pub mod server;

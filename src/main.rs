@@ -1,5 +1,6 @@
 //! The `mirrormq` command line: `broker` runs a broker; `send` and `receive` are a STOMP
-//! client with failover URLs; `verify` reads a whole store; `demo` tours the pair.
+//! client with failover URLs; `verify` reads a whole store; `demo` tours the pair;
+//! `bench` is a load generator; `chaos` strikes faults at a pair under a verifying load.
 //! Logging is set up here (env_logger, RUST_LOG, default info) and nowhere else.
 
 use std::path::PathBuf;
@@ -63,6 +64,26 @@ enum Cli {
         /// Stop after this many milliseconds without a message.
         #[structopt(long)]
         idle_ms: Option<u64>,
+    },
+    /// Runs a master/slave pair under a verifying load while faults strike (kill -9, SIGSTOP of
+    /// either side); exits 1 if any receipted message is lost.
+    Chaos {
+        /// Faults to strike, in turn: kill -9 master, SIGSTOP master, kill -9 slave, SIGSTOP slave.
+        #[structopt(long, default_value = "100")]
+        cycles: usize,
+        /// Milliseconds of load between the pair healing and the next fault.
+        #[structopt(long, default_value = "2000")]
+        interval_ms: u64,
+        /// Milliseconds a SIGSTOP lasts (longer than the link's and the clients' timeouts).
+        #[structopt(long, default_value = "3500")]
+        pause_ms: u64,
+        #[structopt(long, default_value = "2")]
+        producers: usize,
+        #[structopt(long, default_value = "2")]
+        consumers: usize,
+        /// Keep the brokers' data and logs here (default: a temporary directory, kept only on failure).
+        #[structopt(long, parse(from_os_str))]
+        work_dir: Option<PathBuf>,
     },
     /// Load generator: produce, consume or roundtrip; prints msgs/s, MB/s and latency percentiles.
     Bench {
@@ -226,6 +247,21 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             };
             mirrormq::bench::run(&mode, target, load, json)
         }
+        Cli::Chaos {
+            cycles,
+            interval_ms,
+            pause_ms,
+            producers,
+            consumers,
+            work_dir,
+        } => mirrormq::chaos::run(&mirrormq::chaos::Options {
+            cycles,
+            interval: Duration::from_millis(interval_ms),
+            pause: Duration::from_millis(pause_ms),
+            producers,
+            consumers,
+            work_dir,
+        }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
         Cli::Demo { configs, count } => mirrormq::demo::run(&configs, count),
     }

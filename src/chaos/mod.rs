@@ -1,0 +1,239 @@
+//! `mirrormq chaos`: the pair under a verifying load while faults strike, Jepsen-style.
+//!
+//! Two brokers start as master and slave on free loopback ports with their data in a
+//! work directory. Producers and consumers run through the failover URL (see `load`).
+//! Every cycle waits for the pair to be healthy (a master with an in-sync slave), lets
+//! the load run, then strikes one fault in turn: kill -9 of the master, kill -9 of the
+//! slave, SIGSTOP of the master or the slave for longer than every timeout, then SIGCONT.
+//! A broker that died (or stopped itself on finding that its slave took over) is
+//! restarted as the slave of the survivor and catches up by itself (`pair::heal`).
+//! At the end the load drains and every receipted message must have been delivered:
+//! the report gives lost (must be 0), duplicates, and each fault's failover time (from
+//! the fault to the next receipt); the exit code is 1 on any loss, panic, or a pair that
+//! did not heal.
+
+pub mod load;
+pub mod pair;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::runtime;
+use load::{Load, Tally, Target};
+use pair::{Node, Pair};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cycles: usize,
+    /// Load time between the pair healing and the next fault.
+    pub interval: Duration,
+    /// How long a SIGSTOP lasts: longer than the link's and the clients' timeouts.
+    pub pause: Duration,
+    pub producers: usize,
+    pub consumers: usize,
+    /// Keep the brokers' data and logs here (default: a temporary directory).
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    KillMaster,
+    KillSlave,
+    PauseMaster,
+    PauseSlave,
+}
+
+const FAULTS: [Fault; 4] = [
+    Fault::KillMaster,
+    Fault::PauseMaster,
+    Fault::KillSlave,
+    Fault::PauseSlave,
+];
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::KillMaster => "kill -9 master",
+            Fault::KillSlave => "kill -9 slave",
+            Fault::PauseMaster => "SIGSTOP master",
+            Fault::PauseSlave => "SIGSTOP slave",
+        }
+    }
+}
+
+/// Time allowed for the pair to heal after a fault.
+const HEAL_PATIENCE: Duration = Duration::from_secs(60);
+/// Time allowed for a receipt after a fault is over.
+const RECEIPT_PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn run(options: &Options) -> Result<i32> {
+    let temporary = match &options.work_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().map_err(|e| Error::io("a temporary directory", e))?),
+    };
+    let dir = match (&options.work_dir, &temporary) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(temporary)) => temporary.path().to_path_buf(),
+        (None, None) => unreachable!("one of the two is set"),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut pair = Pair::new([Node::new("a", &dir)?, Node::new("b", &dir)?]);
+    eprintln!("chaos: brokers a and b in {}", dir.display());
+    pair.nodes[0].start(None)?;
+    let master_port = pair.nodes[0].repl_port();
+    pair.nodes[1].start(Some(master_port))?;
+    pair.heal(HEAL_PATIENCE)?;
+    let target = Target {
+        url: format!(
+            "failover:(tcp://127.0.0.1:{},tcp://127.0.0.1:{})?randomize=false&maxReconnectDelay=100",
+            pair.nodes[0].stomp_port, pair.nodes[1].stomp_port
+        ),
+        login: "admin".into(),
+        passcode: "admin".into(),
+    };
+    let mut load = runtime::block_on(Load::start(&target, options.producers, options.consumers))
+        .map_err(|e| Error::Protocol(format!("starting the load: {e}")))?;
+    let started = Instant::now();
+    let mut failovers: Vec<(Fault, Duration)> = Vec::new();
+    let outcome = (|| -> Result<()> {
+        for cycle in 0..options.cycles {
+            let fault = FAULTS[cycle % FAULTS.len()];
+            wait_while_healthy(&mut pair, options.interval)?;
+            let struck = Instant::now();
+            strike(&mut pair, fault, options.pause, &load)?;
+            let healed = pair.heal(HEAL_PATIENCE)?;
+            let failover = load.ledger.longest_stall_since(struck);
+            eprintln!(
+                "chaos: cycle {}/{}: {}: receipts stalled {} ms at most; healthy again after {} ms; {} receipted so far",
+                cycle + 1,
+                options.cycles,
+                fault.name(),
+                failover.as_millis(),
+                healed.as_millis(),
+                load.ledger.receipts()
+            );
+            failovers.push((fault, failover));
+        }
+        Ok(())
+    })();
+    runtime::block_on(load.stop_producing());
+    let tally = runtime::block_on(load.drain(Duration::from_secs(20)));
+    let panics: Vec<String> = pair.nodes.iter().flat_map(|n| n.panics.clone()).collect();
+    report(&tally, &failovers, &pair, started.elapsed(), &panics);
+    if let Err(error) = &outcome {
+        eprintln!("chaos: FAILED: {error}");
+    }
+    let failed = outcome.is_err() || tally.lost > 0 || !panics.is_empty();
+    if failed {
+        if let Some(temporary) = temporary {
+            // Keep the evidence.
+            let kept = temporary.keep();
+            eprintln!("chaos: logs and data kept in {}", kept.display());
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+/// Lets the load run for `interval`, failing if the pair breaks meanwhile.
+fn wait_while_healthy(pair: &mut Pair, interval: Duration) -> Result<()> {
+    let until = Instant::now() + interval;
+    while Instant::now() < until {
+        pair.poll()?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Strikes `fault` and waits until receipts flow again.
+fn strike(pair: &mut Pair, fault: Fault, pause: Duration, load: &Load) -> Result<()> {
+    let master = pair
+        .master()
+        .ok_or_else(|| Error::Protocol("no master to strike".into()))?;
+    let target = match fault {
+        Fault::KillMaster | Fault::PauseMaster => master,
+        Fault::KillSlave | Fault::PauseSlave => 1 - master,
+    };
+    let node = &mut pair.nodes[target];
+    let process = node
+        .process
+        .as_mut()
+        .ok_or_else(|| Error::Protocol(format!("broker {} is not running", node.name)))?;
+    match fault {
+        Fault::KillMaster | Fault::KillSlave => process.kill(),
+        Fault::PauseMaster | Fault::PauseSlave => {
+            process.signal("STOP")?;
+            std::thread::sleep(pause);
+            process.signal("CONT")?;
+        }
+    }
+    // A receipt after the fault is over, from whichever broker serves now.
+    let over = Instant::now();
+    loop {
+        pair.poll()?;
+        if load.ledger.last_receipt().is_some_and(|at| at > over) {
+            return Ok(());
+        }
+        if over.elapsed() > RECEIPT_PATIENCE {
+            return Err(Error::Protocol(format!(
+                "no receipt within {RECEIPT_PATIENCE:?} after {}",
+                fault.name()
+            )));
+        }
+        // Restart a killed broker meanwhile, so a pair whose survivor never took over
+        // can serve again.
+        pair.restart_what_is_down()?;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn report(
+    tally: &Tally,
+    failovers: &[(Fault, Duration)],
+    pair: &Pair,
+    elapsed: Duration,
+    panics: &[String],
+) {
+    println!(
+        "chaos: {} faults in {:.0} s; restarts: a {}, b {}",
+        failovers.len(),
+        elapsed.as_secs_f64(),
+        pair.nodes[0].restarts,
+        pair.nodes[1].restarts
+    );
+    println!(
+        "receipted {}, delivered {} (unique), lost {}, duplicates delivered {}, delivered without a receipt {}, send errors {}",
+        tally.receipted,
+        tally.delivered_unique,
+        tally.lost,
+        tally.duplicates,
+        tally.unreceipted_delivered,
+        tally.send_errors
+    );
+    if !tally.first_lost.is_empty() {
+        println!("first lost: {}", tally.first_lost.join(", "));
+    }
+    for fault in FAULTS {
+        let mut times: Vec<u128> = failovers
+            .iter()
+            .filter(|(f, _)| *f == fault)
+            .map(|(_, d)| d.as_millis())
+            .collect();
+        if times.is_empty() {
+            continue;
+        }
+        times.sort_unstable();
+        println!(
+            "{:<15} n={:<3} longest receipt stall (ms): min {} median {} max {}; all: {:?}",
+            fault.name(),
+            times.len(),
+            times[0],
+            times[times.len() / 2],
+            times[times.len() - 1],
+            times
+        );
+    }
+    for panic in panics {
+        println!("PANIC: {panic}");
+    }
+}
