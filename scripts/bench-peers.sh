@@ -1,0 +1,745 @@
+#!/usr/bin/env bash
+# Benchmarks a mirrormq master/slave pair against Apache ActiveMQ Classic and RabbitMQ
+# (Debian's `activemq` and `rabbitmq-server` with rabbitmq_stomp) on this machine, with
+# the same `mirrormq bench` workloads, and writes BENCHMARKS.md at the repository root.
+#
+#   scripts/bench-peers.sh                  # sized for 10-15 minutes; 3 runs per workload
+#   BENCH_QUICK=1 scripts/bench-peers.sh    # a smoke test: small counts, 1 run (~1 min)
+#
+# Every broker listens on 127.0.0.1 only, on free ports picked at start (a port in use is
+# refused), with its data in a fresh `mktemp -d` folder, and every broker fsyncs a
+# persistent message before its receipt (see "Method" in the generated file). Brokers run
+# one at a time: the pair, then ActiveMQ, then RabbitMQ. The script stops everything it
+# started, by the pid it recorded, on success, error or Ctrl-C, and signals nothing else.
+# Progress goes to stderr.
+#
+# Needs: bash, python3, coreutils, cargo (unless MIRRORMQ is set), and root or sudo to
+# install `activemq` and `rabbitmq-server` when they are missing (their own services are
+# not used: on a systemd machine you may `systemctl disable --now` them).
+#
+# Environment (all optional):
+#   MIRRORMQ=PATH      the mirrormq binary to use (default: `cargo build --release`, then
+#                      target/release/mirrormq); it is copied into the temp folder first
+#   BENCH_QUICK=1      small counts and 1 run, to check the script; not a measurement
+#   BENCH_RUNS=N       runs per workload (default 3; the median is reported)
+#   BENCH_OUT=FILE     where to write the report (default: BENCHMARKS.md at the repo root)
+#   BENCH_AMQ_HEAP=512m  ActiveMQ's -Xms/-Xmx (the Debian package's default)
+#   BENCH_KEEP=1       keep the temp folder (logs, configs, raw JSON); it is always kept
+#                      when the script fails
+#   TMPDIR             where the temp folder is made; the brokers' disks are there
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+QUICK=${BENCH_QUICK:-0}
+[ "$QUICK" = 0 ] || QUICK=1
+OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
+AMQ_HEAP=${BENCH_AMQ_HEAP:-512m}
+AMQ_HOME=/usr/share/activemq
+RMQ_BIN=/usr/lib/rabbitmq/bin
+
+# Message counts. Full mode: each timed run lasts at least ~3 s on the slowest broker.
+if [ "$QUICK" = 1 ]; then
+  RUNS=${BENCH_RUNS:-1}
+  N_P1W1=500 N_P8W1=100 N_P1W64=2000 N_P8W64=250 MEM_COUNT=8000
+  FO_COUNT=6000 FO_KILL_AFTER=1 BENCH_TIMEOUT=300
+else
+  RUNS=${BENCH_RUNS:-3}
+  N_P1W1=10000 N_P8W1=2000 N_P1W64=20000 N_P8W64=6250 MEM_COUNT=100000
+  FO_COUNT=20000 FO_KILL_AFTER=2 BENCH_TIMEOUT=900
+fi
+N_CONSUME=$((8 * N_P8W64)) # the consume run drains what the p8w64 run left
+SIZE=1024
+
+log() { printf '[bench-peers %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# true if process $1's command line contains $2: the guard before every signal we send
+cmdline_has() {
+  local c
+  c=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $c == *"$2"* ]]
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# N free ports on 127.0.0.1, all different; each is checked again just before use.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+refuse_used() {
+  local p
+  for p in "$@"; do
+    [[ $p =~ ^[0-9]+$ ]] || die "no free port found ('$p')"
+    ! port_open "$p" || die "127.0.0.1:$p is already in use; not starting a broker on it"
+  done
+}
+
+# ---------------------------------------------------------------- processes we started
+# Parallel arrays: name, pid, a string the pid's command line must contain, seconds a
+# SIGTERM may take before SIGKILL. Stopped in reverse order; only live, matching pids.
+P_NAME=() P_PID=() P_MARK=() P_GRACE=()
+register() {
+  P_NAME+=("$1") P_PID+=("$2") P_MARK+=("$3") P_GRACE+=("$4")
+}
+stop_index() {
+  local i=$1 pid=${P_PID[$1]} n
+  [ -n "$pid" ] || return 0
+  P_PID[i]=""
+  alive "$pid" || return 0
+  if ! cmdline_has "$pid" "${P_MARK[$i]}"; then
+    sleep 0.5 # an exiting process has an empty command line
+    alive "$pid" || return 0
+    log "pid $pid is no longer ${P_NAME[$i]}; not signalling it"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((n = 0; n < ${P_GRACE[$i]} * 10; n++)); do
+    alive "$pid" || break
+    sleep 0.1
+  done
+  if alive "$pid"; then
+    log "${P_NAME[$i]} (pid $pid) still running after ${P_GRACE[$i]} s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((n = 0; n < 50; n++)); do alive "$pid" || break; sleep 0.1; done
+  fi
+  log "stopped ${P_NAME[$i]} (pid $pid)"
+}
+# stops every registered process whose name starts with $1 (all if empty), newest first
+stop_group() {
+  local i
+  for ((i = ${#P_PID[@]} - 1; i >= 0; i--)); do
+    [[ ${P_NAME[$i]} == "$1"* ]] && stop_index "$i"
+  done
+  return 0
+}
+forget() { # a process we killed ourselves (kill -9 of the master)
+  local i
+  for i in "${!P_NAME[@]}"; do
+    if [ "${P_NAME[$i]}" = "$1" ]; then P_PID[i]=""; fi
+  done
+}
+
+TMP="" OK=0
+cleanup() {
+  set +e
+  trap '' INT TERM
+  if [[ " ${P_PID[*]} " =~ [0-9] ]]; then
+    log "stopping what this script started"
+    stop_group ""
+  fi
+  if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+    if [ "$OK" = 1 ] && [ "${BENCH_KEEP:-0}" = 0 ]; then
+      rm -rf "$TMP"
+    else
+      log "logs, configs and raw results kept in $TMP"
+    fi
+  fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM HUP
+
+# Starts "$@" in the background in its own session, stdin from /dev/null, output to $1's
+# log. The child writes its own pid before it execs, so the pid is the program's even if
+# setsid had to fork.  Usage: spawn LOGFILE PIDFILE WORKDIR cmd args...
+spawn() {
+  local logfile=$1 pidfile=$2 dir=$3
+  shift 3
+  rm -f "$pidfile"
+  (
+    cd "$dir"
+    exec setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$logfile" 2>&1 </dev/null
+  ) &
+  local n
+  for ((n = 0; n < 100; n++)); do
+    [ -s "$pidfile" ] && break
+    sleep 0.05
+  done
+  [ -s "$pidfile" ] || die "could not start $1"
+  cat "$pidfile"
+}
+
+# Waits until 127.0.0.1:$1 accepts connections, while pid $2 lives; $3 = what, $4 = s.
+wait_port() {
+  local port=$1 pid=$2 what=$3 deadline=$(($(date +%s) + $4))
+  until port_open "$port"; do
+    alive "$pid" || die "$what exited during start-up"
+    [ "$(date +%s)" -lt "$deadline" ] || die "$what did not open 127.0.0.1:$port within $4 s"
+    sleep 0.1
+  done
+}
+
+# Waits until file $1 contains the fixed string $2, while pid $3 lives; $4 = s.
+wait_log() {
+  local file=$1 text=$2 pid=$3 deadline=$(($(date +%s) + $4))
+  until grep -qF -- "$text" "$file" 2>/dev/null; do
+    alive "$pid" || die "the process writing $file exited before '$text'"
+    [ "$(date +%s)" -lt "$deadline" ] || die "no '$text' in $file within $4 s"
+    sleep 0.1
+  done
+}
+
+# ---------------------------------------------------------------- prerequisites
+command -v python3 >/dev/null || die "python3 is needed (JSON parsing and the report)"
+command -v setsid >/dev/null || die "setsid (util-linux) is needed"
+
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+missing=()
+for pkg in activemq rabbitmq-server; do installed "$pkg" || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} with apt-get"
+  SUDO=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "${missing[*]} missing and not root (no sudo)"
+    SUDO=(sudo)
+  fi
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+fi
+[ -f "$AMQ_HOME/bin/activemq.jar" ] || die "no $AMQ_HOME/bin/activemq.jar after installing activemq"
+[ -x "$RMQ_BIN/rabbitmq-server" ] || die "no $RMQ_BIN/rabbitmq-server after installing rabbitmq-server"
+command -v java >/dev/null || die "no java on PATH (the activemq package depends on a JRE)"
+command -v epmd >/dev/null || die "no epmd on PATH (erlang, a dependency of rabbitmq-server)"
+
+if [ -z "${MIRRORMQ:-}" ]; then
+  log "building mirrormq (cargo build --release)"
+  (cd "$REPO" && cargo build --release --quiet)
+  MIRRORMQ=$REPO/target/release/mirrormq
+fi
+[ -x "$MIRRORMQ" ] || die "MIRRORMQ=$MIRRORMQ is not an executable"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-peers.XXXXXX")
+mkdir -p "$TMP/bin" "$TMP/runs"
+# A private copy: a rebuild during the run cannot swap the binary under the brokers.
+cp "$MIRRORMQ" "$TMP/bin/mirrormq"
+MMQ=$TMP/bin/mirrormq
+RESULTS=$TMP/results.tsv # broker workload run msgs/s seconds messages p50 p99 max
+MEMORY=$TMP/memory.tsv   # broker process rss_before_kib rss_loaded_kib
+: >"$RESULTS"
+: >"$MEMORY"
+RUN_ID=$(date -u +%H%M%S)-$$
+STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+STARTED_S=$(date +%s)
+log "temp folder $TMP; $RUNS run(s) per workload$([ "$QUICK" = 1 ] && echo ', QUICK mode')"
+
+# ---------------------------------------------------------------- the workloads
+# bench TAG URL LOGIN PASSCODE MODE ARGS...: one `mirrormq bench` run; JSON in runs/TAG.json
+bench() {
+  local tag=$1 url=$2 login=$3 pass=$4
+  shift 4
+  # in the background, so that a signal to this script is handled at once (by cleanup)
+  timeout "$BENCH_TIMEOUT" "$MMQ" bench "$@" --url "$url" --login "$login" \
+    --passcode "$pass" --size "$SIZE" --json >"$TMP/runs/$tag.json" 2>"$TMP/runs/$tag.log" &
+  register client $! "$MMQ bench" 5
+  if ! wait $!; then
+    forget client
+    tail -n 5 "$TMP/runs/$tag.log" >&2
+    die "mirrormq bench $tag failed or timed out after $BENCH_TIMEOUT s (log: $TMP/runs/$tag.log)"
+  fi
+  forget client
+}
+# record BROKER WORKLOAD RUN TAG EXPECTED: appends a line to $RESULTS, prints a summary
+record() {
+  python3 - "$@" "$TMP/runs/$4.json" >>"$RESULTS" <<'PY'
+import json, sys
+broker, workload, run, tag, expected, path = sys.argv[1:7]
+lines = [l for l in open(path) if l.startswith("{")]
+if not lines:
+    sys.exit(f"no JSON line in {path}")
+d = json.loads(lines[-1])
+if d["messages"] != int(expected):
+    sys.exit(f"{tag}: {d['messages']} messages, expected {expected}")
+lat = d.get("receipt_us") or {}
+print("\t".join(str(v) for v in [broker, workload, run, d["msgs_per_s"], d["seconds"],
+      d["messages"], lat.get("p50", ""), lat.get("p99", ""), lat.get("max", "")]))
+print(f"{broker} {workload} run {run}: {d['msgs_per_s']:.0f} msg/s in {d['seconds']:.1f} s",
+      file=sys.stderr)
+PY
+}
+
+# workloads BROKER URL LOGIN PASSCODE: every timed workload, RUNS times, fresh queues
+workloads() {
+  local broker=$1 url=$2 login=$3 pass=$4 run q
+  for ((run = 1; run <= RUNS; run++)); do
+    q=/queue/bench-$RUN_ID-$run
+    bench "$broker-p1w1-$run" "$url" "$login" "$pass" produce --destination "$q-p1w1" \
+      --producers 1 --window 1 --count "$N_P1W1"
+    record "$broker" p1w1 "$run" "$broker-p1w1-$run" "$N_P1W1"
+    bench "$broker-p8w1-$run" "$url" "$login" "$pass" produce --destination "$q-p8w1" \
+      --producers 8 --window 1 --count "$N_P8W1"
+    record "$broker" p8w1 "$run" "$broker-p8w1-$run" $((8 * N_P8W1))
+    bench "$broker-p1w64-$run" "$url" "$login" "$pass" produce --destination "$q-p1w64" \
+      --producers 1 --window 64 --count "$N_P1W64"
+    record "$broker" p1w64 "$run" "$broker-p1w64-$run" "$N_P1W64"
+    bench "$broker-p8w64-$run" "$url" "$login" "$pass" produce --destination "$q-p8w64" \
+      --producers 8 --window 64 --count "$N_P8W64"
+    record "$broker" p8w64 "$run" "$broker-p8w64-$run" $((8 * N_P8W64))
+    # the queue the p8w64 run filled is the preload of the timed consume run
+    bench "$broker-consume-$run" "$url" "$login" "$pass" consume --destination "$q-p8w64" \
+      --consumers 1 --ack client-individual --prefetch 1000 --count "$N_CONSUME"
+    record "$broker" consume "$run" "$broker-consume-$run" "$N_CONSUME"
+    # drain the other queues (untimed), so no run sees messages left by an earlier one
+    bench "$broker-drain1-$run" "$url" "$login" "$pass" consume --destination "$q-p1w1" \
+      --ack auto --prefetch 1000 --count "$N_P1W1"
+    bench "$broker-drain2-$run" "$url" "$login" "$pass" consume --destination "$q-p8w1" \
+      --ack auto --prefetch 1000 --count $((8 * N_P8W1))
+    bench "$broker-drain3-$run" "$url" "$login" "$pass" consume --destination "$q-p1w64" \
+      --ack auto --prefetch 1000 --count "$N_P1W64"
+  done
+}
+
+# memory BROKER URL LOGIN PASSCODE NAME=PID...: RSS before and after queueing MEM_COUNT
+# persistent messages on a fresh queue /queue/bench-RUNID-memory (left there).
+memory() {
+  local broker=$1 url=$2 login=$3 pass=$4 np before=()
+  shift 4
+  for np in "$@"; do before+=("$(rss_kib "${np#*=}")"); done
+  log "$broker: queueing $MEM_COUNT messages for the memory figure"
+  bench "$broker-memory" "$url" "$login" "$pass" produce --destination "/queue/bench-$RUN_ID-memory" \
+    --producers 8 --window 64 --count $((MEM_COUNT / 8))
+  record "$broker" memory-load 1 "$broker-memory" $((MEM_COUNT / 8 * 8)) >/dev/null
+  sleep 2
+  local i=0
+  for np in "$@"; do
+    printf '%s\t%s\t%s\t%s\n' "$broker" "${np%%=*}" "${before[$i]}" "$(rss_kib "${np#*=}")" >>"$MEMORY"
+    i=$((i + 1))
+  done
+}
+
+# ---------------------------------------------------------------- 1. the mirrormq pair
+run_pair() {
+  local dir=$TMP/mirrormq m_stomp m_repl s_stomp s_repl
+  mkdir -p "$dir"
+  read -r m_stomp m_repl s_stomp s_repl <<<"$(free_ports 4)"
+  refuse_used "$m_stomp" "$m_repl" "$s_stomp" "$s_repl"
+  # The semantics of configs/master.toml and configs/slave.toml: every receipt after the
+  # record is fdatasynced in the master's journal and, while the slave is in sync, in the
+  # slave's; the slave takes over on the master's death (shutdown_on_master_failure=false).
+  local broker_common='max_redeliveries = 6
+max_memory = "512MiB"
+segment_size = "32MiB"
+lock_retry_ms = 1000
+status_interval_ms = 10000'
+  local repl_common='wait_for_slave = false
+shutdown_on_slave_failure = false
+shutdown_on_master_failure = false
+ack_timeout_ms = 2000
+heartbeat_ms = 200
+heartbeat_misses = 3'
+  cat >"$dir/master.toml" <<EOF
+# written by scripts/bench-peers.sh (as configs/master.toml, on free ports)
+[broker]
+name = "master"
+data_dir = "master-data"
+$broker_common
+
+[stomp]
+bind = "tcp://127.0.0.1:$m_stomp"
+
+[replication]
+bind = "tcp://127.0.0.1:$m_repl"
+$repl_common
+
+[[users]]
+name = "admin"
+password = "admin"
+EOF
+  cat >"$dir/slave.toml" <<EOF
+# written by scripts/bench-peers.sh (as configs/slave.toml, on free ports)
+[broker]
+name = "slave"
+data_dir = "slave-data"
+$broker_common
+
+[stomp]
+bind = "tcp://127.0.0.1:$s_stomp"
+
+[replication]
+master_connector_uri = "tcp://127.0.0.1:$m_repl"
+user = "admin"
+password = "admin"
+bind = "tcp://127.0.0.1:$s_repl"
+$repl_common
+
+[[users]]
+name = "admin"
+password = "admin"
+EOF
+  local master slave
+  master=$(spawn "$dir/master.log" "$dir/master.pid" "$dir" env RUST_LOG=info "$MMQ" broker --config "$dir/master.toml")
+  register pair-master "$master" "$dir/master.toml" 15
+  wait_log "$dir/master.log" "stomp: listening" "$master" 30
+  slave=$(spawn "$dir/slave.log" "$dir/slave.pid" "$dir" env RUST_LOG=info "$MMQ" broker --config "$dir/slave.toml")
+  register pair-slave "$slave" "$dir/slave.toml" 15
+  wait_log "$dir/master.log" "slave in sync" "$master" 30
+  wait_log "$dir/slave.log" "-> slave-mirroring" "$slave" 30
+  log "mirrormq pair: master pid $master (127.0.0.1:$m_stomp), slave pid $slave (127.0.0.1:$s_stomp), in sync"
+
+  local url="failover:(tcp://127.0.0.1:$m_stomp,tcp://127.0.0.1:$s_stomp)?randomize=false"
+  workloads mirrormq "$url" admin admin
+  memory mirrormq "$url" admin admin "mirrormq master=$master" "mirrormq slave=$slave"
+  bench mirrormq-memory-drain "$url" admin admin consume --destination "/queue/bench-$RUN_ID-memory" \
+    --ack auto --prefetch 1000 --count $((MEM_COUNT / 8 * 8))
+
+  # Every figure above must be the pair's, not a master that lost its slave and went on alone.
+  ! grep -F "role: master-with-slave ->" "$dir/master.log" >&2 ||
+    die "the master lost its slave during the runs (see $dir/master.log); the figures are not the pair's"
+
+  # Failover: one producer waiting for each receipt; kill -9 of the master mid-run. The
+  # send in flight at the kill waits for the slave: its receipt latency, the run's max,
+  # is the producer's gap.
+  log "failover: $FO_COUNT messages, one producer, kill -9 of the master after ${FO_KILL_AFTER} s"
+  local fo_q=/queue/bench-$RUN_ID-failover
+  timeout "$BENCH_TIMEOUT" "$MMQ" bench produce --url "$url" --login admin --passcode admin \
+    --destination "$fo_q" --producers 1 --window 1 --count "$FO_COUNT" --size "$SIZE" --json \
+    >"$TMP/runs/failover.json" 2>"$TMP/runs/failover.log" &
+  local producer=$!
+  register failover-producer "$producer" "$fo_q" 5
+  sleep "$FO_KILL_AFTER"
+  alive "$producer" || die "the failover producer ended before the kill; raise FO_COUNT"
+  cmdline_has "$master" "$dir/master.toml" || die "pid $master is not our master"
+  local killed_ms opened_ms
+  kill -KILL "$master"
+  killed_ms=$(now_ms)
+  forget pair-master
+  until port_open "$s_stomp"; do
+    alive "$slave" || die "the slave exited after the master's kill"
+    [ $(($(now_ms) - killed_ms)) -lt 30000 ] || die "the slave did not open its client port within 30 s"
+    sleep 0.01
+  done
+  opened_ms=$(now_ms)
+  wait "$producer" || die "the failover producer failed (log: $TMP/runs/failover.log)"
+  forget failover-producer
+  record mirrormq failover 1 failover "$FO_COUNT"
+  # every receipted message must be on the promoted slave
+  bench mirrormq-failover-drain "$url" admin admin consume --destination "$fo_q" \
+    --ack auto --prefetch 1000 --count "$FO_COUNT"
+  FO_PORT_MS=$((opened_ms - killed_ms))
+  FO_CONSUMED=$(python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]["messages"])' "$TMP/runs/mirrormq-failover-drain.json")
+  grep -qF -- "-> master" "$dir/slave.log" || die "the slave's log has no promotion"
+  log "failover: slave's client port open $FO_PORT_MS ms after the kill; $FO_CONSUMED/$FO_COUNT receipted messages consumed from it"
+  stop_group pair-
+}
+
+# ---------------------------------------------------------------- 2. ActiveMQ
+run_activemq() {
+  local dir=$TMP/activemq port
+  mkdir -p "$dir/conf" "$dir/tmp" "$dir/kahadb"
+  port=$(free_ports 1)
+  refuse_used "$port"
+  cat >"$dir/conf/activemq.xml" <<EOF
+<beans
+  xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <!-- written by scripts/bench-peers.sh: STOMP on loopback, KahaDB fsyncs every write -->
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="bench-peers"
+          useJmx="false" persistent="true" advisorySupport="false" schedulerSupport="false"
+          dataDirectory="$dir/data" tmpDataDirectory="$dir/tmp">
+    <persistenceAdapter>
+      <kahaDB directory="$dir/kahadb" journalDiskSyncStrategy="always"/>
+    </persistenceAdapter>
+    <systemUsage>
+      <systemUsage>
+        <memoryUsage><memoryUsage percentOfJvmHeap="60"/></memoryUsage>
+        <storeUsage><storeUsage limit="8 gb"/></storeUsage>
+        <tempUsage><tempUsage limit="2 gb"/></tempUsage>
+      </systemUsage>
+    </systemUsage>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:$port?transport.closeAsync=false"/>
+    </transportConnectors>
+  </broker>
+</beans>
+EOF
+  # The Debian build logs through slf4j-log4j12 (log4j 1.2 syntax).
+  cat >"$dir/conf/log4j.properties" <<EOF
+log4j.rootLogger=INFO, logfile
+log4j.logger.org.springframework=WARN
+log4j.logger.org.apache.xbean=WARN
+log4j.appender.logfile=org.apache.log4j.FileAppender
+log4j.appender.logfile.file=$dir/activemq.log
+log4j.appender.logfile.layout=org.apache.log4j.PatternLayout
+log4j.appender.logfile.layout.ConversionPattern=%d{ISO8601} | %-5p | %m | %c | %t%n
+EOF
+  # The JVM flags of /usr/bin/activemq (Java 17 needs the --add-opens).
+  local pid
+  pid=$(spawn "$dir/console.log" "$dir/activemq.pid" "$dir" java -Xms"$AMQ_HEAP" -Xmx"$AMQ_HEAP" \
+    -Dorg.apache.activemq.UseDedicatedTaskRunner=true \
+    -Djava.awt.headless=true -Djava.io.tmpdir="$dir/tmp" \
+    --add-reads=java.xml=java.logging \
+    --add-opens java.base/java.security=ALL-UNNAMED \
+    --add-opens java.base/java.net=ALL-UNNAMED \
+    --add-opens java.base/java.lang=ALL-UNNAMED \
+    --add-opens java.base/java.util=ALL-UNNAMED \
+    --add-opens java.naming/javax.naming.spi=ALL-UNNAMED \
+    --add-opens java.rmi/sun.rmi.transport.tcp=ALL-UNNAMED \
+    --add-opens java.base/java.util.concurrent=ALL-UNNAMED \
+    --add-opens java.base/java.util.concurrent.atomic=ALL-UNNAMED \
+    --add-exports=java.base/sun.net.www.protocol.http=ALL-UNNAMED \
+    --add-exports=java.base/sun.net.www.protocol.https=ALL-UNNAMED \
+    --add-exports=java.base/sun.net.www.protocol.jar=ALL-UNNAMED \
+    -Dlog4j.configuration="file:$dir/conf/log4j.properties" \
+    -Dactivemq.classpath="$dir/conf" -Dactivemq.home="$AMQ_HOME" \
+    -Dactivemq.base="$dir" -Dactivemq.conf="$dir/conf" -Dactivemq.data="$dir" \
+    -jar "$AMQ_HOME/bin/activemq.jar" start "xbean:file:$dir/conf/activemq.xml")
+  register activemq "$pid" "-Dactivemq.base=$dir " 30
+  wait_port "$port" "$pid" "ActiveMQ (see $dir/console.log)" 120
+  log "ActiveMQ: pid $pid, stomp 127.0.0.1:$port"
+  local url="failover:(tcp://127.0.0.1:$port)?startupMaxReconnectAttempts=2"
+  workloads activemq "$url" guest guest
+  memory activemq "$url" guest guest "ActiveMQ (java, -Xmx$AMQ_HEAP)=$pid"
+  stop_group activemq
+}
+
+# ---------------------------------------------------------------- 3. RabbitMQ
+run_rabbitmq() {
+  local dir=$TMP/rabbitmq stomp amqp dist epmd_port node
+  mkdir -p "$dir/log" "$dir/mnesia"
+  read -r stomp amqp dist epmd_port <<<"$(free_ports 4)"
+  refuse_used "$stomp" "$amqp" "$dist" "$epmd_port"
+  node=benchpeers$stomp@localhost
+  # mirrormq's client sends CONNECT host:127.0.0.1 (the URL's host), and RabbitMQ takes
+  # the host header as the virtual host: the default vhost is named 127.0.0.1 here.
+  cat >"$dir/rabbitmq.conf" <<EOF
+# written by scripts/bench-peers.sh
+listeners.tcp.1 = 127.0.0.1:$amqp
+stomp.listeners.tcp.1 = 127.0.0.1:$stomp
+default_vhost = 127.0.0.1
+default_user = guest
+default_pass = guest
+log.file = rabbit.log
+log.file.level = info
+log.console = false
+disk_free_limit.absolute = 1GB
+vm_memory_high_watermark.relative = 0.4
+EOF
+  echo '[rabbitmq_stomp].' >"$dir/enabled_plugins"
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/.erlang.cookie"
+  chmod 400 "$dir/.erlang.cookie"
+  # Everything under $dir; HOME too, for the Erlang cookie. A private epmd, stopped by pid.
+  local rmq_env=(HOME="$dir" ERL_EPMD_PORT="$epmd_port" ERL_EPMD_ADDRESS=127.0.0.1
+    RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" RABBITMQ_NODENAME="$node"
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$amqp" RABBITMQ_DIST_PORT="$dist"
+    RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_MNESIA_BASE="$dir/mnesia"
+    RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/beam.pid"
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}")
+  local epmd wrapper beam
+  epmd=$(spawn "$dir/log/epmd.log" "$dir/epmd.pid" "$dir" epmd -port "$epmd_port" -address 127.0.0.1)
+  register rabbitmq-epmd "$epmd" "epmd -port $epmd_port " 5
+  wait_port "$epmd_port" "$epmd" "epmd" 10
+  wrapper=$(spawn "$dir/log/console.log" "$dir/wrapper.pid" "$dir" env "${rmq_env[@]}" "$RMQ_BIN/rabbitmq-server")
+  register rabbitmq-wrapper "$wrapper" "rabbitmq-server" 60
+  wait_port "$stomp" "$wrapper" "RabbitMQ (see $dir/log/)" 120
+  beam=$(cat "$dir/beam.pid" 2>/dev/null) || die "RabbitMQ wrote no $dir/beam.pid"
+  cmdline_has "$beam" "-home $dir " || die "pid $beam in $dir/beam.pid is not our Erlang VM"
+  register rabbitmq-beam "$beam" "-home $dir " 60
+  log "RabbitMQ: beam.smp pid $beam, stomp 127.0.0.1:$stomp, node $node"
+  local url="failover:(tcp://127.0.0.1:$stomp)?startupMaxReconnectAttempts=2"
+  workloads rabbitmq "$url" guest guest
+  memory rabbitmq "$url" guest guest "RabbitMQ (beam.smp)=$beam"
+  # Check what the table claims: a durable classic queue holding every message.
+  local listing
+  if listing=$(env "${rmq_env[@]}" timeout 60 "$RMQ_BIN/rabbitmqctl" -n "$node" -q list_queues \
+    -p 127.0.0.1 name durable messages type 2>"$dir/log/rabbitmqctl.log"); then
+    printf '%s\n' "$listing" >"$dir/queues.txt"
+    awk -F'\t' -v q="bench-$RUN_ID-memory" -v n=$((MEM_COUNT / 8 * 8)) \
+      '$1 == q && $2 == "true" && $3 == n && $4 == "classic" {ok = 1} END {exit !ok}' "$dir/queues.txt" ||
+      die "the memory queue is not durable or not full: $(grep memory "$dir/queues.txt")"
+    RMQ_CHECK="rabbitmqctl list_queues: bench-…-memory durable=true messages=$((MEM_COUNT / 8 * 8)) type=classic"
+  else
+    log "warning: rabbitmqctl list_queues failed (see $dir/log/rabbitmqctl.log); durability not re-checked"
+    RMQ_CHECK="not re-checked (rabbitmqctl failed)"
+  fi
+  stop_group rabbitmq
+}
+
+FO_PORT_MS="" FO_CONSUMED="" RMQ_CHECK=""
+run_pair
+run_activemq
+run_rabbitmq
+ELAPSED_S=$(($(date +%s) - STARTED_S))
+
+# ---------------------------------------------------------------- BENCHMARKS.md
+pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
+export QUICK RUNS SIZE OUT STARTED_AT ELAPSED_S RESULTS MEMORY MEM_COUNT FO_COUNT FO_KILL_AFTER \
+  FO_PORT_MS FO_CONSUMED RMQ_CHECK AMQ_HEAP N_P1W1 N_P8W1 N_P1W64 N_P8W64 N_CONSUME
+export M_NPROC M_CPU M_MEM M_KERNEL M_OS M_FS V_GIT V_COMMIT V_BIN V_AMQ V_RMQ V_JAVA V_ERL
+M_NPROC=$(nproc)
+M_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+M_CPU=${M_CPU:-$(uname -m)}
+M_MEM=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+M_KERNEL=$(uname -sr)
+M_OS=$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || echo "?")
+M_FS=$(df -PT "$TMP" | awk 'NR == 2 {print $2 " on " $1 ", mounted at " $7}')
+V_GIT=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "?")
+V_COMMIT=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo "?")
+V_BIN=$("$MMQ" --version)
+V_AMQ=$(pkgver activemq)
+V_RMQ=$(pkgver rabbitmq-server)
+V_JAVA=$(java -version 2>&1 | head -n 1)
+V_ERL=$(pkgver erlang-base)
+
+python3 - <<'PY'
+import os, statistics
+from collections import defaultdict
+
+e = os.environ
+quick = e["QUICK"] == "1"
+rows = defaultdict(list)
+for line in open(e["RESULTS"]):
+    b, w, run, rate, secs, msgs, p50, p99, mx = line.rstrip("\n").split("\t")
+    rows[(b, w)].append(dict(rate=float(rate), secs=float(secs), p50=p50, p99=p99, max=mx))
+
+def med(xs):
+    return statistics.median(xs)
+
+def rate_cell(b, w):
+    rs = [r["rate"] for r in rows[(b, w)]]
+    cell = f"{med(rs):,.0f}"
+    if len(rs) > 1:
+        cell += f" ({min(rs):,.0f}–{max(rs):,.0f})"
+    return cell
+
+def lat_cell(b, w):
+    runs = rows[(b, w)]
+    if not runs or runs[0]["p50"] == "":
+        return "–"
+    ms = lambda k: med([int(r[k]) for r in runs]) / 1000
+    return f"{ms('p50'):.2f} / {ms('p99'):.2f} / {ms('max'):.1f}"
+
+workloads = [
+    ("p1w1", f"produce: 1 producer, waits for each receipt ({e['N_P1W1']} msgs)", 1.0),
+    ("p8w1", f"produce: 8 producers, each waits for each receipt (8 × {e['N_P8W1']})", 3.0),
+    ("p1w64", f"produce: 1 producer, window 64 ({e['N_P1W64']} msgs)", 4.0),
+    ("p8w64", f"produce: 8 producers, window 64 (8 × {e['N_P8W64']})", 4.0),
+    ("consume", f"consume: 1 consumer, client-individual ack of each ({e['N_CONSUME']} msgs)", 2.0),
+]
+peers = ["activemq", "rabbitmq"]
+out = []
+w = out.append
+w("# Benchmarks: the mirrormq pair, ActiveMQ and RabbitMQ")
+w("")
+w("Written by `scripts/bench-peers.sh`; do not edit by hand, run the script again.")
+w("")
+if quick:
+    w("> **QUICK MODE (`BENCH_QUICK=1`): tiny counts and one run, to check the script.")
+    w("> These numbers are not a measurement.**")
+    w("")
+w(f"- **Date:** {e['STARTED_AT']} (UTC); the run took {int(e['ELAPSED_S']) // 60} min {int(e['ELAPSED_S']) % 60} s.")
+w(f"- **Machine:** {e['M_NPROC']} CPUs ({e['M_CPU']}), {e['M_MEM']} RAM, {e['M_KERNEL']}, {e['M_OS']}.")
+w(f"- **Disk:** every broker's data on {e['M_FS']}.")
+w(f"- **mirrormq:** `{e['V_GIT']}` (commit {e['V_COMMIT']}), {e['V_BIN']}.")
+w(f"- **ActiveMQ:** Debian `activemq` {e['V_AMQ']}, {e['V_JAVA']}.")
+w(f"- **RabbitMQ:** Debian `rabbitmq-server` {e['V_RMQ']}, Erlang `erlang-base` {e['V_ERL']}.")
+w("")
+w("## Throughput")
+w("")
+w(f"Messages per second, median of {e['RUNS']} run(s) (min–max in brackets). Every message is")
+w(f"{e['SIZE']} bytes, `persistent:true`, with a receipt (produce) or an ACK (consume). The ratio")
+w("is the pair's median over the best peer's median in this run.")
+w("")
+w("| workload | mirrormq pair | ActiveMQ | RabbitMQ | pair / best peer | target | met? |")
+w("|---|---|---|---|---|---|---|")
+for key, label, target in workloads:
+    pair = med([r["rate"] for r in rows[("mirrormq", key)]])
+    best = max(med([r["rate"] for r in rows[(p, key)]]) for p in peers)
+    ratio = pair / best if best else float("inf")
+    met = "yes" if ratio >= target else "**no**"
+    w(f"| {label} | {rate_cell('mirrormq', key)} | {rate_cell('activemq', key)} | "
+      f"{rate_cell('rabbitmq', key)} | {ratio:.2f}× | ≥ {target:g}× | {met} |")
+w("")
+w("Receipt latency of the produce runs, ms (medians of the runs' p50 / p99 / max):")
+w("")
+w("| workload | mirrormq pair | ActiveMQ | RabbitMQ |")
+w("|---|---|---|---|")
+for key, label, _ in workloads[:4]:
+    w(f"| {label} | {lat_cell('mirrormq', key)} | {lat_cell('activemq', key)} | {lat_cell('rabbitmq', key)} |")
+w("")
+w("## Failover of the pair")
+w("")
+fo = rows[("mirrormq", "failover")][0]
+gap_ms = int(fo["max"]) / 1000
+met = "yes" if gap_ms < 1000 else "**no**"
+w(f"One producer sends {e['FO_COUNT']} messages through the failover URL, waiting for each receipt;")
+w(f"the script kills the master with SIGKILL {e['FO_KILL_AFTER']} s into the run. The send in flight")
+w("at the kill is resent to the slave once it has taken over, so the run's largest receipt")
+w("latency is the producer's gap.")
+w("")
+w("| measure | value | target | met? |")
+w("|---|---|---|---|")
+w(f"| kill -9 of the master → the producer's first receipt from the slave (max receipt latency) | {gap_ms:.0f} ms | < 1000 ms | {met} |")
+w(f"| kill -9 → the slave's client port accepts connections (polled from bash every 10 ms: coarse, an upper bound) | {e['FO_PORT_MS']} ms | | |")
+w(f"| receipted messages consumed from the promoted slave afterwards | {e['FO_CONSUMED']} of {e['FO_COUNT']} | all | {'yes' if e['FO_CONSUMED'] == e['FO_COUNT'] else '**no**'} |")
+w(f"| the producer's rate over the whole run, failover included | {fo['rate']:,.0f} msg/s | | |")
+w("")
+w("## Memory")
+w("")
+n = int(e["MEM_COUNT"])
+w(f"Resident memory (VmRSS from /proc/PID/status) of each broker process after the runs above")
+w(f"(queues drained), then with {n:,} persistent {e['SIZE']}-byte messages queued on one queue")
+w("(8 producers, window 64), read 2 s after the last receipt.")
+w("")
+w(f"| broker process | RSS before | RSS with {n:,} queued |")
+w("|---|---|---|")
+for line in open(e["MEMORY"]):
+    b, proc, before, loaded = line.rstrip("\n").split("\t")
+    w(f"| {proc} | {int(before) / 1024:,.0f} MiB | {int(loaded) / 1024:,.0f} MiB |")
+w("")
+w(f"RabbitMQ check after loading: {e['RMQ_CHECK']}.")
+w("")
+w("## Method")
+w("")
+w("- **Same client for all:** every load is `mirrormq bench --json` (the project's failover")
+w("  client, STOMP 1.2), each run on a fresh queue. A producer keeps up to W sends without")
+w("  their RECEIPT (`--window`); rates run from the first send to the last receipt. The")
+w("  consume run drains the queue the p8w64 run just filled (the preload), with one consumer")
+w("  that ACKs each message (`--ack client-individual`, `--prefetch 1000`, which RabbitMQ")
+w("  ignores: it reads `prefetch-count`, so its prefetch is unlimited), from its first")
+w("  message to its last. The other queues are drained, untimed, after each run.")
+w("- **mirrormq pair:** a master and a slave from configs written like")
+w("  `configs/master.toml` and `configs/slave.toml` (free ports, data in the temp folder), both")
+w("  journals on the same disk. A RECEIPT is sent once the record is `fdatasync`ed in the")
+w("  master's journal and, the slave being in sync (the script waits for the master's")
+w("  `slave in sync`), written and fsynced in the slave's journal too. Clients use")
+w("  `failover:(tcp://127.0.0.1:MASTER,tcp://127.0.0.1:SLAVE)?randomize=false`.")
+w("- **ActiveMQ:** one broker, a STOMP connector on 127.0.0.1, KahaDB with")
+w(f"  `journalDiskSyncStrategy=\"always\"` (each store is fsynced before the RECEIPT), heap")
+w(f"  `-Xms{e['AMQ_HEAP']} -Xmx{e['AMQ_HEAP']}` (the package's default is 512M), no JMX, no advisories. Not replicated.")
+w("- **RabbitMQ:** one node with `rabbitmq_stomp` on 127.0.0.1. `/queue/NAME` is a durable")
+w("  classic queue, `persistent:true` makes the message persistent, and a SEND's RECEIPT")
+w("  comes after the publisher confirm, i.e. after the message is on disk. The default")
+w("  vhost is named `127.0.0.1`, because the client sends the URL's host as the STOMP `host`")
+w("  header and RabbitMQ reads it as the vhost. Not replicated.")
+w("- Brokers run one at a time, on loopback, with the load generator on the same machine;")
+w("  each is stopped before the next starts.")
+w("")
+w("## How to reproduce")
+w("")
+w("```sh")
+w("scripts/bench-peers.sh                 # installs activemq and rabbitmq-server if missing (root or sudo)")
+w("BENCH_QUICK=1 scripts/bench-peers.sh   # a quick check of the script, not a measurement")
+w("```")
+w("")
+w("Options (environment): `MIRRORMQ=path` (skip the build), `BENCH_RUNS`, `BENCH_OUT`,")
+w("`BENCH_AMQ_HEAP`, `BENCH_KEEP=1` (keep the temp folder with logs and raw JSON), `TMPDIR`.")
+w("Run it on a quiet machine: the load generator shares the CPUs with the broker.")
+with open(e["OUT"], "w") as f:
+    f.write("\n".join(out) + "\n")
+PY
+OK=1
+log "wrote $OUT in $((ELAPSED_S / 60)) min $((ELAPSED_S % 60)) s"
