@@ -15,6 +15,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// Upper bound of `stomp.max_pending_frames`: far above any useful queue, far below
+/// what the queue's channel accepts.
+const MAX_PENDING_FRAMES: usize = 1 << 30;
+
 /// A whole broker configuration, validated, with paths resolved.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,7 +289,8 @@ impl Config {
             "must be at least 1KiB",
         )?;
         check(
-            b.segment_size.0 > s.max_frame_size.0 + 1024,
+            // Saturating: a max_frame_size near 2^64 must fail here, not wrap and pass.
+            b.segment_size.0 > s.max_frame_size.0.saturating_add(1024),
             "broker.segment_size",
             "must be larger than stomp.max_frame_size, so any message fits in one segment",
         )?;
@@ -329,6 +334,13 @@ impl Config {
             "stomp.max_pending_frames",
             "must be at least 16",
         )?;
+        // Each session's outbound queue is a futures mpsc channel of this many frames,
+        // which panics from usize::MAX / 4 up.
+        check(
+            s.max_pending_frames <= MAX_PENDING_FRAMES,
+            "stomp.max_pending_frames",
+            &format!("must be at most {MAX_PENDING_FRAMES}"),
+        )?;
         check(
             s.max_transaction_frames >= 1,
             "stomp.max_transaction_frames",
@@ -348,6 +360,14 @@ impl Config {
             r.heartbeat_misses >= 1,
             "replication.heartbeat_misses",
             "must be at least 1",
+        )?;
+        // The link's silence is heartbeat_ms x heartbeat_misses (repl/, server.rs).
+        check(
+            r.heartbeat_ms
+                .checked_mul(u64::from(r.heartbeat_misses))
+                .is_some(),
+            "replication.heartbeat_misses",
+            "times replication.heartbeat_ms must fit in 64 bits",
         )?;
         if r.master_connector_uri.is_some() {
             check(

@@ -3,7 +3,8 @@
 //! A bad entry in the last segment with only zeros after it is a torn tail (a crash
 //! mid-write): it is cut with a warning and overwritten with zeros, so the next append
 //! starts clean. A bad entry anywhere else is corruption and stops the start, naming the
-//! file and the offset. Seqs must increase; segments are read oldest first.
+//! file and the offset. Seqs must increase, and stay within their segment's range (from
+//! its name to the next segment's); segments are read oldest first.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -40,10 +41,12 @@ pub fn read(
     mut each: impl FnMut(u64, Entry) -> Result<()>,
 ) -> Result<Summary> {
     let segments = segment::list(dir)?;
+    let firsts: Vec<u64> = segments.iter().map(|(first_seq, _)| *first_seq).collect();
     let mut summary = Summary::default();
     let count = segments.len();
     for (position, (first_seq, path)) in segments.into_iter().enumerate() {
         let is_last = position + 1 == count;
+        let next_first = firsts.get(position + 1).copied();
         let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         segment::check_header(&data, first_seq, &path)?;
         summary.segments.push(first_seq);
@@ -51,16 +54,25 @@ pub fn read(
         loop {
             match segment::read_slot(&data, offset) {
                 Slot::Entry(entry, next) => {
-                    let in_order = match summary.last {
-                        Some((_, last_seq, _)) => entry.seq > last_seq,
-                        None => entry.seq >= first_seq,
-                    };
+                    let in_order = summary.last.is_none_or(|(_, last, _)| entry.seq > last);
+                    // A segment holds the seqs from its name up to the next one's name.
+                    // The ledger finds a record's segment by its seq: one outside that
+                    // range would be counted against the wrong segment, which could be
+                    // deleted while still needed, or stop the next start once older
+                    // segments are gone.
+                    let in_segment =
+                        entry.seq >= first_seq && next_first.is_none_or(|next| entry.seq < next);
                     if !in_order {
-                        return Err(corrupt(
-                            &path,
-                            offset as u64,
-                            format!("seq {} out of order", entry.seq),
-                        ));
+                        let reason = format!("seq {} out of order", entry.seq);
+                        return Err(corrupt(&path, offset as u64, reason));
+                    }
+                    if !in_segment {
+                        let reason = format!(
+                            "seq {} outside its segment's range (from {first_seq} to the next segment's {})",
+                            entry.seq,
+                            next_first.map_or("none".to_string(), |next| next.to_string()),
+                        );
+                        return Err(corrupt(&path, offset as u64, reason));
                     }
                     summary.last = Some((entry.epoch, entry.seq, entry.checksum()));
                     summary.entries += 1;
