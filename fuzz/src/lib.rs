@@ -231,17 +231,22 @@ pub fn journal_recovery(data: &[u8]) {
             assert_eq!(summary.last, recovered.last, "last record differs");
             assert_eq!(read_only.messages(), replay.messages(), "messages differ");
         }
-        (Err(_), Err(_)) => return,
-        (read, first) => panic!(
-            "read-only recovery gave {:?}, Journal::open gave {:?}",
-            read.as_ref().map(|_| "Ok"),
-            first.as_ref().map(|_| "Ok"),
-        ),
+        (Err(_), Err(OpenError::Recovery(_))) | (_, Err(OpenError::Epochs(_))) => return,
+        (Ok(_), Err(OpenError::Recovery(error))) => {
+            panic!("read-only recovery accepted the store, Journal::open refused it: {error}")
+        }
+        (Err(error), Ok(_)) => {
+            panic!("Journal::open accepted the store, read-only recovery refused it: {error}")
+        }
     }
-    let (replay, _) = first.expect("checked above");
+    let Ok((replay, _)) = first else {
+        unreachable!("only two accepting recoveries get here")
+    };
     let (again, recovered) = match open(data_dir.path()) {
         Ok(second) => second,
-        Err(error) => panic!("a store that opened once does not open again: {error}"),
+        Err(OpenError::Recovery(error) | OpenError::Epochs(error)) => {
+            panic!("a store that opened once does not open again: {error}")
+        }
     };
     assert_eq!(recovered.torn_tail, None, "the torn tail was not repaired");
     // Segment deletion at the first open must not change what a restart recovers.
@@ -301,8 +306,16 @@ pub fn write_store(data: &[u8], journal_dir: &Path) {
     }
 }
 
+/// Why a start-up failed: in recovery proper, or saving the epochs it found in
+/// `store.toml` (TOML integers stop at i64::MAX, so a record with a larger epoch or seq
+/// is refused there).
+enum OpenError {
+    Recovery(mirrormq::Error),
+    Epochs(mirrormq::Error),
+}
+
 /// Start-up recovery as `server::recover` does it, then a clean stop of the writer.
-fn open(data_dir: &Path) -> mirrormq::Result<(Replay, mirrormq::journal::Recovered)> {
+fn open(data_dir: &Path) -> Result<(Replay, mirrormq::journal::Recovered), OpenError> {
     let mut replay = Replay::new();
     let mut epochs = Vec::new();
     let (mut journal, recovered) =
@@ -315,12 +328,13 @@ fn open(data_dir: &Path) -> mirrormq::Result<(Replay, mirrormq::journal::Recover
                 });
             }
             Ok(applied)
-        })?;
+        })
+        .map_err(OpenError::Recovery)?;
     let merged = journal.merge_epochs(data_dir, &epochs);
     replay.broker.mark_all_maybe_delivered();
     // Stop the writer: it performs the segment deletions the open queued.
     journal.stopper()();
-    merged?;
+    merged.map_err(OpenError::Epochs)?;
     Ok((replay, recovered))
 }
 
