@@ -323,3 +323,29 @@ impl Drop for Broker {
         }
     }
 }
+
+impl Broker {
+    /// Like `spawn`, with `RUST_LOG` set to `level` instead of `info` (e.g. `trace`).
+    pub fn spawn_with_log_level(config: &Path, level: &str) -> Broker {
+        let mut child = Command::new(binary())
+            .args(["broker", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mirrormq");
+        let log = Log::default();
+        let followers = vec![
+            log.follow(child.stderr.take().unwrap()),
+            log.follow(child.stdout.take().unwrap()),
+        ];
+        Broker {
+            child: Some(child),
+            followers,
+            port: 0,
+            log,
+            config: config.to_path_buf(),
+        }
+    }
+}
