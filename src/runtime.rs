@@ -10,6 +10,14 @@ use std::time::Duration;
 pub use async_std::net::{TcpListener, TcpStream};
 pub use async_std::task::JoinHandle;
 
+/// Sets how many executor threads the runtime starts, unless ASYNC_STD_THREAD_COUNT is
+/// set. Call before the first task is spawned: the executor reads it once, at start.
+pub fn set_worker_threads(threads: usize) {
+    if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
+        std::env::set_var("ASYNC_STD_THREAD_COUNT", threads.max(1).to_string());
+    }
+}
+
 /// Runs a future to completion on the current thread, driving the runtime.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     async_std::task::block_on(future)

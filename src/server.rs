@@ -43,6 +43,7 @@ const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs a broker until a signal stops it; returns the process exit code.
 pub fn run(config: Config) -> Result<i32> {
+    runtime::set_worker_threads(config.broker.worker_threads);
     let stop = Arc::new(AtomicBool::new(false));
     let (signal_tx, signal_rx) = mpsc::unbounded::<i32>();
     watch_signals(stop.clone(), signal_tx)?;

@@ -46,6 +46,7 @@ fn bad_values_name_file_key_and_line() {
             "parsecs",
             "line 5",
         ),
+        ("worker_threads = 0\n", "broker.worker_threads", "line 4"),
         ("[stomp]\nmax_headers = 0\n", "stomp.max_headers", "line 5"),
         (
             "[stomp]\nheartbeat_grace = 0.5\n",
