@@ -36,6 +36,11 @@ pub struct FrameReader<R> {
     buffer: Vec<u8>,
     /// Where unparsed bytes start in `buffer`.
     start: usize,
+    /// How many unparsed bytes the parser last found to be an unfinished frame (0: none).
+    /// Every frame ends with a NUL, so until one arrives after them (or the frame outgrows
+    /// its limit) parsing again cannot succeed: skipping it keeps a frame that trickles in
+    /// from costing a parse from its start per read, quadratic in its size.
+    incomplete: usize,
     limits: ParseLimits,
     chunk: Box<[u8]>,
 }
@@ -46,6 +51,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             inner,
             buffer: Vec::with_capacity(READ_CHUNK),
             start: 0,
+            incomplete: 0,
             limits,
             chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
         }
@@ -54,17 +60,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame or heart-beat; `Ok(None)` when the peer closed between frames.
     pub async fn read(&mut self, version: Version) -> Result<Option<Inbound>, ReadError> {
         loop {
-            if self.start < self.buffer.len() {
-                match stomp::parse(&self.buffer[self.start..], version, &self.limits)? {
+            let unparsed = &self.buffer[self.start..];
+            let worth_parsing = !unparsed.is_empty()
+                && (self.incomplete == 0
+                    || unparsed[self.incomplete..].contains(&0)
+                    || unparsed.len() > self.limits.max_frame_size);
+            if worth_parsing {
+                match stomp::parse(unparsed, version, &self.limits)? {
                     Parsed::Frame { frame, consumed } => {
                         self.start += consumed;
+                        self.incomplete = 0;
                         return Ok(Some(Inbound::Frame(frame)));
                     }
                     Parsed::HeartBeat { consumed } => {
                         self.start += consumed;
+                        self.incomplete = 0;
                         return Ok(Some(Inbound::HeartBeat));
                     }
-                    Parsed::Incomplete => {}
+                    Parsed::Incomplete => self.incomplete = unparsed.len(),
                 }
             }
             // Keep only the unparsed bytes before reading more.

@@ -147,7 +147,9 @@ impl Core {
         // Receipts up to the release point had the slave's copy; after it, once the role
         // machine says to carry on alone, they will not. A slave never in sync was never
         // relied on: this broker was serving alone already.
-        self.alone_from = mirror.in_sync.then(|| mirror.release_point(u64::MAX) + 1);
+        self.alone_from = mirror
+            .in_sync
+            .then(|| mirror.release_point(u64::MAX).saturating_add(1));
         self.lost_slave = mirror.advertised;
         self.pending_attach = None;
         self.journal.hold_deletions(false);

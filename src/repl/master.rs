@@ -124,7 +124,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
         return refuse(
             &stream,
             &peer,
-            format!("authentication failed for user '{user}'"),
+            format!("authentication failed for user {user:?}"),
         )
         .await;
     }
@@ -260,6 +260,9 @@ async fn stream_records(
     );
 
     let failed = Arc::new(AtomicBool::new(false));
+    // The highest seq written to the slave: an acknowledgement above it is a lie that
+    // would release receipts for records the slave does not hold.
+    let shipped = Arc::new(AtomicU64::new(from.saturating_sub(1)));
     let silence =
         Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
     let (acks_tx, mut acks) = mpsc::unbounded();
@@ -270,6 +273,7 @@ async fn stream_records(
         acks_tx,
         silence,
         failed.clone(),
+        shipped.clone(),
     ));
     let heartbeat = Duration::from_millis(replication.heartbeat_ms);
     let mut unacked: VecDeque<(u64, Instant)> = VecDeque::new();
@@ -342,6 +346,7 @@ async fn stream_records(
         }
         if let Some(last) = batch.last() {
             unacked.push_back((last.seq, Instant::now()));
+            shipped.store(last.seq, Ordering::SeqCst);
         }
         if let Err(why) = write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await {
             break Err(why);
@@ -379,6 +384,7 @@ async fn read_acks(
     progress: mpsc::UnboundedSender<u64>,
     silence: Duration,
     failed: Arc<AtomicBool>,
+    shipped: Arc<AtomicU64>,
 ) {
     let mut reader = &stream;
     loop {
@@ -388,6 +394,13 @@ async fn read_acks(
         )
         .await;
         match message {
+            Some(Ok(Some(SlaveMessage::Ack { seq }))) if seq > shipped.load(Ordering::SeqCst) => {
+                log::warn!(
+                    "replication: the slave acknowledged seq {seq}, beyond the last seq sent to it ({}); dropping it",
+                    shipped.load(Ordering::SeqCst)
+                );
+                break;
+            }
             Some(Ok(Some(SlaveMessage::Ack { seq }))) => {
                 let _ = progress.unbounded_send(seq);
                 if requests
