@@ -281,6 +281,10 @@ impl Driver {
                     }
                     Action::Promote => self.promote().await?,
                     Action::ContinueAlone => self.continue_alone().await?,
+                    Action::RecordInSync => {
+                        self.update_store_meta(|meta| meta.alone_since = None)
+                            .await?
+                    }
                     Action::ProbeMaster => {
                         let event = self.probe_master().await;
                         return self.handle(event).await;

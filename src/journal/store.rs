@@ -27,8 +27,9 @@ pub struct EpochStart {
 pub struct StoreMeta {
     pub store_id: String,
     pub epochs: Vec<EpochStart>,
-    /// The first seq of the latest period in which this store's broker released receipts
-    /// without a slave's copy (see `repl::message::Position::alone_since`).
+    /// The first seq of the period in which this store's broker releases receipts without
+    /// a slave's copy; cleared when a slave comes in sync (see
+    /// `repl::message::Position::alone_since`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alone_since: Option<u64>,
 }

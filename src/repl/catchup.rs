@@ -66,8 +66,11 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
 
 /// The slave holds records the master's history does not (typically an old master,
 /// restarted after its slave took over, with the records it wrote but never got
-/// acknowledged). Those past the fork were never receipted unless the slave served alone
-/// at or after the fork; then they may be, and only the operator may discard them.
+/// acknowledged). While a slave was in sync no receipt went out without its copy, so if
+/// this store's last period of serving alone was closed by a slave coming in sync
+/// (`alone_since` is `None`), its tail was never receipted. If the period is still open,
+/// any record from `alone_since` on may have been, past the fork too (acknowledgements
+/// lost in flight put `alone_since` below it), and only the operator may discard them.
 fn replace_unreceipted_tail(
     master: &MasterView,
     slave: &Position,
@@ -92,10 +95,10 @@ fn replace_unreceipted_tail(
     }
     let fork = fork_point(master, &slave.epochs, seq);
     match slave.alone_since {
-        Some(alone) if alone >= fork => Err(diverged(&format!(
-            "{why}; it served without a slave from seq {alone}, at or past the fork at seq {fork}, so those records may have been receipted"
+        Some(alone) => Err(diverged(&format!(
+            "{why}; it served without an in-sync slave from seq {alone} on, so its records from the fork at seq {fork} on may have been receipted"
         ))),
-        _ => Ok(CatchUp::Replace {
+        None => Ok(CatchUp::Replace {
             from: master.first_retained,
         }),
     }
@@ -199,20 +202,16 @@ mod tests {
                 Ok(CatchUp::Append { from: 601 }),
             ),
             // The old master, restarted after the failover: seq 480 was epoch 1 there.
-            // It never served alone past the fork at 451, so its tail was never
-            // receipted and it takes the master's records instead.
+            // Its slave was in sync when it died, so its tail past the fork at 451 was
+            // never receipted and it takes the master's records instead.
             (
                 &master,
                 slave("A", Some((1, 480))),
                 Ok(CatchUp::Replace { from: 1 }),
             ),
-            (
-                &master,
-                served_alone(slave("A", Some((1, 480))), 100),
-                Ok(CatchUp::Replace { from: 1 }),
-            ),
-            // It carried on alone from 460 (its slave had promoted at 451: a partition):
-            // 460.. may be receipted, so the operator decides.
+            // It carried on alone (a partition: its slave had promoted at 451). Whether
+            // from 460, or from 440 because the last acknowledgements were lost in
+            // flight, its tail may be receipted, so the operator decides.
             (
                 &master,
                 served_alone(slave("A", Some((1, 480))), 460),
@@ -220,7 +219,7 @@ mod tests {
             ),
             (
                 &master,
-                served_alone(slave("A", Some((1, 480))), 451),
+                served_alone(slave("A", Some((1, 480))), 440),
                 Err("fork at seq 451"),
             ),
             (

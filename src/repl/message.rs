@@ -37,9 +37,10 @@ pub struct Position {
     pub epochs: Vec<EpochStart>,
     /// The last record's (epoch, seq, checksum); `None` for an empty journal.
     pub last: Option<(u64, u64, u32)>,
-    /// The first seq this store may have receipted without a slave's copy (the latest
-    /// time it served alone); `None` if it never did. A diverged tail at or past it may
-    /// hold receipted messages, so only the operator may discard it.
+    /// Set while this store's broker serves alone (receipts without a slave's copy):
+    /// the first seq of that period. `None` once a slave came in sync after it: from then
+    /// on no receipt went out without the slave. A forked tail is discarded automatically
+    /// only when it is `None`.
     pub alone_since: Option<u64>,
 }
 

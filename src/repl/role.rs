@@ -101,7 +101,10 @@ pub enum Action {
     /// Start a new epoch as master (a record, and the store's epoch history).
     Promote,
     /// Forget the slave: receipts wait for the local journal only, and say so loudly.
+    /// Records in store.toml that this broker serves alone first (`alone_since`).
     ContinueAlone,
+    /// A slave is in sync: record in store.toml that receipts no longer go out alone.
+    RecordInSync,
     /// Stop without releasing receipts that still wait for the slave.
     Exit(i32),
 }
@@ -140,10 +143,14 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         ),
         (WaitingForSlave, SlaveInSync) => (
             MasterWithSlave,
-            vec![OpenClientListener],
+            vec![RecordInSync, OpenClientListener],
             "slave in sync".into(),
         ),
-        (MasterAlone, SlaveInSync) => (MasterWithSlave, vec![], "slave in sync".into()),
+        (MasterAlone, SlaveInSync) => (
+            MasterWithSlave,
+            vec![RecordInSync],
+            "slave in sync".into(),
+        ),
         (MasterWithSlave, SlaveLost(why)) if policy.shutdown_on_slave_failure => (
             Stopped,
             vec![Exit(EXIT_SLAVE_FAILED)],
@@ -256,10 +263,10 @@ mod tests {
             (Starting, Started, waits, WaitingForSlave, vec![OpenReplicationListener]),
             (Starting, Started, slave, SlaveConnecting, vec![DialMaster]),
             (WaitingForSlave, SlaveAttached, waits, WaitingForSlave, vec![]),
-            (WaitingForSlave, SlaveInSync, waits, MasterWithSlave, vec![OpenClientListener]),
+            (WaitingForSlave, SlaveInSync, waits, MasterWithSlave, vec![RecordInSync, OpenClientListener]),
             (WaitingForSlave, lost(), waits, WaitingForSlave, vec![ContinueAlone]),
             (MasterAlone, SlaveAttached, MASTER, MasterAlone, vec![]),
-            (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![]),
+            (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![RecordInSync]),
             (MasterAlone, lost(), strict_master, MasterAlone, vec![ContinueAlone]),
             (MasterWithSlave, lost(), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
             (MasterCheckingSlave, SlaveTookOver, MASTER, Stopped, vec![Exit(EXIT_SUPERSEDED)]),
