@@ -44,18 +44,24 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     Ok(value)
 }
 
-/// Writes `value` as one length-prefixed frame: a u32 LE length, then its encoding.
+/// `value` as one length-prefixed frame: a u32 LE length, then its encoding.
+pub fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut frame = vec![0u8; 4];
+    encode_into(value, &mut frame)?;
+    let len =
+        u32::try_from(frame.len() - 4).map_err(|_| Error::Codec("frame over 4 GiB".into()))?;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(frame)
+}
+
+/// Writes `value` as one length-prefixed frame (see [`frame`]).
 pub async fn write_frame<W, T>(writer: &mut W, value: &T) -> Result<()>
 where
     W: futures::io::AsyncWrite + Unpin,
     T: Serialize,
 {
     use futures::io::AsyncWriteExt;
-    let mut frame = vec![0u8; 4];
-    encode_into(value, &mut frame)?;
-    let len =
-        u32::try_from(frame.len() - 4).map_err(|_| Error::Codec("frame over 4 GiB".into()))?;
-    frame[..4].copy_from_slice(&len.to_le_bytes());
+    let frame = frame(value)?;
     writer
         .write_all(&frame)
         .await

@@ -76,13 +76,21 @@ fn watch_signals(stop: Arc<AtomicBool>, wake: mpsc::UnboundedSender<i32>) -> Res
     Ok(())
 }
 
-/// Replays the journal into a new broker and opens the journal for appending.
+/// Replays the journal into a new broker and opens the journal for appending. The
+/// journal writer reports to `events`, and each durable seq to `hook` first (a slave's
+/// acknowledgements, see `repl::slave`).
 pub fn recover(
     config: &Config,
     events: mpsc::UnboundedSender<crate::journal::Event>,
+    hook: slave::DurableHook,
 ) -> Result<(Broker, Journal, Recovered)> {
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
-    let report = Box::new(move |event| {
+    let report = Box::new(move |event: crate::journal::Event| {
+        if let crate::journal::Event::Durable(seq) = event {
+            if let Some(call) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                call(seq);
+            }
+        }
         let _ = events.unbounded_send(event);
     });
     let mut epochs_found = Vec::new();
@@ -172,6 +180,8 @@ struct Driver {
     memory: MemoryGauge,
     listeners: Vec<runtime::JoinHandle<()>>,
     active: Arc<AtomicUsize>,
+    /// Where a slave's link hooks into the journal writer's durability reports.
+    durable_hook: slave::DurableHook,
 }
 
 impl Driver {
@@ -196,6 +206,7 @@ impl Driver {
             core_task: None,
             listeners: Vec::new(),
             active: Arc::new(AtomicUsize::new(0)),
+            durable_hook: slave::DurableHook::default(),
         }
     }
 
@@ -303,7 +314,8 @@ impl Driver {
 
     fn start_core(&mut self) -> Result<()> {
         let (events_tx, events_rx) = mpsc::unbounded();
-        let (broker, journal, recovered) = recover(&self.config, events_tx)?;
+        let (broker, journal, recovered) =
+            recover(&self.config, events_tx, self.durable_hook.clone())?;
         log::info!(
             "broker '{}' ({}): data dir {}, store {}{}; recovered epoch {}, {} records in {} segments, next seq {}, {} messages in {} queues",
             self.config.broker.name,
@@ -476,6 +488,7 @@ impl Driver {
             self.config.clone(),
             requests,
             self.role_events.clone(),
+            self.durable_hook.clone(),
         ));
         Ok(None)
     }

@@ -5,8 +5,16 @@
 //! to the core, which journals and applies them exactly as recovery would, and
 //! acknowledges each durable seq back. Losing the master (closed link, silence for
 //! `heartbeat_ms × heartbeat_misses`) is reported to the role machine, which decides.
+//!
+//! Acknowledgements are on every replicated receipt's critical path, so the journal
+//! writer thread sends them itself the moment its fsync returns (`DurableHook`, installed
+//! by `mirror`), rather than waking the core to pass them on; the core's durable watch
+//! still acknowledges too (the first seq, and as a fallback), and heart-beats fill the
+//! silences. All of them go through one `AckSender`.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -19,6 +27,50 @@ use crate::config::Config;
 use crate::core::Request;
 use crate::journal::store::EpochStart;
 use crate::runtime::{self, TcpStream};
+
+/// Called with each durable seq on the journal writer thread (see `server::recover`).
+pub type DurableHook = Arc<Mutex<Option<Box<dyn Fn(u64) + Send>>>>;
+
+/// The slave's one writer on the link: whole small frames, under one lock, on the
+/// socket's non-blocking handle. A write that would block means the master stopped
+/// reading: the link is shut down, and the read loop reports the master lost.
+struct AckSender {
+    stream: Mutex<std::net::TcpStream>,
+    /// The highest seq acknowledged: the hook and the durable watch both report each seq.
+    acked: AtomicU64,
+}
+
+impl AckSender {
+    fn new(stream: std::net::TcpStream) -> AckSender {
+        AckSender {
+            stream: Mutex::new(stream),
+            acked: AtomicU64::new(0),
+        }
+    }
+
+    fn ack(&self, seq: u64) {
+        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock, so acknowledgements leave in increasing order.
+        if self.acked.fetch_max(seq, Ordering::SeqCst) < seq || seq == 0 {
+            send(&mut stream, &SlaveMessage::Ack { seq });
+        }
+    }
+
+    fn heartbeat(&self) {
+        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        send(&mut stream, &SlaveMessage::HeartBeat);
+    }
+}
+
+fn send(stream: &mut std::net::TcpStream, message: &SlaveMessage) {
+    let written = codec::frame(message)
+        .map_err(|e| e.to_string())
+        .and_then(|frame| stream.write_all(&frame).map_err(|e| e.to_string()));
+    if let Err(why) = written {
+        log::warn!("replication: cannot write to the master ({why}); closing the link");
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
 
 /// Why a dial did not produce a link.
 #[derive(Debug)]
@@ -117,16 +169,25 @@ pub async fn mirror(
     config: Arc<Config>,
     mut requests: mpsc::Sender<Request>,
     events: mpsc::UnboundedSender<RoleEvent>,
+    hook: DurableHook,
 ) {
     let replication = &config.replication;
     let silence =
         Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
     let heartbeat = Duration::from_millis(replication.heartbeat_ms);
+    let sender = match runtime::std_handle(&link.stream) {
+        Ok(handle) => Arc::new(AckSender::new(handle)),
+        Err(error) => {
+            let _ = events.unbounded_send(RoleEvent::MasterLost(error.to_string()));
+            return;
+        }
+    };
     let (watcher, durable) = mpsc::unbounded();
     if requests.send(Request::WatchDurable(watcher)).await.is_err() {
         return;
     }
-    runtime::spawn(acknowledge(link.stream.clone(), durable, heartbeat));
+    set_hook(&hook, Some(sender.clone()));
+    runtime::spawn(acknowledge(sender, durable, heartbeat));
     let mut reader = &link.stream;
     // Only a closed or silent link means the master is gone; bytes we cannot read mean it
     // is alive and speaking something else, and promoting then would make two masters.
@@ -166,36 +227,34 @@ pub async fn mirror(
             }
         }
     };
+    set_hook(&hook, None);
     let _ = link.stream.shutdown(std::net::Shutdown::Both);
     let _ = events.unbounded_send(event);
 }
 
-/// Sends "durable up to N" as the journal reports it, and heart-beats when idle.
+fn set_hook(hook: &DurableHook, sender: Option<Arc<AckSender>>) {
+    let call = sender.map(|s| Box::new(move |seq| s.ack(seq)) as Box<dyn Fn(u64) + Send>);
+    *hook.lock().unwrap_or_else(|p| p.into_inner()) = call;
+}
+
+/// Acknowledges what the core reports durable (the journal hook usually got there
+/// first), and heart-beats when idle.
 async fn acknowledge(
-    stream: TcpStream,
+    sender: Arc<AckSender>,
     mut durable: mpsc::UnboundedReceiver<u64>,
     heartbeat: Duration,
 ) {
-    let mut writer = &stream;
-    let mut last_sent: Option<u64> = None;
     loop {
-        let message = match runtime::timeout(heartbeat, durable.next()).await {
-            None => SlaveMessage::HeartBeat,
+        match runtime::timeout(heartbeat, durable.next()).await {
+            None => sender.heartbeat(),
             Some(None) => return,
             Some(Some(mut seq)) => {
                 // Coalesce: only the newest durable seq matters.
                 while let Ok(newer) = durable.try_recv() {
                     seq = seq.max(newer);
                 }
-                if last_sent.is_some_and(|last| seq <= last) {
-                    continue;
-                }
-                last_sent = Some(seq);
-                SlaveMessage::Ack { seq }
+                sender.ack(seq);
             }
-        };
-        if codec::write_frame(&mut writer, &message).await.is_err() {
-            return;
         }
     }
 }
