@@ -290,8 +290,8 @@ fn well_behaved(
     })
 }
 
-/// Connects and sends one persistent receipted message; says what failed, if anything.
-fn round_trip(port: u16) -> Result<(), String> {
+/// A connection that has sent its CONNECT (as admin, STOMP 1.2) and not read the answer.
+fn connect_unanswered(port: u16) -> Client {
     let mut client = Client::open(port);
     client.send_frame(
         Command::Connect,
@@ -302,6 +302,12 @@ fn round_trip(port: u16) -> Result<(), String> {
         ],
         b"",
     );
+    client
+}
+
+/// Connects and sends one persistent receipted message; says what failed, if anything.
+fn round_trip(port: u16) -> Result<(), String> {
+    let mut client = connect_unanswered(port);
     match client.read(SERVED_WITHIN) {
         Got::Frame(f) if f.command == Command::Connected => client.version = Version::V1_2,
         other => return Err(format!("CONNECT: {other:?}")),
@@ -1178,21 +1184,7 @@ fn a_thousand_concurrent_clients_are_held_and_served_and_the_next_one_is_refused
     // In batches below the listen backlog, every CONNECT of a batch written before any
     // CONNECTED is read.
     while clients.len() < CLIENTS {
-        let mut batch: Vec<Client> = (0..100)
-            .map(|_| {
-                let mut client = Client::open(broker.port);
-                client.send_frame(
-                    Command::Connect,
-                    &[
-                        ("accept-version", "1.2"),
-                        ("login", "admin"),
-                        ("passcode", "admin"),
-                    ],
-                    b"",
-                );
-                client
-            })
-            .collect();
+        let mut batch: Vec<Client> = (0..100).map(|_| connect_unanswered(broker.port)).collect();
         for client in &mut batch {
             client.expect(Command::Connected);
             client.version = Version::V1_2;

@@ -9,14 +9,9 @@ use std::time::Duration;
 
 use common::client::Got;
 use common::proxy::Proxy;
-use common::{master_replication, slave_replication, Broker, Site, FAST_LINK, PATIENCE};
+use common::{free_port, master_replication, slave_replication, Broker, Site, FAST_LINK, PATIENCE};
 
 const QUEUE: &str = "/queue/partition";
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// A master and its slave; the slave reaches the master through `link` and the master
 /// probes the slave's replication listener through `probe`.
@@ -51,14 +46,7 @@ impl Cuttable {
              {FAST_LINK}\n{slave_extra}\n[[users]]\nname = \"admin\"\npassword = \"admin\"",
             link.port, probe.port
         );
-        let stomp = format!("bind = \"tcp://127.0.0.1:{slave_stomp}\"");
-        let config = slave_site.write_config("broker.toml", "", "", &rest);
-        let text = std::fs::read_to_string(&config).unwrap().replacen(
-            "bind = \"tcp://127.0.0.1:0\"",
-            &stomp,
-            1,
-        );
-        std::fs::write(&config, text).unwrap();
+        let config = slave_site.write_config_on_port(slave_stomp, &rest);
         let slave = Broker::spawn(&config);
         slave.wait_for_role("slave-mirroring");
         Cuttable {

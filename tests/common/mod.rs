@@ -122,24 +122,10 @@ impl Pair {
         }
         let slave_site = Site::new();
         // Clients must know the slave's client port before it opens (failover URLs).
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stomp = format!(
-            "bind = \"tcp://127.0.0.1:{}\"",
-            free.local_addr().unwrap().port()
-        );
-        drop(free);
-        let config = slave_site.write_config(
-            "broker.toml",
-            "",
-            "",
+        let config = slave_site.write_config_on_port(
+            free_port(),
             &slave_replication(replication_port, slave_extra),
         );
-        let text = std::fs::read_to_string(&config).unwrap().replacen(
-            "bind = \"tcp://127.0.0.1:0\"",
-            &stomp,
-            1,
-        );
-        std::fs::write(&config, text).unwrap();
         let slave = Broker::spawn(&config);
         slave.wait_for_role("slave-mirroring");
         Pair {
@@ -173,6 +159,19 @@ impl Site {
         path
     }
 
+    /// Writes `broker.toml` with its client port fixed (a slave's, which clients must
+    /// know before it opens) and sections `rest`.
+    pub fn write_config_on_port(&self, stomp_port: u16, rest: &str) -> PathBuf {
+        let config = self.write_config("broker.toml", "", "", rest);
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "bind = \"tcp://127.0.0.1:0\"",
+            &format!("bind = \"tcp://127.0.0.1:{stomp_port}\""),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        config
+    }
+
     /// Starts a broker with these config extras and waits for its listener.
     pub fn start(&self, broker: &str, stomp: &str, rest: &str) -> Broker {
         let config = self.write_config("broker.toml", broker, stomp, rest);
@@ -185,15 +184,26 @@ impl Site {
     }
 }
 
+/// A port free at the time of asking.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_mirrormq")
 }
 
 /// Spawns `mirrormq ARGS` with its stderr followed by a `Log`.
 pub fn spawn(args: &[&str]) -> (Child, Log, Vec<std::thread::JoinHandle<()>>) {
+    spawn_logging(args, "info")
+}
+
+/// `spawn`, with `RUST_LOG` set to `level`.
+pub fn spawn_logging(args: &[&str], level: &str) -> (Child, Log, Vec<std::thread::JoinHandle<()>>) {
     let mut child = Command::new(binary())
         .args(args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,14 +227,7 @@ impl Broker {
 
     /// Starts the process without waiting for it to listen.
     pub fn spawn(config: &Path) -> Broker {
-        let (child, log, followers) = spawn(&["broker", "--config", config.to_str().unwrap()]);
-        Broker {
-            child: Some(child),
-            followers,
-            port: 0,
-            log,
-            config: config.to_path_buf(),
-        }
+        Broker::spawn_with_log_level(config, "info")
     }
 
     /// The port a listener of this broker was logged on (`stomp` or `replication`).
@@ -327,19 +330,8 @@ impl Drop for Broker {
 impl Broker {
     /// Like `spawn`, with `RUST_LOG` set to `level` instead of `info` (e.g. `trace`).
     pub fn spawn_with_log_level(config: &Path, level: &str) -> Broker {
-        let mut child = Command::new(binary())
-            .args(["broker", "--config", config.to_str().unwrap()])
-            .env("RUST_LOG", level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mirrormq");
-        let log = Log::default();
-        let followers = vec![
-            log.follow(child.stderr.take().unwrap()),
-            log.follow(child.stdout.take().unwrap()),
-        ];
+        let (child, log, followers) =
+            spawn_logging(&["broker", "--config", config.to_str().unwrap()], level);
         Broker {
             child: Some(child),
             followers,
