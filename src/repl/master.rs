@@ -386,7 +386,8 @@ async fn read_acks(
     failed: Arc<AtomicBool>,
     shipped: Arc<AtomicU64>,
 ) {
-    let mut reader = &stream;
+    // Buffered: acknowledgements are a few bytes each, many per read.
+    let mut reader = futures::io::BufReader::with_capacity(64 << 10, &stream);
     loop {
         let message = runtime::timeout(
             silence,

@@ -188,7 +188,8 @@ pub async fn mirror(
     }
     set_hook(&hook, Some(sender.clone()));
     runtime::spawn(acknowledge(sender, durable, heartbeat));
-    let mut reader = &link.stream;
+    // Buffered: one read takes many record batches, not two reads per frame.
+    let mut reader = futures::io::BufReader::with_capacity(1 << 20, &link.stream);
     // Only a closed or silent link means the master is gone; bytes we cannot read mean it
     // is alive and speaking something else, and promoting then would make two masters.
     let event = loop {
