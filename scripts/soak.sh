@@ -206,6 +206,7 @@ mkdir -p "$TMP/bin" "$TMP/runs" "$TMP/pair"
 cp "$MIRRORMQ" "$TMP/bin/mirrormq"
 MMQ=$TMP/bin/mirrormq
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg) # what else was running: 1, 5, 15 min
 log "temp folder $TMP; $DURATION s of load, a sample every $INTERVAL s"
 
 # ---------------------------------------------------------------- the pair
@@ -428,7 +429,7 @@ FAILURES=0
 # ---------------------------------------------------------------- the report
 mkdir -p "$OUT"
 cp "$CSV" "$OUT/soak.csv"
-export OUT DURATION INTERVAL STARTED_AT FAILURES LOST_SLAVE STATUS_LINE TMP
+export OUT DURATION INTERVAL STARTED_AT LOADAVG_START FAILURES LOST_SLAVE STATUS_LINE TMP
 export RT_DEST RT_PRODUCERS RT_CONSUMERS RT_COUNT RT_SIZE RT_WINDOW RT_PREFETCH
 export PC_DEST PC_PRODUCERS PC_COUNT PC_SIZE PC_WINDOW PC_CONSUMERS PC_PREFETCH
 export TP_DEST TP_COUNT TP_SIZE TP_WINDOW TP_CHURN_COUNT
@@ -558,7 +559,8 @@ p("")
 p(f"**Verdict: {verdict}.**")
 p("")
 p(f"- **Date:** {e['STARTED_AT']} (UTC); {dur} s of load ({dur / 60:.1f} min), a sample every {e['INTERVAL']} s.")
-p(f"- **Machine:** {e['M_NPROC']} CPUs ({e['M_CPU']}), {e['M_MEM']} RAM, {e['M_KERNEL']}, {e['M_OS']}.")
+p(f"- **Machine:** {e['M_NPROC']} CPUs ({e['M_CPU']}), {e['M_MEM']} RAM, {e['M_KERNEL']}, {e['M_OS']};")
+p(f"  load average {e['LOADAVG_START']} (1, 5, 15 min) just before the brokers started.")
 p(f"- **mirrormq:** `{e['V_GIT']}` (commit {e['V_COMMIT']}), {e['V_BIN']}.")
 p("- **Pair:** a master and a slave from `configs/master.toml` and `configs/slave.toml`, every")
 p("  value as shipped (32 MiB segments, 1 worker thread, ...) but free 127.0.0.1 ports and")
