@@ -27,6 +27,10 @@ fn replay(target: &str, harness: fn(&[u8])) {
     let mut failed = Vec::new();
     for kind in ["corpus", "regressions"] {
         let dir = fuzz_dir().join(kind).join(target);
+        if kind == "regressions" && !dir.exists() {
+            // No crash found in this target yet: git keeps no empty directory.
+            continue;
+        }
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|item| item.expect("listing inputs").path())
