@@ -375,7 +375,7 @@ impl Config {
             "replication.heartbeat_misses",
             "must be at least 1",
         )?;
-        // The link's silence is heartbeat_ms x heartbeat_misses (repl/, server.rs).
+        // The link's silence is heartbeat_ms x heartbeat_misses (repl/, server/).
         check(
             r.heartbeat_ms
                 .checked_mul(u64::from(r.heartbeat_misses))

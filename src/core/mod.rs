@@ -8,13 +8,12 @@
 //! await and never blocks: when the journal's queue is full the core stops taking
 //! requests, which backs the bounded request channel up into the sessions.
 
+mod memory;
 pub mod mirror;
 pub mod replication;
 pub mod request;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
@@ -26,6 +25,8 @@ use crate::journal::{Entry, Event, Journal};
 use crate::repl::message::WireRecord;
 use crate::repl::role::Event as RoleEvent;
 use crate::stomp::{Command, Frame};
+use memory::cost;
+pub use memory::MemoryGauge;
 pub use request::{AckRef, Outgoing, Request};
 
 /// Requests taken per turn before the core dispatches and pumps the journal.
@@ -36,52 +37,6 @@ const BATCH: usize = 512;
 pub enum Exit {
     Shutdown,
     JournalFailed(String),
-}
-
-/// Shared gauge of message memory, read by sessions to slow producers.
-///
-/// `stored` is what the broker holds (set by the core); `reserved` is what sessions have
-/// sent on but the core has not applied yet. Counting both keeps the limit firm: without
-/// `reserved`, a burst could overshoot it by a whole request queue.
-#[derive(Debug, Clone)]
-pub struct MemoryGauge {
-    stored: Arc<AtomicUsize>,
-    reserved: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-impl MemoryGauge {
-    pub fn new(limit: usize) -> MemoryGauge {
-        MemoryGauge {
-            stored: Arc::new(AtomicUsize::new(0)),
-            reserved: Arc::new(AtomicUsize::new(0)),
-            limit,
-        }
-    }
-
-    pub fn over_limit(&self) -> bool {
-        self.stored.load(Ordering::Relaxed) + self.reserved.load(Ordering::Relaxed) >= self.limit
-    }
-
-    /// A session is about to send these messages to the core.
-    pub fn reserve(&self, messages: &[NewMessage]) {
-        self.reserved.fetch_add(cost(messages), Ordering::Relaxed);
-    }
-
-    /// The core has applied them and holds `stored` bytes: count them there instead.
-    /// `stored` goes up before `reserved` goes down, so the sum never dips below truth.
-    fn settle(&self, cost: usize, stored: usize) {
-        self.stored.store(stored, Ordering::Relaxed);
-        let _ = self
-            .reserved
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-                Some(r.saturating_sub(cost))
-            });
-    }
-}
-
-fn cost(messages: &[NewMessage]) -> usize {
-    messages.iter().map(NewMessage::cost).sum()
 }
 
 /// How the core reaches one session.
@@ -137,7 +92,7 @@ impl Core {
         memory: MemoryGauge,
         role_events: mpsc::UnboundedSender<RoleEvent>,
     ) -> Core {
-        memory.stored.store(broker.memory_used(), Ordering::Relaxed);
+        memory.set_stored(broker.memory_used());
         let epochs = journal.meta().epochs.clone();
         Core {
             broker,
@@ -580,9 +535,7 @@ impl Core {
     }
 
     fn update_memory(&mut self) {
-        self.memory
-            .stored
-            .store(self.broker.memory_used(), Ordering::Relaxed);
+        self.memory.set_stored(self.broker.memory_used());
         if !self.memory_waiters.is_empty() && !self.memory.over_limit() {
             for waiter in self.memory_waiters.drain(..) {
                 let _ = waiter.send(());

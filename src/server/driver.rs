@@ -1,15 +1,7 @@
-//! Wiring and the role driver: the data-dir lock, recovery, the core task, the listeners,
-//! the replication link, signals, and the actions the role machine asks for.
-//!
-//! A master locks its directory, replays the journal, starts the core, and opens its
-//! listeners (the client one only once a slave is in sync, with `wait_for_slave`). A
-//! slave locks its directory, dials its master until welcomed, brings its store level
-//! (append, or replace with the master's), then starts the core with no client listener
-//! and mirrors. Each role change is logged as `role: A -> B (why)` with epoch and seq.
-//! On SIGINT or SIGTERM the listeners close first, then the core finishes in-flight
-//! journal writes, then the process exits.
+//! The role driver: starts and stops the core, the listeners and the replication link
+//! as the role machine (`repl::role`) asks, and logs every role change.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,21 +9,17 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{BoxFuture, FutureExt};
 use futures::{SinkExt, StreamExt};
 
-use crate::broker::{Broker, Op};
-use crate::codec;
+use super::store::{prepare_store, read_position, recover};
+use super::{accept, drain_sessions};
 use crate::config::{Config, Endpoint};
 use crate::core::{Core, Exit, MemoryGauge, Request};
 use crate::error::{Error, Result};
-use crate::journal::lock::DataDirLock;
-use crate::journal::recovery::{self, Mode};
-use crate::journal::{segment, Journal, Recovered, StoreMeta, JOURNAL_DIR};
-use crate::repl::message::{CatchUp, Position};
+use crate::journal::{StoreMeta, JOURNAL_DIR};
 use crate::repl::probe::{self, Probed};
 use crate::repl::role::{self, Action, Event, Policy, Role};
 use crate::repl::{master, slave};
-use crate::runtime::{self, TcpListener, TcpStream};
-use crate::session::{self, Shared};
-use crate::stomp::Frame;
+use crate::runtime::{self, TcpListener};
+use crate::session::Shared;
 
 /// Depth of the queue from sessions into the core: full means producers wait.
 const REQUEST_QUEUE: usize = 4096;
@@ -41,125 +29,6 @@ const PROBE_GAP: Duration = Duration::from_millis(50);
 /// Longest pause between a slave's attempts to reach its master.
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Runs a broker until a signal stops it; returns the process exit code.
-pub fn run(config: Config) -> Result<i32> {
-    runtime::set_worker_threads(config.broker.worker_threads);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (signal_tx, signal_rx) = mpsc::unbounded::<i32>();
-    watch_signals(stop.clone(), signal_tx)?;
-    let retry = Duration::from_millis(config.broker.lock_retry_ms);
-    let Some(lock) = DataDirLock::acquire(config.data_dir(), retry, &stop)? else {
-        log::info!("stopped while waiting for the data directory lock");
-        return Ok(0);
-    };
-    let config = Arc::new(config);
-    let driver = Driver::new(config, signal_rx);
-    let code = runtime::block_on(driver.run())?;
-    drop(lock);
-    Ok(code)
-}
-
-/// SIGINT and SIGTERM raise `stop` and wake the driver.
-fn watch_signals(stop: Arc<AtomicBool>, wake: mpsc::UnboundedSender<i32>) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| Error::net("installing signal handlers", e))?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                stop.store(true, Ordering::SeqCst);
-                let _ = wake.unbounded_send(signal);
-            }
-        })
-        .map_err(|e| Error::net("starting the signal thread", e))?;
-    Ok(())
-}
-
-/// Replays the journal into a new broker and opens the journal for appending. The
-/// journal writer reports to `events`, and each durable seq to `hook` first (a slave's
-/// acknowledgements, see `repl::slave`).
-pub fn recover(
-    config: &Config,
-    events: mpsc::UnboundedSender<crate::journal::Event>,
-    hook: slave::DurableHook,
-) -> Result<(Broker, Journal, Recovered)> {
-    let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
-    let report = Box::new(move |event: crate::journal::Event| {
-        if let crate::journal::Event::Durable(seq) = event {
-            if let Some(call) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                call(seq);
-            }
-        }
-        let _ = events.unbounded_send(event);
-    });
-    let mut epochs_found = Vec::new();
-    let (mut journal, recovered) = Journal::open(
-        config.data_dir(),
-        config.broker.segment_size.0,
-        report,
-        |entry| {
-            let op: Op = codec::decode(&entry.payload).map_err(|e| {
-                Error::Codec(format!(
-                    "record seq {} passed its checksum but does not decode: {e}",
-                    entry.seq
-                ))
-            })?;
-            if let Op::EpochStarted { epoch } = op {
-                epochs_found.push(crate::journal::store::EpochStart {
-                    epoch,
-                    first_seq: entry.seq,
-                });
-            }
-            Ok(broker.apply(entry.seq, &op, false))
-        },
-    )?;
-    // The journal is the authority on epochs: store.toml may lag it after a crash.
-    journal.merge_epochs(config.data_dir(), &epochs_found)?;
-    // Before the restart, any of these may have been delivered and not yet acked.
-    broker.mark_all_maybe_delivered();
-    Ok((broker, journal, recovered))
-}
-
-/// Where this store stands, for a slave's Hello. Reads only.
-fn read_position(config: &Config) -> Result<Position> {
-    let dir = config.data_dir().join(JOURNAL_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let (meta, _) = StoreMeta::load_or_create(config.data_dir())?;
-    let summary = recovery::read(&dir, Mode::ReadOnly, |_, _| Ok(()))?;
-    Ok(Position {
-        store_id: meta.store_id,
-        epochs: meta.epochs,
-        last: summary.last,
-        alone_since: meta.alone_since,
-    })
-}
-
-/// Makes the store the master's: its identity and epochs, and for a replace an empty
-/// journal that starts where the master's records do.
-fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
-    // Replace the journal before relabelling the store: a crash in between leaves an
-    // empty journal under the old id (caught up afresh), never old records under the
-    // master's id.
-    if let CatchUp::Replace { from } = link.catch_up {
-        let dir = config.data_dir().join(JOURNAL_DIR);
-        for (_, path) in segment::list(&dir)? {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        }
-        segment::create(&dir, from, config.broker.segment_size.0)?;
-        log::info!(
-            "replication: replaced the local journal; mirroring the master's from seq {from}"
-        );
-    }
-    // Whatever this store served alone is now either the master's history too or gone.
-    let meta = StoreMeta {
-        store_id: link.store_id.clone(),
-        epochs: link.epochs.clone(),
-        alone_since: None,
-    };
-    meta.save(config.data_dir())
-}
-
 /// What can wake the driver.
 enum Wake {
     Role(Event),
@@ -168,7 +37,7 @@ enum Wake {
     Status,
 }
 
-struct Driver {
+pub(super) struct Driver {
     config: Arc<Config>,
     policy: Policy,
     role: Role,
@@ -185,7 +54,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Driver {
+    pub(super) fn new(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Driver {
         let replication = &config.replication;
         let policy = Policy {
             is_slave: replication.master_connector_uri.is_some(),
@@ -210,7 +79,7 @@ impl Driver {
         }
     }
 
-    async fn run(mut self) -> Result<i32> {
+    pub(super) async fn run(mut self) -> Result<i32> {
         if !self.config.requires_login() {
             log::warn!("no [[users]] configured: any client may connect without a login");
         }
@@ -586,36 +455,5 @@ impl Driver {
         };
         log::info!("stopped (exit code {code})");
         code
-    }
-}
-
-/// Starts a session, or turns the client away when the broker is at max_connections.
-fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
-    let _ = stream.set_nodelay(true);
-    let limit = shared.config.stomp.max_connections;
-    if active.fetch_add(1, Ordering::SeqCst) >= limit {
-        active.fetch_sub(1, Ordering::SeqCst);
-        log::warn!(
-            "stomp: refusing a connection: {limit} connections open (stomp.max_connections)"
-        );
-        let frame = Frame::error(format!("too many connections (limit {limit})"));
-        runtime::spawn(async move { session::close_with(&stream, frame).await });
-        return;
-    }
-    let shared = shared.clone();
-    let active = active.clone();
-    runtime::spawn(async move {
-        session::serve(stream, shared).await;
-        active.fetch_sub(1, Ordering::SeqCst);
-    });
-}
-
-/// Gives sessions a moment to write the receipts the shutdown released.
-async fn drain_sessions(active: &AtomicUsize) {
-    for _ in 0..100 {
-        if active.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        runtime::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,0 +1,95 @@
+//! Wiring: the data-dir lock, signals, the client listener's accept, and the role driver
+//! (`driver`) that runs the core, the listeners and the replication link.
+//!
+//! A master locks its directory, replays the journal, starts the core, and opens its
+//! listeners (the client one only once a slave is in sync, with `wait_for_slave`). A
+//! slave locks its directory, dials its master until welcomed, brings its store level
+//! (append, or replace with the master's), then starts the core with no client listener
+//! and mirrors. Each role change is logged as `role: A -> B (why)` with epoch and seq.
+//! On SIGINT or SIGTERM the listeners close first, then the core finishes in-flight
+//! journal writes, then the process exits.
+
+mod driver;
+mod store;
+
+pub use store::recover;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::journal::lock::DataDirLock;
+use crate::runtime::{self, TcpStream};
+use crate::session::{self, Shared};
+use crate::stomp::Frame;
+use driver::Driver;
+
+/// Runs a broker until a signal stops it; returns the process exit code.
+pub fn run(config: Config) -> Result<i32> {
+    runtime::set_worker_threads(config.broker.worker_threads);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (signal_tx, signal_rx) = mpsc::unbounded::<i32>();
+    watch_signals(stop.clone(), signal_tx)?;
+    let retry = Duration::from_millis(config.broker.lock_retry_ms);
+    let Some(lock) = DataDirLock::acquire(config.data_dir(), retry, &stop)? else {
+        log::info!("stopped while waiting for the data directory lock");
+        return Ok(0);
+    };
+    let config = Arc::new(config);
+    let driver = Driver::new(config, signal_rx);
+    let code = runtime::block_on(driver.run())?;
+    drop(lock);
+    Ok(code)
+}
+
+/// SIGINT and SIGTERM raise `stop` and wake the driver.
+fn watch_signals(stop: Arc<AtomicBool>, wake: mpsc::UnboundedSender<i32>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::net("installing signal handlers", e))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                stop.store(true, Ordering::SeqCst);
+                let _ = wake.unbounded_send(signal);
+            }
+        })
+        .map_err(|e| Error::net("starting the signal thread", e))?;
+    Ok(())
+}
+
+/// Starts a session, or turns the client away when the broker is at max_connections.
+pub(super) fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
+    let _ = stream.set_nodelay(true);
+    let limit = shared.config.stomp.max_connections;
+    if active.fetch_add(1, Ordering::SeqCst) >= limit {
+        active.fetch_sub(1, Ordering::SeqCst);
+        log::warn!(
+            "stomp: refusing a connection: {limit} connections open (stomp.max_connections)"
+        );
+        let frame = Frame::error(format!("too many connections (limit {limit})"));
+        runtime::spawn(async move { session::close_with(&stream, frame).await });
+        return;
+    }
+    let shared = shared.clone();
+    let active = active.clone();
+    runtime::spawn(async move {
+        session::serve(stream, shared).await;
+        active.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Gives sessions a moment to write the receipts the shutdown released.
+pub(super) async fn drain_sessions(active: &AtomicUsize) {
+    for _ in 0..100 {
+        if active.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+}
