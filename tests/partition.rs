@@ -172,6 +172,34 @@ fn shutdown_on_master_failure_makes_a_partition_leave_one_master() {
 }
 
 #[test]
+fn with_both_shutdown_options_a_partition_stops_both_and_loses_nothing() {
+    let mut pair = Cuttable::start(
+        "shutdown_on_slave_failure = true",
+        "shutdown_on_master_failure = true",
+    );
+    let before = pair.send_receipted(5);
+    pair.partition();
+    assert_eq!(
+        pair.master.wait().code(),
+        Some(3),
+        "{}",
+        pair.master.log.text()
+    );
+    assert_eq!(
+        pair.slave.wait().code(),
+        Some(4),
+        "{}",
+        pair.slave.log.text()
+    );
+    // No master at all until an operator starts one.
+    assert!(!port_open(pair.master.port));
+    assert!(!port_open(pair.slave_stomp));
+    // The operator starts the old master alone: everything receipted is there.
+    let alone = pair.master_site.start("", "", "");
+    assert_eq!(drain_all(alone.port), before);
+}
+
+#[test]
 fn a_paused_master_wakes_to_find_its_slave_took_over_and_stops() {
     let mut pair = Cuttable::start("", "");
     let before = pair.send_receipted(5);
