@@ -97,6 +97,26 @@ MEMORY=$TMP/memory.tsv   # broker process rss_before_kib rss_loaded_kib
 RUN_ID=$(date -u +%H%M%S)-$$
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 STARTED_S=$(date +%s)
+
+# The disk's pace, on the brokers' disk: 2000 appends of 1 KiB, each fdatasynced. A
+# receipt of a persistent message waits for at least one of these.
+M_FSYNC=$(python3 - "$TMP" <<'PY'
+import os, statistics, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+times = []
+for _ in range(2000):
+    start = time.perf_counter()
+    os.write(fd, b"x" * 1024)
+    os.fdatasync(fd)
+    times.append(time.perf_counter() - start)
+os.close(fd)
+os.unlink(path)
+print(f"{len(times) / sum(times):,.0f} appending 1 KiB writes + fdatasync a second "
+      f"(median {statistics.median(times) * 1e6:.0f} µs)")
+PY
+)
+log "disk: $M_FSYNC"
 log "temp folder $TMP; $RUNS run(s) per workload$([ "$QUICK" = 1 ] && echo ', QUICK mode')"
 
 # ---------------------------------------------------------------- the workloads
@@ -444,7 +464,7 @@ ELAPSED_S=$(($(date +%s) - STARTED_S))
 pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 export QUICK RUNS SIZE OUT STARTED_AT ELAPSED_S RESULTS MEMORY MEM_COUNT FO_COUNT FO_KILL_AFTER \
   FO_PORT_MS FO_CONSUMED RMQ_CHECK AMQ_HEAP N_P1W1 N_P8W1 N_P1W64 N_P8W64 N_CONSUME
-export M_NPROC M_CPU M_MEM M_KERNEL M_OS M_FS V_GIT V_COMMIT V_BIN V_AMQ V_RMQ V_JAVA V_ERL
+export M_NPROC M_CPU M_MEM M_KERNEL M_OS M_FS M_FSYNC V_GIT V_COMMIT V_BIN V_AMQ V_RMQ V_JAVA V_ERL
 M_NPROC=$(nproc)
 M_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 M_CPU=${M_CPU:-$(uname -m)}
@@ -508,7 +528,7 @@ if quick:
     w("")
 w(f"- **Date:** {e['STARTED_AT']} (UTC); the run took {int(e['ELAPSED_S']) // 60} min {int(e['ELAPSED_S']) % 60} s.")
 w(f"- **Machine:** {e['M_NPROC']} CPUs ({e['M_CPU']}), {e['M_MEM']} RAM, {e['M_KERNEL']}, {e['M_OS']}.")
-w(f"- **Disk:** every broker's data on {e['M_FS']}.")
+w(f"- **Disk:** every broker's data on {e['M_FS']}; measured just before the brokers: {e['M_FSYNC']}.")
 w(f"- **mirrormq:** `{e['V_GIT']}` (commit {e['V_COMMIT']}), {e['V_BIN']}.")
 w(f"- **ActiveMQ:** Debian `activemq` {e['V_AMQ']}, {e['V_JAVA']}.")
 w(f"- **RabbitMQ:** Debian `rabbitmq-server` {e['V_RMQ']}, Erlang `erlang-base` {e['V_ERL']}.")
