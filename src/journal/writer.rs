@@ -260,7 +260,10 @@ mod tests {
         while usual > 1 {
             usual = next_usual_batch(usual, 1);
             batches += 1;
-            assert!(batches < 100, "still {usual} after {batches} single batches");
+            assert!(
+                batches < 100,
+                "still {usual} after {batches} single batches"
+            );
         }
         // Eight producers keep it at eight.
         assert_eq!(next_usual_batch(usual, 8), 8);
