@@ -57,6 +57,15 @@ pub fn encode(frame: &Frame, version: Version, out: &mut Vec<u8>) {
 /// Copies runs of plain bytes in one go; only escaped bytes are handled singly.
 fn write_header_text(text: &str, coding: HeaderCoding, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
+    // Most header text holds none of the raw bytes of `ESCAPES` (frame.rs): one copy.
+    if !coding.uses_escapes()
+        || !bytes
+            .iter()
+            .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b':'))
+    {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut plain_start = 0;
     for (index, &byte) in bytes.iter().enumerate() {
         if let Some(code) = coding.escape_code(byte) {
