@@ -34,6 +34,11 @@ pub struct Summary {
     pub tail: Option<(u64, u64)>,
 }
 
+/// Seqs start at 1 and grow by one a record, so this one is never reached; a store that
+/// claims it is corrupt, and continuing after it would overflow the next seq.
+const LAST_SEQ: u64 = u64::MAX;
+const NO_ROOM: &str = "no seq is left for the next record";
+
 /// Reads every segment in `dir`, calling `each(segment_first_seq, entry)` in seq order.
 pub fn read(
     dir: &Path,
@@ -49,6 +54,13 @@ pub fn read(
         let next_first = firsts.get(position + 1).copied();
         let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         segment::check_header(&data, first_seq, &path)?;
+        if first_seq == LAST_SEQ {
+            return Err(corrupt(
+                &path,
+                0,
+                format!("segment named seq {LAST_SEQ}: {NO_ROOM}"),
+            ));
+        }
         summary.segments.push(first_seq);
         let mut offset = segment::HEADER_LEN as usize;
         loop {
@@ -62,6 +74,10 @@ pub fn read(
                     // segments are gone.
                     let in_segment =
                         entry.seq >= first_seq && next_first.is_none_or(|next| entry.seq < next);
+                    if entry.seq == LAST_SEQ {
+                        let reason = format!("seq {LAST_SEQ}: {NO_ROOM}");
+                        return Err(corrupt(&path, offset as u64, reason));
+                    }
                     if !in_order {
                         let reason = format!("seq {} out of order", entry.seq);
                         return Err(corrupt(&path, offset as u64, reason));

@@ -112,3 +112,14 @@ fn bad_header_is_refused() {
     let error = seqs_read(dir.path(), Mode::Repair).unwrap_err().to_string();
     assert!(error.contains("bad magic"), "{error}");
 }
+
+#[test]
+fn a_segment_named_with_the_last_seq_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    write_entries(dir.path(), 1, 1..=2);
+    create(dir.path(), u64::MAX, 64 * 1024).unwrap();
+    let error = seqs_read(dir.path(), Mode::Repair).unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("segment named seq 18446744073709551615"), "{text}");
+    assert!(text.contains(&format!("{:020}", u64::MAX)), "{text}");
+}
