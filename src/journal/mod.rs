@@ -12,6 +12,7 @@ mod ledger;
 pub mod lock;
 pub mod recovery;
 pub mod segment;
+mod spare;
 pub mod store;
 pub mod writer;
 

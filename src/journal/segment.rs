@@ -167,15 +167,20 @@ pub fn check_header(data: &[u8], first_seq: u64, path: &Path) -> Result<()> {
 
 /// Creates a zero-filled segment of `size` bytes, durably, and opens it for writing.
 pub fn create(dir: &Path, first_seq: u64, size: u64) -> Result<File> {
-    let path = path_for(dir, first_seq);
     let temporary = dir.join(format!("{first_seq:020}.tmp"));
-    let io = |e| Error::io(&temporary, e);
+    let file = zero_filled(&temporary, size)?;
+    install(file, &temporary, dir, first_seq)
+}
+
+/// Writes `path` full of zeros, `size` bytes, and syncs it: a segment without a header.
+pub fn zero_filled(path: &Path, size: u64) -> Result<File> {
+    let io = |e| Error::io(path, e);
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .read(true)
-        .open(&temporary)
+        .open(path)
         .map_err(io)?;
     let zeros = vec![0u8; 1 << 20];
     let mut written = 0;
@@ -184,12 +189,21 @@ pub fn create(dir: &Path, first_seq: u64, size: u64) -> Result<File> {
         file.write_all(&zeros[..n]).map_err(io)?;
         written += n as u64;
     }
+    file.sync_all().map_err(io)?;
+    Ok(file)
+}
+
+/// Makes the zero-filled `file` at `temporary` the segment starting at `first_seq`: its
+/// header, durably, then the rename to its name, durably.
+pub fn install(file: File, temporary: &Path, dir: &Path, first_seq: u64) -> Result<File> {
+    let io = |e| Error::io(temporary, e);
     let mut header = Vec::with_capacity(HEADER_LEN as usize);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&first_seq.to_le_bytes());
     file.write_all_at(&header, 0).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, &path).map_err(|e| Error::io(&path, e))?;
+    file.sync_data().map_err(io)?;
+    let path = path_for(dir, first_seq);
+    std::fs::rename(temporary, &path).map_err(|e| Error::io(&path, e))?;
     sync_dir(dir)?;
     Ok(file)
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use super::segment::{self, Entry};
+use super::spare::Spare;
 use crate::error::{Error, Result};
 
 /// How long the writer keeps looking for work after a batch before it sleeps. Waking a
@@ -95,6 +96,7 @@ impl Writer {
             .name("journal-writer".into())
             .spawn(move || {
                 let mut state = State {
+                    spare: Spare::new(&tail.dir, segment_size),
                     tail,
                     segment_size,
                     buffer: Vec::with_capacity(1 << 20),
@@ -137,6 +139,8 @@ fn next_usual_batch(usual: usize, batch: usize) -> usize {
 struct State {
     tail: Tail,
     segment_size: u64,
+    /// The next segment, made ahead once this one is half full.
+    spare: Spare,
     buffer: Vec<u8>,
     /// The largest recent batch, decaying: how many senders are usually in flight.
     usual_batch: usize,
@@ -233,13 +237,16 @@ impl State {
         self.tail.file.sync_data().map_err(io)?;
         self.tail.offset += self.buffer.len() as u64;
         self.buffer.clear();
+        if self.tail.offset > self.tail.capacity / 2 {
+            self.spare.prepare();
+        }
         Ok(())
     }
 
     /// Makes what is buffered durable in the old segment, then continues in a new one.
     fn roll(&mut self, first_seq: u64) -> Result<()> {
         self.write_and_sync()?;
-        let file = segment::create(&self.tail.dir, first_seq, self.segment_size)?;
+        let file = self.spare.take(first_seq)?;
         self.tail.file = file;
         self.tail.first_seq = first_seq;
         self.tail.offset = segment::HEADER_LEN;

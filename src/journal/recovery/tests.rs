@@ -120,6 +120,9 @@ fn a_segment_named_with_the_last_seq_is_corrupt() {
     create(dir.path(), u64::MAX, 64 * 1024).unwrap();
     let error = seqs_read(dir.path(), Mode::Repair).unwrap_err();
     let text = error.to_string();
-    assert!(text.contains("segment named seq 18446744073709551615"), "{text}");
+    assert!(
+        text.contains("segment named seq 18446744073709551615"),
+        "{text}"
+    );
     assert!(text.contains(&format!("{:020}", u64::MAX)), "{text}");
 }
