@@ -150,17 +150,23 @@ async fn progress(done: Arc<AtomicUsize>, total: usize, verb: &'static str) {
     }
 }
 
-/// Runs P producers; returns every send's receipt latency in µs.
+/// Runs P producers; returns every send's receipt latency in µs, and the time from the
+/// first send to the last receipt. Every producer is connected before the clock starts,
+/// and disconnects after it stops: neither is part of the rate.
 async fn produce(
     target: &Target,
     load: &Load,
     done: Arc<AtomicUsize>,
     stamp: bool,
-) -> Result<Vec<u64>> {
+) -> Result<(Vec<u64>, Duration)> {
     let body = vec![b'x'; load.size];
-    let mut producers = Vec::new();
+    let mut clients = Vec::new();
     for _ in 0..load.producers {
-        let client = connect(target).await?;
+        clients.push(connect(target).await?);
+    }
+    let first_send = Instant::now();
+    let mut producers = Vec::new();
+    for client in clients {
         let (target, load, body, done) = (target.clone(), load.clone(), body.clone(), done.clone());
         producers.push(runtime::spawn(async move {
             let sends = (0..load.count).map(|_| {
@@ -187,16 +193,20 @@ async fn produce(
                 latencies.push(result?);
                 done.fetch_add(1, Ordering::Relaxed);
             }
+            let last_receipt = Instant::now();
             drop(results);
             client.disconnect().await?;
-            Ok::<_, ClientError>(latencies)
+            Ok::<_, ClientError>((latencies, last_receipt))
         }));
     }
     let mut all = Vec::new();
+    let mut last_receipt = first_send;
     for producer in producers {
-        all.extend(producer.await.map_err(client_error)?);
+        let (latencies, last) = producer.await.map_err(client_error)?;
+        all.extend(latencies);
+        last_receipt = last_receipt.max(last);
     }
-    Ok(all)
+    Ok((all, last_receipt - first_send))
 }
 
 /// Runs C consumers until `total` messages arrived; returns (end-to-end latencies in µs
@@ -257,14 +267,13 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
                 let total = load.producers * load.count;
                 let done = Arc::new(AtomicUsize::new(0));
                 let ticker = runtime::spawn(progress(done.clone(), total, "sent"));
-                let started = Instant::now();
-                let latencies = produce(&target, &load, done, false).await?;
+                let (latencies, elapsed) = produce(&target, &load, done, false).await?;
                 drop(ticker);
                 Report {
                     mode: "produce",
                     messages: latencies.len(),
                     size: load.size,
-                    elapsed: started.elapsed(),
+                    elapsed,
                     latency: summarise(latencies),
                     latency_kind: "receipt",
                 }
