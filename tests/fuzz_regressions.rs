@@ -97,8 +97,7 @@ fn journal_record_below_its_segment_name_is_corrupt() {
 
 /// Found by journal_recovery in its full run: a record with seq u64::MAX passed every
 /// check, and start-up computed the next seq as `seq + 1`: an overflow (a panic in
-/// debug; in release the next record would get seq 0 and the journal would go out of
-/// order). Fixed in `recovery::read`: that seq, or a segment named with it, is
+/// debug; in release it wrapped, and new records would have reused older seqs). Fixed in `recovery::read`: that seq, or a segment named with it, is
 /// corruption, reported with the file and offset.
 #[test]
 fn journal_record_with_the_last_seq_is_corrupt() {
