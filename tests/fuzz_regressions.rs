@@ -75,6 +75,17 @@ fn regression(target: &str, name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Runs a journal regression through its harness, then checks that read-only recovery
+/// of the store it describes stops with a corruption naming `reason`.
+fn journal_is_corrupt(name: &str, reason: &str) {
+    let input = regression("journal_recovery", name);
+    harness::journal_recovery(&input);
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_store(&input, dir.path());
+    let error = recovery::read(dir.path(), Mode::ReadOnly, |_, _| Ok(())).unwrap_err();
+    assert!(error.to_string().contains(reason), "{error}");
+}
+
 /// Found by journal_recovery: segment 1 held only an ack, the next segment (named
 /// 0x0005000000000004) a record with seq 4, below its name. Recovery accepted it, the
 /// first start deleted segment 1 (nothing live), and the next start failed on "seq 4
@@ -82,36 +93,20 @@ fn regression(target: &str, name: &str) -> Vec<u8> {
 /// its name to the next segment's) is corruption from the first start on.
 #[test]
 fn journal_record_below_its_segment_name_is_corrupt() {
-    let input = regression("journal_recovery", "entry-below-segment-name");
-    harness::journal_recovery(&input);
-    let dir = tempfile::tempdir().unwrap();
-    harness::write_store(&input, dir.path());
-    let error = recovery::read(dir.path(), Mode::ReadOnly, |_, _| Ok(())).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("seq 4 outside its segment's range"),
-        "{error}"
+    journal_is_corrupt(
+        "entry-below-segment-name",
+        "seq 4 outside its segment's range",
     );
 }
 
 /// Found by journal_recovery in its full run: a record with seq u64::MAX passed every
 /// check, and start-up computed the next seq as `seq + 1`: an overflow (a panic in
-/// debug; in release it wrapped, and new records would have reused older seqs). Fixed in `recovery::read`: that seq, or a segment named with it, is
-/// corruption, reported with the file and offset.
+/// debug; in release it wrapped, and new records would have reused older seqs). Fixed
+/// in `recovery::read`: that seq, or a segment named with it, is corruption, reported
+/// with the file and offset.
 #[test]
 fn journal_record_with_the_last_seq_is_corrupt() {
-    let input = regression("journal_recovery", "seq-u64-max");
-    harness::journal_recovery(&input);
-    let dir = tempfile::tempdir().unwrap();
-    harness::write_store(&input, dir.path());
-    let error = recovery::read(dir.path(), Mode::ReadOnly, |_, _| Ok(())).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("seq 18446744073709551615: no seq is left"),
-        "{error}"
-    );
+    journal_is_corrupt("seq-u64-max", "seq 18446744073709551615: no seq is left");
 }
 
 /// Runs a config regression through its harness, then checks that the broker refuses it
