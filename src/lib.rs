@@ -22,7 +22,8 @@
 //! - [`bench`], [`chaos`], [`demo`]: load, fault injection and a tour, on the [`client`];
 //!   [`process`] starts the brokers they need.
 //! - [`config`], [`error`], and the two seams that name third-party crates no other file
-//!   may name: [`runtime`] (the async runtime) and [`codec`] (the binary encoding).
+//!   may name: [`runtime`] (the async runtime) and [`codec`] (the binary encoding);
+//!   [`deadline`]: the coarse timeouts `runtime::timeout` uses.
 //!
 //! docs/architecture.md walks through the same picture in more detail.
 
@@ -35,6 +36,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod core;
+pub mod deadline;
 pub mod demo;
 pub mod error;
 pub mod journal;

@@ -46,9 +46,10 @@ pub async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await
 }
 
-/// Runs `future` for at most `duration`; `None` if the time ran out first.
+/// Runs `future` for at most `duration` (noticed within a few ms); `None` if the time ran
+/// out first. Not the runtime's own timeout: see `deadline` for why.
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
-    async_std::future::timeout(duration, future).await.ok()
+    crate::deadline::timeout(duration, future).await
 }
 
 /// A second handle on `stream`'s socket with the standard library's blocking API, for a
