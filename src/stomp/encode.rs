@@ -57,12 +57,7 @@ pub fn encode(frame: &Frame, version: Version, out: &mut Vec<u8>) {
 /// Copies runs of plain bytes in one go; only escaped bytes are handled singly.
 fn write_header_text(text: &str, coding: HeaderCoding, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
-    // Most header text holds none of the raw bytes of `ESCAPES` (frame.rs): one copy.
-    if !coding.uses_escapes()
-        || !bytes
-            .iter()
-            .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b':'))
-    {
+    if !coding.may_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
     }

@@ -161,6 +161,17 @@ impl Frame {
 const ESCAPES: [(u8, u8); 4] = [(b'\\', b'\\'), (b'n', b'\n'), (b'c', b':'), (b'r', b'\r')];
 const ESCAPES_KNOWN_TO_1_1: usize = 3;
 
+/// For each byte: does any version's table escape it? A quick screen before `escape_code`.
+const ESCAPED_BY_SOME_VERSION: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < ESCAPES.len() {
+        table[ESCAPES[i].1 as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// How header names and values of one frame are written on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum HeaderCoding {
@@ -206,6 +217,15 @@ impl HeaderCoding {
 
     pub(super) fn uses_escapes(self) -> bool {
         matches!(self, HeaderCoding::Escaped(_))
+    }
+
+    /// False when `text` can be written as it is: the usual case, checked without
+    /// looking each byte up in the escape table.
+    pub(super) fn may_escape(self, text: &[u8]) -> bool {
+        self.uses_escapes()
+            && text
+                .iter()
+                .any(|&b| ESCAPED_BY_SOME_VERSION[usize::from(b)])
     }
 
     fn escape_table(self) -> &'static [(u8, u8)] {
