@@ -81,6 +81,13 @@ impl Deadline {
             key: None,
         }
     }
+
+    /// Takes this deadline's entry, if any, out of the wheel.
+    fn forget(&mut self) {
+        if let Some(key) = self.key.take() {
+            wheel().lock().remove(&key);
+        }
+    }
 }
 
 impl Future for Deadline {
@@ -115,14 +122,6 @@ impl Future for Deadline {
             }
         }
         Poll::Pending
-    }
-}
-
-impl Deadline {
-    fn forget(&mut self) {
-        if let Some(key) = self.key.take() {
-            wheel().lock().remove(&key);
-        }
     }
 }
 
