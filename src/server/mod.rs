@@ -64,7 +64,7 @@ fn watch_signals(stop: Arc<AtomicBool>, wake: mpsc::UnboundedSender<i32>) -> Res
 }
 
 /// Starts a session, or turns the client away when the broker is at max_connections.
-pub(super) fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
+fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
     let _ = stream.set_nodelay(true);
     let limit = shared.config.stomp.max_connections;
     if active.fetch_add(1, Ordering::SeqCst) >= limit {
@@ -85,7 +85,7 @@ pub(super) fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<Atomi
 }
 
 /// Gives sessions a moment to write the receipts the shutdown released.
-pub(super) async fn drain_sessions(active: &AtomicUsize) {
+async fn drain_sessions(active: &AtomicUsize) {
     for _ in 0..100 {
         if active.load(Ordering::SeqCst) == 0 {
             return;
