@@ -122,6 +122,10 @@ pub struct ReplicationConfig {
     pub shutdown_on_slave_failure: bool,
     #[serde(default)]
     pub shutdown_on_master_failure: bool,
+    /// When this broker, as a slave, acknowledges a record; the master's receipts wait
+    /// for that acknowledgement.
+    #[serde(default)]
+    pub slave_ack: SlaveAck,
     /// A slave that has not acknowledged a record within this time has failed.
     #[serde(default = "defaults::ack_timeout_ms")]
     pub ack_timeout_ms: u64,
@@ -131,6 +135,22 @@ pub struct ReplicationConfig {
     /// Heart-beat intervals of silence after which the peer is declared dead.
     #[serde(default = "defaults::repl_heartbeat_misses")]
     pub heartbeat_misses: u32,
+}
+
+/// `replication.slave_ack`: what a slave's acknowledgement, and so a master's receipt,
+/// promises about the slave's copy. The master's own copy is always fsynced first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlaveAck {
+    /// The slave holds the record: it has read it and queued it, in order, ahead of
+    /// anything it does next (a promotion included), and fsyncs it within a millisecond.
+    /// A receipt then survives the loss of either machine; only losing both within that
+    /// millisecond can lose it. ActiveMQ's pure master/slave and Artemis acknowledge so.
+    #[default]
+    Received,
+    /// The slave has fsynced the record: a receipt survives both machines losing power
+    /// at once, at the cost of the slave's fsync on every receipt's path.
+    Durable,
 }
 
 /// `[[users]]`: one login/passcode pair.

@@ -248,22 +248,39 @@ fn the_old_master_rejoins_as_the_new_slave_and_catches_up() {
         "caught up by appending, not replaced:\n{}",
         old.log.text()
     );
-    // What the rejoined slave holds is what the new master holds.
+    // What the rejoined slave holds is what the new master holds; a stop writes it out.
     pair.slave
         .client()
         .send_receipted("/queue/q", "mirrored-again", true);
-    drop(old);
-    let mut verify = Process::new(common::binary());
-    let output = verify
-        .args([
-            "verify",
-            "--data-dir",
-            pair.master_site.data_dir().to_str().unwrap(),
-        ])
+    let mut old = old;
+    assert!(old.terminate().success());
+    let text = verify(&pair.master_site);
+    assert!(text.contains("queue q 22"), "{text}");
+}
+
+/// `mirrormq verify` on a site's data directory: its summary, one fact a line.
+fn verify(site: &Site) -> String {
+    let output = Process::new(common::binary())
+        .args(["verify", "--data-dir", site.data_dir().to_str().unwrap()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("queue q 22"), "{text}");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn with_slave_ack_durable_every_receipted_message_is_on_the_slaves_disk_before_its_receipt() {
+    let mut pair = Pair::start("", "slave_ack = \"durable\"");
+    let mut client = pair.master.client();
+    // One at a time, so that each record reaches the slave on its own, as the last one
+    // does under any load.
+    for i in 0..30 {
+        client.send_receipted("/queue/q", &format!("m{i}"), true);
+    }
+    // No chance for the slave to write anything after the last receipt.
+    pair.slave.kill9();
+    let text = verify(&pair.slave_site);
+    assert!(text.contains("queue q 30"), "{text}");
 }
 
 /// A store that went on alone (extra records) and a store that did not, both in epoch 1.

@@ -21,6 +21,12 @@ fn minimal_config_takes_documented_defaults_and_resolves_paths() {
     assert_eq!(config.stomp.max_frame_size, ByteSize(10 << 20));
     assert!(!config.requires_login());
     assert!(!config.replication.wait_for_slave);
+    assert_eq!(config.replication.slave_ack, SlaveAck::Received);
+    let durable = parse(&format!(
+        "{MINIMAL}[replication]\nslave_ack = \"durable\"\n"
+    ))
+    .unwrap();
+    assert_eq!(durable.replication.slave_ack, SlaveAck::Durable);
 }
 
 #[test]
@@ -56,6 +62,11 @@ fn bad_values_name_file_key_and_line() {
         (
             "[stomp]\nmax_connections = -3\n",
             "max_connections",
+            "line 5",
+        ),
+        (
+            "[replication]\nslave_ack = \"fsynced\"\n",
+            "unknown variant `fsynced`, expected `received` or `durable`",
             "line 5",
         ),
         (

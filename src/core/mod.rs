@@ -21,7 +21,7 @@ use futures::{FutureExt, StreamExt};
 use crate::broker::{Broker, Delivery, NewMessage, Op, Removal, SessionId};
 use crate::codec;
 use crate::journal::store::EpochStart;
-use crate::journal::{Entry, Event, Journal};
+use crate::journal::{Entry, Event, Journal, Pace};
 use crate::repl::message::WireRecord;
 use crate::repl::role::Event as RoleEvent;
 use crate::stomp::{Command, Frame};
@@ -74,6 +74,8 @@ pub struct Core {
     serving_alone: bool,
     /// A slave that met a record it could not apply stops mirroring for good.
     replica_failed: bool,
+    /// The journal's pace while this core mirrors a master (eager again once promoted).
+    replica_pace: Pace,
     /// Told every durable seq (a slave's link acknowledges with it).
     durable_watchers: Vec<mpsc::UnboundedSender<u64>>,
     sessions: HashMap<SessionId, SessionHandle>,
@@ -107,6 +109,7 @@ impl Core {
             role_events,
             durable_watchers: Vec::new(),
             replica_failed: false,
+            replica_pace: Pace::Eager,
             lost_slave: None,
             alone_from: None,
             serving_alone: false,
@@ -115,6 +118,13 @@ impl Core {
             memory,
             memory_waiters: Vec::new(),
         }
+    }
+
+    /// Sets the journal's pace for mirroring: relaxed when the slave acknowledges records
+    /// on receipt, as nobody then waits for its fsyncs.
+    pub fn with_replica_pace(mut self, pace: Pace) -> Core {
+        self.replica_pace = pace;
+        self
     }
 
     /// Serves requests until `Shutdown` (or until the journal fails).

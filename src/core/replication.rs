@@ -12,7 +12,7 @@ use super::Core;
 use crate::broker::Op;
 use crate::codec;
 use crate::journal::store::EpochStart;
-use crate::journal::Entry;
+use crate::journal::{Entry, Pace};
 use crate::repl::catchup::{self, MasterView};
 use crate::repl::message::{CatchUp, Position, WireRecord};
 use crate::repl::role::Event as RoleEvent;
@@ -159,6 +159,7 @@ impl Core {
 
     /// A slave applies its master's records, in order, with the master's seq and epoch.
     pub(super) fn replicate(&mut self, records: Vec<WireRecord>) {
+        self.journal.set_pace(self.replica_pace);
         for record in records {
             if self.replica_failed {
                 return;
@@ -222,6 +223,8 @@ impl Core {
         self.epochs.push(start);
         // The driver records alone_since with the new epoch.
         self.serving_alone = true;
+        // Receipts wait for this journal now.
+        self.journal.set_pace(Pace::Eager);
         self.record(Op::EpochStarted { epoch });
         let _ = reply.send(self.epochs.clone());
     }

@@ -90,7 +90,7 @@ pub enum Request {
         advertised: Option<String>,
         reply: oneshot::Sender<Result<super::replication::Attached, super::replication::Refusal>>,
     },
-    /// The slave has every record up to this seq in its journal.
+    /// The slave holds every record up to this seq (see `config::SlaveAck`).
     SlaveAck { link: u64, seq: u64 },
     /// The replication link failed (closed, silent, or acknowledgements too late).
     SlaveLost { link: u64, why: String },

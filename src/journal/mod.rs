@@ -23,7 +23,7 @@ use crossbeam_channel::TrySendError;
 
 pub use segment::Entry;
 pub use store::StoreMeta;
-pub use writer::Event;
+pub use writer::{Event, Pace};
 
 use crate::broker::Applied;
 use crate::error::{Error, Result};
@@ -160,6 +160,13 @@ impl Journal {
         }
     }
 
+    /// How eagerly the writer fsyncs (see `Pace`).
+    pub fn set_pace(&self, pace: Pace) {
+        if let Some(writer) = &self.writer {
+            writer.set_pace(pace);
+        }
+    }
+
     /// The seq of the last record written to disk.
     pub fn last_durable_seq(&self) -> u64 {
         self.last_durable_seq
@@ -249,5 +256,68 @@ impl Journal {
             }
             writer.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn persistent() -> Applied {
+        Applied {
+            durable: true,
+            added: 1,
+            removed: Vec::new(),
+            mentioned: Vec::new(),
+        }
+    }
+
+    /// A relaxed writer (a slave acknowledging on receipt) still makes every record
+    /// durable on its own, the last one included, and the store reads them all back.
+    #[test]
+    fn a_relaxed_journal_makes_every_record_durable_without_more_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, durable) = mpsc::channel();
+        let report = Box::new(move |event| {
+            let _ = events.send(event);
+        });
+        let (mut journal, recovered) =
+            Journal::open(dir.path(), 1 << 20, report, |_| Ok(persistent())).unwrap();
+        journal.set_pace(Pace::Relaxed);
+        for seq in recovered.next_seq..recovered.next_seq + 3 {
+            let payload = bytes::Bytes::from(format!("record {seq}"));
+            journal.append(
+                Entry {
+                    epoch: 1,
+                    seq,
+                    payload,
+                },
+                &persistent(),
+            );
+            assert!(journal.pump());
+            // Each record alone: the writer must not wait for a next one to sync this.
+            loop {
+                match durable.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Event::Durable(done)) if done >= seq => break,
+                    Ok(Event::Durable(_)) => {}
+                    other => panic!("record {seq} not made durable: {other:?}"),
+                }
+            }
+        }
+        journal.stopper()();
+        let mut read = Vec::new();
+        recovery::read(
+            &dir.path().join(JOURNAL_DIR),
+            recovery::Mode::ReadOnly,
+            |_, entry| {
+                read.push(entry.payload);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(read, ["record 1", "record 2", "record 3"]);
     }
 }

@@ -4,12 +4,15 @@
 //! channel, writes the batch with one `pwrite`, calls `fdatasync` once, performs the
 //! segment deletions that came with the batch, and reports the highest seq now durable.
 //! While that fsync runs the next batch queues up: that is the group commit. Never run
-//! on an executor thread. An I/O error stops the writer and is reported: a broker that
+//! on an executor thread. Its `Pace` says whether anyone waits on each fsync: eager for a
+//! master's receipts, relaxed for a slave that acknowledges records on receipt. An I/O error stops the writer and is reported: a broker that
 //! cannot write must not acknowledge anything more.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,21 @@ const LINGER: Duration = Duration::from_micros(1000);
 
 /// Longest wait for a batch to grow to its usual size (see `State::gather`).
 const COMMIT_DELAY: Duration = Duration::from_micros(150);
+
+/// At a relaxed pace, the shortest time between two fsyncs.
+const RELAXED_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Whether anyone waits for each fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Receipts (or a master's receipts, through this slave's acknowledgements) wait for
+    /// the fsync: linger for the next record, and fsync as soon as a batch is in.
+    Eager,
+    /// Nobody waits (a slave that acknowledges on receipt): sleep until work comes and
+    /// fsync at most every `RELAXED_INTERVAL`, leaving the CPU, and a disk the master may
+    /// share, to the fsyncs that receipts wait for.
+    Relaxed,
+}
 
 /// The next command: a waiting one, one that arrives within `LINGER`, or the next one
 /// after sleeping; `None` once every sender is gone.
@@ -82,6 +100,8 @@ pub struct Tail {
 /// The handle the core holds: a bounded queue into the thread.
 pub struct Writer {
     sender: Sender<Command>,
+    /// The pace, shared with the thread: true for `Pace::Relaxed`.
+    relaxed: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -92,6 +112,8 @@ impl Writer {
     /// Starts the thread; `report` is called on it for every event.
     pub fn start(tail: Tail, segment_size: u64, report: Box<dyn Fn(Event) + Send>) -> Writer {
         let (sender, receiver) = crossbeam_channel::bounded(QUEUE_DEPTH);
+        let relaxed = Arc::new(AtomicBool::new(false));
+        let pace = relaxed.clone();
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
@@ -101,6 +123,8 @@ impl Writer {
                     segment_size,
                     buffer: Vec::with_capacity(1 << 20),
                     usual_batch: 1,
+                    relaxed: pace,
+                    last_sync: Instant::now(),
                 };
                 if let Err(error) = state.run(&receiver, &*report) {
                     log::error!("journal writer stopped: {error}");
@@ -110,8 +134,14 @@ impl Writer {
             .expect("spawning the journal writer thread");
         Writer {
             sender,
+            relaxed,
             thread: Some(thread),
         }
+    }
+
+    /// Sets the pace from the next batch on.
+    pub fn set_pace(&self, pace: Pace) {
+        self.relaxed.store(pace == Pace::Relaxed, Ordering::Relaxed);
     }
 
     /// Queues a command without blocking; gives it back if the queue is full or the
@@ -144,11 +174,15 @@ struct State {
     buffer: Vec<u8>,
     /// The largest recent batch, decaying: how many senders are usually in flight.
     usual_batch: usize,
+    /// See `Writer::set_pace`.
+    relaxed: Arc<AtomicBool>,
+    /// When the last fsync returned (the relaxed pace keeps them apart).
+    last_sync: Instant,
 }
 
 impl State {
     fn run(&mut self, receiver: &Receiver<Command>, report: &dyn Fn(Event)) -> Result<()> {
-        while let Some(first) = next_command(receiver) {
+        while let Some(first) = self.next_batch_start(receiver) {
             let batch = self.gather(first, receiver);
             let mut durable_to = None;
             let mut deletions = Vec::new();
@@ -192,6 +226,19 @@ impl State {
         Ok(())
     }
 
+    /// The first command of the next batch, at the current pace. Relaxed, it waits out
+    /// `RELAXED_INTERVAL` from the last fsync, so that what arrives meanwhile joins it.
+    fn next_batch_start(&self, receiver: &Receiver<Command>) -> Option<Command> {
+        if !self.relaxed.load(Ordering::Relaxed) {
+            return next_command(receiver);
+        }
+        let first = receiver.recv().ok()?;
+        if let Some(rest) = RELAXED_INTERVAL.checked_sub(self.last_sync.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        Some(first)
+    }
+
     /// The commands to make durable together: `first`, what is waiting, and, when recent
     /// batches were bigger, what arrives within `COMMIT_DELAY` until it is as big. Eight
     /// producers each waiting for a receipt send again within microseconds of each other;
@@ -200,11 +247,17 @@ impl State {
     fn gather(&mut self, first: Command, receiver: &Receiver<Command>) -> Vec<Command> {
         let mut batch = vec![first];
         let started = Instant::now();
+        // Relaxed, the interval already gathered the batch and nobody waits for it.
+        let usual_batch = if self.relaxed.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.usual_batch
+        };
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(command) => batch.push(command),
                 Err(TryRecvError::Empty)
-                    if batch.len() < self.usual_batch && started.elapsed() < COMMIT_DELAY =>
+                    if batch.len() < usual_batch && started.elapsed() < COMMIT_DELAY =>
                 {
                     std::thread::yield_now()
                 }
@@ -235,6 +288,7 @@ impl State {
             .write_all_at(&self.buffer, self.tail.offset)
             .map_err(io)?;
         self.tail.file.sync_data().map_err(io)?;
+        self.last_sync = Instant::now();
         self.tail.offset += self.buffer.len() as u64;
         self.buffer.clear();
         if self.tail.offset > self.tail.capacity / 2 {

@@ -3,8 +3,9 @@
 //! Every message is one length-prefixed frame (`codec::write_frame`). The slave speaks
 //! first with `Hello`; until the master has checked its credentials and protocol version
 //! and answered `Welcome`, the master sends nothing from the store. Records travel in
-//! batches; the slave acknowledges cumulatively ("durable up to seq N"). Heart-beats go
-//! both ways when a side has nothing else to say. Bump `PROTOCOL_VERSION` on any change.
+//! batches; the slave acknowledges cumulatively ("I hold everything up to seq N").
+//! Heart-beats go both ways when a side has nothing else to say. Bump `PROTOCOL_VERSION`
+//! on any change.
 //!
 //! `Probe` asks "is a master listening here?" before a broker takes a role that would
 //! make two masters: a slave probes its master before promoting itself, a master probes
@@ -55,7 +56,8 @@ pub enum SlaveMessage {
         /// master probes it there before carrying on alone.
         advertised: Option<String>,
     },
-    /// Every record up to and including `seq` is in the slave's journal (fsynced).
+    /// The slave holds every record up to and including `seq`: handed to its core with
+    /// `slave_ack = "received"`, fsynced in its journal with `"durable"`.
     Ack {
         seq: u64,
     },

@@ -6,11 +6,14 @@
 //! acknowledges each durable seq back. Losing the master (closed link, silence for
 //! `heartbeat_ms × heartbeat_misses`) is reported to the role machine, which decides.
 //!
-//! Acknowledgements are on every replicated receipt's critical path, so the journal
-//! writer thread sends them itself the moment its fsync returns (`DurableHook`, installed
-//! by `mirror`), rather than waking the core to pass them on; the core's durable watch
-//! still acknowledges too (the first seq, and as a fallback), and heart-beats fill the
-//! silences. All of them go through one `AckSender`.
+//! Acknowledgements are on every replicated receipt's critical path. With `slave_ack =
+//! "received"` (the default) the link acknowledges a batch as soon as it has handed it to
+//! the core: from then on the records are ahead, in order, of anything else the core
+//! does, a promotion included, and the journal fsyncs them at its relaxed pace. With
+//! `"durable"` the journal writer thread acknowledges the moment its fsync returns
+//! (`DurableHook`, installed by `mirror`), rather than waking the core to pass it on.
+//! Either way the core's durable watch acknowledges too (the first seq, and as a
+//! fallback), and heart-beats fill the silences. All of them go through one `AckSender`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +26,7 @@ use futures::{SinkExt, StreamExt};
 use super::message::{CatchUp, MasterMessage, Position, SlaveMessage, MAX_FRAME, PROTOCOL_VERSION};
 use super::role::Event as RoleEvent;
 use crate::codec;
-use crate::config::Config;
+use crate::config::{Config, SlaveAck};
 use crate::core::Request;
 use crate::journal::store::EpochStart;
 use crate::runtime::{self, TcpStream};
@@ -186,8 +189,11 @@ pub async fn mirror(
     if requests.send(Request::WatchDurable(watcher)).await.is_err() {
         return;
     }
-    set_hook(&hook, Some(sender.clone()));
-    runtime::spawn(acknowledge(sender, durable, heartbeat));
+    let ack_on_receipt = replication.slave_ack == SlaveAck::Received;
+    if !ack_on_receipt {
+        set_hook(&hook, Some(sender.clone()));
+    }
+    runtime::spawn(acknowledge(sender.clone(), durable, heartbeat));
     // Buffered: one read takes many record batches, not two reads per frame.
     let mut reader = futures::io::BufReader::with_capacity(1 << 20, &link.stream);
     // Only a closed or silent link means the master is gone; bytes we cannot read mean it
@@ -200,8 +206,12 @@ pub async fn mirror(
         .await
         {
             Some(Ok(Some(MasterMessage::Records(records)))) => {
+                let last = records.last().map(|record| record.seq);
                 if requests.send(Request::Replicate(records)).await.is_err() {
                     break RoleEvent::MasterLost("the core stopped".into());
+                }
+                if let Some(seq) = last.filter(|_| ack_on_receipt) {
+                    sender.ack(seq);
                 }
             }
             Some(Ok(Some(MasterMessage::HeartBeat))) => {}

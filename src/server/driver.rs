@@ -11,10 +11,10 @@ use futures::{SinkExt, StreamExt};
 
 use super::store::{prepare_store, read_position, recover};
 use super::{accept, drain_sessions};
-use crate::config::{Config, Endpoint};
+use crate::config::{Config, Endpoint, SlaveAck};
 use crate::core::{Core, Exit, MemoryGauge, Request};
 use crate::error::{Error, Result};
-use crate::journal::{StoreMeta, JOURNAL_DIR};
+use crate::journal::{Pace, StoreMeta, JOURNAL_DIR};
 use crate::repl::probe::{self, Probed};
 use crate::repl::role::{self, Action, Event, Policy, Role};
 use crate::repl::{master, slave};
@@ -212,7 +212,11 @@ impl Driver {
             recovered.next_seq,
             self.memory.clone(),
             self.role_events.clone(),
-        );
+        )
+        .with_replica_pace(match self.config.replication.slave_ack {
+            SlaveAck::Received => Pace::Relaxed,
+            SlaveAck::Durable => Pace::Eager,
+        });
         self.core_task = Some(runtime::spawn(core.run(requests_rx, events_rx)).boxed());
         self.requests = Some(requests);
         Ok(())
