@@ -9,8 +9,10 @@
 # Every broker listens on 127.0.0.1 only, on free ports picked at start (a port in use is
 # refused), with its data in a fresh `mktemp -d` folder, and every broker fsyncs a
 # persistent message before its receipt (see "Method" in the generated file). Brokers run
-# one at a time: the pair, then ActiveMQ, then RabbitMQ. The script stops everything it
-# started, by the pid it recorded, on success, error or Ctrl-C, and signals nothing else.
+# one at a time: the pair as shipped, the pair with slave_ack = "durable" (only the
+# workloads that wait for each receipt), then ActiveMQ, then RabbitMQ. The script stops
+# everything it started, by the pid it recorded, on success, error or Ctrl-C, and signals
+# nothing else.
 # Progress goes to stderr.
 #
 # Needs: bash, python3, coreutils, cargo (unless MIRRORMQ is set), and root or sudo to
@@ -41,11 +43,11 @@ RMQ_BIN=/usr/lib/rabbitmq/bin
 if [ "$QUICK" = 1 ]; then
   RUNS=${BENCH_RUNS:-1}
   N_P1W1=500 N_P8W1=100 N_P1W64=2000 N_P8W64=250 MEM_COUNT=8000
-  FO_COUNT=6000 FO_KILL_AFTER=1 BENCH_TIMEOUT=300
+  FO_COUNT=30000 FO_KILL_AFTER=1 BENCH_TIMEOUT=300
 else
   RUNS=${BENCH_RUNS:-3}
   N_P1W1=10000 N_P8W1=2000 N_P1W64=20000 N_P8W64=6250 MEM_COUNT=100000
-  FO_COUNT=20000 FO_KILL_AFTER=2 BENCH_TIMEOUT=900
+  FO_COUNT=60000 FO_KILL_AFTER=2 BENCH_TIMEOUT=900
 fi
 N_CONSUME=$((8 * N_P8W64)) # the consume run drains what the p8w64 run left
 SIZE=1024
@@ -154,9 +156,10 @@ print(f"{broker} {workload} run {run}: {d['msgs_per_s']:.0f} msg/s in {d['second
 PY
 }
 
-# workloads BROKER URL LOGIN PASSCODE: every timed workload, RUNS times, fresh queues
+# workloads BROKER URL LOGIN PASSCODE [waiting]: every timed workload (or, with `waiting`,
+# only the two whose producers wait for each receipt), RUNS times, fresh queues
 workloads() {
-  local broker=$1 url=$2 login=$3 pass=$4 run q
+  local broker=$1 url=$2 login=$3 pass=$4 only=${5:-} run q
   for ((run = 1; run <= RUNS; run++)); do
     q=/queue/bench-$RUN_ID-$run
     bench "$broker-p1w1-$run" "$url" "$login" "$pass" produce --destination "$q-p1w1" \
@@ -165,6 +168,11 @@ workloads() {
     bench "$broker-p8w1-$run" "$url" "$login" "$pass" produce --destination "$q-p8w1" \
       --producers 8 --window 1 --count "$N_P8W1"
     record "$broker" p8w1 "$run" "$broker-p8w1-$run" $((8 * N_P8W1))
+    if [ "$only" = waiting ]; then
+      drain_queue "$broker-drain1-$run" "$url" "$login" "$pass" "$q-p1w1" "$N_P1W1"
+      drain_queue "$broker-drain2-$run" "$url" "$login" "$pass" "$q-p8w1" $((8 * N_P8W1))
+      continue
+    fi
     bench "$broker-p1w64-$run" "$url" "$login" "$pass" produce --destination "$q-p1w64" \
       --producers 1 --window 64 --count "$N_P1W64"
     record "$broker" p1w64 "$run" "$broker-p1w64-$run" "$N_P1W64"
@@ -176,13 +184,15 @@ workloads() {
       --consumers 1 --ack client-individual --prefetch 1000 --count "$N_CONSUME"
     record "$broker" consume "$run" "$broker-consume-$run" "$N_CONSUME"
     # drain the other queues (untimed), so no run sees messages left by an earlier one
-    bench "$broker-drain1-$run" "$url" "$login" "$pass" consume --destination "$q-p1w1" \
-      --ack auto --prefetch 1000 --count "$N_P1W1"
-    bench "$broker-drain2-$run" "$url" "$login" "$pass" consume --destination "$q-p8w1" \
-      --ack auto --prefetch 1000 --count $((8 * N_P8W1))
-    bench "$broker-drain3-$run" "$url" "$login" "$pass" consume --destination "$q-p1w64" \
-      --ack auto --prefetch 1000 --count "$N_P1W64"
+    drain_queue "$broker-drain1-$run" "$url" "$login" "$pass" "$q-p1w1" "$N_P1W1"
+    drain_queue "$broker-drain2-$run" "$url" "$login" "$pass" "$q-p8w1" $((8 * N_P8W1))
+    drain_queue "$broker-drain3-$run" "$url" "$login" "$pass" "$q-p1w64" "$N_P1W64"
   done
+}
+
+# drain_queue TAG URL LOGIN PASSCODE QUEUE COUNT: consumes COUNT messages, untimed
+drain_queue() {
+  bench "$1" "$2" "$3" "$4" consume --destination "$5" --ack auto --prefetch 1000 --count "$6"
 }
 
 # memory BROKER URL LOGIN PASSCODE NAME=PID...: RSS before and after queueing MEM_COUNT
@@ -204,25 +214,29 @@ memory() {
 }
 
 # ---------------------------------------------------------------- 1. the mirrormq pair
-run_pair() {
-  local dir=$TMP/mirrormq m_stomp m_repl s_stomp s_repl
+# start_pair DIR SLAVE_ACK: a master and its slave in DIR, in sync; sets PAIR_MASTER,
+# PAIR_SLAVE, PAIR_URL and PAIR_SLAVE_PORT (the slave's client port)
+start_pair() {
+  local dir=$1 slave_ack=$2 m_stomp m_repl s_stomp s_repl
   mkdir -p "$dir"
   read -r m_stomp m_repl s_stomp s_repl <<<"$(free_ports 4)"
   refuse_used "$m_stomp" "$m_repl" "$s_stomp" "$s_repl"
   # The semantics of configs/master.toml and configs/slave.toml: every receipt after the
-  # record is fdatasynced in the master's journal and, while the slave is in sync, in the
-  # slave's; the slave takes over on the master's death (shutdown_on_master_failure=false).
+  # record is fdatasynced in the master's journal and, while the slave is in sync, held by
+  # the slave (slave_ack); the slave takes over on the master's death
+  # (shutdown_on_master_failure=false).
   local broker_common='max_redeliveries = 6
 max_memory = "512MiB"
 segment_size = "32MiB"
 lock_retry_ms = 1000
 status_interval_ms = 10000'
-  local repl_common='wait_for_slave = false
+  local repl_common="wait_for_slave = false
 shutdown_on_slave_failure = false
 shutdown_on_master_failure = false
+slave_ack = \"$slave_ack\"
 ack_timeout_ms = 2000
 heartbeat_ms = 200
-heartbeat_misses = 3'
+heartbeat_misses = 3"
   cat >"$dir/master.toml" <<EOF
 # written by scripts/bench-peers.sh (as configs/master.toml, on free ports)
 [broker]
@@ -270,17 +284,28 @@ EOF
   register pair-slave "$slave" "$dir/slave.toml" 15
   wait_log "$dir/master.log" "slave in sync" "$master" 30
   wait_log "$dir/slave.log" "-> slave-mirroring" "$slave" 30
-  log "mirrormq pair: master pid $master (127.0.0.1:$m_stomp), slave pid $slave (127.0.0.1:$s_stomp), in sync"
+  log "mirrormq pair (slave_ack = $slave_ack): master pid $master (127.0.0.1:$m_stomp), slave pid $slave (127.0.0.1:$s_stomp), in sync"
+  PAIR_MASTER=$master PAIR_SLAVE=$slave PAIR_SLAVE_PORT=$s_stomp
+  PAIR_URL="failover:(tcp://127.0.0.1:$m_stomp,tcp://127.0.0.1:$s_stomp)?randomize=false"
+}
 
-  local url="failover:(tcp://127.0.0.1:$m_stomp,tcp://127.0.0.1:$s_stomp)?randomize=false"
+# every figure must be the pair's, not a master that lost its slave and went on alone
+check_still_pair() {
+  ! grep -F "role: master-with-slave ->" "$1/master.log" >&2 ||
+    die "the master lost its slave during the runs (see $1/master.log); the figures are not the pair's"
+}
+
+# The pair as shipped (slave_ack = "received"): every workload, memory, failover.
+run_pair() {
+  local dir=$TMP/mirrormq
+  start_pair "$dir" received
+  local master=$PAIR_MASTER slave=$PAIR_SLAVE s_stomp=$PAIR_SLAVE_PORT url=$PAIR_URL
   workloads mirrormq "$url" admin admin
   memory mirrormq "$url" admin admin "mirrormq master=$master" "mirrormq slave=$slave"
   bench mirrormq-memory-drain "$url" admin admin consume --destination "/queue/bench-$RUN_ID-memory" \
     --ack auto --prefetch 1000 --count $((MEM_COUNT / 8 * 8))
 
-  # Every figure above must be the pair's, not a master that lost its slave and went on alone.
-  ! grep -F "role: master-with-slave ->" "$dir/master.log" >&2 ||
-    die "the master lost its slave during the runs (see $dir/master.log); the figures are not the pair's"
+  check_still_pair "$dir"
 
   # Failover: one producer waiting for each receipt; kill -9 of the master mid-run. The
   # send in flight at the kill waits for the slave: its receipt latency, the run's max,
@@ -315,6 +340,16 @@ EOF
   FO_CONSUMED=$(python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]["messages"])' "$TMP/runs/mirrormq-failover-drain.json")
   grep -qF -- "-> master" "$dir/slave.log" || die "the slave's log has no promotion"
   log "failover: slave's client port open $FO_PORT_MS ms after the kill; $FO_CONSUMED/$FO_COUNT receipted messages consumed from it"
+  stop_group pair-
+}
+
+# The pair with slave_ack = "durable" (the slave fsyncs before it acknowledges): the two
+# workloads whose producers wait for each receipt, where that fsync is on the path.
+run_pair_durable() {
+  local dir=$TMP/mirrormq-durable
+  start_pair "$dir" durable
+  workloads mirrormq-durable "$PAIR_URL" admin admin waiting
+  check_still_pair "$dir"
   stop_group pair-
 }
 
@@ -456,6 +491,7 @@ EOF
 
 FO_PORT_MS="" FO_CONSUMED="" RMQ_CHECK=""
 run_pair
+run_pair_durable
 run_activemq
 run_rabbitmq
 ELAPSED_S=$(($(date +%s) - STARTED_S))
@@ -549,12 +585,24 @@ for key, label, target in workloads:
     w(f"| {label} | {rate_cell('mirrormq', key)} | {rate_cell('activemq', key)} | "
       f"{rate_cell('rabbitmq', key)} | {ratio:.2f}× | ≥ {target:g}× | {met} |")
 w("")
+w("**The pair with `slave_ack = \"durable\"`**, where the slave also fsyncs before it")
+w("acknowledges, so every receipt waits for two fsyncs; with both journals on one disk they")
+w("queue behind each other. Same runs, the workloads whose producers wait for each receipt:")
+w("")
+w("| workload | mirrormq pair, durable | best peer | pair, durable / best peer |")
+w("|---|---|---|---|")
+for key, label, _ in workloads[:2]:
+    pair = med([r["rate"] for r in rows[("mirrormq-durable", key)]])
+    best = max(med([r["rate"] for r in rows[(p, key)]]) for p in peers)
+    w(f"| {label} | {rate_cell('mirrormq-durable', key)} | {best:,.0f} | {pair / best:.2f}× |")
+w("")
 w("Receipt latency of the produce runs, ms (medians of the runs' p50 / p99 / max):")
 w("")
-w("| workload | mirrormq pair | ActiveMQ | RabbitMQ |")
-w("|---|---|---|---|")
+w("| workload | mirrormq pair | pair, durable | ActiveMQ | RabbitMQ |")
+w("|---|---|---|---|---|")
 for key, label, _ in workloads[:4]:
-    w(f"| {label} | {lat_cell('mirrormq', key)} | {lat_cell('activemq', key)} | {lat_cell('rabbitmq', key)} |")
+    w(f"| {label} | {lat_cell('mirrormq', key)} | {lat_cell('mirrormq-durable', key)} | "
+      f"{lat_cell('activemq', key)} | {lat_cell('rabbitmq', key)} |")
 w("")
 w("## Failover of the pair")
 w("")
@@ -601,7 +649,9 @@ w("- **mirrormq pair:** a master and a slave from configs written like")
 w("  `configs/master.toml` and `configs/slave.toml` (free ports, data in the temp folder), both")
 w("  journals on the same disk. A RECEIPT is sent once the record is `fdatasync`ed in the")
 w("  master's journal and, the slave being in sync (the script waits for the master's")
-w("  `slave in sync`), written and fsynced in the slave's journal too. Clients use")
+w("  `slave in sync`), held by the slave: with the shipped `slave_ack = \"received\"` the")
+w("  slave has it in memory, in order, and fsyncs it within 1 ms; with `\"durable\"` (its own")
+w("  pair, started after the first is stopped) the slave has fsynced it. Clients use")
 w("  `failover:(tcp://127.0.0.1:MASTER,tcp://127.0.0.1:SLAVE)?randomize=false`.")
 w("- **ActiveMQ:** one broker, a STOMP connector on 127.0.0.1, KahaDB with")
 w(f"  `journalDiskSyncStrategy=\"always\"` (each store is fsynced before the RECEIPT), heap")
