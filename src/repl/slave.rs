@@ -3,7 +3,7 @@
 //! `connect` dials the master, says Hello with this store's position and credentials, and
 //! returns the Welcome (or why it was refused). `mirror` then feeds the master's records
 //! to the core, which journals and applies them exactly as recovery would, and
-//! acknowledges each durable seq back. Losing the master (closed link, silence for
+//! acknowledges back the last seq it holds. Losing the master (closed link, silence for
 //! `heartbeat_ms × heartbeat_misses`) is reported to the role machine, which decides.
 //!
 //! Acknowledgements are on every replicated receipt's critical path. With `slave_ack =
