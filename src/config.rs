@@ -142,10 +142,12 @@ pub struct ReplicationConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlaveAck {
-    /// The slave holds the record: it has read it and queued it, in order, ahead of
-    /// anything it does next (a promotion included), and fsyncs it within a millisecond.
-    /// A receipt then survives the loss of either machine; only losing both within that
-    /// millisecond can lose it. ActiveMQ's pure master/slave and Artemis acknowledge so.
+    /// The slave holds the record: its core has applied it, ahead of anything it does
+    /// next (a promotion included), and handed it to its journal, which fsyncs it in its
+    /// next group commit (at most one per millisecond) and never lags more than 8,192
+    /// acknowledged records. A receipt then survives the loss of either machine; only
+    /// losing both before the slave's fsync can lose it. ActiveMQ's pure master/slave and
+    /// Artemis acknowledge so.
     #[default]
     Received,
     /// The slave has fsynced the record: a receipt survives both machines losing power

@@ -3,11 +3,17 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command as Process;
 use std::time::Duration;
 
 use common::client::Got;
 use common::{master_replication, slave_replication, Broker, Pair, Site, PATIENCE};
+use mirrormq::broker::{Destination, NewMessage, Op};
+use mirrormq::codec;
+use mirrormq::journal::store::EpochStart;
+use mirrormq::repl::message::{CatchUp, MasterMessage, SlaveMessage, WireRecord};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -413,5 +419,106 @@ fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong
             }) => assert!(reason.contains(expected), "{reason}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+}
+
+/// One frame of the replication wire: a u32 little-endian length, then the message.
+fn send_master_message(link: &mut TcpStream, message: &MasterMessage) {
+    let payload = codec::encode(message).unwrap();
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    link.write_all(&frame).unwrap();
+}
+
+/// The slave's next message, or `None` once it has closed the link.
+fn read_slave_message(link: &mut TcpStream) -> Option<SlaveMessage> {
+    link.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut length = [0u8; 4];
+    link.read_exact(&mut length).ok()?;
+    let mut payload = vec![0u8; u32::from_le_bytes(length) as usize];
+    link.read_exact(&mut payload).ok()?;
+    Some(codec::decode(&payload).expect("the slave speaks the protocol"))
+}
+
+/// A record a slave can apply: a persistent message for /queue/q.
+fn good_record(seq: u64) -> WireRecord {
+    let op = Op::Send(NewMessage {
+        destination: Destination::Queue("q".into()),
+        headers: Vec::new(),
+        body: format!("m{seq}").into(),
+        persistent: true,
+    });
+    WireRecord {
+        epoch: 1,
+        seq,
+        payload: codec::encode(&op).unwrap().into(),
+    }
+}
+
+/// An acknowledgement past a record the slave could not apply would let the master
+/// release receipts for records the slave does not hold; with either `slave_ack`, the
+/// slave acknowledges up to the record before it, never further, and stops.
+#[test]
+fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
+    for slave_ack in ["received", "durable"] {
+        let master = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = master.local_addr().unwrap().port();
+        let site = Site::new();
+        let config = site.write_config_on_port(
+            common::free_port(),
+            &slave_replication(port, &format!("slave_ack = \"{slave_ack}\"")),
+        );
+        let mut slave = Broker::spawn(&config);
+        let (mut link, _) = master.accept().unwrap();
+        assert!(matches!(
+            read_slave_message(&mut link),
+            Some(SlaveMessage::Hello { .. })
+        ));
+        let welcome = MasterMessage::Welcome {
+            store_id: "a-fake-master".into(),
+            epochs: vec![EpochStart {
+                epoch: 1,
+                first_seq: 1,
+            }],
+            catch_up: CatchUp::Append { from: 1 },
+            in_sync_at: 0,
+        };
+        send_master_message(&mut link, &welcome);
+        send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
+        let acked_up_to = |link: &mut TcpStream, until: Option<u64>| {
+            let mut highest = 0;
+            while let Some(message) = read_slave_message(link) {
+                if let SlaveMessage::Ack { seq } = message {
+                    highest = highest.max(seq);
+                    if Some(highest) == until {
+                        break;
+                    }
+                }
+            }
+            highest
+        };
+        assert_eq!(acked_up_to(&mut link, Some(1)), 1, "{slave_ack}");
+        let unreadable = WireRecord {
+            epoch: 1,
+            seq: 2,
+            payload: bytes::Bytes::from_static(b"not an op"),
+        };
+        send_master_message(&mut link, &MasterMessage::Records(vec![unreadable]));
+        send_master_message(&mut link, &MasterMessage::Records(vec![good_record(3)]));
+        // Everything the slave says until it hangs up.
+        assert_eq!(
+            acked_up_to(&mut link, None),
+            0,
+            "{slave_ack}: acked past seq 1"
+        );
+        assert_eq!(
+            slave.wait().code(),
+            Some(mirrormq::repl::role::EXIT_REFUSED),
+            "{slave_ack}"
+        );
+        assert!(
+            slave.log.text().contains("seq 2 does not decode"),
+            "{slave_ack}"
+        );
     }
 }

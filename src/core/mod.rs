@@ -20,10 +20,12 @@ use futures::{FutureExt, StreamExt};
 
 use crate::broker::{Broker, Delivery, NewMessage, Op, Removal, SessionId};
 use crate::codec;
+use crate::config::SlaveAck;
 use crate::journal::store::EpochStart;
 use crate::journal::{Entry, Event, Journal, Pace};
 use crate::repl::message::WireRecord;
 use crate::repl::role::Event as RoleEvent;
+use crate::repl::slave::AckHook;
 use crate::stomp::{Command, Frame};
 use memory::cost;
 pub use memory::MemoryGauge;
@@ -76,6 +78,8 @@ pub struct Core {
     replica_failed: bool,
     /// The journal's pace while this core mirrors a master (eager again once promoted).
     replica_pace: Pace,
+    /// With `slave_ack = "received"`: the link's hook, told each seq this slave holds.
+    held_acks: Option<AckHook>,
     /// Told every durable seq (a slave's link acknowledges with it).
     durable_watchers: Vec<mpsc::UnboundedSender<u64>>,
     sessions: HashMap<SessionId, SessionHandle>,
@@ -110,6 +114,7 @@ impl Core {
             durable_watchers: Vec::new(),
             replica_failed: false,
             replica_pace: Pace::Eager,
+            held_acks: None,
             lost_slave: None,
             alone_from: None,
             serving_alone: false,
@@ -120,10 +125,15 @@ impl Core {
         }
     }
 
-    /// Sets the journal's pace for mirroring: relaxed when the slave acknowledges records
-    /// on receipt, as nobody then waits for its fsyncs.
-    pub fn with_replica_pace(mut self, pace: Pace) -> Core {
-        self.replica_pace = pace;
+    /// How this core acknowledges its master's records while it mirrors. With
+    /// `"received"` it tells `hook` what it holds (`acknowledge_held`), and its journal
+    /// runs at a relaxed pace, as nobody waits for those fsyncs; with `"durable"` the
+    /// journal writer tells the hook itself after each fsync.
+    pub fn with_slave_ack(mut self, slave_ack: SlaveAck, hook: AckHook) -> Core {
+        (self.replica_pace, self.held_acks) = match slave_ack {
+            SlaveAck::Received => (Pace::Relaxed, Some(hook)),
+            SlaveAck::Durable => (Pace::Eager, None),
+        };
         self
     }
 
@@ -479,6 +489,8 @@ impl Core {
 
     fn durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq);
+        // Acknowledgements held back by the disk may go now.
+        self.acknowledge_held();
         self.durable_watchers
             .retain(|watcher| watcher.unbounded_send(self.durable_seq).is_ok());
         self.complete_attach();

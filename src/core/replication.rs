@@ -17,6 +17,12 @@ use crate::repl::catchup::{self, MasterView};
 use crate::repl::message::{CatchUp, Position, WireRecord};
 use crate::repl::role::Event as RoleEvent;
 
+/// With `slave_ack = "received"`, how many records a slave may acknowledge beyond what its
+/// own disk holds: as many as its journal writer's queue. A slave whose disk falls further
+/// behind holds its acknowledgements back, so the master's flow control, and in the end
+/// its `ack_timeout_ms`, see a slow disk rather than a slave piling up records.
+const MAX_ACKED_AHEAD_OF_DISK: u64 = 8192;
+
 /// Why a slave was refused, and whether trying again later can succeed.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -199,6 +205,22 @@ impl Core {
                 payload: record.payload,
             };
             self.append(entry, &op);
+        }
+        self.acknowledge_held();
+    }
+
+    /// With `slave_ack = "received"`, tells the link the last seq this slave holds:
+    /// applied here, so ahead of anything the core does next (a promotion included), and
+    /// handed to the journal, which a stop drains. Never past a record that failed to
+    /// apply (`replicate` applies nothing after one), nor `MAX_ACKED_AHEAD_OF_DISK` past
+    /// the disk.
+    pub(super) fn acknowledge_held(&self) {
+        let Some(hook) = &self.held_acks else {
+            return;
+        };
+        let held = (self.next_seq - 1).min(self.durable_seq + MAX_ACKED_AHEAD_OF_DISK);
+        if let Some(ack) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            ack(held);
         }
     }
 

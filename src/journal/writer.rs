@@ -233,8 +233,11 @@ impl State {
             return next_command(receiver);
         }
         let first = receiver.recv().ok()?;
-        if let Some(rest) = RELAXED_INTERVAL.checked_sub(self.last_sync.elapsed()) {
-            std::thread::sleep(rest);
+        // A promotion may have come while we slept: its records are waited for.
+        if self.relaxed.load(Ordering::Relaxed) {
+            if let Some(rest) = RELAXED_INTERVAL.checked_sub(self.last_sync.elapsed()) {
+                std::thread::sleep(rest);
+            }
         }
         Some(first)
     }
@@ -247,12 +250,10 @@ impl State {
     fn gather(&mut self, first: Command, receiver: &Receiver<Command>) -> Vec<Command> {
         let mut batch = vec![first];
         let started = Instant::now();
-        // Relaxed, the interval already gathered the batch and nobody waits for it.
-        let usual_batch = if self.relaxed.load(Ordering::Relaxed) {
-            1
-        } else {
-            self.usual_batch
-        };
+        // Relaxed, the interval already gathered the batch and nobody waits for it; nor
+        // do its batches say how many senders a master will have in flight.
+        let relaxed = self.relaxed.load(Ordering::Relaxed);
+        let usual_batch = if relaxed { 1 } else { self.usual_batch };
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(command) => batch.push(command),
@@ -264,7 +265,9 @@ impl State {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        self.usual_batch = next_usual_batch(self.usual_batch, batch.len());
+        if !relaxed {
+            self.usual_batch = next_usual_batch(self.usual_batch, batch.len());
+        }
         batch
     }
 

@@ -6,17 +6,16 @@
 //! acknowledges back the last seq it holds. Losing the master (closed link, silence for
 //! `heartbeat_ms × heartbeat_misses`) is reported to the role machine, which decides.
 //!
-//! Acknowledgements are on every replicated receipt's critical path. With `slave_ack =
-//! "received"` (the default) the link acknowledges a batch as soon as it has handed it to
-//! the core: from then on the records are ahead, in order, of anything else the core
-//! does, a promotion included, and the journal fsyncs them at its relaxed pace. With
-//! `"durable"` the journal writer thread acknowledges the moment its fsync returns
-//! (`DurableHook`, installed by `mirror`), rather than waking the core to pass it on.
-//! Either way the core's durable watch acknowledges too (the first seq, and as a
-//! fallback), and heart-beats fill the silences. All of them go through one `AckSender`.
+//! Acknowledgements are on every replicated receipt's critical path, so whoever learns
+//! first that a seq may be acknowledged writes the `Ack` itself, through the `AckHook`
+//! that `mirror` installs: with `slave_ack = "received"` (the default) the core, right
+//! after it has applied a batch (see `Core::acknowledge_held`); with `"durable"` the
+//! journal writer thread, the moment its fsync returns. Either way the core's durable
+//! watch acknowledges too (the first seq, and as a fallback), and heart-beats fill the
+//! silences. All of them go through one `AckSender`.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,13 +25,15 @@ use futures::{SinkExt, StreamExt};
 use super::message::{CatchUp, MasterMessage, Position, SlaveMessage, MAX_FRAME, PROTOCOL_VERSION};
 use super::role::Event as RoleEvent;
 use crate::codec;
-use crate::config::{Config, SlaveAck};
+use crate::config::Config;
 use crate::core::Request;
 use crate::journal::store::EpochStart;
 use crate::runtime::{self, TcpStream};
 
-/// Called with each durable seq on the journal writer thread (see `server::recover`).
-pub type DurableHook = Arc<Mutex<Option<Box<dyn Fn(u64) + Send>>>>;
+/// Where a slave's link takes the seqs it may acknowledge: from the core (`slave_ack =
+/// "received"`) or from the journal writer thread (`"durable"`, see `server::recover`).
+/// Empty while no link mirrors.
+pub type AckHook = Arc<Mutex<Option<Box<dyn Fn(u64) + Send>>>>;
 
 /// The slave's one writer on the link: whole small frames, under one lock, on the
 /// socket's non-blocking handle. A write that would block means the master stopped
@@ -41,6 +42,8 @@ struct AckSender {
     stream: Mutex<std::net::TcpStream>,
     /// The highest seq acknowledged: the hook and the durable watch both report each seq.
     acked: AtomicU64,
+    /// A write failed and the link is shut: nothing more is written (or warned about).
+    closed: AtomicBool,
 }
 
 impl AckSender {
@@ -48,6 +51,7 @@ impl AckSender {
         AckSender {
             stream: Mutex::new(stream),
             acked: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -55,23 +59,27 @@ impl AckSender {
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         // Under the lock, so acknowledgements leave in increasing order.
         if self.acked.fetch_max(seq, Ordering::SeqCst) < seq || seq == 0 {
-            send(&mut stream, &SlaveMessage::Ack { seq });
+            self.send(&mut stream, &SlaveMessage::Ack { seq });
         }
     }
 
     fn heartbeat(&self) {
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        send(&mut stream, &SlaveMessage::HeartBeat);
+        self.send(&mut stream, &SlaveMessage::HeartBeat);
     }
-}
 
-fn send(stream: &mut std::net::TcpStream, message: &SlaveMessage) {
-    let written = codec::frame(message)
-        .map_err(|e| e.to_string())
-        .and_then(|frame| stream.write_all(&frame).map_err(|e| e.to_string()));
-    if let Err(why) = written {
-        log::warn!("replication: cannot write to the master ({why}); closing the link");
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+    fn send(&self, stream: &mut std::net::TcpStream, message: &SlaveMessage) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let written = codec::frame(message)
+            .map_err(|e| e.to_string())
+            .and_then(|frame| stream.write_all(&frame).map_err(|e| e.to_string()));
+        if let Err(why) = written {
+            log::warn!("replication: cannot write to the master ({why}); closing the link");
+            self.closed.store(true, Ordering::SeqCst);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -172,7 +180,7 @@ pub async fn mirror(
     config: Arc<Config>,
     mut requests: mpsc::Sender<Request>,
     events: mpsc::UnboundedSender<RoleEvent>,
-    hook: DurableHook,
+    hook: AckHook,
 ) {
     let replication = &config.replication;
     let silence =
@@ -189,11 +197,8 @@ pub async fn mirror(
     if requests.send(Request::WatchDurable(watcher)).await.is_err() {
         return;
     }
-    let ack_on_receipt = replication.slave_ack == SlaveAck::Received;
-    if !ack_on_receipt {
-        set_hook(&hook, Some(sender.clone()));
-    }
-    runtime::spawn(acknowledge(sender.clone(), durable, heartbeat));
+    set_hook(&hook, Some(sender.clone()));
+    runtime::spawn(acknowledge(sender, durable, heartbeat));
     // Buffered: one read takes many record batches, not two reads per frame.
     let mut reader = futures::io::BufReader::with_capacity(1 << 20, &link.stream);
     // Only a closed or silent link means the master is gone; bytes we cannot read mean it
@@ -206,12 +211,8 @@ pub async fn mirror(
         .await
         {
             Some(Ok(Some(MasterMessage::Records(records)))) => {
-                let last = records.last().map(|record| record.seq);
                 if requests.send(Request::Replicate(records)).await.is_err() {
                     break RoleEvent::MasterLost("the core stopped".into());
-                }
-                if let Some(seq) = last.filter(|_| ack_on_receipt) {
-                    sender.ack(seq);
                 }
             }
             Some(Ok(Some(MasterMessage::HeartBeat))) => {}
@@ -243,7 +244,7 @@ pub async fn mirror(
     let _ = events.unbounded_send(event);
 }
 
-fn set_hook(hook: &DurableHook, sender: Option<Arc<AckSender>>) {
+fn set_hook(hook: &AckHook, sender: Option<Arc<AckSender>>) {
     let call = sender.map(|s| Box::new(move |seq| s.ack(seq)) as Box<dyn Fn(u64) + Send>);
     *hook.lock().unwrap_or_else(|p| p.into_inner()) = call;
 }

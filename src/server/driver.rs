@@ -11,10 +11,10 @@ use futures::{SinkExt, StreamExt};
 
 use super::store::{prepare_store, read_position, recover};
 use super::{accept, drain_sessions};
-use crate::config::{Config, Endpoint, SlaveAck};
+use crate::config::{Config, Endpoint};
 use crate::core::{Core, Exit, MemoryGauge, Request};
 use crate::error::{Error, Result};
-use crate::journal::{Pace, StoreMeta, JOURNAL_DIR};
+use crate::journal::{StoreMeta, JOURNAL_DIR};
 use crate::repl::probe::{self, Probed};
 use crate::repl::role::{self, Action, Event, Policy, Role};
 use crate::repl::{master, slave};
@@ -49,8 +49,9 @@ pub(super) struct Driver {
     memory: MemoryGauge,
     listeners: Vec<runtime::JoinHandle<()>>,
     active: Arc<AtomicUsize>,
-    /// Where a slave's link hooks into the journal writer's durability reports.
-    durable_hook: slave::DurableHook,
+    /// Where a slave's link takes the seqs it may acknowledge (from the core or the
+    /// journal writer, as `slave_ack` says).
+    ack_hook: slave::AckHook,
 }
 
 impl Driver {
@@ -75,7 +76,7 @@ impl Driver {
             core_task: None,
             listeners: Vec::new(),
             active: Arc::new(AtomicUsize::new(0)),
-            durable_hook: slave::DurableHook::default(),
+            ack_hook: slave::AckHook::default(),
         }
     }
 
@@ -183,8 +184,7 @@ impl Driver {
 
     fn start_core(&mut self) -> Result<()> {
         let (events_tx, events_rx) = mpsc::unbounded();
-        let (broker, journal, recovered) =
-            recover(&self.config, events_tx, self.durable_hook.clone())?;
+        let (broker, journal, recovered) = recover(&self.config, events_tx, self.ack_hook.clone())?;
         log::info!(
             "broker '{}' ({}): data dir {}, store {}{}; recovered epoch {}, {} records in {} segments, next seq {}, {} messages in {} queues",
             self.config.broker.name,
@@ -213,10 +213,7 @@ impl Driver {
             self.memory.clone(),
             self.role_events.clone(),
         )
-        .with_replica_pace(match self.config.replication.slave_ack {
-            SlaveAck::Received => Pace::Relaxed,
-            SlaveAck::Durable => Pace::Eager,
-        });
+        .with_slave_ack(self.config.replication.slave_ack, self.ack_hook.clone());
         self.core_task = Some(runtime::spawn(core.run(requests_rx, events_rx)).boxed());
         self.requests = Some(requests);
         Ok(())
@@ -361,7 +358,7 @@ impl Driver {
             self.config.clone(),
             requests,
             self.role_events.clone(),
-            self.durable_hook.clone(),
+            self.ack_hook.clone(),
         ));
         Ok(None)
     }

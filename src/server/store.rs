@@ -5,7 +5,7 @@ use futures::channel::mpsc;
 
 use crate::broker::{Broker, Op};
 use crate::codec;
-use crate::config::Config;
+use crate::config::{Config, SlaveAck};
 use crate::error::{Error, Result};
 use crate::journal::recovery::{self, Mode};
 use crate::journal::{segment, Journal, Recovered, StoreMeta, JOURNAL_DIR};
@@ -13,18 +13,21 @@ use crate::repl::message::{CatchUp, Position};
 use crate::repl::slave;
 
 /// Replays the journal into a new broker and opens the journal for appending. The
-/// journal writer reports to `events`, and each durable seq to `hook` first (a slave's
-/// acknowledgements, see `repl::slave`).
+/// journal writer reports to `events`, and, with `slave_ack = "durable"`, each durable seq
+/// to `hook` first (a slave's acknowledgements, see `repl::slave`).
 pub fn recover(
     config: &Config,
     events: mpsc::UnboundedSender<crate::journal::Event>,
-    hook: slave::DurableHook,
+    hook: slave::AckHook,
 ) -> Result<(Broker, Journal, Recovered)> {
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
+    let ack_when_durable = config.replication.slave_ack == SlaveAck::Durable;
     let report = Box::new(move |event: crate::journal::Event| {
         if let crate::journal::Event::Durable(seq) = event {
-            if let Some(call) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                call(seq);
+            if ack_when_durable {
+                if let Some(ack) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    ack(seq);
+                }
             }
         }
         let _ = events.unbounded_send(event);
