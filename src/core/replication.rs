@@ -23,6 +23,11 @@ use crate::repl::role::Event as RoleEvent;
 /// its `ack_timeout_ms`, see a slow disk rather than a slave piling up records.
 const MAX_ACKED_AHEAD_OF_DISK: u64 = 8192;
 
+/// The last seq a slave holds and may acknowledge: what it applied, bounded by its disk.
+fn held(next_seq: u64, durable_seq: u64) -> u64 {
+    (next_seq - 1).min(durable_seq.saturating_add(MAX_ACKED_AHEAD_OF_DISK))
+}
+
 /// Why a slave was refused, and whether trying again later can succeed.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -177,6 +182,9 @@ impl Core {
                     "record seq {} out of order (expected at least {})",
                     record.seq, self.next_seq
                 ))
+            } else if record.seq == u64::MAX {
+                // No seq may follow it; recovery refuses it too.
+                Err(format!("record seq {} is out of range", record.seq))
             } else {
                 codec::decode(&record.payload)
                     .map_err(|e| format!("record seq {} does not decode: {e}", record.seq))
@@ -218,9 +226,8 @@ impl Core {
         let Some(hook) = &self.held_acks else {
             return;
         };
-        let held = (self.next_seq - 1).min(self.durable_seq + MAX_ACKED_AHEAD_OF_DISK);
         if let Some(ack) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            ack(held);
+            ack(held(self.next_seq, self.durable_seq));
         }
     }
 
@@ -249,5 +256,89 @@ impl Core {
         self.journal.set_pace(Pace::Eager);
         self.record(Op::EpochStarted { epoch });
         let _ = reply.send(self.epochs.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::broker::{Broker, Destination, NewMessage};
+    use crate::config::SlaveAck;
+    use crate::core::MemoryGauge;
+    use crate::journal::Journal;
+    use crate::repl::slave::AckHook;
+
+    fn good(seq: u64) -> WireRecord {
+        let op = Op::Send(NewMessage {
+            destination: Destination::Queue("q".into()),
+            headers: Vec::new(),
+            body: "m".into(),
+            persistent: true,
+        });
+        WireRecord {
+            epoch: 1,
+            seq,
+            payload: codec::encode(&op).unwrap().into(),
+        }
+    }
+
+    /// A slave's core on a new store, and every seq it acknowledges through its hook.
+    fn slave_core(slave_ack: SlaveAck, dir: &std::path::Path) -> (Core, Arc<Mutex<Vec<u64>>>) {
+        let (journal, recovered) = Journal::open(dir, 1 << 20, Box::new(|_| {}), |_| {
+            unreachable!("a new store has no records")
+        })
+        .unwrap();
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let seen = acks.clone();
+        let hook: AckHook = Arc::new(Mutex::new(Some(Box::new(move |seq| {
+            seen.lock().unwrap().push(seq)
+        }))));
+        let core = Core::new(
+            Broker::new(6, 0),
+            journal,
+            recovered.next_seq,
+            MemoryGauge::new(1 << 30),
+            mpsc::unbounded().0,
+        )
+        .with_slave_ack(slave_ack, hook);
+        (core, acks)
+    }
+
+    #[test]
+    fn received_acknowledges_what_was_applied_before_the_disk_has_it_and_never_past_a_bad_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut core, acks) = slave_core(SlaveAck::Received, dir.path());
+        core.replicate(vec![good(1), good(2)]);
+        // No durable report has come in: the journal writer never ran a turn of the core.
+        assert_eq!(*acks.lock().unwrap(), [2]);
+        let unreadable = WireRecord {
+            epoch: 1,
+            seq: 4,
+            payload: bytes::Bytes::from_static(b"not an op"),
+        };
+        core.replicate(vec![good(3), unreadable, good(5)]);
+        core.replicate(vec![good(6)]);
+        core.durable(6);
+        assert!(acks.lock().unwrap().iter().all(|&seq| seq <= 3), "{acks:?}");
+        core.journal.stopper()();
+    }
+
+    #[test]
+    fn durable_leaves_acknowledging_to_the_journal_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut core, acks) = slave_core(SlaveAck::Durable, dir.path());
+        core.replicate(vec![good(1), good(2)]);
+        core.durable(2);
+        assert!(acks.lock().unwrap().is_empty());
+        core.journal.stopper()();
+    }
+
+    #[test]
+    fn a_slave_acknowledges_at_most_a_writer_queue_past_its_disk() {
+        assert_eq!(held(21, 0), 20);
+        assert_eq!(held(20_000, 100), 100 + MAX_ACKED_AHEAD_OF_DISK);
+        assert_eq!(held(u64::MAX, u64::MAX - 3), u64::MAX - 1);
     }
 }
