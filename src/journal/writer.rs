@@ -5,8 +5,9 @@
 //! segment deletions that came with the batch, and reports the highest seq now durable.
 //! While that fsync runs the next batch queues up: that is the group commit. Never run
 //! on an executor thread. Its `Pace` says whether anyone waits on each fsync: eager for a
-//! master's receipts, relaxed for a slave that acknowledges records on receipt. An I/O error stops the writer and is reported: a broker that
-//! cannot write must not acknowledge anything more.
+//! master's receipts, relaxed for a slave with `slave_ack = "received"`. An I/O error
+//! stops the writer and is reported: a broker that cannot write must not acknowledge
+//! anything more.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
