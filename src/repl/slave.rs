@@ -42,20 +42,32 @@ struct AckSender {
     stream: Mutex<std::net::TcpStream>,
     /// The highest seq acknowledged: the hook and the durable watch both report each seq.
     acked: AtomicU64,
+    /// The highest seq the master has sent on this link (before any, the one before its
+    /// catch-up starts): no acknowledgement goes past it. A store whose journal resumes
+    /// after a gap of non-persistent seqs would otherwise report a durable seq the master
+    /// has not sent yet, and the master drops a slave that acknowledges such a seq.
+    received: AtomicU64,
     /// A write failed and the link is shut: nothing more is written (or warned about).
     closed: AtomicBool,
 }
 
 impl AckSender {
-    fn new(stream: std::net::TcpStream) -> AckSender {
+    fn new(stream: std::net::TcpStream, received: u64) -> AckSender {
         AckSender {
             stream: Mutex::new(stream),
             acked: AtomicU64::new(0),
+            received: AtomicU64::new(received),
             closed: AtomicBool::new(false),
         }
     }
 
+    /// The master sent records up to `seq`.
+    fn received(&self, seq: u64) {
+        self.received.fetch_max(seq, Ordering::SeqCst);
+    }
+
     fn ack(&self, seq: u64) {
+        let seq = seq.min(self.received.load(Ordering::SeqCst));
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         // Under the lock, so acknowledgements leave in increasing order.
         if self.acked.fetch_max(seq, Ordering::SeqCst) < seq || seq == 0 {
@@ -186,8 +198,9 @@ pub async fn mirror(
     let silence =
         Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
     let heartbeat = Duration::from_millis(replication.heartbeat_ms);
+    let (CatchUp::Append { from } | CatchUp::Replace { from }) = link.catch_up;
     let sender = match runtime::std_handle(&link.stream) {
-        Ok(handle) => Arc::new(AckSender::new(handle)),
+        Ok(handle) => Arc::new(AckSender::new(handle, from.saturating_sub(1))),
         Err(error) => {
             let _ = events.unbounded_send(RoleEvent::MasterLost(error.to_string()));
             return;
@@ -198,7 +211,7 @@ pub async fn mirror(
         return;
     }
     set_hook(&hook, Some(sender.clone()));
-    runtime::spawn(acknowledge(sender, durable, heartbeat));
+    runtime::spawn(acknowledge(sender.clone(), durable, heartbeat));
     // Buffered: one read takes many record batches, not two reads per frame.
     let mut reader = futures::io::BufReader::with_capacity(1 << 20, &link.stream);
     // Only a closed or silent link means the master is gone; bytes we cannot read mean it
@@ -211,6 +224,9 @@ pub async fn mirror(
         .await
         {
             Some(Ok(Some(MasterMessage::Records(records)))) => {
+                if let Some(last) = records.last() {
+                    sender.received(last.seq);
+                }
                 if requests.send(Request::Replicate(records)).await.is_err() {
                     break RoleEvent::MasterLost("the core stopped".into());
                 }
@@ -268,5 +284,55 @@ async fn acknowledge(
                 sender.ack(seq);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    fn next_message(master: &mut TcpStream) -> SlaveMessage {
+        let mut length = [0u8; 4];
+        master.read_exact(&mut length).unwrap();
+        let mut payload = vec![0u8; u32::from_le_bytes(length) as usize];
+        master.read_exact(&mut payload).unwrap();
+        codec::decode(&payload).unwrap()
+    }
+
+    #[test]
+    fn acknowledgements_never_pass_what_the_master_sent_nor_go_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let slave_end = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut master, _) = listener.accept().unwrap();
+        master
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Catch-up starts at seq 6; the store's journal says it is durable to 9.
+        let sender = AckSender::new(slave_end, 5);
+        sender.ack(9);
+        assert!(matches!(
+            next_message(&mut master),
+            SlaveMessage::Ack { seq: 5 }
+        ));
+        sender.received(12);
+        sender.ack(9);
+        sender.ack(8);
+        sender.ack(20);
+        sender.heartbeat();
+        let said: Vec<_> = (0..3).map(|_| next_message(&mut master)).collect();
+        assert!(
+            matches!(
+                said[..],
+                [
+                    SlaveMessage::Ack { seq: 9 },
+                    SlaveMessage::Ack { seq: 12 },
+                    SlaveMessage::HeartBeat
+                ]
+            ),
+            "{said:?}"
+        );
     }
 }
