@@ -223,11 +223,8 @@ impl Core {
     /// apply (`replicate` applies nothing after one), nor `MAX_ACKED_AHEAD_OF_DISK` past
     /// the disk.
     pub(super) fn acknowledge_held(&self) {
-        let Some(hook) = &self.held_acks else {
-            return;
-        };
-        if let Some(ack) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            ack(held(self.next_seq, self.durable_seq));
+        if let Some(hook) = &self.held_acks {
+            hook.ack(held(self.next_seq, self.durable_seq));
         }
     }
 
@@ -292,9 +289,8 @@ mod tests {
         .unwrap();
         let acks = Arc::new(Mutex::new(Vec::new()));
         let seen = acks.clone();
-        let hook: AckHook = Arc::new(Mutex::new(Some(Box::new(move |seq| {
-            seen.lock().unwrap().push(seq)
-        }))));
+        let hook = AckHook::default();
+        hook.set(Some(Box::new(move |seq| seen.lock().unwrap().push(seq))));
         let core = Core::new(
             Broker::new(6, 0),
             journal,

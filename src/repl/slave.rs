@@ -33,7 +33,25 @@ use crate::runtime::{self, TcpStream};
 /// Where a slave's link takes the seqs it may acknowledge: from the core (`slave_ack =
 /// "received"`) or from the journal writer thread (`"durable"`, see `server::recover`).
 /// Empty while no link mirrors.
-pub type AckHook = Arc<Mutex<Option<Box<dyn Fn(u64) + Send>>>>;
+#[derive(Clone, Default)]
+pub struct AckHook(Arc<Mutex<Option<Acknowledge>>>);
+
+/// What a link acknowledges a seq with.
+pub type Acknowledge = Box<dyn Fn(u64) + Send>;
+
+impl AckHook {
+    /// Acknowledges `seq` on the link that mirrors now, if there is one.
+    pub fn ack(&self, seq: u64) {
+        if let Some(ack) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            ack(seq);
+        }
+    }
+
+    /// Installs what acknowledges (a link's `AckSender`), or empties the hook.
+    pub fn set(&self, ack: Option<Acknowledge>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = ack;
+    }
+}
 
 /// The slave's one writer on the link: whole small frames, under one lock, on the
 /// socket's non-blocking handle. A write that would block means the master stopped
@@ -210,7 +228,8 @@ pub async fn mirror(
     if requests.send(Request::WatchDurable(watcher)).await.is_err() {
         return;
     }
-    set_hook(&hook, Some(sender.clone()));
+    let acks = sender.clone();
+    hook.set(Some(Box::new(move |seq| acks.ack(seq))));
     runtime::spawn(acknowledge(sender.clone(), durable, heartbeat));
     // Buffered: one read takes many record batches, not two reads per frame.
     let mut reader = futures::io::BufReader::with_capacity(1 << 20, &link.stream);
@@ -255,14 +274,9 @@ pub async fn mirror(
             }
         }
     };
-    set_hook(&hook, None);
+    hook.set(None);
     let _ = link.stream.shutdown(std::net::Shutdown::Both);
     let _ = events.unbounded_send(event);
-}
-
-fn set_hook(hook: &AckHook, sender: Option<Arc<AckSender>>) {
-    let call = sender.map(|s| Box::new(move |seq| s.ack(seq)) as Box<dyn Fn(u64) + Send>);
-    *hook.lock().unwrap_or_else(|p| p.into_inner()) = call;
 }
 
 /// Acknowledges what the core reports durable (the journal hook usually got there

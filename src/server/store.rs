@@ -25,9 +25,7 @@ pub fn recover(
     let report = Box::new(move |event: crate::journal::Event| {
         if let crate::journal::Event::Durable(seq) = event {
             if ack_when_durable {
-                if let Some(ack) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    ack(seq);
-                }
+                hook.ack(seq);
             }
         }
         let _ = events.unbounded_send(event);
