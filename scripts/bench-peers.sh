@@ -168,25 +168,22 @@ workloads() {
     bench "$broker-p8w1-$run" "$url" "$login" "$pass" produce --destination "$q-p8w1" \
       --producers 8 --window 1 --count "$N_P8W1"
     record "$broker" p8w1 "$run" "$broker-p8w1-$run" $((8 * N_P8W1))
-    if [ "$only" = waiting ]; then
-      drain_queue "$broker-drain1-$run" "$url" "$login" "$pass" "$q-p1w1" "$N_P1W1"
-      drain_queue "$broker-drain2-$run" "$url" "$login" "$pass" "$q-p8w1" $((8 * N_P8W1))
-      continue
+    if [ "$only" != waiting ]; then
+      bench "$broker-p1w64-$run" "$url" "$login" "$pass" produce --destination "$q-p1w64" \
+        --producers 1 --window 64 --count "$N_P1W64"
+      record "$broker" p1w64 "$run" "$broker-p1w64-$run" "$N_P1W64"
+      bench "$broker-p8w64-$run" "$url" "$login" "$pass" produce --destination "$q-p8w64" \
+        --producers 8 --window 64 --count "$N_P8W64"
+      record "$broker" p8w64 "$run" "$broker-p8w64-$run" $((8 * N_P8W64))
+      # the queue the p8w64 run filled is the preload of the timed consume run
+      bench "$broker-consume-$run" "$url" "$login" "$pass" consume --destination "$q-p8w64" \
+        --consumers 1 --ack client-individual --prefetch 1000 --count "$N_CONSUME"
+      record "$broker" consume "$run" "$broker-consume-$run" "$N_CONSUME"
+      drain_queue "$broker-drain3-$run" "$url" "$login" "$pass" "$q-p1w64" "$N_P1W64"
     fi
-    bench "$broker-p1w64-$run" "$url" "$login" "$pass" produce --destination "$q-p1w64" \
-      --producers 1 --window 64 --count "$N_P1W64"
-    record "$broker" p1w64 "$run" "$broker-p1w64-$run" "$N_P1W64"
-    bench "$broker-p8w64-$run" "$url" "$login" "$pass" produce --destination "$q-p8w64" \
-      --producers 8 --window 64 --count "$N_P8W64"
-    record "$broker" p8w64 "$run" "$broker-p8w64-$run" $((8 * N_P8W64))
-    # the queue the p8w64 run filled is the preload of the timed consume run
-    bench "$broker-consume-$run" "$url" "$login" "$pass" consume --destination "$q-p8w64" \
-      --consumers 1 --ack client-individual --prefetch 1000 --count "$N_CONSUME"
-    record "$broker" consume "$run" "$broker-consume-$run" "$N_CONSUME"
     # drain the other queues (untimed), so no run sees messages left by an earlier one
     drain_queue "$broker-drain1-$run" "$url" "$login" "$pass" "$q-p1w1" "$N_P1W1"
     drain_queue "$broker-drain2-$run" "$url" "$login" "$pass" "$q-p8w1" $((8 * N_P8W1))
-    drain_queue "$broker-drain3-$run" "$url" "$login" "$pass" "$q-p1w64" "$N_P1W64"
   done
 }
 
@@ -302,8 +299,7 @@ run_pair() {
   local master=$PAIR_MASTER slave=$PAIR_SLAVE s_stomp=$PAIR_SLAVE_PORT url=$PAIR_URL
   workloads mirrormq "$url" admin admin
   memory mirrormq "$url" admin admin "mirrormq master=$master" "mirrormq slave=$slave"
-  bench mirrormq-memory-drain "$url" admin admin consume --destination "/queue/bench-$RUN_ID-memory" \
-    --ack auto --prefetch 1000 --count $((MEM_COUNT / 8 * 8))
+  drain_queue mirrormq-memory-drain "$url" admin admin "/queue/bench-$RUN_ID-memory" $((MEM_COUNT / 8 * 8))
 
   check_still_pair "$dir"
 
@@ -334,8 +330,7 @@ run_pair() {
   forget failover-producer
   record mirrormq failover 1 failover "$FO_COUNT"
   # every receipted message must be on the promoted slave
-  bench mirrormq-failover-drain "$url" admin admin consume --destination "$fo_q" \
-    --ack auto --prefetch 1000 --count "$FO_COUNT"
+  drain_queue mirrormq-failover-drain "$url" admin admin "$fo_q" "$FO_COUNT"
   FO_PORT_MS=$((opened_ms - killed_ms))
   FO_CONSUMED=$(python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]["messages"])' "$TMP/runs/mirrormq-failover-drain.json")
   grep -qF -- "-> master" "$dir/slave.log" || die "the slave's log has no promotion"
