@@ -422,15 +422,12 @@ fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong
     }
 }
 
-/// One frame of the replication wire: a u32 little-endian length, then the message.
 fn send_master_message(link: &mut TcpStream, message: &MasterMessage) {
-    let payload = codec::encode(message).unwrap();
-    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
-    frame.extend_from_slice(&payload);
-    link.write_all(&frame).unwrap();
+    link.write_all(&codec::frame(message).unwrap()).unwrap();
 }
 
-/// The slave's next message, or `None` once it has closed the link.
+/// The slave's next message (a u32 little-endian length, then the message), or `None`
+/// once it has closed the link.
 fn read_slave_message(link: &mut TcpStream) -> Option<SlaveMessage> {
     link.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut length = [0u8; 4];
