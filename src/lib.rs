@@ -19,28 +19,24 @@
 //! - [`core`]: the one task that owns the broker and sequences every record.
 //! - [`server`]: wiring: listeners, the core, shutdown.
 //! - [`verify`]: reads a whole store read-only (`mirrormq verify`).
-//! - [`bench`], [`chaos`], [`demo`]: load, fault injection and a tour, on the [`client`];
-//!   [`process`] starts the brokers they need.
+//! - [`client`]: the failover client (`failover:(tcp://a,tcp://b)` URLs); the binary's
+//!   tools (`send`, `receive`, `bench`, `chaos`, `demo`, in `src/tools/`) are built on it
+//!   and are not part of this library.
 //! - [`config`], [`error`], and the two seams that name third-party crates no other file
 //!   may name: [`runtime`] (the async runtime) and [`codec`] (the binary encoding);
 //!   [`deadline`]: the coarse timeouts `runtime::timeout` uses.
 //!
 //! docs/architecture.md walks through the same picture in more detail.
 
-pub mod bench;
 pub mod broker;
-pub mod chaos;
-pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod core;
 pub mod deadline;
-pub mod demo;
 pub mod error;
 pub mod journal;
-pub mod process;
 pub mod repl;
 pub mod runtime;
 pub mod server;

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use structopt::StructOpt;
 
-use mirrormq::cli::{Bodies, ReceiveArgs, SendArgs};
+mod tools;
+
 use mirrormq::client::AckMode;
+use tools::cli::{Bodies, ReceiveArgs, SendArgs};
 
 /// A broker allocates a few dozen small buffers per message (frames, headers, records);
 /// glibc's malloc spent about a third of the broker's instructions on them.
@@ -190,7 +192,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                 ),
                 (None, None) => Bodies::StdinLines,
             };
-            mirrormq::cli::send(SendArgs {
+            tools::cli::send(SendArgs {
                 url: connection.url,
                 destination,
                 bodies,
@@ -209,7 +211,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             idle_ms,
         } => {
             let ack = parse_ack(&ack)?;
-            mirrormq::cli::receive(ReceiveArgs {
+            tools::cli::receive(ReceiveArgs {
                 url: connection.url,
                 destination,
                 count,
@@ -234,13 +236,13 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             json,
         } => {
             let ack = parse_ack(&ack)?;
-            let target = mirrormq::bench::Target {
+            let target = tools::bench::Target {
                 url: connection.url,
                 login: connection.login,
                 passcode: connection.passcode,
                 destination,
             };
-            let load = mirrormq::bench::Load {
+            let load = tools::bench::Load {
                 producers,
                 consumers,
                 count,
@@ -250,7 +252,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                 ack,
                 prefetch,
             };
-            mirrormq::bench::run(&mode, target, load, json)
+            tools::bench::run(&mode, target, load, json)
         }
         Cli::Chaos {
             cycles,
@@ -259,7 +261,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             producers,
             consumers,
             work_dir,
-        } => mirrormq::chaos::run(&mirrormq::chaos::Options {
+        } => tools::chaos::run(&tools::chaos::Options {
             cycles,
             interval: Duration::from_millis(interval_ms),
             pause: Duration::from_millis(pause_ms),
@@ -268,7 +270,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             work_dir,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
-        Cli::Demo { configs, count } => mirrormq::demo::run(&configs, count),
+        Cli::Demo { configs, count } => tools::demo::run(&configs, count),
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use crate::client::{AckMode, Client, ClientError};
-use crate::error::{Error, Result};
-use crate::runtime;
+use mirrormq::client::{AckMode, Client, ClientError};
+use mirrormq::error::{Error, Result};
+use mirrormq::runtime;
 
 /// Reports progress on stderr about once a second, for long runs.
 struct Progress {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::client::{AckMode, Client, ClientError};
-use crate::runtime;
+use mirrormq::client::{AckMode, Client, ClientError};
+use mirrormq::runtime;
 
 pub const QUEUE: &str = "/queue/chaos";
 /// Receipts a producer waits for at once.
@@ -277,7 +277,7 @@ async fn produce(client: Client, producer: usize, ledger: Arc<Ledger>, stop: Arc
 
 async fn consume(
     client: Client,
-    mut subscription: crate::client::Subscription,
+    mut subscription: mirrormq::client::Subscription,
     ledger: Arc<Ledger>,
     stop: Arc<AtomicBool>,
 ) {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 
-use crate::client::{AckMode, Client, ClientError};
-use crate::error::{Error, Result};
-use crate::runtime;
+use mirrormq::client::{AckMode, Client, ClientError};
+use mirrormq::error::{Error, Result};
+use mirrormq::runtime;
 
 /// Header carrying the send time in µs since the epoch (roundtrip).
 const STAMP: &str = "bench-sent-us";

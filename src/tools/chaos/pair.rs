@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::process::BrokerProcess;
+use crate::tools::process::BrokerProcess;
+use mirrormq::error::{Error, Result};
 
 /// Roles in which a broker serves clients (or is about to).
 const MASTER_ROLES: [&str; 3] = ["master-alone", "master-with-slave", "waiting-for-slave"];

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use mirrormq::error::{Error, Result};
 
 pub struct BrokerProcess {
     child: Child,

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::client::{AckMode, Client};
-use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::process::BrokerProcess;
-use crate::runtime;
+use crate::tools::process::BrokerProcess;
+use mirrormq::client::{AckMode, Client};
+use mirrormq::config::Config;
+use mirrormq::error::{Error, Result};
+use mirrormq::runtime;
 
 const QUEUE: &str = "/queue/demo";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -39,7 +39,7 @@ fn stage_config(shipped: &Path, dir: &Path, name: &str) -> Result<(PathBuf, Conf
     Ok((path, config))
 }
 
-fn port_open(endpoint: &crate::config::Endpoint) -> bool {
+fn port_open(endpoint: &mirrormq::config::Endpoint) -> bool {
     std::net::TcpStream::connect_timeout(
         &match endpoint.socket_addr().parse() {
             Ok(addr) => addr,

@@ -18,9 +18,9 @@ pub mod pair;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::runtime;
 use load::{Load, Tally, Target};
+use mirrormq::error::{Error, Result};
+use mirrormq::runtime;
 use pair::{Node, Pair};
 
 #[derive(Debug, Clone)]
