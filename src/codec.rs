@@ -72,6 +72,25 @@ where
         .map_err(|e| Error::net("writing a frame", e))
 }
 
+/// The frames `reader` carries, as a stream that ends after a clean EOF or the first
+/// error. Unlike a `read_frame` future, `next()` on it may be dropped halfway (by a
+/// `select!` or a timeout) without losing bytes: the read in progress lives in the
+/// stream and resumes on the next call, so one task can read and write one socket.
+pub fn frames<R, T>(reader: R, max_len: usize) -> impl futures::Stream<Item = Result<T>> + Send
+where
+    R: futures::io::AsyncRead + Unpin + Send + 'static,
+    T: DeserializeOwned + Send + 'static,
+{
+    futures::stream::unfold(Some(reader), move |reader| async move {
+        let mut reader = reader?;
+        match read_frame(&mut reader, max_len).await {
+            Ok(Some(value)) => Some((Ok(value), Some(reader))),
+            Ok(None) => None,
+            Err(error) => Some((Err(error), None)),
+        }
+    })
+}
+
 /// Reads one length-prefixed frame of at most `max_len` bytes; `Ok(None)` on a clean
 /// EOF before the frame starts.
 pub async fn read_frame<R, T>(reader: &mut R, max_len: usize) -> Result<Option<T>>

@@ -37,6 +37,7 @@ pub mod core;
 pub mod deadline;
 pub mod error;
 pub mod journal;
+pub mod link;
 pub mod repl;
 pub mod runtime;
 pub mod server;

@@ -6,8 +6,7 @@
 
 use std::path::Path;
 
-use crate::broker::{Broker, Op};
-use crate::codec;
+use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::journal::recovery::{self, Mode};
 use crate::journal::{StoreMeta, JOURNAL_DIR};
@@ -16,10 +15,8 @@ use crate::journal::{StoreMeta, JOURNAL_DIR};
 pub fn run(data_dir: &Path) -> Result<i32> {
     let meta = StoreMeta::load(data_dir)?;
     let mut broker = Broker::new(u32::MAX, 0);
-    let summary = recovery::read(&data_dir.join(JOURNAL_DIR), Mode::ReadOnly, |_, entry| {
-        let op: Op = codec::decode(&entry.payload)
-            .map_err(|e| Error::Codec(format!("record seq {} does not decode: {e}", entry.seq)))?;
-        broker.apply(entry.seq, &op, false);
+    let summary = recovery::read(&data_dir.join(JOURNAL_DIR), Mode::ReadOnly, |_, record| {
+        broker.replay(&record, false).map_err(Error::Codec)?;
         Ok(())
     })?;
     println!("store {}", meta.store_id);
@@ -32,7 +29,10 @@ pub fn run(data_dir: &Path) -> Result<i32> {
     println!("segments {}", summary.segments.len());
     println!("records {}", summary.entries);
     match summary.last {
-        Some((epoch, seq, crc)) => println!("last epoch {epoch} seq {seq} crc {crc:08x}"),
+        Some(last) => println!(
+            "last epoch {} seq {} crc {:08x}",
+            last.epoch, last.seq, last.checksum
+        ),
         None => println!("last none"),
     }
     println!("messages {}", broker.message_count());

@@ -163,11 +163,10 @@ mod seeds {
     use bytes::Bytes;
     use mirrormq::broker::{Broker, Destination, MessageId, NewMessage, Op, Removal};
     use mirrormq::codec;
-    use mirrormq::journal::segment::{self, Entry};
-    use mirrormq::journal::store::EpochStart;
-    use mirrormq::journal::{Journal, JOURNAL_DIR};
+    use mirrormq::journal::segment;
+    use mirrormq::journal::{Epoch, EpochStart, Journal, Position, Record, Seq, JOURNAL_DIR};
     use mirrormq::repl::message::{
-        CatchUp, MasterMessage, Position, SlaveMessage, WireRecord, PROTOCOL_VERSION,
+        CatchUp, MasterMessage, SlaveMessage, Standing, PROTOCOL_VERSION,
     };
     use mirrormq::stomp::{self, Command, Frame, Version};
 
@@ -248,7 +247,10 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
     fn removal(queue: &str, seq: u64, index: u32) -> Removal {
         Removal {
             queue: queue.into(),
-            id: MessageId { seq, index },
+            id: MessageId {
+                seq: Seq(seq),
+                index,
+            },
         }
     }
 
@@ -266,7 +268,7 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
                 acks: vec![removal("orders", 2, 0)],
             },
             Op::DeadLetter(removal("orders", 4, 0)),
-            Op::EpochStarted { epoch: 2 },
+            Op::EpochStarted { epoch: Epoch(2) },
             Op::Send(message(
                 Destination::Queue("DLQ.orders".into()),
                 true,
@@ -275,21 +277,25 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
         ]
     }
 
-    fn position() -> Position {
-        Position {
+    fn standing() -> Standing {
+        Standing {
             store_id: "584b40ac5e65eac15cc6a94e32f3eb9a".into(),
             epochs: vec![
                 EpochStart {
-                    epoch: 1,
-                    first_seq: 1,
+                    epoch: Epoch(1),
+                    first_seq: Seq(1),
                 },
                 EpochStart {
-                    epoch: 2,
-                    first_seq: 6,
+                    epoch: Epoch(2),
+                    first_seq: Seq(6),
                 },
             ],
-            last: Some((2, 7, 0x81c8_30e2)),
-            alone_since: Some(6),
+            last: Some(Position {
+                epoch: Epoch(2),
+                seq: Seq(7),
+                checksum: 0x81c8_30e2,
+            }),
+            alone_since: Some(Seq(6)),
         }
     }
 
@@ -306,34 +312,34 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
                 protocol: PROTOCOL_VERSION,
                 user: "slave".into(),
                 password: "secret".into(),
-                position: position(),
+                standing: standing(),
                 advertised: Some("tcp://127.0.0.1:62002".into()),
             },
-            SlaveMessage::Ack { seq: 7 },
+            SlaveMessage::Ack { seq: Seq(7) },
             SlaveMessage::HeartBeat,
             SlaveMessage::Probe,
         ];
         let records = ops()
             .iter()
             .enumerate()
-            .map(|(at, op)| WireRecord {
-                epoch: 1,
-                seq: at as u64 + 1,
+            .map(|(at, op)| Record {
+                epoch: Epoch(1),
+                seq: Seq(at as u64 + 1),
                 payload: codec::encode(op).unwrap().into(),
             })
             .collect();
         let master = [
             MasterMessage::Welcome {
                 store_id: "584b40ac5e65eac15cc6a94e32f3eb9a".into(),
-                epochs: position().epochs,
-                catch_up: CatchUp::Append { from: 8 },
-                in_sync_at: 7,
+                epochs: standing().epochs,
+                catch_up: CatchUp::Append { from: Seq(8) },
+                in_sync_at: Seq(7),
             },
             MasterMessage::Welcome {
                 store_id: "584b40ac5e65eac15cc6a94e32f3eb9a".into(),
-                epochs: position().epochs,
-                catch_up: CatchUp::Replace { from: 1 },
-                in_sync_at: 7,
+                epochs: standing().epochs,
+                catch_up: CatchUp::Replace { from: Seq(1) },
+                in_sync_at: Seq(7),
             },
             MasterMessage::Refused {
                 reason: "another slave is attached".into(),
@@ -387,21 +393,19 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
     /// `append` of each record as the core does it.
     fn real_segment() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) =
+        let (mut journal, mut log, _) =
             Journal::open(dir.path(), 64 << 10, Box::new(|_| {}), |_| unreachable!()).unwrap();
         let mut broker = Broker::new(6, 10_000);
         for (at, op) in ops().iter().enumerate() {
-            let seq = at as u64 + 1;
+            let seq = Seq(at as u64 + 1);
             let applied = broker.apply(seq, op, true);
             let payload = codec::encode(op).unwrap().into();
-            journal.append(
-                Entry {
-                    epoch: 1,
-                    seq,
-                    payload,
-                },
-                &applied,
-            );
+            let record = Record {
+                epoch: Epoch(1),
+                seq,
+                payload,
+            };
+            log.append(record, &applied, |command| journal.send(command));
             journal.pump();
         }
         journal.stopper()();
@@ -416,9 +420,9 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
         bytes.extend_from_slice(&first_seq.to_le_bytes());
         for (seq, op) in records {
             let payload = codec::encode(op).unwrap().into();
-            Entry {
-                epoch: 1,
-                seq: *seq,
+            Record {
+                epoch: Epoch(1),
+                seq: Seq(*seq),
                 payload,
             }
             .encode_into(&mut bytes);

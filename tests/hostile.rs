@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use common::client::{body, Got};
 use common::{master_replication, Broker, Client, Pair, Site, PATIENCE};
 use mirrormq::codec;
-use mirrormq::repl::message::{MasterMessage, Position, SlaveMessage, PROTOCOL_VERSION};
+use mirrormq::journal::Seq;
+use mirrormq::repl::message::{MasterMessage, SlaveMessage, Standing, PROTOCOL_VERSION};
 use mirrormq::stomp::{self, Command, Frame, ParseLimits, Parsed, Version};
 
 /// How long a hostile connection may stay open after it has said everything (half-close).
@@ -705,7 +706,7 @@ fn hello(user: &str, password: &str, protocol: u32, store_id: &str) -> SlaveMess
         protocol,
         user: user.into(),
         password: password.into(),
-        position: Position {
+        standing: Standing {
             store_id: store_id.into(),
             epochs: vec![],
             last: None,
@@ -818,7 +819,9 @@ fn unauthenticated_bytes(rng: &mut Rng) -> (&'static str, Vec<u8>) {
         }
         9 => {
             let first = match rng.below(3) {
-                0 => SlaveMessage::Ack { seq: rng.next() },
+                0 => SlaveMessage::Ack {
+                    seq: Seq(rng.next()),
+                },
                 1 => SlaveMessage::HeartBeat,
                 _ => SlaveMessage::Probe,
             };
@@ -930,7 +933,7 @@ fn bad_bytes_at_the_replication_port_get_nothing_from_the_store_and_the_slave_st
 
 /// What an authenticated peer throws after its Welcome, for round `round`.
 fn authenticated_garbage(rng: &mut Rng, round: usize) -> (&'static str, Vec<u8>) {
-    let ack = |seq| slave_frame(&SlaveMessage::Ack { seq });
+    let ack = |seq: u64| slave_frame(&SlaveMessage::Ack { seq: Seq(seq) });
     match round % 11 {
         0 => {
             let n = rng.range(1, 2048);
@@ -982,7 +985,7 @@ fn authenticated_garbage(rng: &mut Rng, round: usize) -> (&'static str, Vec<u8>)
             ("short frame", bytes)
         }
         9 => {
-            let mut payload = codec::encode(&SlaveMessage::Ack { seq: 1 }).unwrap();
+            let mut payload = codec::encode(&SlaveMessage::Ack { seq: Seq(1) }).unwrap();
             payload.push(0);
             ("ack with trailing bytes", repl_frame(&payload))
         }
@@ -1104,7 +1107,7 @@ fn a_peer_that_authenticates_then_sends_garbage_is_dropped_and_nothing_is_lost()
 
 /// A master with a replication listener and no slave, one stored message, and an
 /// authenticated peer that has its Welcome.
-fn master_with_a_welcomed_peer(site: &Site) -> (Broker, TcpStream, u64) {
+fn master_with_a_welcomed_peer(site: &Site) -> (Broker, TcpStream, Seq) {
     let master = site.start("", "", &master_replication(""));
     master.client().send_receipted("/queue/q", "stored", true);
     let port = master.wait_for_port("replication");
@@ -1129,7 +1132,7 @@ fn a_huge_ack_does_not_take_the_master_down() {
         let site = Site::new();
         let (master, mut stream, _) = master_with_a_welcomed_peer(&site);
         stream
-            .write_all(&slave_frame(&SlaveMessage::Ack { seq }))
+            .write_all(&slave_frame(&SlaveMessage::Ack { seq: Seq(seq) }))
             .unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         read_until_closed(&mut stream, CLOSE_WITHIN).expect("the master closes the link");
@@ -1155,7 +1158,7 @@ fn an_ack_beyond_what_the_master_shipped_is_not_taken_as_in_sync() {
     // Acknowledge, before reading any record, far more than the master holds.
     stream
         .write_all(&slave_frame(&SlaveMessage::Ack {
-            seq: in_sync_at + 1_000_000,
+            seq: in_sync_at.saturating_add(1_000_000),
         }))
         .unwrap();
     stream.shutdown(Shutdown::Write).unwrap();

@@ -12,8 +12,8 @@ use common::client::Got;
 use common::{master_replication, slave_replication, Broker, Pair, Site, PATIENCE};
 use mirrormq::broker::{Destination, NewMessage, Op};
 use mirrormq::codec;
-use mirrormq::journal::store::EpochStart;
-use mirrormq::repl::message::{CatchUp, MasterMessage, SlaveMessage, WireRecord};
+use mirrormq::journal::{Epoch, EpochStart, Record, Seq};
+use mirrormq::repl::message::{CatchUp, MasterMessage, SlaveMessage};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -365,7 +365,7 @@ fn a_diverged_slave_is_refused_and_the_resync_script_repairs_it() {
 
 #[test]
 fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong_password() {
-    use mirrormq::repl::message::{MasterMessage, Position, SlaveMessage};
+    use mirrormq::repl::message::{MasterMessage, SlaveMessage, Standing};
     let master_site = Site::new();
     let master = master_site.start("", "", &master_replication(""));
     master
@@ -376,7 +376,7 @@ fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong
         protocol,
         user: "admin".into(),
         password: password.into(),
-        position: Position {
+        standing: Standing {
             store_id: "x".into(),
             epochs: vec![],
             last: None,
@@ -438,16 +438,16 @@ fn read_slave_message(link: &mut TcpStream) -> Option<SlaveMessage> {
 }
 
 /// A record a slave can apply: a persistent message for /queue/q.
-fn good_record(seq: u64) -> WireRecord {
+fn good_record(seq: u64) -> Record {
     let op = Op::Send(NewMessage {
         destination: Destination::Queue("q".into()),
         headers: Vec::new(),
         body: format!("m{seq}").into(),
         persistent: true,
     });
-    WireRecord {
-        epoch: 1,
-        seq,
+    Record {
+        epoch: Epoch(1),
+        seq: Seq(seq),
         payload: codec::encode(&op).unwrap().into(),
     }
 }
@@ -474,11 +474,11 @@ fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
         let welcome = MasterMessage::Welcome {
             store_id: "a-fake-master".into(),
             epochs: vec![EpochStart {
-                epoch: 1,
-                first_seq: 1,
+                epoch: Epoch(1),
+                first_seq: Seq(1),
             }],
-            catch_up: CatchUp::Append { from: 1 },
-            in_sync_at: 0,
+            catch_up: CatchUp::Append { from: Seq(1) },
+            in_sync_at: Seq(0),
         };
         send_master_message(&mut link, &welcome);
         send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
@@ -486,7 +486,7 @@ fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
             let mut highest = 0;
             while let Some(message) = read_slave_message(link) {
                 if let SlaveMessage::Ack { seq } = message {
-                    highest = highest.max(seq);
+                    highest = highest.max(seq.0);
                     if Some(highest) == until {
                         break;
                     }
@@ -495,9 +495,9 @@ fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
             highest
         };
         assert_eq!(acked_up_to(&mut link, Some(1)), 1, "{slave_ack}");
-        let unreadable = WireRecord {
-            epoch: 1,
-            seq: 2,
+        let unreadable = Record {
+            epoch: Epoch(1),
+            seq: Seq(2),
             payload: bytes::Bytes::from_static(b"not an op"),
         };
         send_master_message(&mut link, &MasterMessage::Records(vec![unreadable]));

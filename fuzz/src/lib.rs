@@ -14,7 +14,8 @@ use mirrormq::broker::{Broker, Op};
 use mirrormq::codec;
 use mirrormq::config::Config;
 use mirrormq::journal::recovery::{self, Mode};
-use mirrormq::journal::segment::{self, Entry};
+use mirrormq::journal::segment;
+use mirrormq::journal::{Epoch, Record, Seq};
 use mirrormq::journal::{Journal, JOURNAL_DIR};
 use mirrormq::repl::message::{MasterMessage, SlaveMessage, MAX_FRAME};
 use mirrormq::stomp::{self, Frame, ParseLimits, Parsed, Version};
@@ -270,9 +271,10 @@ impl Replay {
         }
     }
 
-    fn apply(&mut self, entry: &Entry) -> mirrormq::Result<mirrormq::broker::Applied> {
-        let op: Op = codec::decode(&entry.payload)?;
-        Ok(self.broker.apply(entry.seq, &op, false))
+    fn apply(&mut self, record: &Record) -> mirrormq::Result<mirrormq::broker::Replayed> {
+        self.broker
+            .replay(record, false)
+            .map_err(mirrormq::Error::Codec)
     }
 
     fn messages(&self) -> usize {
@@ -301,7 +303,7 @@ pub fn write_store(data: &[u8], journal_dir: &Path) {
         if flags & PREALLOCATE != 0 {
             bytes.resize(bytes.len() + 1024, 0);
         }
-        let path = segment::path_for(journal_dir, *first_seq);
+        let path = segment::path_for(journal_dir, Seq(*first_seq));
         std::fs::write(&path, bytes).expect("writing a segment");
     }
 }
@@ -318,19 +320,18 @@ enum OpenError {
 fn open(data_dir: &Path) -> Result<(Replay, mirrormq::journal::Recovered), OpenError> {
     let mut replay = Replay::new();
     let mut epochs = Vec::new();
-    let (mut journal, recovered) =
-        Journal::open(data_dir, SEGMENT_SIZE, Box::new(|_| {}), |entry| {
-            let applied = replay.apply(entry)?;
-            if let Ok(Op::EpochStarted { epoch }) = codec::decode(&entry.payload) {
-                epochs.push(mirrormq::journal::store::EpochStart {
-                    epoch,
-                    first_seq: entry.seq,
-                });
-            }
-            Ok(applied)
+    let (mut journal, _log, mut recovered) =
+        Journal::open(data_dir, SEGMENT_SIZE, Box::new(|_| {}), |record| {
+            let replayed = replay.apply(record)?;
+            epochs.extend(replayed.epoch_started);
+            Ok(replayed.applied)
         })
         .map_err(OpenError::Recovery)?;
-    let merged = journal.merge_epochs(data_dir, &epochs);
+    let merged = if recovered.meta.merge_epochs(&epochs) {
+        recovered.meta.save(data_dir)
+    } else {
+        Ok(())
+    };
     replay.broker.mark_all_maybe_delivered();
     // Stop the writer: it performs the segment deletions the open queued.
     journal.stopper()();
@@ -382,9 +383,9 @@ fn for_each_entry(segment_bytes: &mut [u8], mut each: impl FnMut(&mut [u8])) {
 /// The checksum `segment::read_slot` expects for one entry's bytes.
 fn entry_checksum(entry: &[u8]) -> u32 {
     let long = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
-    Entry {
-        epoch: long(8),
-        seq: long(16),
+    Record {
+        epoch: Epoch(long(8)),
+        seq: Seq(long(16)),
         payload: entry[segment::ENTRY_HEADER_LEN..].to_vec().into(),
     }
     .checksum()

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Seq;
+
 /// Identifies a message: the seq of the record that added it and its place in that record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MessageId {
-    pub seq: u64,
+    pub seq: Seq,
     pub index: u32,
 }
 
@@ -29,7 +31,7 @@ impl MessageId {
         let rest = text.strip_prefix("mmq-")?;
         let (seq, index) = rest.split_once('-')?;
         Some(MessageId {
-            seq: seq.parse().ok()?,
+            seq: Seq(seq.parse().ok()?),
             index: index.parse().ok()?,
         })
     }

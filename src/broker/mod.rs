@@ -17,6 +17,8 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::codec;
+use crate::journal::{EpochStart, Record, Seq};
 use dedup::DedupWindow;
 pub use dedup::DEDUP_HEADER;
 pub use message::{
@@ -26,16 +28,14 @@ pub use op::{Op, Removal};
 use queue::Queue;
 
 /// What one `apply` changed, for the journal's segment accounting.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// The record must be on disk (it adds or removes a persistent message, or is an epoch).
-    pub durable: bool,
-    /// Persistent messages this record added to a queue.
-    pub added: u32,
-    /// Persistent messages this record removed.
-    pub removed: Vec<MessageId>,
-    /// Every message the record refers to (removed or moved).
-    pub mentioned: Vec<MessageId>,
+pub use crate::journal::Applied;
+
+/// What replaying one record did: its accounting, and the epoch it started, if it is an
+/// `EpochStarted` record (the store's epoch history is rebuilt from these).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replayed {
+    pub applied: Applied,
+    pub epoch_started: Option<EpochStart>,
 }
 
 /// An ACK or NACK the broker refuses, with the text for the ERROR frame.
@@ -88,9 +88,29 @@ impl Broker {
         }
     }
 
+    /// Decodes a record written by any broker of the store and applies it: the one path
+    /// by which recovery, a slave and `mirrormq verify` turn records into state. A
+    /// payload that does not decode is refused with why, and nothing is applied.
+    pub fn replay(&mut self, record: &Record, keep_transient: bool) -> Result<Replayed, String> {
+        let op: Op = codec::decode(&record.payload)
+            .map_err(|e| format!("record seq {} does not decode: {e}", record.seq))?;
+        let epoch_started = match op {
+            Op::EpochStarted { epoch } => Some(EpochStart {
+                epoch,
+                first_seq: record.seq,
+            }),
+            _ => None,
+        };
+        let applied = self.apply(record.seq, &op, keep_transient);
+        Ok(Replayed {
+            applied,
+            epoch_started,
+        })
+    }
+
     /// Applies the record `seq`. `keep_transient` is false when replaying the journal
     /// after a restart, where non-persistent messages must not come back.
-    pub fn apply(&mut self, seq: u64, op: &Op, keep_transient: bool) -> Applied {
+    pub fn apply(&mut self, seq: Seq, op: &Op, keep_transient: bool) -> Applied {
         let mut applied = Applied::default();
         match op {
             Op::Send(message) => self.add(seq, 0, message, keep_transient, &mut applied),
@@ -115,7 +135,7 @@ impl Broker {
 
     fn add(
         &mut self,
-        seq: u64,
+        seq: Seq,
         index: u32,
         new: &NewMessage,
         keep_transient: bool,
@@ -179,17 +199,17 @@ impl Broker {
     }
 
     fn consume(&mut self, removal: &Removal, applied: &mut Applied) {
-        applied.mentioned.push(removal.id);
+        applied.mentioned.push(removal.id.seq);
         if let Some(message) = self.take(&removal.queue, removal.id) {
             if message.persistent {
                 applied.durable = true;
-                applied.removed.push(removal.id);
+                applied.removed.push(removal.id.seq);
             }
         }
     }
 
     fn dead_letter(&mut self, removal: &Removal, applied: &mut Applied) {
-        applied.mentioned.push(removal.id);
+        applied.mentioned.push(removal.id.seq);
         let Some(message) = self.take(&removal.queue, removal.id) else {
             return;
         };

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::message::{MessageId, NewMessage};
+use crate::journal::Epoch;
 
 /// One message leaving one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,5 +31,5 @@ pub enum Op {
     /// A message that failed too many deliveries, moved to `DLQ.<queue>`.
     DeadLetter(Removal),
     /// A broker became master in a new epoch (promotion).
-    EpochStarted { epoch: u64 },
+    EpochStarted { epoch: Epoch },
 }

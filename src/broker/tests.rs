@@ -1,6 +1,7 @@
 //! Broker core tests: queues, acks, redelivery, the DLQ and transactions as records.
 
 use super::*;
+use crate::journal::Epoch;
 
 const S1: SessionId = SessionId(1);
 const S2: SessionId = SessionId(2);
@@ -21,20 +22,20 @@ fn msg(queue: &str, body: &str, persistent: bool) -> NewMessage {
 /// A broker fed through `apply` as the core does, with its own seq counter.
 struct Harness {
     broker: Broker,
-    seq: u64,
-    records: Vec<(u64, Op)>,
+    seq: Seq,
+    records: Vec<(Seq, Op)>,
 }
 
 impl Harness {
     fn new() -> Harness {
         Harness {
             broker: Broker::new(2, 100),
-            seq: 0,
+            seq: Seq::ZERO,
             records: Vec::new(),
         }
     }
     fn apply(&mut self, op: Op) -> Applied {
-        self.seq += 1;
+        self.seq = self.seq.next();
         self.records.push((self.seq, op.clone()));
         self.broker.apply(self.seq, &op, true)
     }
@@ -128,7 +129,14 @@ fn ack_from_another_connection_or_subscription_is_refused() {
     assert!(h.broker.ack(S1, Some(7), id).is_err());
     assert!(h
         .broker
-        .ack(S1, None, MessageId { seq: 99, index: 0 })
+        .ack(
+            S1,
+            None,
+            MessageId {
+                seq: Seq(99),
+                index: 0
+            }
+        )
         .is_err());
     assert!(h.broker.nack(S2, None, id).is_err());
     assert!(h.broker.ack(S1, None, id).is_ok());
@@ -201,7 +209,7 @@ fn commit_is_one_record_and_replays_to_the_same_state() {
         acks,
     });
     assert_eq!(applied.added, 2);
-    assert_eq!(applied.removed, vec![a]);
+    assert_eq!(applied.removed, vec![a.seq]);
     assert!(applied.durable);
     assert_eq!(
         h.broker.queue_depths(),
@@ -237,8 +245,8 @@ fn applied_reports_durability_by_persistence() {
         queue: "q".into(),
         id,
     }]));
-    assert_eq!(unknown.mentioned, vec![id]);
-    assert!(h.apply(Op::EpochStarted { epoch: 2 }).durable);
+    assert_eq!(unknown.mentioned, vec![id.seq]);
+    assert!(h.apply(Op::EpochStarted { epoch: Epoch(2) }).durable);
 }
 
 #[test]
@@ -247,9 +255,16 @@ fn auto_mode_consumes_only_what_was_written() {
     let a = h.send("q", "a");
     subscribe(&mut h, key(S1, 1), "q", AckMode::Auto, 10);
     h.broker.dispatch();
-    let removals = h
-        .broker
-        .written(key(S1, 1), &[a, MessageId { seq: 50, index: 0 }]);
+    let removals = h.broker.written(
+        key(S1, 1),
+        &[
+            a,
+            MessageId {
+                seq: Seq(50),
+                index: 0,
+            },
+        ],
+    );
     assert_eq!(removals.len(), 1);
     h.apply(Op::Ack(removals));
     assert_eq!(h.broker.message_count(), 0);

@@ -1,408 +1,154 @@
-//! The core: the one task that owns the broker and puts every record in order.
+//! The core: the state machine that owns the broker and puts every record in order.
 //!
-//! Sessions send [`Request`]s; the core validates each against the broker, turns it into
-//! an `Op`, gives it the next seq, applies it, and hands the encoded record to the
-//! journal. Receipts wait in seq order until the journal reports them durable. Messages
-//! are dispatched as soon as they are applied (a consumer may see a message before its
-//! producer's receipt; the receipt still waits for the disk). Holds no lock across an
-//! await and never blocks: when the journal's queue is full the core stops taking
-//! requests, which backs the bounded request channel up into the sessions.
+//! `Core::step(input)` is the only way in, and the outputs it leaves (`take_outputs`) are
+//! the only way out: no channel, clock, thread or socket is inside, so every rule here is
+//! tested by stepping it (`tests.rs`). A client request is validated against the broker,
+//! turned into an `Op`, given the next seq, applied, and emitted as a journal command
+//! and, on a master with a slave, as a shipment. Receipts wait in seq order until the
+//! journal has the record durable and the replication group (`repl::group`) says the
+//! slave holds it too. Messages are dispatched as soon as they are applied (a consumer
+//! may see a message before its producer's receipt; the receipt still waits).
+//!
+//! - `io`: the inputs and outputs.
+//! - `client`: what clients' requests do.
+//! - `replication`: attaching slaves (master side), applying a master's records (slave
+//!   side), promotion, and the role machine's actions.
 
-mod memory;
-pub mod mirror;
-pub mod replication;
-pub mod request;
+mod client;
+mod io;
+mod replication;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, StreamExt};
+pub use io::{AckRef, Attached, Input, Outgoing, Output, Request, Store};
 
-use crate::broker::{Broker, Delivery, NewMessage, Op, Removal, SessionId};
+use crate::broker::{Broker, Op, SessionId};
 use crate::codec;
 use crate::config::SlaveAck;
-use crate::journal::store::EpochStart;
-use crate::journal::{Entry, Event, Journal, Pace};
-use crate::repl::message::WireRecord;
-use crate::repl::role::Event as RoleEvent;
-use crate::repl::slave::AckHook;
+use crate::journal::{Applied, Epoch, EpochStart, Log, Record, Seq};
+use crate::repl::group::{Group, Step};
+use crate::repl::role::{Policy, Role};
 use crate::stomp::{Command, Frame};
-use memory::cost;
-pub use memory::MemoryGauge;
-pub use request::{AckRef, Outgoing, Request};
 
-/// Requests taken per turn before the core dispatches and pumps the journal.
-const BATCH: usize = 512;
-
-/// Why the core stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
-    Shutdown,
-    JournalFailed(String),
-}
-
-/// How the core reaches one session.
-struct SessionHandle {
-    outbound: mpsc::Sender<Outgoing>,
-    /// Shuts the socket down at once, for a client that stopped reading.
-    kill: Box<dyn Fn() + Send>,
+/// A receipt waiting for its seq to be released.
+#[derive(Debug)]
+struct Pending {
+    seq: Seq,
+    session: SessionId,
+    receipt: String,
+    /// DISCONNECT: the session ends after this receipt.
+    close: bool,
 }
 
 pub struct Core {
     broker: Broker,
-    journal: Journal,
-    epoch: u64,
+    log: Log,
+    store_id: String,
+    epoch: Epoch,
     /// The store's epoch history, as the master hands it to a slave.
     epochs: Vec<EpochStart>,
-    next_seq: u64,
-    durable_seq: u64,
-    /// The attached slave, on a master.
-    mirror: Option<mirror::Mirror>,
+    next_seq: Seq,
+    durable_seq: Seq,
+    /// The role, the attached replica and the receipt gate.
+    group: Group,
+    slave_ack: SlaveAck,
     /// A slave's attach waits here until the journal is durable up to the attach point,
     /// so the link can read every catch-up record from disk.
-    pending_attach: Option<replication::PendingAttach>,
-    /// The slave was lost and the role machine has not yet said whether to go on alone:
-    /// no receipt that waited for the slave may go out meanwhile.
-    frozen: bool,
-    /// Role events (slave in sync, slave lost) for the driver.
-    role_events: mpsc::UnboundedSender<RoleEvent>,
-    /// The replication address of the slave lost last (for the driver's probe).
-    lost_slave: Option<String>,
-    /// Set when an in-sync slave is lost: the first seq whose receipt may go out without
-    /// its copy once the role machine says to carry on alone.
-    alone_from: Option<u64>,
-    /// Receipts go out without a slave's copy (since start or promotion, or since the
-    /// in-sync slave was lost); false while a slave is in sync.
-    serving_alone: bool,
-    /// A slave that met a record it could not apply stops mirroring for good.
-    replica_failed: bool,
-    /// The journal's pace while this core mirrors a master (eager again once promoted).
-    replica_pace: Pace,
-    /// With `slave_ack = "received"`: the link's hook, told each seq this slave holds.
-    held_acks: Option<AckHook>,
-    /// Told every durable seq (a slave's link acknowledges with it).
-    durable_watchers: Vec<mpsc::UnboundedSender<u64>>,
-    sessions: HashMap<SessionId, SessionHandle>,
-    /// Receipts waiting for their seq to be durable, in seq order.
-    receipts: VecDeque<(u64, SessionId, String, bool)>,
-    memory: MemoryGauge,
-    memory_waiters: Vec<oneshot::Sender<()>>,
+    pending_attach: Option<(crate::repl::group::LinkId, Attached)>,
+    /// A slave that met a record it could not apply mirrors nothing more.
+    mirroring_failed: bool,
+    /// The last seq acknowledged to our master (slave side), `None` before the first.
+    acked_to_master: Option<Seq>,
+    /// Receipts waiting for their seq to be released, in seq order.
+    receipts: VecDeque<Pending>,
+    out: Vec<Output>,
 }
 
 impl Core {
-    /// `next_seq` and `epoch` come from recovery; everything up to `next_seq - 1` is durable.
-    pub fn new(
-        broker: Broker,
-        journal: Journal,
-        next_seq: u64,
-        memory: MemoryGauge,
-        role_events: mpsc::UnboundedSender<RoleEvent>,
-    ) -> Core {
-        memory.set_stored(broker.memory_used());
-        let epochs = journal.meta().epochs.clone();
+    /// A core over a recovered store; everything before `store.next_seq` is durable.
+    pub fn new(store: Store, policy: Policy, slave_ack: SlaveAck) -> Core {
+        let epoch = store.epochs.last().map_or(Epoch::FIRST, |e| e.epoch);
         Core {
-            broker,
-            journal,
-            epoch: epochs.last().map_or(1, |e| e.epoch),
-            epochs,
-            next_seq,
-            durable_seq: next_seq - 1,
-            mirror: None,
+            broker: store.broker,
+            log: store.log,
+            store_id: store.store_id,
+            epoch,
+            epochs: store.epochs,
+            next_seq: store.next_seq,
+            durable_seq: store.next_seq.prev(),
+            group: Group::new(policy),
+            slave_ack,
             pending_attach: None,
-            frozen: false,
-            role_events,
-            durable_watchers: Vec::new(),
-            replica_failed: false,
-            replica_pace: Pace::Eager,
-            held_acks: None,
-            lost_slave: None,
-            alone_from: None,
-            serving_alone: false,
-            sessions: HashMap::new(),
+            mirroring_failed: false,
+            acked_to_master: None,
             receipts: VecDeque::new(),
-            memory,
-            memory_waiters: Vec::new(),
+            out: Vec::new(),
         }
     }
 
-    /// How this core acknowledges its master's records while it mirrors. With
-    /// `"received"` it tells `hook` what it holds (`acknowledge_held`), and its journal
-    /// runs at a relaxed pace, as nobody waits for those fsyncs; with `"durable"` the
-    /// journal writer tells the hook itself after each fsync.
-    pub fn with_slave_ack(mut self, slave_ack: SlaveAck, hook: AckHook) -> Core {
-        (self.replica_pace, self.held_acks) = match slave_ack {
-            SlaveAck::Received => (Pace::Relaxed, Some(hook)),
-            SlaveAck::Durable => (Pace::Eager, None),
-        };
-        self
-    }
-
-    /// Serves requests until `Shutdown` (or until the journal fails).
-    pub async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<Request>,
-        mut events: mpsc::UnboundedReceiver<Event>,
-    ) -> Exit {
-        let exit = loop {
-            let turn = if self.journal.backlog() > 0 {
-                // The writer is behind: take no new work until it reports progress.
-                Turn::Event(events.next().await)
-            } else {
-                futures::select! {
-                    request = requests.next() => Turn::Request(request),
-                    event = events.next() => Turn::Event(event),
-                }
-            };
-            let mut stop = false;
-            match turn {
-                Turn::Request(Some(Request::Shutdown) | None) => stop = true,
-                Turn::Request(Some(request)) => {
-                    self.handle(request);
-                    // Take what else is waiting, so one dispatch and one journal hand-off
-                    // serve the whole batch.
-                    for _ in 1..BATCH {
-                        match requests.next().now_or_never() {
-                            Some(Some(Request::Shutdown) | None) => {
-                                stop = true;
-                                break;
-                            }
-                            Some(Some(request)) => self.handle(request),
-                            None => break,
-                        }
-                    }
-                }
-                Turn::Event(Some(Event::Durable(seq))) => self.durable(seq),
-                Turn::Event(Some(Event::Failed(why))) => break Exit::JournalFailed(why),
-                Turn::Event(None) => break Exit::JournalFailed("journal writer vanished".into()),
-            }
-            self.dispatch();
-            self.journal.pump();
-            self.update_memory();
-            if stop {
-                break Exit::Shutdown;
-            }
-        };
-        self.finish(events, &exit).await;
-        exit
-    }
-
-    /// Drains the journal (blocking work, off the executor), releases the receipts it
-    /// made durable, and closes every session.
-    async fn finish(mut self, mut events: mpsc::UnboundedReceiver<Event>, exit: &Exit) {
-        if *exit == Exit::Shutdown {
-            crate::runtime::spawn_blocking(self.journal.stopper()).await;
-            while let Some(Some(event)) = events.next().now_or_never() {
-                if let Event::Durable(seq) = event {
-                    self.durable(seq);
-                }
-            }
-        }
-        // Closing each channel ends its writer once it has written what is queued.
-        for (_, mut handle) in self.sessions.drain() {
-            handle.outbound.close_channel();
-        }
-    }
-
-    fn handle(&mut self, request: Request) {
-        match request {
-            Request::Open {
-                session,
-                outbound,
-                kill,
-            } => {
-                self.sessions
-                    .insert(session, SessionHandle { outbound, kill });
-            }
-            Request::Send {
-                session,
-                message,
-                receipt,
-            } => {
-                let cost = message.cost();
-                let seq = if self.broker.is_duplicate(&message) {
-                    // A resend after a failover: the original's record is at or before
-                    // the last seq, so its receipt waits for exactly what the original did.
-                    log::debug!(
-                        "session {}: dropped a resent duplicate for {}",
-                        session.0,
-                        message.destination
-                    );
-                    self.next_seq - 1
-                } else {
-                    self.record(Op::Send(message))
-                };
-                self.memory.settle(cost, self.broker.memory_used());
-                self.receipt_at(session, receipt, seq, false);
-            }
-            Request::Subscribe {
-                session,
-                sub,
-                destination,
-                subscription,
-                ack,
-                prefetch,
-                receipt,
-            } => {
-                self.broker.subscribe(
-                    crate::broker::ConsumerKey { session, sub },
-                    destination,
-                    subscription,
-                    ack,
-                    prefetch,
-                );
-                // Before any MESSAGE of the subscription: the receipt goes first.
-                self.receipt_now(session, receipt, false);
-            }
-            Request::Unsubscribe {
-                session,
-                sub,
-                receipt,
-            } => {
-                let ops = self
-                    .broker
-                    .unsubscribe(crate::broker::ConsumerKey { session, sub });
-                let seq = self.record_all(ops);
-                self.receipt_at(session, receipt, seq, false);
-            }
-            Request::Ack {
-                session,
-                ack,
-                receipt,
-            } => match self.broker.ack(session, ack.sub, ack.id) {
-                Ok(removals) => {
-                    let seq = self.record_removals(removals);
-                    self.receipt_at(session, receipt, seq, false);
-                }
-                Err(refused) => self.fail_session(session, &refused.0, receipt),
-            },
-            Request::Nack {
-                session,
-                ack,
-                receipt,
-            } => match self.broker.nack(session, ack.sub, ack.id) {
-                Ok(ops) => {
-                    let seq = self.record_all(ops);
-                    self.receipt_at(session, receipt, seq, false);
-                }
-                Err(refused) => self.fail_session(session, &refused.0, receipt),
-            },
-            Request::Commit {
-                session,
-                sends,
-                acks,
-                nacks,
-                receipt,
-            } => {
-                let cost = cost(&sends);
-                self.commit(session, sends, acks, nacks, receipt);
-                self.memory.settle(cost, self.broker.memory_used());
-            }
-            Request::Written { session, sub, ids } => {
-                let removals = self
-                    .broker
-                    .written(crate::broker::ConsumerKey { session, sub }, &ids);
-                self.record_removals(removals);
-            }
-            Request::Barrier {
-                session,
-                receipt,
-                close,
-            } => {
-                let last = self.next_seq - 1;
-                self.receipt_at(session, Some(receipt), last, close);
-            }
-            Request::Close { session } => self.close_session(session),
-            Request::WaitForMemory(waiter) => self.memory_waiters.push(waiter),
-            Request::Status(reply) => {
-                let _ = reply.send(self.status());
-            }
-            Request::AttachSlave {
+    /// Takes one input; what it wants done waits in `take_outputs`.
+    pub fn step(&mut self, input: Input) {
+        match input {
+            Input::Client(session, request) => self.request(session, request),
+            Input::Durable(seq) => self.durable(seq),
+            Input::Attach {
                 link,
-                position,
+                standing,
                 advertised,
-                reply,
-            } => self.attach_slave(link, position, advertised, reply),
-            Request::SlaveAck { link, seq } => self.slave_ack(link, seq),
-            Request::SlaveLost { link, why } => self.slave_lost(link, why),
-            Request::LostSlave(reply) => {
-                let _ = reply.send(self.lost_slave.clone());
+            } => self.attach(link, &standing, advertised),
+            Input::ReplicaAck { link, seq } => {
+                let steps = self.group.acknowledged(link, seq, self.next_seq);
+                self.carry_out(steps);
             }
-            Request::PrepareAlone(reply) => {
-                let from = self
-                    .alone_from
-                    .take()
-                    .or((!self.serving_alone).then_some(self.next_seq));
-                self.serving_alone = true;
-                let _ = reply.send(from);
+            Input::Detach { link, why } => self.detach(link, why),
+            Input::Welcomed(store) => self.welcomed(store),
+            Input::Replicate(records) => self.replicate(records),
+            Input::Role(event) => self.role_event(event),
+            Input::AloneRecorded => {
+                let step = self.group.alone_recorded();
+                self.carry_out(vec![step]);
             }
-            Request::ContinueAlone => {
-                self.frozen = false;
-                self.release_receipts();
+            Input::Tick => {
+                for delivery in self.broker.dispatch() {
+                    let session = delivery.consumer.session;
+                    self.out
+                        .push(Output::ToSession(session, Outgoing::Deliver(delivery)));
+                }
             }
-            Request::Replicate(records) => self.replicate(records),
-            Request::WatchDurable(watcher) => {
-                let _ = watcher.unbounded_send(self.durable_seq);
-                self.durable_watchers.push(watcher);
-            }
-            Request::Promote(reply) => self.promote(reply),
-            Request::Shutdown => {}
         }
     }
 
-    /// Validates every ACK and NACK of a transaction first, so a bad one rejects the
-    /// whole transaction and nothing of it takes effect.
-    fn commit(
-        &mut self,
-        session: SessionId,
-        sends: Vec<crate::broker::NewMessage>,
-        acks: Vec<AckRef>,
-        nacks: Vec<AckRef>,
-        receipt: Option<String>,
-    ) {
-        // A replayed transaction's sends that already took effect are not stored twice.
-        let sends: Vec<NewMessage> = sends
-            .into_iter()
-            .filter(|m| !self.broker.is_duplicate(m))
-            .collect();
-        let mut removals: Vec<Removal> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (ack, is_ack) in acks
-            .iter()
-            .map(|a| (a, true))
-            .chain(nacks.iter().map(|n| (n, false)))
-        {
-            // A NACK is checked like an ACK (is the message ours, in flight?) and applied
-            // after the commit.
-            match self.broker.ack(session, ack.sub, ack.id) {
-                Ok(more) if is_ack => {
-                    // Cumulative acks overlap; each message is removed once.
-                    removals.extend(more.into_iter().filter(|r| seen.insert(r.id)));
-                }
-                Ok(_) => {}
-                Err(refused) => {
-                    return self.fail_session(
-                        session,
-                        &format!("transaction rejected: {}", refused.0),
-                        receipt,
-                    )
-                }
-            }
-        }
-        let mut seq = self.record(Op::Commit {
-            sends,
-            acks: removals,
-        });
-        for nack in nacks {
-            // A NACK of a message the same transaction acked has nothing left to do.
-            if let Ok(ops) = self.broker.nack(session, nack.sub, nack.id) {
-                seq = seq.max(self.record_all(ops));
-            }
-        }
-        self.receipt_at(session, receipt, seq, false);
+    /// Moves what the inputs so far want done to the end of `outputs`, in order.
+    pub fn take_outputs(&mut self, outputs: &mut Vec<Output>) {
+        outputs.append(&mut self.out);
+    }
+
+    pub fn role(&self) -> Role {
+        self.group.role()
+    }
+
+    /// Where the slave lost last said it would listen if it promoted itself.
+    pub fn lost_slave_address(&self) -> Option<&str> {
+        self.group.lost_address()
+    }
+
+    /// Message bytes the broker holds, for the producers' memory limit.
+    pub fn memory_used(&self) -> usize {
+        self.broker.memory_used()
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn next_seq(&self) -> Seq {
+        self.next_seq
     }
 
     /// Sequences, applies and journals one op; returns its seq.
-    fn record(&mut self, op: Op) -> u64 {
+    fn record(&mut self, op: Op) -> Seq {
         let seq = self.next_seq;
         // Sized up front: growing the buffer through a 1 KiB body reallocates ~8 times.
         let mut bytes = Vec::with_capacity(match &op {
@@ -416,185 +162,135 @@ impl Core {
             // journaling a record we cannot read back would be worse than stopping.
             Err(error) => panic!("record {seq} does not encode: {error}"),
         };
-        let entry = Entry {
+        let record = Record {
             epoch: self.epoch,
             seq,
             payload,
         };
-        self.append(entry, &op);
+        let applied = self.broker.apply(seq, &op, true);
+        self.append(record, &applied);
         seq
     }
 
-    /// Applies the record `entry` (whose payload is `op`), journals it and ships it to the
-    /// slave: the one path every record takes, on a master and on a slave alike.
-    fn append(&mut self, entry: Entry, op: &Op) {
+    /// Journals an applied record and ships it to the attached slave: the one path every
+    /// record takes after `apply`, on a master and on a slave alike.
+    fn append(&mut self, record: Record, applied: &Applied) {
         // A slave's catch-up skips seqs: non-persistent records were never on disk.
-        debug_assert!(entry.seq >= self.next_seq);
-        self.next_seq = entry.seq + 1;
-        let applied = self.broker.apply(entry.seq, op, true);
-        if let Some(mirror) = &self.mirror {
-            let record = WireRecord {
-                epoch: entry.epoch,
-                seq: entry.seq,
-                payload: entry.payload.clone(),
-            };
-            if !mirror.ship(record) {
-                // The link task is gone; it reports SlaveLost itself.
-                log::debug!("replication link closed while shipping seq {}", entry.seq);
-            }
+        debug_assert!(record.seq >= self.next_seq);
+        self.next_seq = record.seq.next();
+        if let Some(replica) = self.group.replica() {
+            let link = replica.link;
+            self.out.push(Output::Ship {
+                link,
+                record: record.clone(),
+            });
         }
-        self.journal.append(entry, &applied);
+        let out = &mut self.out;
+        self.log.append(record, applied, |command| {
+            out.push(Output::Journal(command))
+        });
     }
 
     /// Records each op in order; returns the last seq (or the last assigned, if none).
-    fn record_all(&mut self, ops: Vec<Op>) -> u64 {
+    fn record_all(&mut self, ops: Vec<Op>) -> Seq {
         ops.into_iter()
-            .fold(self.next_seq - 1, |_, op| self.record(op))
+            .fold(self.next_seq.prev(), |_, op| self.record(op))
     }
 
-    fn record_removals(&mut self, removals: Vec<Removal>) -> u64 {
-        if removals.is_empty() {
-            self.next_seq - 1
-        } else {
-            self.record(Op::Ack(removals))
-        }
-    }
-
-    fn receipt_frame(receipt: String) -> Frame {
-        Frame::new(Command::Receipt).with_header("receipt-id", receipt)
-    }
-
-    /// Sends `receipt` once `seq` is durable; `close` ends the session after it.
-    fn receipt_at(&mut self, session: SessionId, receipt: Option<String>, seq: u64, close: bool) {
-        let Some(receipt) = receipt else { return };
-        if seq <= self.release_point() && self.receipts.is_empty() {
-            self.receipt_now(session, Some(receipt), close);
-        } else {
-            self.receipts.push_back((seq, session, receipt, close));
-        }
-    }
-
-    fn receipt_now(&mut self, session: SessionId, receipt: Option<String>, close: bool) {
-        if let Some(receipt) = receipt {
-            let frame = Self::receipt_frame(receipt);
-            if close {
-                // DISCONNECT: the receipt is the last frame, then the session is gone.
-                self.send_to(session, Outgoing::Final(frame));
-                self.close_session(session);
-            } else {
-                self.send_to(session, Outgoing::Frame(frame));
-            }
-        }
-    }
-
-    fn durable(&mut self, seq: u64) {
+    fn durable(&mut self, seq: Seq) {
         self.durable_seq = self.durable_seq.max(seq);
-        // Acknowledgements held back by the disk may go now.
-        self.acknowledge_held();
-        self.durable_watchers
-            .retain(|watcher| watcher.unbounded_send(self.durable_seq).is_ok());
+        // A slave's acknowledgements held back by its disk may go now.
+        self.acknowledge_master();
         self.complete_attach();
         self.release_receipts();
     }
 
-    /// The highest seq whose receipt may go out: durable here and, with a slave attached,
-    /// acknowledged by it. Nothing while frozen (slave lost, policy not yet applied).
-    fn release_point(&self) -> u64 {
-        match (&self.mirror, self.frozen) {
-            (_, true) => 0,
-            (Some(mirror), false) => mirror.release_point(self.durable_seq),
-            (None, false) => self.durable_seq,
+    /// Sends `receipt` once `seq` is released; `close` ends the session after it.
+    fn receipt_at(&mut self, session: SessionId, receipt: Option<String>, seq: Seq, close: bool) {
+        let Some(receipt) = receipt else { return };
+        if seq <= self.release_point() && self.receipts.is_empty() {
+            self.receipt_now(session, receipt, close);
+        } else {
+            self.receipts.push_back(Pending {
+                seq,
+                session,
+                receipt,
+                close,
+            });
         }
+    }
+
+    fn receipt_now(&mut self, session: SessionId, receipt: String, close: bool) {
+        let frame = Frame::new(Command::Receipt).with_header("receipt-id", receipt);
+        if close {
+            // DISCONNECT: the receipt is the last frame, then the session is gone.
+            self.out
+                .push(Output::ToSession(session, Outgoing::Final(frame)));
+            self.close_session(session);
+        } else {
+            self.out
+                .push(Output::ToSession(session, Outgoing::Frame(frame)));
+        }
+    }
+
+    /// The highest seq whose receipt may go out.
+    fn release_point(&self) -> Seq {
+        self.group.release_point(self.durable_seq)
     }
 
     fn release_receipts(&mut self) {
         let point = self.release_point();
-        while self.receipts.front().is_some_and(|(s, ..)| *s <= point) {
-            if let Some((_, session, receipt, close)) = self.receipts.pop_front() {
-                self.receipt_now(session, Some(receipt), close);
+        while self.receipts.front().is_some_and(|p| p.seq <= point) {
+            if let Some(pending) = self.receipts.pop_front() {
+                self.receipt_now(pending.session, pending.receipt, pending.close);
             }
         }
     }
 
-    fn dispatch(&mut self) {
-        for delivery in self.broker.dispatch() {
-            self.deliver(delivery);
-        }
-    }
-
-    fn deliver(&mut self, delivery: Delivery) {
-        let session = delivery.consumer.session;
-        self.send_to(session, Outgoing::Deliver(delivery));
-    }
-
-    /// Queues for a session; one that has stopped reading is cut off as a slow consumer.
-    fn send_to(&mut self, session: SessionId, outgoing: Outgoing) {
-        let Some(handle) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        if let Err(error) = handle.outbound.try_send(outgoing) {
-            if error.is_full() {
-                log::warn!("session {}: its client is not reading and its outbound queue is full (stomp.max_pending_frames); disconnecting it as a slow consumer", session.0);
-                (handle.kill)();
-            }
-            self.close_session(session);
-        }
-    }
-
-    fn fail_session(&mut self, session: SessionId, message: &str, receipt: Option<String>) {
-        let mut frame = Frame::error(message);
-        if let Some(receipt) = receipt {
-            frame = frame.with_header("receipt-id", receipt);
-        }
-        self.send_to(session, Outgoing::Final(frame));
-        self.close_session(session);
-    }
-
-    /// Forgets a session: its unacked messages go back to their queues.
-    fn close_session(&mut self, session: SessionId) {
-        if let Some(mut handle) = self.sessions.remove(&session) {
-            // Closed for every sender (the reader holds one too): the writer drains
-            // what is queued and exits.
-            handle.outbound.close_channel();
-        }
-        let ops = self.broker.close_session(session);
-        self.record_all(ops);
-    }
-
-    fn update_memory(&mut self) {
-        self.memory.set_stored(self.broker.memory_used());
-        if !self.memory_waiters.is_empty() && !self.memory.over_limit() {
-            for waiter in self.memory_waiters.drain(..) {
-                let _ = waiter.send(());
+    /// Carries out what the replication group asks.
+    fn carry_out(&mut self, steps: Vec<Step>) {
+        let acts = steps.len() > 1;
+        for step in steps {
+            match step {
+                Step::Stepped { from, to, why } => self.log_step(from, to, &why, acts),
+                Step::Role(action) => self.role_action(action),
+                Step::TellInSync(link) => {
+                    self.out.push(Output::TellInSync(link));
+                    // The slave holds everything the catch-up read: segments may go.
+                    let out = &mut self.out;
+                    self.log
+                        .hold_deletions(false, |command| out.push(Output::Journal(command)));
+                }
+                Step::RecordAloneSince(seq) => self.out.push(Output::RecordAloneSince(Some(seq))),
+                Step::Release => self.release_receipts(),
             }
         }
     }
 
-    /// Queue depths, for the status line.
+    /// A one-line summary of the broker's state, for the status log.
     pub fn status(&self) -> String {
-        let slave = match &self.mirror {
+        let slave = match self.group.replica() {
             None => "none".to_string(),
-            Some(m) => format!(
+            Some(replica) => format!(
                 "acked {} lag {} {}",
-                m.acked,
-                (self.next_seq - 1).saturating_sub(m.acked),
-                if m.in_sync { "in-sync" } else { "catching-up" }
+                replica.acked,
+                self.next_seq.prev().since(replica.acked),
+                if replica.in_sync {
+                    "in-sync"
+                } else {
+                    "catching-up"
+                }
             ),
         };
         format!(
             "epoch {} seq {} durable {} messages {} memory {} KiB segments {} slave {}",
             self.epoch,
-            self.next_seq - 1,
+            self.next_seq.prev(),
             self.durable_seq,
             self.broker.message_count(),
             self.broker.memory_used() / 1024,
-            self.journal.segment_count(),
+            self.log.segment_count(),
             slave
         )
     }
-}
-
-enum Turn {
-    Request(Option<Request>),
-    Event(Option<Event>),
 }

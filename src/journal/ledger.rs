@@ -8,20 +8,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::broker::{Applied, MessageId};
+use super::record::{Applied, Seq};
 
 #[derive(Debug, Default)]
 struct SegmentStats {
     /// Persistent messages added here and still stored.
     live: u64,
     /// Older segments this one holds acks or moves for.
-    refers_to: BTreeSet<u64>,
+    refers_to: BTreeSet<Seq>,
 }
 
 #[derive(Debug)]
 pub struct Ledger {
-    segments: BTreeMap<u64, SegmentStats>,
-    current: u64,
+    segments: BTreeMap<Seq, SegmentStats>,
+    current: Seq,
     current_len: u64,
     /// Size of the segment being written (an existing one may predate a config change).
     current_capacity: u64,
@@ -31,7 +31,7 @@ pub struct Ledger {
 impl Ledger {
     /// Starts with the segment being written: its first seq, bytes used (header included)
     /// and file size; new segments get `segment_size`.
-    pub fn new(current: u64, current_len: u64, current_capacity: u64, segment_size: u64) -> Ledger {
+    pub fn new(current: Seq, current_len: u64, current_capacity: u64, segment_size: u64) -> Ledger {
         let mut segments = BTreeMap::new();
         segments.insert(current, SegmentStats::default());
         Ledger {
@@ -44,13 +44,13 @@ impl Ledger {
     }
 
     /// Registers an older segment found at recovery.
-    pub fn add_existing(&mut self, first_seq: u64) {
+    pub fn add_existing(&mut self, first_seq: Seq) {
         self.segments.entry(first_seq).or_default();
     }
 
     /// Decides where the durable record `seq` of `len` bytes goes; true if it starts a new
     /// segment. Records never span segments, so a segment may end with unused zeros.
-    pub fn place(&mut self, seq: u64, len: u64) -> bool {
+    pub fn place(&mut self, seq: Seq, len: u64) -> bool {
         let fresh = self.current_len <= super::segment::HEADER_LEN;
         if !fresh && self.current_len + len > self.current_capacity {
             self.current = seq;
@@ -65,7 +65,7 @@ impl Ledger {
     }
 
     /// The segment holding the message added by record `seq`.
-    fn segment_of(&self, seq: u64) -> Option<u64> {
+    fn segment_of(&self, seq: Seq) -> Option<Seq> {
         self.segments
             .range(..=seq)
             .next_back()
@@ -73,7 +73,7 @@ impl Ledger {
     }
 
     /// Accounts for what a durable record in `segment` did.
-    pub fn note(&mut self, segment: u64, applied: &Applied) {
+    pub fn note(&mut self, segment: Seq, applied: &Applied) {
         for id in &applied.mentioned {
             if let Some(origin) = self.origin(id) {
                 if origin != segment {
@@ -93,17 +93,18 @@ impl Ledger {
         }
     }
 
-    fn origin(&self, id: &MessageId) -> Option<u64> {
-        self.segment_of(id.seq)
+    /// The segment holding the message added by record `added_by`.
+    fn origin(&self, added_by: &Seq) -> Option<Seq> {
+        self.segment_of(*added_by)
     }
 
     /// The segment the next durable record is written to.
-    pub fn current(&self) -> u64 {
+    pub fn current(&self) -> Seq {
         self.current
     }
 
     /// Removes and returns every segment that can now be deleted, oldest first.
-    pub fn collect_garbage(&mut self) -> Vec<u64> {
+    pub fn collect_garbage(&mut self) -> Vec<Seq> {
         let mut deleted = Vec::new();
         loop {
             let next = self.segments.iter().find(|(first, stats)| {
@@ -123,7 +124,7 @@ impl Ledger {
     }
 
     /// The first seq of the oldest segment still on disk.
-    pub fn first_segment(&self) -> u64 {
+    pub fn first_segment(&self) -> Seq {
         self.segments.keys().next().copied().unwrap_or(self.current)
     }
 
@@ -146,7 +147,7 @@ mod tests {
     }
 
     fn acked(ids: &[u64]) -> Applied {
-        let ids: Vec<MessageId> = ids.iter().map(|&seq| MessageId { seq, index: 0 }).collect();
+        let ids: Vec<Seq> = ids.iter().map(|&seq| Seq(seq)).collect();
         Applied {
             durable: true,
             added: 0,
@@ -157,26 +158,26 @@ mod tests {
 
     /// Places and notes records of 100 bytes in 300-byte segments (two per segment).
     fn record(ledger: &mut Ledger, seq: u64, applied: Applied) {
-        ledger.place(seq, 100);
+        ledger.place(Seq(seq), 100);
         let segment = ledger.current();
         ledger.note(segment, &applied);
     }
 
     #[test]
     fn fully_acked_segments_are_deleted_and_the_current_one_never() {
-        let mut ledger = Ledger::new(1, super::super::segment::HEADER_LEN, 300, 300);
+        let mut ledger = Ledger::new(Seq(1), super::super::segment::HEADER_LEN, 300, 300);
         record(&mut ledger, 1, added(1));
         record(&mut ledger, 2, added(1));
         record(&mut ledger, 3, added(1)); // second segment starts at 3
-        assert_eq!(ledger.current(), 3);
+        assert_eq!(ledger.current(), Seq(3));
         record(&mut ledger, 4, acked(&[1, 2, 3]));
-        assert_eq!(ledger.collect_garbage(), vec![1]);
+        assert_eq!(ledger.collect_garbage(), vec![Seq(1)]);
         assert_eq!(ledger.segment_count(), 1, "segment 3 is current");
     }
 
     #[test]
     fn a_segment_with_acks_for_a_live_older_segment_is_kept() {
-        let mut ledger = Ledger::new(1, super::super::segment::HEADER_LEN, 300, 300);
+        let mut ledger = Ledger::new(Seq(1), super::super::segment::HEADER_LEN, 300, 300);
         record(&mut ledger, 1, added(1)); // stays live
         record(&mut ledger, 2, added(1));
         record(&mut ledger, 3, added(1)); // segment 3
@@ -187,6 +188,6 @@ mod tests {
             "3 holds an ack for live segment 1"
         );
         record(&mut ledger, 6, acked(&[1]));
-        assert_eq!(ledger.collect_garbage(), vec![1, 3]);
+        assert_eq!(ledger.collect_garbage(), vec![Seq(1), Seq(3)]);
     }
 }

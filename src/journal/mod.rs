@@ -2,14 +2,20 @@
 //!
 //! Owns `DATA_DIR/journal/*.seg` (format in `segment.rs` and docs/journal-format.md),
 //! the store identity (`store.rs`), the directory lock (`lock.rs`), recovery, and the
-//! group-commit writer thread. Records are opaque payloads here: the journal never
-//! decodes an `Op`; recovery hands entries to a caller-supplied `apply`, which reports
-//! back (as `broker::Applied`) what the record added and removed, and the ledger uses
-//! that to delete segments nothing needs any more. Never blocks an executor thread: the
-//! core hands commands over with `pump`, which does not wait.
+//! group-commit writer thread. It defines the [`Record`] every layer shares, with its
+//! [`Seq`], [`Epoch`] and [`Position`]. Records are opaque payloads here: the journal
+//! never decodes an `Op`; recovery hands records to a caller-supplied `apply`, which
+//! reports back (as an [`Applied`]) what the record added and removed, and the ledger
+//! uses that to delete segments nothing needs any more. Imports nothing of the broker or
+//! of replication.
+//!
+//! Split in two: [`Log`] is the bookkeeping, with no I/O, that the core owns and that
+//! emits writer [`Command`]s; [`Journal`] is the handle on the writer thread that the
+//! server feeds those commands to, never blocking an executor thread.
 
 mod ledger;
 pub mod lock;
+mod record;
 pub mod recovery;
 pub mod segment;
 mod spare;
@@ -21,14 +27,13 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::TrySendError;
 
-pub use segment::Entry;
-pub use store::StoreMeta;
-pub use writer::{Event, Pace};
+pub use record::{Applied, Epoch, Position, Record, Seq};
+pub use store::{EpochStart, StoreMeta};
+pub use writer::{Command, Event, Pace};
 
-use crate::broker::Applied;
 use crate::error::{Error, Result};
 use ledger::Ledger;
-use writer::{Command, Writer};
+use writer::Writer;
 
 /// The journal's folder inside a data directory.
 pub const JOURNAL_DIR: &str = "journal";
@@ -36,56 +41,129 @@ pub const JOURNAL_DIR: &str = "journal";
 /// What recovery found, for the start-up summary.
 #[derive(Debug, Clone)]
 pub struct Recovered {
-    pub store_id: String,
+    pub meta: StoreMeta,
     pub new_store: bool,
-    pub epoch: u64,
     pub records: u64,
     pub segments: usize,
     /// The seq the next record gets.
-    pub next_seq: u64,
-    /// The last record's (epoch, seq, checksum).
-    pub last: Option<(u64, u64, u32)>,
+    pub next_seq: Seq,
+    /// Where the journal ends.
+    pub last: Option<Position>,
     pub torn_tail: Option<(PathBuf, u64)>,
 }
 
-/// The core's handle on the store.
+/// The journal's bookkeeping, with no I/O: where each durable record goes, which
+/// segments may be deleted, and the writer commands that follow. The core owns it and
+/// emits its commands; the server hands them to the writer thread (`Journal`).
+#[derive(Debug)]
+pub struct Log {
+    ledger: Ledger,
+    /// While a slave reads segments to catch up, deletions wait here.
+    held_deletions: Option<Vec<Seq>>,
+    /// The seq of the last record written to disk (non-durable ones are not).
+    last_durable_seq: Seq,
+}
+
+impl Log {
+    /// The log of a new, empty store whose segments hold `segment_size` bytes.
+    pub fn empty(segment_size: u64) -> Log {
+        Log {
+            ledger: Ledger::new(Seq::FIRST, segment::HEADER_LEN, segment_size, segment_size),
+            held_deletions: None,
+            last_durable_seq: Seq::ZERO,
+        }
+    }
+
+    /// Accounts for a record the broker has applied and emits the writer's commands:
+    /// durable records are written and fsynced, the others only mark their place in seq
+    /// order; segments the record emptied are deleted after it.
+    pub fn append(&mut self, record: Record, applied: &Applied, mut emit: impl FnMut(Command)) {
+        if !applied.durable {
+            emit(Command::Append {
+                entry: record,
+                durable: false,
+                new_segment: false,
+            });
+            return;
+        }
+        self.last_durable_seq = record.seq;
+        let new_segment = self.ledger.place(record.seq, record.stored_len());
+        self.ledger.note(self.ledger.current(), applied);
+        emit(Command::Append {
+            entry: record,
+            durable: true,
+            new_segment,
+        });
+        if !applied.removed.is_empty() {
+            self.collect_garbage(emit);
+        }
+    }
+
+    fn collect_garbage(&mut self, mut emit: impl FnMut(Command)) {
+        for first_seq in self.ledger.collect_garbage() {
+            match &mut self.held_deletions {
+                Some(held) => held.push(first_seq),
+                None => emit(Command::Delete(first_seq)),
+            }
+        }
+    }
+
+    /// Holds segment deletions (a catch-up is reading the segments) or releases them.
+    pub fn hold_deletions(&mut self, hold: bool, emit: impl FnMut(Command)) {
+        match (hold, self.held_deletions.take()) {
+            (true, held) => self.held_deletions = Some(held.unwrap_or_default()),
+            (false, Some(held)) => held.into_iter().map(Command::Delete).for_each(emit),
+            (false, None) => {}
+        }
+    }
+
+    /// The seq of the last record written to disk.
+    pub fn last_durable_seq(&self) -> Seq {
+        self.last_durable_seq
+    }
+
+    /// The first seq the journal may still hold: records before it were deleted.
+    pub fn first_retained(&self) -> Seq {
+        self.ledger.first_segment()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.ledger.segment_count()
+    }
+}
+
+/// The handle on the journal writer thread: commands wait here, in order, for room in
+/// its bounded queue, and nothing here ever blocks an executor thread.
 pub struct Journal {
     /// `None` once handed to `stopper`.
     writer: Option<Writer>,
-    ledger: Ledger,
     /// Commands not yet taken by the writer's bounded queue.
     outbox: VecDeque<Command>,
-    /// While a slave reads segments to catch up, deletions wait here.
-    held_deletions: Option<Vec<u64>>,
-    meta: StoreMeta,
-    dir: PathBuf,
-    /// The seq of the last record written to disk (non-durable ones are not).
-    last_durable_seq: u64,
 }
 
 impl Journal {
-    /// Recovers the store in `data_dir` through `apply` and starts the writer, which
-    /// calls `report` from its own thread.
+    /// Recovers the store in `data_dir` through `apply`, which is given every record in
+    /// order, and starts the writer, which calls `report` from its own thread. Segments
+    /// emptied before the last stop are queued for deletion.
     pub fn open(
         data_dir: &Path,
         segment_size: u64,
         report: Box<dyn Fn(Event) + Send>,
-        mut apply: impl FnMut(&Entry) -> Result<Applied>,
-    ) -> Result<(Journal, Recovered)> {
+        mut apply: impl FnMut(&Record) -> Result<Applied>,
+    ) -> Result<(Journal, Log, Recovered)> {
         let dir = data_dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let (meta, new_store) = StoreMeta::load_or_create(data_dir)?;
         let mut notes = Vec::new();
-        let summary = recovery::read(&dir, recovery::Mode::Repair, |segment, entry| {
-            let applied = apply(&entry)?;
+        let summary = recovery::read(&dir, recovery::Mode::Repair, |segment, record| {
+            let applied = apply(&record)?;
             notes.push((segment, applied));
             Ok(())
         })?;
         let next_seq = summary
             .last
-            .map(|(_, seq, _)| seq + 1)
-            .unwrap_or(1)
-            .max(summary.tail.map_or(1, |(first, _)| first));
+            .map_or(Seq::FIRST, |last| last.seq.next())
+            .max(summary.tail.map_or(Seq::FIRST, |(first, _)| first));
         let tail = recovery::open_tail(&dir, &summary, next_seq, segment_size)?;
         let mut ledger = Ledger::new(tail.first_seq, tail.offset, tail.capacity, segment_size);
         for first in &summary.segments {
@@ -94,70 +172,31 @@ impl Journal {
         for (segment, applied) in &notes {
             ledger.note(*segment, applied);
         }
+        let mut log = Log {
+            ledger,
+            held_deletions: None,
+            last_durable_seq: summary.last.map_or(Seq::ZERO, |last| last.seq),
+        };
         let mut journal = Journal {
             writer: Some(Writer::start(tail, segment_size, report)),
-            ledger,
             outbox: VecDeque::new(),
-            held_deletions: None,
-            meta: meta.clone(),
-            dir: dir.clone(),
-            last_durable_seq: summary.last.map_or(0, |(_, seq, _)| seq),
         };
-        // Segments emptied before the last stop go now.
-        journal.queue_garbage();
+        log.collect_garbage(|command| journal.send(command));
         let recovered = Recovered {
-            store_id: meta.store_id.clone(),
+            meta,
             new_store,
-            epoch: meta.current_epoch(),
             records: summary.entries,
-            segments: journal.ledger.segment_count(),
+            segments: log.segment_count(),
             next_seq,
             last: summary.last,
             torn_tail: summary.torn_tail_at,
         };
-        Ok((journal, recovered))
+        Ok((journal, log, recovered))
     }
 
-    /// Queues a record the broker has applied. Durable ones are written and fsynced;
-    /// the others only mark their place in seq order.
-    pub fn append(&mut self, entry: Entry, applied: &Applied) {
-        if !applied.durable {
-            self.outbox.push_back(Command::Append {
-                entry,
-                durable: false,
-                new_segment: false,
-            });
-            return;
-        }
-        self.last_durable_seq = entry.seq;
-        let new_segment = self.ledger.place(entry.seq, entry.stored_len());
-        self.ledger.note(self.ledger.current(), applied);
-        self.outbox.push_back(Command::Append {
-            entry,
-            durable: true,
-            new_segment,
-        });
-        if !applied.removed.is_empty() {
-            self.queue_garbage();
-        }
-    }
-
-    fn queue_garbage(&mut self) {
-        for first_seq in self.ledger.collect_garbage() {
-            match &mut self.held_deletions {
-                Some(held) => held.push(first_seq),
-                None => self.outbox.push_back(Command::Delete(first_seq)),
-            }
-        }
-    }
-
-    /// Holds segment deletions (a catch-up is reading the segments) or releases them.
-    pub fn hold_deletions(&mut self, hold: bool) {
-        match (hold, self.held_deletions.take()) {
-            (true, held) => self.held_deletions = Some(held.unwrap_or_default()),
-            (false, Some(held)) => self.outbox.extend(held.into_iter().map(Command::Delete)),
-            (false, None) => {}
-        }
+    /// Queues a command for the writer (`pump` hands it over).
+    pub fn send(&mut self, command: Command) {
+        self.outbox.push_back(command);
     }
 
     /// How eagerly the writer fsyncs (see `Pace`).
@@ -165,39 +204,6 @@ impl Journal {
         if let Some(writer) = &self.writer {
             writer.set_pace(pace);
         }
-    }
-
-    /// The seq of the last record written to disk.
-    pub fn last_durable_seq(&self) -> u64 {
-        self.last_durable_seq
-    }
-
-    /// Adds epochs found in the journal (`EpochStarted` records) that `store.toml` lacks
-    /// (a crash between the record and the file, or epochs mirrored from a master), and
-    /// saves the file if it changed. Blocking: call at start-up.
-    pub fn merge_epochs(&mut self, data_dir: &Path, found: &[store::EpochStart]) -> Result<()> {
-        let mut changed = false;
-        for start in found {
-            if !self.meta.epochs.iter().any(|e| e.epoch == start.epoch) {
-                self.meta.epochs.push(*start);
-                changed = true;
-            }
-        }
-        if changed {
-            self.meta.epochs.sort_by_key(|e| e.epoch);
-            self.meta.save(data_dir)?;
-        }
-        Ok(())
-    }
-
-    /// The first seq the journal may still hold: records before it were deleted.
-    pub fn first_retained(&self) -> u64 {
-        self.ledger.first_segment()
-    }
-
-    /// The journal's folder (catch-up reads segments from it).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Hands queued commands to the writer without blocking; true if none are left.
@@ -222,14 +228,6 @@ impl Journal {
     /// Commands waiting for room in the writer's queue.
     pub fn backlog(&self) -> usize {
         self.outbox.len()
-    }
-
-    pub fn meta(&self) -> &StoreMeta {
-        &self.meta
-    }
-
-    pub fn segment_count(&self) -> usize {
-        self.ledger.segment_count()
     }
 
     /// Takes the writer and what is still queued for it; the returned closure writes it
@@ -284,19 +282,17 @@ mod tests {
         let report = Box::new(move |event| {
             let _ = events.send(event);
         });
-        let (mut journal, recovered) =
+        let (mut journal, mut log, recovered) =
             Journal::open(dir.path(), 1 << 20, report, |_| Ok(persistent())).unwrap();
         journal.set_pace(Pace::Relaxed);
-        for seq in recovered.next_seq..recovered.next_seq + 3 {
+        for seq in (recovered.next_seq.0..recovered.next_seq.0 + 3).map(Seq) {
             let payload = bytes::Bytes::from(format!("record {seq}"));
-            journal.append(
-                Entry {
-                    epoch: 1,
-                    seq,
-                    payload,
-                },
-                &persistent(),
-            );
+            let record = Record {
+                epoch: Epoch::FIRST,
+                seq,
+                payload,
+            };
+            log.append(record, &persistent(), |command| journal.send(command));
             assert!(journal.pump());
             // Each record alone: the writer must not wait for a next one to sync this.
             loop {

@@ -10,7 +10,8 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::segment::{self, Entry, Slot};
+use super::record::{Position, Record, Seq};
+use super::segment::{self, Slot};
 use super::writer::Tail;
 use crate::error::{Error, Result};
 
@@ -24,29 +25,29 @@ pub enum Mode {
 /// The outcome of reading the whole journal.
 #[derive(Debug, Default)]
 pub struct Summary {
-    pub segments: Vec<u64>,
+    pub segments: Vec<Seq>,
     pub entries: u64,
-    /// The last entry's (epoch, seq, checksum), if any.
-    pub last: Option<(u64, u64, u32)>,
+    /// Where the journal ends: its last record, if any.
+    pub last: Option<Position>,
     /// Where the torn tail was cut, if there was one.
     pub torn_tail_at: Option<(std::path::PathBuf, u64)>,
     /// First seq and end offset of the last segment.
-    pub tail: Option<(u64, u64)>,
+    pub tail: Option<(Seq, u64)>,
 }
 
 /// Seqs start at 1 and grow by one a record, so this one is never reached; a store that
 /// claims it is corrupt, and continuing after it would overflow the next seq.
-const LAST_SEQ: u64 = u64::MAX;
+const LAST_SEQ: Seq = Seq::LAST;
 const NO_ROOM: &str = "no seq is left for the next record";
 
 /// Reads every segment in `dir`, calling `each(segment_first_seq, entry)` in seq order.
 pub fn read(
     dir: &Path,
     mode: Mode,
-    mut each: impl FnMut(u64, Entry) -> Result<()>,
+    mut each: impl FnMut(Seq, Record) -> Result<()>,
 ) -> Result<Summary> {
     let segments = segment::list(dir)?;
-    let firsts: Vec<u64> = segments.iter().map(|(first_seq, _)| *first_seq).collect();
+    let firsts: Vec<Seq> = segments.iter().map(|(first_seq, _)| *first_seq).collect();
     let mut summary = Summary::default();
     let count = segments.len();
     for (position, (first_seq, path)) in segments.into_iter().enumerate() {
@@ -66,7 +67,7 @@ pub fn read(
         loop {
             match segment::read_slot(&data, offset) {
                 Slot::Entry(entry, next) => {
-                    let in_order = summary.last.is_none_or(|(_, last, _)| entry.seq > last);
+                    let in_order = summary.last.is_none_or(|last| entry.seq > last.seq);
                     // A segment holds the seqs from its name up to the next one's name.
                     // The ledger finds a record's segment by its seq: one outside that
                     // range would be counted against the wrong segment, which could be
@@ -90,7 +91,7 @@ pub fn read(
                         );
                         return Err(corrupt(&path, offset as u64, reason));
                     }
-                    summary.last = Some((entry.epoch, entry.seq, entry.checksum()));
+                    summary.last = Some(entry.position());
                     summary.entries += 1;
                     each(first_seq, entry)?;
                     offset = next;
@@ -151,7 +152,7 @@ fn zero_range(path: &Path, offset: u64, len: usize) -> Result<()> {
 }
 
 /// Opens the segment to append to: the last one, or a new first one at `next_seq`.
-pub fn open_tail(dir: &Path, summary: &Summary, next_seq: u64, segment_size: u64) -> Result<Tail> {
+pub fn open_tail(dir: &Path, summary: &Summary, next_seq: Seq, segment_size: u64) -> Result<Tail> {
     match summary.tail {
         Some((first_seq, offset)) => {
             let path = segment::path_for(dir, first_seq);

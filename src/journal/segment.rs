@@ -23,46 +23,20 @@ pub const HEADER_LEN: u64 = 16;
 pub const ENTRY_HEADER_LEN: usize = 24;
 const SUFFIX: &str = ".seg";
 
-/// One journal record as stored: its position in history and its opaque payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub epoch: u64,
-    pub seq: u64,
-    pub payload: bytes::Bytes,
-}
+use super::record::{Epoch, Record, Seq};
 
-impl From<crate::repl::message::WireRecord> for Entry {
-    fn from(record: crate::repl::message::WireRecord) -> Entry {
-        Entry {
-            epoch: record.epoch,
-            seq: record.seq,
-            payload: record.payload,
-        }
-    }
-}
-
-impl Entry {
-    /// Bytes this entry takes in a segment.
-    pub fn stored_len(&self) -> u64 {
-        (ENTRY_HEADER_LEN + self.payload.len()) as u64
-    }
-
-    /// The checksum the entry header carries; also identifies a record across stores.
-    pub fn checksum(&self) -> u32 {
-        checksum(self.epoch, self.seq, &self.payload)
-    }
-
+impl Record {
     /// Appends the stored form to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.checksum().to_le_bytes());
-        out.extend_from_slice(&self.epoch.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.epoch.0.to_le_bytes());
+        out.extend_from_slice(&self.seq.0.to_le_bytes());
         out.extend_from_slice(&self.payload);
     }
 }
 
-fn checksum(epoch: u64, seq: u64, payload: &[u8]) -> u32 {
+pub(super) fn checksum(epoch: u64, seq: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&epoch.to_le_bytes());
     hasher.update(&seq.to_le_bytes());
@@ -73,8 +47,8 @@ fn checksum(epoch: u64, seq: u64, payload: &[u8]) -> u32 {
 /// What sits at one offset of a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Slot {
-    /// A valid entry and the offset after it.
-    Entry(Entry, usize),
+    /// A valid record and the offset after it.
+    Entry(Record, usize),
     /// Zeros: no more data in this segment.
     End,
     /// Bytes that are not a valid entry; `span_end` is where they claim to end.
@@ -116,9 +90,9 @@ pub fn read_slot(data: &[u8], offset: usize) -> Slot {
         };
     }
     Slot::Entry(
-        Entry {
-            epoch,
-            seq,
+        Record {
+            epoch: Epoch(epoch),
+            seq: Seq(seq),
             payload: bytes::Bytes::copy_from_slice(payload),
         },
         start + len,
@@ -126,12 +100,12 @@ pub fn read_slot(data: &[u8], offset: usize) -> Slot {
 }
 
 /// The file name of the segment whose first record is `first_seq`.
-pub fn path_for(dir: &Path, first_seq: u64) -> PathBuf {
-    dir.join(format!("{first_seq:020}{SUFFIX}"))
+pub fn path_for(dir: &Path, first_seq: Seq) -> PathBuf {
+    dir.join(format!("{:020}{SUFFIX}", first_seq.0))
 }
 
 /// Segment files in `dir`, oldest first, with their first seqs.
-pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+pub fn list(dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
     let mut segments = Vec::new();
     for item in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = item.map_err(|e| Error::io(dir, e))?.path();
@@ -140,7 +114,7 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
             .strip_suffix(SUFFIX)
             .and_then(|n| n.parse::<u64>().ok())
         {
-            segments.push((first, path));
+            segments.push((Seq(first), path));
         }
     }
     segments.sort();
@@ -148,7 +122,7 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Checks a segment's header; the file name and the header must agree.
-pub fn check_header(data: &[u8], first_seq: u64, path: &Path) -> Result<()> {
+pub fn check_header(data: &[u8], first_seq: Seq, path: &Path) -> Result<()> {
     let corrupt = |reason: &str| Error::Corrupt {
         file: path.to_path_buf(),
         offset: 0,
@@ -159,15 +133,15 @@ pub fn check_header(data: &[u8], first_seq: u64, path: &Path) -> Result<()> {
     }
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&data[8..16]);
-    if u64::from_le_bytes(seq) != first_seq {
+    if Seq(u64::from_le_bytes(seq)) != first_seq {
         return Err(corrupt("header's first seq does not match the file name"));
     }
     Ok(())
 }
 
 /// Creates a zero-filled segment of `size` bytes, durably, and opens it for writing.
-pub fn create(dir: &Path, first_seq: u64, size: u64) -> Result<File> {
-    let temporary = dir.join(format!("{first_seq:020}.tmp"));
+pub fn create(dir: &Path, first_seq: Seq, size: u64) -> Result<File> {
+    let temporary = dir.join(format!("{:020}.tmp", first_seq.0));
     let file = zero_filled(&temporary, size)?;
     install(file, &temporary, dir, first_seq)
 }
@@ -195,11 +169,11 @@ pub fn zero_filled(path: &Path, size: u64) -> Result<File> {
 
 /// Makes the zero-filled `file` at `temporary` the segment starting at `first_seq`: its
 /// header, durably, then the rename to its name, durably.
-pub fn install(file: File, temporary: &Path, dir: &Path, first_seq: u64) -> Result<File> {
+pub fn install(file: File, temporary: &Path, dir: &Path, first_seq: Seq) -> Result<File> {
     let io = |e| Error::io(temporary, e);
     let mut header = Vec::with_capacity(HEADER_LEN as usize);
     header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&first_seq.to_le_bytes());
+    header.extend_from_slice(&first_seq.0.to_le_bytes());
     file.write_all_at(&header, 0).map_err(io)?;
     file.sync_data().map_err(io)?;
     let path = path_for(dir, first_seq);
@@ -219,10 +193,10 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn entry(seq: u64, payload: &[u8]) -> Entry {
-        Entry {
-            epoch: 1,
-            seq,
+    fn entry(seq: u64, payload: &[u8]) -> Record {
+        Record {
+            epoch: Epoch(1),
+            seq: Seq(seq),
             payload: bytes::Bytes::copy_from_slice(payload),
         }
     }
@@ -240,7 +214,7 @@ mod tests {
         let Slot::Entry(second, next) = read_slot(&data, next) else {
             panic!("second entry")
         };
-        assert_eq!(second.seq, 6);
+        assert_eq!(second.seq, Seq(6));
         assert_eq!(read_slot(&data, next), Slot::End);
     }
 

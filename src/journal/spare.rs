@@ -12,6 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use super::record::Seq;
 use super::segment;
 use crate::error::Result;
 
@@ -52,7 +53,7 @@ impl Spare {
     /// The segment starting at `first_seq`, made from the spare (waiting for it if it is
     /// not finished yet), or made here if there is none or it could not be made (then
     /// that error, if it repeats, is the one reported).
-    pub fn take(&mut self, first_seq: u64) -> Result<File> {
+    pub fn take(&mut self, first_seq: Seq) -> Result<File> {
         let made = match self.making.take().map(JoinHandle::join) {
             Some(Ok(Ok(file))) => Some(file),
             Some(Ok(Err(error))) => {
@@ -96,8 +97,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spare = Spare::new(dir.path(), 64 * 1024);
         // Taken without a spare (made there and then), after one, and while one is made.
-        for first_seq in [1, 10, 20] {
-            if first_seq > 1 {
+        for first_seq in [Seq(1), Seq(10), Seq(20)] {
+            if first_seq > Seq(1) {
                 spare.prepare();
             }
             let file = spare.take(first_seq).unwrap();
@@ -106,15 +107,15 @@ mod tests {
         spare.prepare();
         drop(spare);
         assert!(dir.path().join(SPARE_NAME).exists());
-        let listed: Vec<u64> = segment::list(dir.path())
+        let listed: Vec<Seq> = segment::list(dir.path())
             .unwrap()
             .into_iter()
             .map(|(first, _)| first)
             .collect();
-        assert_eq!(listed, vec![1, 10, 20]);
+        assert_eq!(listed, vec![Seq(1), Seq(10), Seq(20)]);
         // Each has its header and nothing else: recovery reads three empty segments.
         let summary = recovery::read(dir.path(), Mode::ReadOnly, |_, _| Ok(())).unwrap();
-        assert_eq!(summary.segments, vec![1, 10, 20]);
+        assert_eq!(summary.segments, vec![Seq(1), Seq(10), Seq(20)]);
         assert_eq!(summary.entries, 0);
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::record::{Epoch, Seq};
 use super::segment::sync_dir;
 use crate::error::{Error, Result};
 
@@ -18,8 +19,8 @@ pub const STORE_FILE: &str = "store.toml";
 /// One epoch: a period in which one broker was master, from its first seq on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochStart {
-    pub epoch: u64,
-    pub first_seq: u64,
+    pub epoch: Epoch,
+    pub first_seq: Seq,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +32,7 @@ pub struct StoreMeta {
     /// a slave's copy; cleared when a slave comes in sync (see
     /// `repl::message::Position::alone_since`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alone_since: Option<u64>,
+    pub alone_since: Option<Seq>,
 }
 
 impl StoreMeta {
@@ -48,8 +49,8 @@ impl StoreMeta {
                 let meta = StoreMeta {
                     store_id: new_store_id(),
                     epochs: vec![EpochStart {
-                        epoch: 1,
-                        first_seq: 1,
+                        epoch: Epoch::FIRST,
+                        first_seq: Seq::FIRST,
                     }],
                     alone_since: None,
                 };
@@ -94,8 +95,25 @@ impl StoreMeta {
     }
 
     /// The epoch this store is in now.
-    pub fn current_epoch(&self) -> u64 {
-        self.epochs.last().map_or(1, |e| e.epoch)
+    pub fn current_epoch(&self) -> Epoch {
+        self.epochs.last().map_or(Epoch::FIRST, |e| e.epoch)
+    }
+
+    /// Adds epochs found in the journal (`EpochStarted` records) that this file lacks (a
+    /// crash between the record and the file, or epochs mirrored from a master); true if
+    /// any was added, and the file must be saved.
+    pub fn merge_epochs(&mut self, found: &[EpochStart]) -> bool {
+        let mut changed = false;
+        for start in found {
+            if !self.epochs.iter().any(|e| e.epoch == start.epoch) {
+                self.epochs.push(*start);
+                changed = true;
+            }
+        }
+        if changed {
+            self.epochs.sort_by_key(|e| e.epoch);
+        }
+        changed
     }
 }
 

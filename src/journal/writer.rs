@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
-use super::segment::{self, Entry};
+use super::record::{Record, Seq};
+use super::segment;
 use super::spare::Spare;
 use crate::error::{Error, Result};
 
@@ -68,12 +69,12 @@ pub enum Command {
     /// A record. Non-durable ones are not written but still advance the durable seq, so
     /// receipts are released in seq order. `new_segment` starts a segment first.
     Append {
-        entry: Entry,
+        entry: Record,
         durable: bool,
         new_segment: bool,
     },
     /// Delete the segment starting at this seq, after the preceding appends are durable.
-    Delete(u64),
+    Delete(Seq),
     /// Finish what is queued, then exit.
     Stop,
 }
@@ -82,7 +83,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Every record up to and including this seq is durable (or needs no disk).
-    Durable(u64),
+    Durable(Seq),
     /// The writer stopped on an error; nothing more will become durable.
     Failed(String),
 }
@@ -91,7 +92,7 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Tail {
     pub dir: PathBuf,
-    pub first_seq: u64,
+    pub first_seq: Seq,
     pub file: File,
     pub offset: u64,
     /// The segment file's size: appends never go past it.
@@ -302,7 +303,7 @@ impl State {
     }
 
     /// Makes what is buffered durable in the old segment, then continues in a new one.
-    fn roll(&mut self, first_seq: u64) -> Result<()> {
+    fn roll(&mut self, first_seq: Seq) -> Result<()> {
         self.write_and_sync()?;
         let file = self.spare.take(first_seq)?;
         self.tail.file = file;

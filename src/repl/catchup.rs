@@ -13,16 +13,16 @@
 //! partition left two masters): then its tail may hold receipted messages, and the
 //! operator decides (scripts/resync.sh). So does a slave of another store.
 
-use super::message::{CatchUp, Position};
-use crate::journal::store::EpochStart;
+use super::message::{CatchUp, Standing};
+use crate::journal::{Epoch, EpochStart, Seq};
 
 /// What the master knows of its own store when a slave says hello.
 #[derive(Debug, Clone)]
 pub struct MasterView<'a> {
     pub store_id: &'a str,
     pub epochs: &'a [EpochStart],
-    pub next_seq: u64,
-    pub first_retained: u64,
+    pub next_seq: Seq,
+    pub first_retained: Seq,
 }
 
 /// Why a slave was refused, for both sides' logs.
@@ -31,7 +31,7 @@ pub fn diverged(why: &str) -> String {
 }
 
 /// The epoch that record `seq` belongs to in this history.
-fn epoch_of(epochs: &[EpochStart], seq: u64) -> Option<u64> {
+fn epoch_of(epochs: &[EpochStart], seq: Seq) -> Option<Epoch> {
     epochs
         .iter()
         .rev()
@@ -39,8 +39,8 @@ fn epoch_of(epochs: &[EpochStart], seq: u64) -> Option<u64> {
         .map(|e| e.epoch)
 }
 
-pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
-    let Some((epoch, seq, _checksum)) = slave.last else {
+pub fn plan(master: &MasterView, slave: &Standing) -> Result<CatchUp, String> {
+    let Some(last) = slave.last else {
         return Ok(CatchUp::Replace {
             from: master.first_retained,
         });
@@ -51,6 +51,7 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
             slave.store_id, master.store_id
         )));
     }
+    let (epoch, seq) = (last.epoch, last.seq);
     if seq >= master.next_seq || epoch_of(master.epochs, seq) != Some(epoch) {
         return replace_unreceipted_tail(master, slave, epoch, seq);
     }
@@ -61,7 +62,7 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
             from: master.first_retained,
         });
     }
-    Ok(CatchUp::Append { from: seq + 1 })
+    Ok(CatchUp::Append { from: seq.next() })
 }
 
 /// The slave holds records the master's history does not (typically an old master,
@@ -73,14 +74,14 @@ pub fn plan(master: &MasterView, slave: &Position) -> Result<CatchUp, String> {
 /// lost in flight put `alone_since` below it), and only the operator may discard them.
 fn replace_unreceipted_tail(
     master: &MasterView,
-    slave: &Position,
-    epoch: u64,
-    seq: u64,
+    slave: &Standing,
+    epoch: Epoch,
+    seq: Seq,
 ) -> Result<CatchUp, String> {
     let why = if seq >= master.next_seq {
         format!(
             "the slave has seq {seq}, beyond the master's last seq {}",
-            master.next_seq - 1
+            master.next_seq.prev()
         )
     } else {
         format!(
@@ -106,8 +107,8 @@ fn replace_unreceipted_tail(
 
 /// The first seq at which the two histories assign different epochs (or the master has
 /// no record). Epochs change only at their first seqs, so only those need comparing.
-fn fork_point(master: &MasterView, slave_epochs: &[EpochStart], last: u64) -> u64 {
-    let mut boundaries: Vec<u64> = master
+fn fork_point(master: &MasterView, slave_epochs: &[EpochStart], last: Seq) -> Seq {
+    let mut boundaries: Vec<Seq> = master
         .epochs
         .iter()
         .chain(slave_epochs)
@@ -128,26 +129,33 @@ mod tests {
 
     fn epochs(list: &[(u64, u64)]) -> Vec<EpochStart> {
         list.iter()
-            .map(|&(epoch, first_seq)| EpochStart { epoch, first_seq })
+            .map(|&(epoch, first_seq)| EpochStart {
+                epoch: Epoch(epoch),
+                first_seq: Seq(first_seq),
+            })
             .collect()
     }
 
     /// A slave whose history is the master's up to the epoch of its last record.
-    fn slave(store: &str, last: Option<(u64, u64)>) -> Position {
+    fn slave(store: &str, last: Option<(u64, u64)>) -> Standing {
         let last_epoch = last.map_or(1, |(e, _)| e);
-        Position {
+        Standing {
             store_id: store.into(),
             epochs: epochs(&[(1, 1), (2, 451)])
                 .into_iter()
-                .filter(|e| e.epoch <= last_epoch)
+                .filter(|e| e.epoch <= Epoch(last_epoch))
                 .collect(),
-            last: last.map(|(e, s)| (e, s, 0)),
+            last: last.map(|(e, s)| crate::journal::Position {
+                epoch: Epoch(e),
+                seq: Seq(s),
+                checksum: 0,
+            }),
             alone_since: None,
         }
     }
 
-    fn served_alone(mut position: Position, since: u64) -> Position {
-        position.alone_since = Some(since);
+    fn served_alone(mut position: Standing, since: u64) -> Standing {
+        position.alone_since = Some(Seq(since));
         position
     }
 
@@ -157,49 +165,53 @@ mod tests {
         let master = MasterView {
             store_id: "A",
             epochs: &history,
-            next_seq: 1001,
-            first_retained: 1,
+            next_seq: Seq(1001),
+            first_retained: Seq(1),
         };
         let trimmed = MasterView {
-            first_retained: 600,
+            first_retained: Seq(600),
             ..master.clone()
         };
-        let cases: Vec<(&MasterView, Position, Result<CatchUp, &str>)> = vec![
-            (&master, slave("B", None), Ok(CatchUp::Replace { from: 1 })),
+        let cases: Vec<(&MasterView, Standing, Result<CatchUp, &str>)> = vec![
+            (
+                &master,
+                slave("B", None),
+                Ok(CatchUp::Replace { from: Seq(1) }),
+            ),
             (
                 &trimmed,
                 slave("B", None),
-                Ok(CatchUp::Replace { from: 600 }),
+                Ok(CatchUp::Replace { from: Seq(600) }),
             ),
             (
                 &master,
                 slave("A", Some((2, 900))),
-                Ok(CatchUp::Append { from: 901 }),
+                Ok(CatchUp::Append { from: Seq(901) }),
             ),
             (
                 &master,
                 slave("A", Some((1, 450))),
-                Ok(CatchUp::Append { from: 451 }),
+                Ok(CatchUp::Append { from: Seq(451) }),
             ),
             (
                 &master,
                 slave("A", Some((2, 1000))),
-                Ok(CatchUp::Append { from: 1001 }),
+                Ok(CatchUp::Append { from: Seq(1001) }),
             ),
             (
                 &trimmed,
                 slave("A", Some((2, 500))),
-                Ok(CatchUp::Replace { from: 600 }),
+                Ok(CatchUp::Replace { from: Seq(600) }),
             ),
             (
                 &trimmed,
                 slave("A", Some((2, 599))),
-                Ok(CatchUp::Replace { from: 600 }),
+                Ok(CatchUp::Replace { from: Seq(600) }),
             ),
             (
                 &trimmed,
                 slave("A", Some((2, 600))),
-                Ok(CatchUp::Append { from: 601 }),
+                Ok(CatchUp::Append { from: Seq(601) }),
             ),
             // The old master, restarted after the failover: seq 480 was epoch 1 there.
             // Its slave was in sync when it died, so its tail past the fork at 451 was
@@ -207,7 +219,7 @@ mod tests {
             (
                 &master,
                 slave("A", Some((1, 480))),
-                Ok(CatchUp::Replace { from: 1 }),
+                Ok(CatchUp::Replace { from: Seq(1) }),
             ),
             // It carried on alone (a partition: its slave had promoted at 451). Whether
             // from 460, or from 440 because the last acknowledgements were lost in
@@ -225,7 +237,7 @@ mod tests {
             (
                 &master,
                 slave("A", Some((2, 1001))),
-                Ok(CatchUp::Replace { from: 1 }),
+                Ok(CatchUp::Replace { from: Seq(1) }),
             ),
             (
                 &master,
@@ -235,7 +247,7 @@ mod tests {
             // A last record in an epoch its own history does not list.
             (
                 &master,
-                Position {
+                Standing {
                     epochs: epochs(&[(1, 1)]),
                     ..slave("A", Some((3, 1000)))
                 },

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::store::EpochStart;
+use crate::journal::{EpochStart, Position, Record, Seq};
 
 /// The protocol both sides must speak exactly.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -23,26 +23,18 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// batches are cut far below it.
 pub const MAX_FRAME: usize = 256 << 20;
 
-/// A journal record on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireRecord {
-    pub epoch: u64,
-    pub seq: u64,
-    pub payload: bytes::Bytes,
-}
-
 /// Where a slave's store stands, so the master can decide how to catch it up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
+pub struct Standing {
     pub store_id: String,
     pub epochs: Vec<EpochStart>,
-    /// The last record's (epoch, seq, checksum); `None` for an empty journal.
-    pub last: Option<(u64, u64, u32)>,
+    /// Where its journal ends; `None` for an empty journal.
+    pub last: Option<Position>,
     /// Set while this store's broker serves alone (receipts without a slave's copy):
     /// the first seq of that period. `None` once a slave came in sync after it: from then
     /// on no receipt went out without the slave. A forked tail is discarded automatically
     /// only when it is `None`.
-    pub alone_since: Option<u64>,
+    pub alone_since: Option<Seq>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +43,7 @@ pub enum SlaveMessage {
         protocol: u32,
         user: String,
         password: String,
-        position: Position,
+        standing: Standing,
         /// Where this slave's replication listener will be if it promotes itself: the
         /// master probes it there before carrying on alone.
         advertised: Option<String>,
@@ -59,7 +51,7 @@ pub enum SlaveMessage {
     /// The slave holds every record up to and including `seq`: handed to its core with
     /// `slave_ack = "received"`, fsynced in its journal with `"durable"`.
     Ack {
-        seq: u64,
+        seq: Seq,
     },
     HeartBeat,
     /// Is a master listening here? Answered with `Alive`, then the link closes.
@@ -70,10 +62,10 @@ pub enum SlaveMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CatchUp {
     /// The slave's journal is a prefix: records follow from `from`.
-    Append { from: u64 },
+    Append { from: Seq },
     /// The slave holds nothing the master needs: it empties its journal and takes every
     /// record the master still has, from `from`.
-    Replace { from: u64 },
+    Replace { from: Seq },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,14 +75,14 @@ pub enum MasterMessage {
         epochs: Vec<EpochStart>,
         catch_up: CatchUp,
         /// The slave is in sync once it has acknowledged this seq.
-        in_sync_at: u64,
+        in_sync_at: Seq,
     },
     /// `retry`: the refusal may pass (another slave is attached); otherwise it is final.
     Refused {
         reason: String,
         retry: bool,
     },
-    Records(Vec<WireRecord>),
+    Records(Vec<Record>),
     /// The master now relies on this slave: every receipt waits for its acknowledgement.
     /// Only from here on may the slave promote itself if the master dies.
     InSync,

@@ -1,10 +1,14 @@
 //! The role state machine: which role a broker plays and what it must do when something
 //! happens. No I/O, no clock: `step(role, event, policy)` returns the next role and the
-//! actions for the driver (`server::Driver`), so every transition is a row in a table test.
+//! actions to take, so every transition is a row in a table test. `repl::group` wraps it
+//! with the replica bookkeeping, and the core carries the actions out.
 //!
 //! Invariants:
 //! - A slave keeps its client listener closed while it connects, catches up or mirrors.
 //! - A slave that never reached in-sync never promotes itself; it keeps dialling.
+//! - A slave that was in sync keeps that standing while it dials a master that still
+//!   answered a probe: if the dial then finds no master, it probes again and may promote
+//!   (a master stopping with SIGTERM answers the first probe, then is gone).
 //! - Promotion starts a new epoch before the client listener opens.
 //! - Losing the slave never degrades silently: the master either stops or says so.
 //! - Neither side takes a step that could make two masters on the strength of a lost
@@ -29,6 +33,10 @@ pub enum Role {
     SlaveMirroring,
     /// A slave that lost its master, asking whether it is really gone.
     SlaveCheckingMaster,
+    /// A slave that was in sync and lost its master, which still answered: dialling it
+    /// again. It has not been caught up since, so it may still promote if the master is
+    /// gone by now.
+    SlaveRedialing,
     Stopped,
 }
 
@@ -44,6 +52,7 @@ impl fmt::Display for Role {
             Role::SlaveCatchingUp => "slave-catching-up",
             Role::SlaveMirroring => "slave-mirroring",
             Role::SlaveCheckingMaster => "slave-checking-master",
+            Role::SlaveRedialing => "slave-redialing",
             Role::Stopped => "stopped",
         };
         f.write_str(name)
@@ -180,7 +189,9 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         (WaitingForSlave | MasterAlone, SlaveAttached) => {
             (role, vec![], "slave attached; catching up".into())
         }
-        (SlaveConnecting, MasterReached) => (SlaveCatchingUp, vec![], "master accepted us".into()),
+        (SlaveConnecting | SlaveRedialing, MasterReached) => {
+            (SlaveCatchingUp, vec![], "master accepted us".into())
+        }
         (SlaveCatchingUp, InSyncWithMaster) => {
             (SlaveMirroring, vec![], "caught up with the master".into())
         }
@@ -194,25 +205,36 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             vec![DialMaster],
             format!("master unreachable ({why}); never in sync, so not promoting"),
         ),
-        (SlaveConnecting | SlaveCatchingUp | SlaveMirroring, MasterRefused(why)) => (
+        (
+            SlaveConnecting | SlaveCatchingUp | SlaveMirroring | SlaveRedialing,
+            MasterRefused(why),
+        ) => (
             Stopped,
             vec![Exit(EXIT_REFUSED)],
             format!("master refused us: {why}"),
         ),
-        (SlaveMirroring, MasterLost(why)) if policy.shutdown_on_master_failure => (
+        (SlaveMirroring | SlaveRedialing, MasterLost(why)) if policy.shutdown_on_master_failure => (
             Stopped,
             vec![Exit(EXIT_MASTER_FAILED)],
             format!("master lost ({why}); shutdown_on_master_failure"),
         ),
-        (SlaveMirroring, MasterLost(why)) => (
+        (SlaveMirroring | SlaveRedialing, MasterLost(why)) => (
             SlaveCheckingMaster,
             vec![ProbeMaster],
             format!("master lost ({why}); checking that it is gone"),
         ),
+        // Still in sync as far as we know: the master cannot have receipted anything
+        // without us unless it carried on alone, and a master carries on alone only after
+        // probing us and finding no master here, which is the risk every promotion takes.
         (SlaveCheckingMaster, MasterAnswered) => (
+            SlaveRedialing,
+            vec![DialMaster],
+            "the master still answers: dialling it again, not promoting yet".into(),
+        ),
+        (SlaveRedialing, DroppedByMaster(why)) => (
             SlaveConnecting,
             vec![DialMaster],
-            "the master still answers: dialling it again, not promoting".into(),
+            format!("the master dropped us ({why}) and carries on alone; not promoting"),
         ),
         // The replication listener opens first, so that the old master, should it wake
         // now, finds a master at our address and stops rather than carry on alone.
@@ -279,7 +301,14 @@ mod tests {
             (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
             (SlaveMirroring, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
-            (SlaveCheckingMaster, MasterAnswered, slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveCheckingMaster, MasterAnswered, slave, SlaveRedialing, vec![DialMaster]),
+            // A master stopping with SIGTERM answers the first probe and is gone by the
+            // dial: the slave that was in sync probes again and promotes.
+            (SlaveRedialing, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
+            (SlaveRedialing, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
+            (SlaveRedialing, MasterReached, slave, SlaveCatchingUp, vec![]),
+            (SlaveRedialing, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveRedialing, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
             (SlaveCheckingMaster, MasterGone("refused".into()), slave, MasterAlone, vec![OpenReplicationListener, Promote, OpenClientListener]),
             (SlaveCheckingMaster, Shutdown, slave, Stopped, vec![Exit(0)]),
             (SlaveMirroring, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
@@ -312,6 +341,7 @@ mod tests {
             SlaveCatchingUp,
             SlaveMirroring,
             SlaveCheckingMaster,
+            SlaveRedialing,
         ] {
             for event in [
                 Started,

@@ -1,15 +1,18 @@
-//! Wiring: the data-dir lock, signals, the client listener's accept, and the role driver
-//! (`driver`) that runs the core, the listeners and the replication link.
+//! Wiring: the data-dir lock, signals, the client listener's accept, and the shell
+//! (`shell`) that runs the core and carries out its outputs, with the role actions that
+//! need the outside world in `actions`.
 //!
-//! A master locks its directory, replays the journal, starts the core, and opens its
-//! listeners (the client one only once a slave is in sync, with `wait_for_slave`). A
-//! slave locks its directory, dials its master until welcomed, brings its store level
-//! (append, or replace with the master's), then starts the core with no client listener
-//! and mirrors. Each role change is logged as `role: A -> B (why)` with epoch and seq.
-//! On SIGINT or SIGTERM the listeners close first, then the core finishes in-flight
-//! journal writes, then the process exits.
+//! A broker locks its directory, replays the journal into a core, and steps it with
+//! `Started`. A master then opens its listeners (the client one only once a slave is in
+//! sync, with `wait_for_slave`). A slave dials its master until welcomed, brings its
+//! store level (append, or replace with the master's), recovers it afresh into the core
+//! and mirrors, with no client listener. Each role change is logged as
+//! `role: A -> B (why)` with epoch and seq. On SIGINT or SIGTERM the listeners close
+//! first, then the journal finishes its writes and their receipts go out, then the
+//! process exits.
 
-mod driver;
+mod actions;
+mod shell;
 mod store;
 
 pub use store::recover;
@@ -21,12 +24,14 @@ use std::time::Duration;
 use futures::channel::mpsc;
 
 use crate::config::Config;
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::journal::lock::DataDirLock;
+use crate::repl::role::Policy;
 use crate::runtime::{self, TcpStream};
 use crate::session::{self, Shared};
 use crate::stomp::Frame;
-use driver::Driver;
+use shell::{Channels, Shell};
 
 /// Runs a broker until a signal stops it; returns the process exit code.
 pub fn run(config: Config) -> Result<i32> {
@@ -40,10 +45,48 @@ pub fn run(config: Config) -> Result<i32> {
         return Ok(0);
     };
     let config = Arc::new(config);
-    let driver = Driver::new(config, signal_rx);
-    let code = runtime::block_on(driver.run())?;
+    if !config.requires_login() {
+        log::warn!("no [[users]] configured: any client may connect without a login");
+    }
+    let shell = start(config, signal_rx)?;
+    let code = runtime::block_on(shell.run())?;
     drop(lock);
     Ok(code)
+}
+
+/// Recovers the store into a core and wraps it in a shell.
+fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<Shell> {
+    let replication = &config.replication;
+    let policy = Policy {
+        is_slave: replication.master_connector_uri.is_some(),
+        wait_for_slave: replication.wait_for_slave,
+        shutdown_on_slave_failure: replication.shutdown_on_slave_failure,
+        shutdown_on_master_failure: replication.shutdown_on_master_failure,
+    };
+    let channels = Channels::new();
+    let (journal, store, recovered) = recover(&config, channels.journal_events.0.clone())?;
+    log::info!(
+        "broker '{}' ({}): data dir {}, store {}{}; recovered epoch {}, {} records in {} segments, next seq {}, {} messages in {} queues",
+        config.broker.name,
+        if policy.is_slave { "slave" } else { "master" },
+        config.data_dir().display(),
+        recovered.meta.store_id,
+        if recovered.new_store { " (new)" } else { "" },
+        recovered.meta.current_epoch(),
+        recovered.records,
+        recovered.segments,
+        recovered.next_seq,
+        store.broker.message_count(),
+        store.broker.queue_depths().len()
+    );
+    if let Some((file, offset)) = &recovered.torn_tail {
+        log::warn!(
+            "recovered: cut a torn tail in {} at offset {offset}",
+            file.display()
+        );
+    }
+    let core = Core::new(store, policy, config.replication.slave_ack);
+    Ok(Shell::new(config, core, journal, channels, signals))
 }
 
 /// SIGINT and SIGTERM raise `stop` and wake the driver.

@@ -3,68 +3,61 @@
 
 use futures::channel::mpsc;
 
-use crate::broker::{Broker, Op};
-use crate::codec;
-use crate::config::{Config, SlaveAck};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::core::Store;
 use crate::error::{Error, Result};
 use crate::journal::recovery::{self, Mode};
 use crate::journal::{segment, Journal, Recovered, StoreMeta, JOURNAL_DIR};
-use crate::repl::message::{CatchUp, Position};
-use crate::repl::slave;
+use crate::link::slave::Welcome;
+use crate::repl::message::{CatchUp, Standing};
 
-/// Replays the journal into a new broker and opens the journal for appending. The
-/// journal writer reports to `events`, and, with `slave_ack = "durable"`, each durable seq
-/// to `hook` first (a slave's acknowledgements, see `repl::slave`).
+/// Replays the journal into a new broker and opens the journal for appending; the
+/// journal writer reports to `events`.
 pub fn recover(
     config: &Config,
     events: mpsc::UnboundedSender<crate::journal::Event>,
-    hook: slave::AckHook,
-) -> Result<(Broker, Journal, Recovered)> {
+) -> Result<(Journal, Store, Recovered)> {
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
-    let ack_when_durable = config.replication.slave_ack == SlaveAck::Durable;
-    let report = Box::new(move |event: crate::journal::Event| {
-        if let crate::journal::Event::Durable(seq) = event {
-            if ack_when_durable {
-                hook.ack(seq);
-            }
-        }
+    let report = Box::new(move |event| {
         let _ = events.unbounded_send(event);
     });
     let mut epochs_found = Vec::new();
-    let (mut journal, recovered) = Journal::open(
+    let (journal, log, mut recovered) = Journal::open(
         config.data_dir(),
         config.broker.segment_size.0,
         report,
-        |entry| {
-            let op: Op = codec::decode(&entry.payload).map_err(|e| {
-                Error::Codec(format!(
-                    "record seq {} passed its checksum but does not decode: {e}",
-                    entry.seq
-                ))
-            })?;
-            if let Op::EpochStarted { epoch } = op {
-                epochs_found.push(crate::journal::store::EpochStart {
-                    epoch,
-                    first_seq: entry.seq,
-                });
-            }
-            Ok(broker.apply(entry.seq, &op, false))
+        |record| {
+            let replayed = broker
+                .replay(record, false)
+                .map_err(|why| Error::Codec(format!("{why} (the record passed its checksum)")))?;
+            epochs_found.extend(replayed.epoch_started);
+            Ok(replayed.applied)
         },
     )?;
     // The journal is the authority on epochs: store.toml may lag it after a crash.
-    journal.merge_epochs(config.data_dir(), &epochs_found)?;
+    if recovered.meta.merge_epochs(&epochs_found) {
+        recovered.meta.save(config.data_dir())?;
+    }
     // Before the restart, any of these may have been delivered and not yet acked.
     broker.mark_all_maybe_delivered();
-    Ok((broker, journal, recovered))
+    let store = Store {
+        broker,
+        log,
+        store_id: recovered.meta.store_id.clone(),
+        epochs: recovered.meta.epochs.clone(),
+        next_seq: recovered.next_seq,
+    };
+    Ok((journal, store, recovered))
 }
 
 /// Where this store stands, for a slave's Hello. Reads only.
-pub(super) fn read_position(config: &Config) -> Result<Position> {
+pub(super) fn read_standing(config: &Config) -> Result<Standing> {
     let dir = config.data_dir().join(JOURNAL_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let (meta, _) = StoreMeta::load_or_create(config.data_dir())?;
     let summary = recovery::read(&dir, Mode::ReadOnly, |_, _| Ok(()))?;
-    Ok(Position {
+    Ok(Standing {
         store_id: meta.store_id,
         epochs: meta.epochs,
         last: summary.last,
@@ -74,11 +67,11 @@ pub(super) fn read_position(config: &Config) -> Result<Position> {
 
 /// Makes the store the master's: its identity and epochs, and for a replace an empty
 /// journal that starts where the master's records do.
-pub(super) fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
+pub(super) fn prepare_store(config: &Config, welcome: &Welcome) -> Result<()> {
     // Replace the journal before relabelling the store: a crash in between leaves an
     // empty journal under the old id (caught up afresh), never old records under the
     // master's id.
-    if let CatchUp::Replace { from } = link.catch_up {
+    if let CatchUp::Replace { from } = welcome.catch_up {
         let dir = config.data_dir().join(JOURNAL_DIR);
         for (_, path) in segment::list(&dir)? {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -90,8 +83,8 @@ pub(super) fn prepare_store(config: &Config, link: &slave::Link) -> Result<()> {
     }
     // Whatever this store served alone is now either the master's history too or gone.
     let meta = StoreMeta {
-        store_id: link.store_id.clone(),
-        epochs: link.epochs.clone(),
+        store_id: welcome.store_id.clone(),
+        epochs: welcome.epochs.clone(),
         alone_since: None,
     };
     meta.save(config.data_dir())

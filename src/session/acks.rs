@@ -63,19 +63,10 @@ impl Session {
             self.receipt_now(receipt);
             return Ok(());
         }
-        let session = self.id;
         let request = if is_ack {
-            Request::Ack {
-                session,
-                ack,
-                receipt,
-            }
+            Request::Ack { ack, receipt }
         } else {
-            Request::Nack {
-                session,
-                ack,
-                receipt,
-            }
+            Request::Nack { ack, receipt }
         };
         self.request(request).await
     }

@@ -8,6 +8,7 @@
 
 mod acks;
 pub mod handshake;
+mod memory;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -20,14 +21,30 @@ use futures::SinkExt;
 use crate::broker::{AckMode, Destination, NewMessage, SessionId};
 use crate::config::Config;
 use crate::connection::{FrameReader, Inbound, ReadError};
-use crate::core::{AckRef, MemoryGauge, Outgoing, Request};
+use crate::core::{AckRef, Outgoing, Request};
 use crate::runtime::{self, TcpStream};
 use crate::stomp::{Command, Frame, ParseLimits, Version};
+pub use memory::MemoryGauge;
+
+/// What a session tells the core's task (the server's shell), in order.
+pub enum SessionEvent {
+    /// A session completed CONNECT; replies go to `outbound`.
+    Open {
+        session: SessionId,
+        outbound: mpsc::Sender<Outgoing>,
+        /// Shuts the connection down at once (a slow consumer).
+        kill: Box<dyn Fn() + Send>,
+    },
+    /// A request for the core.
+    Request(SessionId, Request),
+    /// Resolve once message memory is below the limit (a producer waits on it).
+    WaitForMemory(oneshot::Sender<()>),
+}
 
 /// What every session shares.
 pub struct Shared {
     pub config: Arc<Config>,
-    pub requests: mpsc::Sender<Request>,
+    pub requests: mpsc::Sender<SessionEvent>,
     pub memory: MemoryGauge,
     pub limits: ParseLimits,
     next_session: AtomicU64,
@@ -36,7 +53,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         config: Arc<Config>,
-        requests: mpsc::Sender<Request>,
+        requests: mpsc::Sender<SessionEvent>,
         memory: MemoryGauge,
     ) -> Shared {
         let limits = ParseLimits {
@@ -109,7 +126,7 @@ struct Session {
     id: SessionId,
     version: Version,
     shared: Arc<Shared>,
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<SessionEvent>,
     /// The reader's own way to queue frames (receipts it answers itself, ERRORs).
     outbound: mpsc::Sender<Outgoing>,
     subscriptions: HashMap<String, Subscription>,
@@ -180,7 +197,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     if first.try_send(Outgoing::Frame(connected)).is_err()
         || session
             .requests
-            .send(Request::Open {
+            .send(SessionEvent::Open {
                 session: id,
                 outbound,
                 kill: kill_switch(&stream),
@@ -206,7 +223,10 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             receipt_pending: true,
         })
     {
-        let _ = session.requests.send(Request::Close { session: id }).await;
+        let _ = session
+            .requests
+            .send(SessionEvent::Request(id, Request::Close))
+            .await;
     }
     log::debug!("session {}: closed", id.0);
 }
@@ -285,7 +305,7 @@ impl Session {
 
     async fn request(&mut self, request: Request) -> Result<(), Fatal> {
         self.requests
-            .send(request)
+            .send(SessionEvent::Request(self.id, request))
             .await
             .map_err(|_| Fatal("the broker is shutting down".into()))
     }
@@ -322,7 +342,6 @@ impl Session {
                 }
                 let (sends, acks, nacks) = (tx.sends, tx.acks, tx.nacks);
                 self.request(Request::Commit {
-                    session: self.id,
                     sends,
                     acks,
                     nacks,
@@ -338,7 +357,6 @@ impl Session {
                 let receipt_pending = receipt.is_some();
                 if let Some(receipt) = receipt {
                     self.request(Request::Barrier {
-                        session: self.id,
                         receipt,
                         close: true,
                     })
@@ -395,12 +413,7 @@ impl Session {
         }
         self.wait_for_memory().await?;
         self.shared.memory.reserve(std::slice::from_ref(&message));
-        self.request(Request::Send {
-            session: self.id,
-            message,
-            receipt,
-        })
-        .await
+        self.request(Request::Send { message, receipt }).await
     }
 
     /// Past the memory limit a producer waits here, and its receipts with it.
@@ -411,7 +424,10 @@ impl Session {
                 self.id.0
             );
             let (done, wait) = oneshot::channel();
-            self.request(Request::WaitForMemory(done)).await?;
+            self.requests
+                .send(SessionEvent::WaitForMemory(done))
+                .await
+                .map_err(|_| Fatal("the broker is shutting down".into()))?;
             wait.await
                 .map_err(|_| Fatal("the broker is shutting down".into()))?;
         }
@@ -465,7 +481,6 @@ impl Session {
         self.next_sub += 1;
         self.subscriptions.insert(id.clone(), Subscription { key });
         self.request(Request::Subscribe {
-            session: self.id,
             sub: key,
             destination,
             subscription: Arc::from(id),
@@ -491,7 +506,6 @@ impl Session {
             .remove(id)
             .ok_or_else(|| Fatal(format!("no subscription with id '{id}' on this connection")))?;
         self.request(Request::Unsubscribe {
-            session: self.id,
             sub: subscription.key,
             receipt,
         })

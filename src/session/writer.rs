@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, StreamExt};
 
+use super::SessionEvent;
 use crate::broker::{AckMode, Delivery, MessageId, SessionId};
 use crate::connection::FrameWriter;
 use crate::core::{Outgoing, Request};
@@ -57,7 +58,7 @@ pub async fn run(
     version: Version,
     send_every: Option<Duration>,
     mut outbound: mpsc::Receiver<Outgoing>,
-    mut requests: mpsc::Sender<Request>,
+    mut requests: mpsc::Sender<SessionEvent>,
     session: SessionId,
 ) {
     let mut writer = FrameWriter::new(&stream, version);
@@ -106,7 +107,10 @@ pub async fn run(
         }
         for (sub, ids) in written_auto {
             if requests
-                .send(Request::Written { session, sub, ids })
+                .send(SessionEvent::Request(
+                    session,
+                    Request::Written { sub, ids },
+                ))
                 .await
                 .is_err()
             {

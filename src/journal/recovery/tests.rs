@@ -5,14 +5,14 @@ use crate::journal::segment::{create, path_for, HEADER_LEN};
 use std::os::unix::fs::FileExt;
 
 fn write_entries(dir: &Path, first_seq: u64, seqs: std::ops::RangeInclusive<u64>) -> Vec<u64> {
-    let file = create(dir, first_seq, 64 * 1024).unwrap();
+    let file = create(dir, Seq(first_seq), 64 * 1024).unwrap();
     let mut buf = Vec::new();
     let mut offsets = Vec::new();
     for seq in seqs {
         offsets.push(HEADER_LEN + buf.len() as u64);
-        Entry {
-            epoch: 1,
-            seq,
+        Record {
+            epoch: super::super::record::Epoch(1),
+            seq: Seq(seq),
             payload: bytes::Bytes::from(format!("record {seq}")),
         }
         .encode_into(&mut buf);
@@ -24,7 +24,7 @@ fn write_entries(dir: &Path, first_seq: u64, seqs: std::ops::RangeInclusive<u64>
 fn seqs_read(dir: &Path, mode: Mode) -> Result<(Vec<u64>, Summary)> {
     let mut seqs = Vec::new();
     let summary = read(dir, mode, |_, e| {
-        seqs.push(e.seq);
+        seqs.push(e.seq.0);
         Ok(())
     })?;
     Ok((seqs, summary))
@@ -37,22 +37,22 @@ fn reads_every_segment_in_order() {
     write_entries(dir.path(), 4, 4..=6);
     let (seqs, summary) = seqs_read(dir.path(), Mode::Repair).unwrap();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
-    assert_eq!(summary.segments, vec![1, 4]);
-    assert_eq!(summary.last.map(|l| l.1), Some(6));
+    assert_eq!(summary.segments, vec![Seq(1), Seq(4)]);
+    assert_eq!(summary.last.map(|l| l.seq), Some(Seq(6)));
 }
 
 #[test]
 fn torn_tail_is_cut_and_zeroed_so_appends_start_clean() {
     let dir = tempfile::tempdir().unwrap();
     let offsets = write_entries(dir.path(), 1, 1..=3);
-    let path = path_for(dir.path(), 1);
+    let path = path_for(dir.path(), Seq(1));
     // A crash mid-write: the last record's payload is half there.
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0u8; 4], offsets[2] + 26).unwrap();
     let (seqs, summary) = seqs_read(dir.path(), Mode::Repair).unwrap();
     assert_eq!(seqs, vec![1, 2]);
     assert_eq!(summary.torn_tail_at, Some((path.clone(), offsets[2])));
-    assert_eq!(summary.tail, Some((1, offsets[2])));
+    assert_eq!(summary.tail, Some((Seq(1), offsets[2])));
     // Repaired: a second read sees a clean end, no torn tail.
     let (seqs, summary) = seqs_read(dir.path(), Mode::Repair).unwrap();
     assert_eq!(seqs, vec![1, 2]);
@@ -63,7 +63,7 @@ fn torn_tail_is_cut_and_zeroed_so_appends_start_clean() {
 fn flipped_byte_in_the_middle_names_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let offsets = write_entries(dir.path(), 1, 1..=3);
-    let path = path_for(dir.path(), 1);
+    let path = path_for(dir.path(), Seq(1));
     let file = std::fs::OpenOptions::new()
         .write(true)
         .read(true)
@@ -82,7 +82,7 @@ fn damage_in_an_older_segment_is_corruption_not_a_tail() {
     let dir = tempfile::tempdir().unwrap();
     let offsets = write_entries(dir.path(), 1, 1..=3);
     write_entries(dir.path(), 4, 4..=5);
-    let path = path_for(dir.path(), 1);
+    let path = path_for(dir.path(), Seq(1));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0xff], offsets[2] + 25).unwrap();
     assert!(matches!(
@@ -95,7 +95,7 @@ fn damage_in_an_older_segment_is_corruption_not_a_tail() {
 fn read_only_mode_reports_a_torn_tail_without_repairing_it() {
     let dir = tempfile::tempdir().unwrap();
     let offsets = write_entries(dir.path(), 1, 1..=2);
-    let path = path_for(dir.path(), 1);
+    let path = path_for(dir.path(), Seq(1));
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0u8; 2], offsets[1] + 24).unwrap();
     for _ in 0..2 {
@@ -108,7 +108,7 @@ fn read_only_mode_reports_a_torn_tail_without_repairing_it() {
 #[test]
 fn bad_header_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(path_for(dir.path(), 1), b"not a segment at all").unwrap();
+    std::fs::write(path_for(dir.path(), Seq(1)), b"not a segment at all").unwrap();
     let error = seqs_read(dir.path(), Mode::Repair).unwrap_err().to_string();
     assert!(error.contains("bad magic"), "{error}");
 }
@@ -117,7 +117,7 @@ fn bad_header_is_refused() {
 fn a_segment_named_with_the_last_seq_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     write_entries(dir.path(), 1, 1..=2);
-    create(dir.path(), u64::MAX, 64 * 1024).unwrap();
+    create(dir.path(), Seq::LAST, 64 * 1024).unwrap();
     let error = seqs_read(dir.path(), Mode::Repair).unwrap_err();
     let text = error.to_string();
     assert!(

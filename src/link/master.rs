@@ -1,32 +1,30 @@
-//! The master's end of the replication link.
+//! The master's end of the replication link: one task per slave, which owns its socket.
 //!
-//! Accepts one slave at a time. Nothing from the store is sent before the slave's Hello
-//! has passed the protocol-version and credential checks and the core has agreed to the
-//! attach (no other slave, histories compatible). Then: the catch-up records, read from
-//! the journal on disk, and the live records the core ships, batched, with heart-beats
-//! when idle. The slave is declared lost when the link closes, when it is silent for
-//! `heartbeat_ms × heartbeat_misses`, or when a record goes unacknowledged for
-//! `ack_timeout_ms`: no wait is unbounded.
+//! Nothing from the store is sent before the slave's Hello has passed the
+//! protocol-version and credential checks and the core has agreed to the attach (no
+//! other slave, histories compatible). Then: the catch-up records, read from the journal
+//! on disk, and the live records the core ships, batched, with heart-beats when idle,
+//! while the slave's acknowledgements are read on the same task. The slave is declared
+//! lost when the link closes, when it is silent for `heartbeat_ms × heartbeat_misses`,
+//! or when a record goes unacknowledged for `ack_timeout_ms`: no wait is unbounded.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::message::{
-    CatchUp, MasterMessage, SlaveMessage, WireRecord, MAX_FRAME, PROTOCOL_VERSION,
-};
+use super::{LinkEvent, Shipment};
 use crate::codec;
 use crate::config::Config;
-use crate::core::mirror::Shipment;
-use crate::core::replication::{Attached, Refusal};
-use crate::core::Request;
+use crate::core::Attached;
 use crate::journal::recovery::{self, Mode};
-use crate::journal::Entry;
+use crate::journal::{Position, Record, Seq};
+use crate::repl::group::{LinkId, Refusal};
+use crate::repl::message::{CatchUp, MasterMessage, SlaveMessage, MAX_FRAME, PROTOCOL_VERSION};
 use crate::runtime::{self, TcpListener, TcpStream};
 
 /// A Hello is small; anything bigger before authentication is refused unread.
@@ -42,7 +40,7 @@ static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone)]
 pub struct Context {
     pub config: Arc<Config>,
-    pub requests: mpsc::Sender<Request>,
+    pub events: mpsc::Sender<LinkEvent>,
     pub journal_dir: PathBuf,
 }
 
@@ -98,14 +96,14 @@ async fn handle(stream: TcpStream, mut context: Context) {
         codec::read_frame::<_, SlaveMessage>(&mut reader, MAX_HELLO),
     )
     .await;
-    let (protocol, user, password, position, advertised) = match hello {
+    let (protocol, user, password, standing, advertised) = match hello {
         Some(Ok(Some(SlaveMessage::Hello {
             protocol,
             user,
             password,
-            position,
+            standing,
             advertised,
-        }))) => (protocol, user, password, position, advertised),
+        }))) => (protocol, user, password, standing, advertised),
         Some(Ok(Some(SlaveMessage::Probe))) => return answer_probe(&stream, &peer).await,
         Some(Ok(Some(_))) => {
             return refuse(&stream, &peer, "expected Hello first".to_string()).await
@@ -128,19 +126,17 @@ async fn handle(stream: TcpStream, mut context: Context) {
         )
         .await;
     }
-    let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
+    let link = LinkId(NEXT_LINK.fetch_add(1, Ordering::Relaxed));
     let (reply, answer) = oneshot::channel();
-    if context
-        .requests
-        .send(Request::AttachSlave {
-            link,
-            position: position.clone(),
-            advertised,
-            reply,
-        })
-        .await
-        .is_err()
-    {
+    let (live, live_rx) = mpsc::unbounded();
+    let attach = LinkEvent::Attach {
+        link,
+        standing: standing.clone(),
+        advertised,
+        live,
+        reply,
+    };
+    if context.events.send(attach).await.is_err() {
         return;
     }
     let attached = match answer.await {
@@ -148,7 +144,8 @@ async fn handle(stream: TcpStream, mut context: Context) {
         Ok(Err(refusal)) => return refuse(&stream, &peer, refusal).await,
         Err(_) => return,
     };
-    let reason = match stream_records(&stream, link, &context, attached, position.last).await {
+    let reason = match serve_slave(&stream, link, &context, attached, live_rx, standing.last).await
+    {
         // The master is stopping: the slave may take over, as after a crash.
         Ok(()) => "the master is stopping".to_string(),
         Err(LinkEnd::Refused(refusal)) => {
@@ -174,8 +171,8 @@ async fn handle(stream: TcpStream, mut context: Context) {
     };
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let _ = context
-        .requests
-        .send(Request::SlaveLost { link, why: reason })
+        .events
+        .send(LinkEvent::Detached { link, why: reason })
         .await;
 }
 
@@ -193,37 +190,40 @@ impl From<String> for LinkEnd {
     }
 }
 
+/// What woke the link's task.
+enum Wake {
+    Slave(Option<crate::Result<SlaveMessage>>),
+    Shipment(Option<Result<Shipment, String>>),
+}
+
 /// Catches the slave up and streams live records until the link fails; returns why.
-async fn stream_records(
+async fn serve_slave(
     stream: &TcpStream,
-    link: u64,
+    link: LinkId,
     context: &Context,
     attached: Attached,
-    slave_last: Option<(u64, u64, u32)>,
+    live: mpsc::UnboundedReceiver<Shipment>,
+    slave_last: Option<Position>,
 ) -> Result<(), LinkEnd> {
     let replication = &context.config.replication;
     let ack_timeout = Duration::from_millis(replication.ack_timeout_ms);
-    let (from, replace) = match attached.catch_up {
-        CatchUp::Append { from } => (from, false),
-        CatchUp::Replace { from } => (from, true),
-    };
+    let silence =
+        Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
+    let heartbeat = Duration::from_millis(replication.heartbeat_ms);
+    let mut events = context.events.clone();
+    let from = attached.catch_up.from();
     // For an append, the slave's last record must be the master's record at that seq:
     // a slave only ever journals records its master journaled, so one missing from the
     // master's retained journal means the histories differ.
-    let check = if replace {
-        None
-    } else {
-        slave_last.filter(|last| last.1 + 1 == from)
+    let check = match attached.catch_up {
+        CatchUp::Replace { .. } => None,
+        CatchUp::Append { .. } => slave_last.filter(|last| last.seq.next() == from),
     };
-    let mut disk = read_journal(
-        context.journal_dir.clone(),
-        from - u64::from(check.is_some()),
-        attached.next_seq,
-    );
-    if let Some((_, seq, checksum)) = check {
+    let start = if check.is_some() { from.prev() } else { from };
+    let mut disk = read_journal(context.journal_dir.clone(), start, attached.next_seq);
+    if let Some(last) = check {
         match disk.next().await {
-            Some(Ok(record))
-                if record.seq == seq && Entry::from(record.clone()).checksum() == checksum => {}
+            Some(Ok(record)) if record.position() == last => {}
             // A read that failed may pass: the slave dials again.
             Some(Err(reason)) => {
                 return Err(LinkEnd::Refused(Refusal {
@@ -232,8 +232,9 @@ async fn stream_records(
                 }))
             }
             _ => {
-                let reason = super::catchup::diverged(&format!(
-                    "the slave's record {seq} is not the master's record {seq}"
+                let reason = crate::repl::catchup::diverged(&format!(
+                    "the slave's record {} is not the master's record {}",
+                    last.seq, last.seq
                 ));
                 return Err(LinkEnd::Refused(reason.into()));
             }
@@ -246,9 +247,7 @@ async fn stream_records(
         catch_up: attached.catch_up.clone(),
         in_sync_at: attached.in_sync_at,
     };
-    write(&mut writer, &welcome, ack_timeout)
-        .await
-        .map_err(LinkEnd::Failed)?;
+    write(&mut writer, &welcome, ack_timeout).await?;
     log::info!(
         "replication: slave {} attached ({:?}); in sync once it holds seq {}",
         stream
@@ -258,106 +257,130 @@ async fn stream_records(
         attached.catch_up,
         attached.in_sync_at
     );
-
-    let failed = Arc::new(AtomicBool::new(false));
+    // Buffered: acknowledgements are a few bytes each, many per read.
+    let reader = futures::io::BufReader::with_capacity(64 << 10, stream.clone());
+    let mut acks = codec::frames::<_, SlaveMessage>(reader, MAX_FRAME).boxed();
+    let mut disk = disk.map(|item| item.map(Shipment::Record));
+    let mut live = live.map(Ok);
+    let mut catching_up = true;
     // The highest seq written to the slave: an acknowledgement above it is a lie that
     // would release receipts for records the slave does not hold.
-    let shipped = Arc::new(AtomicU64::new(from.saturating_sub(1)));
-    let silence =
-        Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
-    let (acks_tx, mut acks) = mpsc::unbounded();
-    let ack_reader = runtime::spawn(read_acks(
-        stream.clone(),
-        link,
-        context.requests.clone(),
-        acks_tx,
-        silence,
-        failed.clone(),
-        shipped.clone(),
-    ));
-    let heartbeat = Duration::from_millis(replication.heartbeat_ms);
-    let mut unacked: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut acked = 0;
-    let mut live = attached.live.map(Ok);
-    let mut disk = disk.map(|item| item.map(Shipment::Record));
-    let mut catching_up = true;
-    let result = loop {
-        if failed.load(Ordering::SeqCst) {
-            break Err("the slave's side of the link failed".to_string());
-        }
-        while let Ok(seq) = acks.try_recv() {
-            acked = seq;
-        }
-        while unacked.front().is_some_and(|(seq, _)| *seq <= acked) {
-            unacked.pop_front();
+    let mut shipped = from.prev();
+    let mut unacked: VecDeque<(Seq, Instant)> = VecDeque::new();
+    let mut last_heard = Instant::now();
+    let mut last_written = Instant::now();
+    loop {
+        if last_heard.elapsed() > silence {
+            return Err(format!("the slave was silent for {} ms", silence.as_millis()).into());
         }
         if let Some((seq, sent)) = unacked.front() {
             if sent.elapsed() > ack_timeout {
-                break Err(format!(
+                return Err(format!(
                     "the slave did not acknowledge seq {seq} within {} ms",
                     ack_timeout.as_millis()
-                ));
+                )
+                .into());
             }
         }
-        if unacked.len() >= MAX_UNACKED_BATCHES {
-            // Flow control: the slave is behind; wait for its acknowledgements, still
-            // beating so the slave never takes the wait for a dead master.
-            match runtime::timeout(heartbeat, acks.next()).await {
-                Some(Some(seq)) => acked = seq,
-                _ => write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?,
-            }
-            continue;
+        if last_written.elapsed() >= heartbeat {
+            write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?;
+            last_written = Instant::now();
         }
-        let source: &mut (dyn futures::Stream<Item = Result<Shipment, String>> + Unpin + Send) =
+        // Flow control: with a full window, only the slave's acknowledgements are read.
+        let window_open = unacked.len() < MAX_UNACKED_BATCHES;
+        let source: &mut (dyn Stream<Item = Result<Shipment, String>> + Unpin + Send) =
             if catching_up { &mut disk } else { &mut live };
-        let first = match runtime::timeout(heartbeat, source.next()).await {
-            None => {
-                write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?;
-                continue;
+        let woken = {
+            let ack = acks.next().fuse();
+            let shipment = async {
+                if window_open {
+                    source.next().await
+                } else {
+                    futures::future::pending().await
+                }
             }
-            Some(None) if catching_up => {
-                catching_up = false;
-                continue;
-            }
-            Some(None) => break Ok(()),
-            Some(Some(Err(why))) => break Err(why),
-            Some(Some(Ok(Shipment::InSync))) => {
-                write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
-                continue;
-            }
-            Some(Some(Ok(Shipment::Record(record)))) => record,
+            .fuse();
+            futures::pin_mut!(ack, shipment);
+            let next = async {
+                futures::select! {
+                    message = ack => Wake::Slave(message),
+                    shipment = shipment => Wake::Shipment(shipment),
+                }
+            };
+            // Wakes at least every heart-beat interval to beat and check the deadlines.
+            runtime::timeout(heartbeat.saturating_sub(last_written.elapsed()), next).await
         };
-        let mut bytes = first.payload.len();
-        let mut batch = vec![first];
-        let mut then_in_sync = false;
-        while batch.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
-            match source.next().now_or_never() {
-                Some(Some(Ok(Shipment::Record(record)))) => {
-                    bytes += record.payload.len();
-                    batch.push(record);
+        match woken {
+            None => {}
+            Some(Wake::Slave(message)) => {
+                last_heard = Instant::now();
+                match message {
+                    Some(Ok(SlaveMessage::Ack { seq })) if seq > shipped => {
+                        return Err(format!(
+                            "the slave acknowledged seq {seq}, beyond the last seq sent to it ({shipped})"
+                        )
+                        .into());
+                    }
+                    Some(Ok(SlaveMessage::Ack { seq })) => {
+                        while unacked.front().is_some_and(|(s, _)| *s <= seq) {
+                            unacked.pop_front();
+                        }
+                        let acked = LinkEvent::Acked { link, seq };
+                        if events.send(acked).await.is_err() {
+                            return Err("the core stopped".to_string().into());
+                        }
+                    }
+                    Some(Ok(SlaveMessage::HeartBeat)) => {}
+                    Some(Ok(other)) => {
+                        return Err(format!("unexpected message from the slave: {other:?}").into())
+                    }
+                    Some(Err(error)) => return Err(format!("the link failed: {error}").into()),
+                    None => return Err("the slave closed the link".to_string().into()),
                 }
-                Some(Some(Ok(Shipment::InSync))) => {
-                    then_in_sync = true;
-                    break;
+            }
+            Some(Wake::Shipment(None)) if catching_up => catching_up = false,
+            Some(Wake::Shipment(None)) => return Ok(()),
+            Some(Wake::Shipment(Some(Err(why)))) => return Err(why.into()),
+            Some(Wake::Shipment(Some(Ok(Shipment::InSync)))) => {
+                write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
+                last_written = Instant::now();
+            }
+            Some(Wake::Shipment(Some(Ok(Shipment::Record(first))))) => {
+                let (batch, then_in_sync) = gather(first, source)?;
+                if let Some(last) = batch.last() {
+                    unacked.push_back((last.seq, Instant::now()));
+                    shipped = last.seq;
                 }
-                Some(Some(Err(why))) => return Err(LinkEnd::Failed(why)),
-                _ => break,
+                write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await?;
+                if then_in_sync {
+                    write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
+                }
+                last_written = Instant::now();
             }
         }
-        if let Some(last) = batch.last() {
-            unacked.push_back((last.seq, Instant::now()));
-            shipped.store(last.seq, Ordering::SeqCst);
+    }
+}
+
+/// The batch that starts with `first`: what else `source` has ready, within the batch
+/// limits, and whether an in-sync notice came right after it.
+fn gather(
+    first: Record,
+    source: &mut (dyn Stream<Item = Result<Shipment, String>> + Unpin + Send),
+) -> Result<(Vec<Record>, bool), LinkEnd> {
+    let mut bytes = first.payload.len();
+    let mut batch = vec![first];
+    while batch.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
+        match source.next().now_or_never() {
+            Some(Some(Ok(Shipment::Record(record)))) => {
+                bytes += record.payload.len();
+                batch.push(record);
+            }
+            Some(Some(Ok(Shipment::InSync))) => return Ok((batch, true)),
+            Some(Some(Err(why))) => return Err(LinkEnd::Failed(why)),
+            _ => break,
         }
-        if let Err(why) = write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await {
-            break Err(why);
-        }
-        if then_in_sync {
-            write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
-        }
-    };
-    failed.store(true, Ordering::SeqCst);
-    drop(ack_reader);
-    result.map_err(LinkEnd::Failed)
+    }
+    Ok((batch, false))
 }
 
 /// Writes one message, bounded by `limit`: a slave that stops reading cannot stall us.
@@ -376,77 +399,19 @@ async fn write(
     }
 }
 
-/// Reads the slave's acknowledgements and heart-beats; marks the link failed on silence.
-async fn read_acks(
-    stream: TcpStream,
-    link: u64,
-    mut requests: mpsc::Sender<Request>,
-    progress: mpsc::UnboundedSender<u64>,
-    silence: Duration,
-    failed: Arc<AtomicBool>,
-    shipped: Arc<AtomicU64>,
-) {
-    // Buffered: acknowledgements are a few bytes each, many per read.
-    let mut reader = futures::io::BufReader::with_capacity(64 << 10, &stream);
-    loop {
-        let message = runtime::timeout(
-            silence,
-            codec::read_frame::<_, SlaveMessage>(&mut reader, MAX_FRAME),
-        )
-        .await;
-        match message {
-            Some(Ok(Some(SlaveMessage::Ack { seq }))) if seq > shipped.load(Ordering::SeqCst) => {
-                log::warn!(
-                    "replication: the slave acknowledged seq {seq}, beyond the last seq sent to it ({}); dropping it",
-                    shipped.load(Ordering::SeqCst)
-                );
-                break;
-            }
-            Some(Ok(Some(SlaveMessage::Ack { seq }))) => {
-                let _ = progress.unbounded_send(seq);
-                if requests
-                    .send(Request::SlaveAck { link, seq })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Some(Ok(Some(SlaveMessage::HeartBeat))) => {}
-            Some(Ok(Some(SlaveMessage::Hello { .. } | SlaveMessage::Probe)))
-            | Some(Err(_))
-            | Some(Ok(None)) => break,
-            None => {
-                log::warn!(
-                    "replication: the slave was silent for {} ms",
-                    silence.as_millis()
-                );
-                break;
-            }
-        }
-    }
-    // The sender notices, tells the slave why, and closes the link.
-    failed.store(true, Ordering::SeqCst);
-}
-
 /// Streams the journal's durable records with `from <= seq < until`, read off the
 /// executor by a blocking task. A read that fails ends the stream with the error, so the
 /// link fails rather than treat a partial catch-up as complete.
-fn read_journal(dir: PathBuf, from: u64, until: u64) -> mpsc::Receiver<Result<WireRecord, String>> {
+fn read_journal(dir: PathBuf, from: Seq, until: Seq) -> mpsc::Receiver<Result<Record, String>> {
     let (mut sender, receiver) = mpsc::channel(BATCH_RECORDS);
     runtime::spawn_blocking(move || {
         let mut last = None;
-        let result = recovery::read(&dir, Mode::ReadOnly, |_, entry| {
-            if entry.seq >= until {
+        let result = recovery::read(&dir, Mode::ReadOnly, |_, record| {
+            if record.seq >= until {
                 return Err(crate::Error::ShuttingDown);
             }
-            last = Some(entry.seq);
-            if entry.seq >= from {
-                let record = WireRecord {
-                    epoch: entry.epoch,
-                    seq: entry.seq,
-                    payload: entry.payload,
-                };
+            last = Some(record.seq);
+            if record.seq >= from {
                 futures::executor::block_on(sender.send(Ok(record)))
                     .map_err(|_| crate::Error::ShuttingDown)?;
             }
@@ -456,7 +421,7 @@ fn read_journal(dir: PathBuf, from: u64, until: u64) -> mpsc::Receiver<Result<Wi
             Ok(_) | Err(crate::Error::ShuttingDown) => {}
             // Everything below `until` was delivered: a half-written record past it, in
             // the segment still being written, is not our business.
-            Err(_) if last.is_some_and(|seq| seq + 1 >= until) => {}
+            Err(_) if last.is_some_and(|seq| seq.next() >= until) => {}
             Err(error) => {
                 let why = format!("reading the journal for catch-up failed: {error}");
                 log::error!("replication: {why}");

@@ -1,5 +1,6 @@
 //! The memory gauge: message bytes held by the core plus those sessions are sending,
-//! read by sessions to slow producers at `broker.max_memory`.
+//! read by sessions to slow producers at `broker.max_memory`, and set by the server's
+//! shell from what the core reports after each turn.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,13 +38,13 @@ impl MemoryGauge {
     }
 
     /// The core holds `stored` bytes of messages.
-    pub(super) fn set_stored(&self, stored: usize) {
+    pub fn set_stored(&self, stored: usize) {
         self.stored.store(stored, Ordering::Relaxed);
     }
 
     /// The core has applied them and holds `stored` bytes: count them there instead.
     /// `stored` goes up before `reserved` goes down, so the sum never dips below truth.
-    pub(super) fn settle(&self, cost: usize, stored: usize) {
+    pub fn settle(&self, cost: usize, stored: usize) {
         self.set_stored(stored);
         let _ = self
             .reserved
@@ -53,6 +54,6 @@ impl MemoryGauge {
     }
 }
 
-pub(super) fn cost(messages: &[NewMessage]) -> usize {
+pub fn cost(messages: &[NewMessage]) -> usize {
     messages.iter().map(NewMessage::cost).sum()
 }

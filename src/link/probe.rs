@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use super::message::{MasterMessage, SlaveMessage, MAX_FRAME};
 use crate::codec;
 use crate::config::Endpoint;
+use crate::repl::message::{MasterMessage, SlaveMessage, MAX_FRAME};
 use crate::runtime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,162 @@
+//! What a client's requests do to the core: each is validated against the broker,
+//! becomes zero or more records, and gets its receipt at the seq of the last of them.
+
+use std::collections::HashSet;
+
+use super::{AckRef, Core, Outgoing, Output, Request};
+use crate::broker::{ConsumerKey, NewMessage, Op, Removal, SessionId};
+use crate::journal::Seq;
+use crate::stomp::Frame;
+
+impl Core {
+    pub(super) fn request(&mut self, session: SessionId, request: Request) {
+        match request {
+            Request::Send { message, receipt } => {
+                let seq = if self.broker.is_duplicate(&message) {
+                    // A resend after a failover: the original's record is at or before
+                    // the last seq, so its receipt waits for exactly what the original did.
+                    log::debug!(
+                        "session {}: dropped a resent duplicate for {}",
+                        session.0,
+                        message.destination
+                    );
+                    self.next_seq.prev()
+                } else {
+                    self.record(Op::Send(message))
+                };
+                self.receipt_at(session, receipt, seq, false);
+            }
+            Request::Subscribe {
+                sub,
+                destination,
+                subscription,
+                ack,
+                prefetch,
+                receipt,
+            } => {
+                self.broker.subscribe(
+                    ConsumerKey { session, sub },
+                    destination,
+                    subscription,
+                    ack,
+                    prefetch,
+                );
+                // Before any MESSAGE of the subscription: the receipt goes first.
+                if let Some(receipt) = receipt {
+                    self.receipt_now(session, receipt, false);
+                }
+            }
+            Request::Unsubscribe { sub, receipt } => {
+                let ops = self.broker.unsubscribe(ConsumerKey { session, sub });
+                let seq = self.record_all(ops);
+                self.receipt_at(session, receipt, seq, false);
+            }
+            Request::Ack { ack, receipt } => match self.broker.ack(session, ack.sub, ack.id) {
+                Ok(removals) => {
+                    let seq = self.record_removals(removals);
+                    self.receipt_at(session, receipt, seq, false);
+                }
+                Err(refused) => self.fail_session(session, &refused.0, receipt),
+            },
+            Request::Nack { ack, receipt } => match self.broker.nack(session, ack.sub, ack.id) {
+                Ok(ops) => {
+                    let seq = self.record_all(ops);
+                    self.receipt_at(session, receipt, seq, false);
+                }
+                Err(refused) => self.fail_session(session, &refused.0, receipt),
+            },
+            Request::Commit {
+                sends,
+                acks,
+                nacks,
+                receipt,
+            } => self.commit(session, sends, acks, nacks, receipt),
+            Request::Written { sub, ids } => {
+                let removals = self.broker.written(ConsumerKey { session, sub }, &ids);
+                self.record_removals(removals);
+            }
+            Request::Barrier { receipt, close } => {
+                let last = self.next_seq.prev();
+                self.receipt_at(session, Some(receipt), last, close);
+            }
+            Request::Close => self.close_session(session),
+        }
+    }
+
+    /// Validates every ACK and NACK of a transaction first, so a bad one rejects the
+    /// whole transaction and nothing of it takes effect.
+    fn commit(
+        &mut self,
+        session: SessionId,
+        sends: Vec<NewMessage>,
+        acks: Vec<AckRef>,
+        nacks: Vec<AckRef>,
+        receipt: Option<String>,
+    ) {
+        // A replayed transaction's sends that already took effect are not stored twice.
+        let sends: Vec<NewMessage> = sends
+            .into_iter()
+            .filter(|m| !self.broker.is_duplicate(m))
+            .collect();
+        let mut removals: Vec<Removal> = Vec::new();
+        let mut seen = HashSet::new();
+        for (ack, is_ack) in acks
+            .iter()
+            .map(|a| (a, true))
+            .chain(nacks.iter().map(|n| (n, false)))
+        {
+            // A NACK is checked like an ACK (is the message ours, in flight?) and applied
+            // after the commit.
+            match self.broker.ack(session, ack.sub, ack.id) {
+                Ok(more) if is_ack => {
+                    // Cumulative acks overlap; each message is removed once.
+                    removals.extend(more.into_iter().filter(|r| seen.insert(r.id)));
+                }
+                Ok(_) => {}
+                Err(refused) => {
+                    return self.fail_session(
+                        session,
+                        &format!("transaction rejected: {}", refused.0),
+                        receipt,
+                    )
+                }
+            }
+        }
+        let mut seq = self.record(Op::Commit {
+            sends,
+            acks: removals,
+        });
+        for nack in nacks {
+            // A NACK of a message the same transaction acked has nothing left to do.
+            if let Ok(ops) = self.broker.nack(session, nack.sub, nack.id) {
+                seq = seq.max(self.record_all(ops));
+            }
+        }
+        self.receipt_at(session, receipt, seq, false);
+    }
+
+    fn record_removals(&mut self, removals: Vec<Removal>) -> Seq {
+        if removals.is_empty() {
+            self.next_seq.prev()
+        } else {
+            self.record(Op::Ack(removals))
+        }
+    }
+
+    fn fail_session(&mut self, session: SessionId, message: &str, receipt: Option<String>) {
+        let mut frame = Frame::error(message);
+        if let Some(receipt) = receipt {
+            frame = frame.with_header("receipt-id", receipt);
+        }
+        self.out
+            .push(Output::ToSession(session, Outgoing::Final(frame)));
+        self.close_session(session);
+    }
+
+    /// Forgets a session: its unacked messages go back to their queues.
+    pub(super) fn close_session(&mut self, session: SessionId) {
+        self.out.push(Output::CloseSession(session));
+        let ops = self.broker.close_session(session);
+        self.record_all(ops);
+    }
+}

@@ -1,0 +1,178 @@
+//! What goes into the core and what comes out of it.
+//!
+//! Inputs carry everything the core needs and outputs everything it wants done; neither
+//! holds a channel, a socket or a callback. The server's shell turns socket, link and
+//! journal events into inputs and carries the outputs out, in order, in the same turn.
+
+use std::sync::Arc;
+
+use crate::broker::{AckMode, Delivery, Destination, MessageId, NewMessage, SessionId};
+use crate::journal::{Command, EpochStart, Pace, Record, Seq};
+use crate::repl::group::{LinkId, Refusal};
+use crate::repl::message::{CatchUp, Standing};
+use crate::repl::role::{Action, Event};
+use crate::stomp::Frame;
+
+/// An ACK or NACK as the session parsed it: which subscription (if the version says) and
+/// which message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckRef {
+    pub sub: Option<u64>,
+    pub id: MessageId,
+}
+
+/// What a client's session asks of the core.
+#[derive(Debug)]
+pub enum Request {
+    Send {
+        message: NewMessage,
+        receipt: Option<String>,
+    },
+    Subscribe {
+        sub: u64,
+        destination: Destination,
+        subscription: Arc<str>,
+        ack: AckMode,
+        prefetch: usize,
+        receipt: Option<String>,
+    },
+    Unsubscribe {
+        sub: u64,
+        receipt: Option<String>,
+    },
+    Ack {
+        ack: AckRef,
+        receipt: Option<String>,
+    },
+    Nack {
+        ack: AckRef,
+        receipt: Option<String>,
+    },
+    /// A transaction's buffered frames, to take effect as one record.
+    Commit {
+        sends: Vec<NewMessage>,
+        acks: Vec<AckRef>,
+        nacks: Vec<AckRef>,
+        receipt: Option<String>,
+    },
+    /// An `auto` subscription's messages have been written to the socket.
+    Written {
+        sub: u64,
+        ids: Vec<MessageId>,
+    },
+    /// Send `receipt` once everything before it is durable; `close` ends the session
+    /// after it (DISCONNECT).
+    Barrier {
+        receipt: String,
+        close: bool,
+    },
+    /// The connection is gone: requeue what it held.
+    Close,
+}
+
+/// The store a slave mirrors into, as recovered after its master welcomed it.
+#[derive(Debug)]
+pub struct Store {
+    pub broker: crate::broker::Broker,
+    pub log: crate::journal::Log,
+    pub store_id: String,
+    pub epochs: Vec<EpochStart>,
+    /// Everything before it is on disk.
+    pub next_seq: Seq,
+}
+
+/// One input to `Core::step`.
+#[derive(Debug)]
+pub enum Input {
+    /// A client's request, from its session.
+    Client(SessionId, Request),
+    /// The journal holds every record up to this seq.
+    Durable(Seq),
+    /// A slave said hello on the replication link (master side).
+    Attach {
+        link: LinkId,
+        standing: Standing,
+        /// Where the slave's replication listener will be if it promotes itself.
+        advertised: Option<String>,
+    },
+    /// The slave on `link` holds every record up to `seq` (see `config::SlaveAck`).
+    ReplicaAck { link: LinkId, seq: Seq },
+    /// The link failed (closed, silent, or acknowledgements too late).
+    Detach { link: LinkId, why: String },
+    /// Our master welcomed us (slave side): mirror into this store from now on.
+    Welcomed(Box<Store>),
+    /// Records from our master, to apply in order (slave side).
+    Replicate(Vec<Record>),
+    /// Something happened that the role machine decides on.
+    Role(Event),
+    /// `alone_since` (from `Output::RecordAloneSince`) is on disk.
+    AloneRecorded,
+    /// The end of a batch of inputs: dispatch what they made ready to consumers.
+    Tick,
+}
+
+/// What the master's link needs to serve an attached slave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub store_id: String,
+    pub epochs: Vec<EpochStart>,
+    pub catch_up: CatchUp,
+    /// Records below this come from the journal, from it on from `Output::Ship`.
+    pub next_seq: Seq,
+    /// The slave is in sync once it holds this seq.
+    pub in_sync_at: Seq,
+}
+
+/// What the core (or a session's own reader) queues for a session's writer.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(Frame),
+    Deliver(Delivery),
+    /// Write this frame (an ERROR, or the RECEIPT of a DISCONNECT), then close.
+    Final(Frame),
+}
+
+/// One thing the core wants done, in order.
+#[derive(Debug)]
+pub enum Output {
+    /// Hand this command to the journal writer.
+    Journal(Command),
+    /// Set the journal writer's pace.
+    Pace(Pace),
+    /// Queue this for a session's writer; a session that cannot take it is a slow
+    /// consumer: the shell cuts it off and steps `Request::Close` for it.
+    ToSession(SessionId, Outgoing),
+    /// Forget the session: close its outbound queue (its writer drains it and exits).
+    CloseSession(SessionId),
+    /// Answer the attach of `link`.
+    Attached {
+        link: LinkId,
+        result: Result<Attached, Refusal>,
+    },
+    /// Send this record to the slave on `link`.
+    Ship { link: LinkId, record: Record },
+    /// Tell the slave on `link`, after the records shipped so far, that it is in sync.
+    TellInSync(LinkId),
+    /// Acknowledge to our master that we hold every record up to this seq (slave side).
+    AckMaster(Seq),
+    /// Record in store.toml that receipts go out with one copy from this seq (`Some`),
+    /// then step `Input::AloneRecorded`; or that a slave is in sync again (`None`).
+    RecordAloneSince(Option<Seq>),
+    /// Record the store's epoch history (after a promotion) in store.toml, with the
+    /// promoted broker serving alone from its new epoch's first seq.
+    RecordEpochs(Vec<EpochStart>),
+    /// A role action that needs the outside world: listeners, dialling, probing, exiting.
+    Role(Action),
+}
+
+impl Request {
+    /// Bytes of the messages this request adds, which the session reserved on the memory
+    /// gauge before sending it.
+    pub fn message_bytes(&self) -> usize {
+        match self {
+            Request::Send { message, .. } => message.cost(),
+            Request::Commit { sends, .. } => sends.iter().map(NewMessage::cost).sum(),
+            _ => 0,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The replication link: the async ends of the wire protocol (`repl::message`), above the
+//! core and below the server. One task owns each socket, reading and writing it.
+//!
+//! - `master`: the master's end, one task per slave: authenticate, let the core decide
+//!   the attach, catch up from the journal on disk, stream live records, read
+//!   acknowledgements, time out.
+//! - `slave`: the slave's end: dial and say hello; then the server's shell polls the
+//!   open link (`slave::Mirror`) itself, so the acknowledgements the core outputs are
+//!   written by the task that owns the socket, with no hand-off.
+//! - `probe`: "is a master listening there?", asked before promoting or carrying on alone.
+//!
+//! The links talk to the server only through [`LinkEvent`]s, in order, on one channel.
+
+pub mod master;
+pub mod probe;
+pub mod slave;
+
+use futures::channel::{mpsc, oneshot};
+
+use crate::core::Attached;
+use crate::journal::{Record, Seq};
+use crate::repl::group::{LinkId, Refusal};
+use crate::repl::message::Standing;
+
+/// What the core hands a master's link, in order.
+#[derive(Debug)]
+pub enum Shipment {
+    Record(Record),
+    /// The slave has acknowledged its in-sync point: tell it the master relies on it.
+    InSync,
+}
+
+/// What a master's link tells the server.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A slave passed the handshake and asks to attach; `live` takes its shipments once
+    /// the core agrees, and `reply` the core's answer.
+    Attach {
+        link: LinkId,
+        standing: Standing,
+        advertised: Option<String>,
+        live: mpsc::UnboundedSender<Shipment>,
+        reply: oneshot::Sender<Result<Attached, Refusal>>,
+    },
+    /// The slave holds every record up to `seq`.
+    Acked { link: LinkId, seq: Seq },
+    /// The link ended, and why.
+    Detached { link: LinkId, why: String },
+}

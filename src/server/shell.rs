@@ -1,0 +1,462 @@
+//! The shell: the one task that runs the core. It owns every channel into the core, the
+//! journal handle, the sessions' outbound queues, the replication links' queues and the
+//! slave's open link, turns what arrives on them into `core::Input`s, and carries the
+//! core's outputs out, in order, in the same turn. Work that takes time (dialling a
+//! master, probing, binding a listener) runs beside it (`actions`) and comes back as an
+//! input; nothing here decides anything the core could.
+//!
+//! Backpressure: while the journal writer's queue is full, client requests are left in
+//! their bounded channel (the sessions, and so the producers, wait); journal reports,
+//! replication traffic and role events are always read.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::future::AbortHandle;
+use futures::{FutureExt, StreamExt};
+
+use super::actions::Done;
+use crate::broker::SessionId;
+use crate::config::Config;
+use crate::core::{Attached, Core, Input, Outgoing, Output, Request};
+use crate::error::Result;
+use crate::journal::{self, Journal};
+use crate::link::slave::{Heard, Mirror};
+use crate::link::{LinkEvent, Shipment};
+use crate::repl::group::{LinkId, Refusal};
+use crate::repl::role::Event;
+use crate::session::{MemoryGauge, SessionEvent};
+
+/// Depth of the queue from sessions into the core: full means producers wait.
+pub(super) const REQUEST_QUEUE: usize = 4096;
+/// Depth of the queue from the replication links into the core.
+const LINK_QUEUE: usize = 1024;
+/// Session events taken per turn before the core dispatches and the journal is pumped.
+const BATCH: usize = 512;
+
+/// How the core reaches one session.
+struct SessionHandle {
+    outbound: mpsc::Sender<Outgoing>,
+    /// Shuts the socket down at once, for a client that stopped reading.
+    kill: Box<dyn Fn() + Send>,
+}
+
+/// What woke the shell.
+enum Wake {
+    Session(Option<SessionEvent>),
+    Link(Option<LinkEvent>),
+    Journal(Option<journal::Event>),
+    Mirror(Heard),
+    Done(Option<Done>),
+    Signal,
+    Idle,
+}
+
+pub(super) struct Shell {
+    pub(super) config: Arc<Config>,
+    pub(super) core: Core,
+    pub(super) journal: Journal,
+    journal_events: mpsc::UnboundedReceiver<journal::Event>,
+    pub(super) journal_report: mpsc::UnboundedSender<journal::Event>,
+    session_events: mpsc::Receiver<SessionEvent>,
+    pub(super) session_sender: mpsc::Sender<SessionEvent>,
+    sessions: HashMap<SessionId, SessionHandle>,
+    link_events: mpsc::Receiver<LinkEvent>,
+    pub(super) link_sender: mpsc::Sender<LinkEvent>,
+    /// Each attached slave's shipment queue, by link.
+    live: HashMap<LinkId, mpsc::UnboundedSender<Shipment>>,
+    attach_replies: HashMap<LinkId, oneshot::Sender<Result<Attached, Refusal>>>,
+    /// The open link to our master, on a slave.
+    pub(super) mirror: Option<Mirror>,
+    done: mpsc::UnboundedReceiver<Done>,
+    pub(super) done_sender: mpsc::UnboundedSender<Done>,
+    signals: mpsc::UnboundedReceiver<i32>,
+    pub(super) memory: MemoryGauge,
+    memory_waiters: Vec<oneshot::Sender<()>>,
+    /// Accept loops of the open listeners, aborted first at a stop.
+    pub(super) listeners: Vec<AbortHandle>,
+    pub(super) active: Arc<AtomicUsize>,
+    /// Inputs that carrying out outputs produced (a slow consumer cut off, ...).
+    inputs: VecDeque<Input>,
+    outputs: Vec<Output>,
+    /// Set when the broker must stop, with the exit code.
+    pub(super) exit: Option<i32>,
+    /// The pause before the next dial (grows while the master is unreachable).
+    pub(super) dial_backoff: Duration,
+    next_status: Option<Instant>,
+}
+
+/// The channels a shell reads, made before the journal that reports into one of them.
+pub(super) struct Channels {
+    pub journal_events: (
+        mpsc::UnboundedSender<journal::Event>,
+        mpsc::UnboundedReceiver<journal::Event>,
+    ),
+}
+
+impl Channels {
+    pub fn new() -> Channels {
+        Channels {
+            journal_events: mpsc::unbounded(),
+        }
+    }
+}
+
+impl Shell {
+    pub(super) fn new(
+        config: Arc<Config>,
+        core: Core,
+        journal: Journal,
+        channels: Channels,
+        signals: mpsc::UnboundedReceiver<i32>,
+    ) -> Shell {
+        let (session_sender, session_events) = mpsc::channel(REQUEST_QUEUE);
+        let (link_sender, link_events) = mpsc::channel(LINK_QUEUE);
+        let (done_sender, done) = mpsc::unbounded();
+        let (journal_report, journal_events) = channels.journal_events;
+        let interval = config.broker.status_interval_ms;
+        Shell {
+            memory: MemoryGauge::new(config.broker.max_memory.bytes()),
+            next_status: (interval > 0).then(|| Instant::now() + Duration::from_millis(interval)),
+            config,
+            core,
+            journal,
+            journal_events,
+            journal_report,
+            session_events,
+            session_sender,
+            sessions: HashMap::new(),
+            link_events,
+            link_sender,
+            live: HashMap::new(),
+            attach_replies: HashMap::new(),
+            mirror: None,
+            done,
+            done_sender,
+            signals,
+            memory_waiters: Vec::new(),
+            listeners: Vec::new(),
+            active: Arc::new(AtomicUsize::new(0)),
+            inputs: VecDeque::new(),
+            outputs: Vec::new(),
+            exit: None,
+            dial_backoff: Duration::ZERO,
+        }
+    }
+
+    /// Runs the broker until the role machine, a signal or the journal stops it; returns
+    /// the exit code.
+    pub(super) async fn run(mut self) -> Result<i32> {
+        self.turn(Input::Role(Event::Started)).await?;
+        while self.exit.is_none() {
+            let wake = self.wait().await;
+            self.wake(wake).await?;
+            self.status();
+        }
+        let code = self.exit.unwrap_or(0);
+        Ok(self.stop(code).await)
+    }
+
+    /// Waits for the next thing to do, until the next status line is due at the latest.
+    async fn wait(&mut self) -> Wake {
+        let accepting = self.journal.backlog() == 0;
+        let until_status = self.next_status.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let session_events = &mut self.session_events;
+        let sessions = async {
+            if accepting {
+                session_events.next().await
+            } else {
+                futures::future::pending().await
+            }
+        };
+        let mirror = &mut self.mirror;
+        let heard = async {
+            match mirror {
+                Some(mirror) => mirror.next().await,
+                None => futures::future::pending().await,
+            }
+        };
+        let woken = async {
+            futures::select! {
+                event = self.journal_events.next() => Wake::Journal(event),
+                event = self.link_events.next() => Wake::Link(event),
+                heard = heard.fuse() => Wake::Mirror(heard),
+                done = self.done.next() => Wake::Done(done),
+                event = sessions.fuse() => Wake::Session(event),
+                _ = self.signals.next() => Wake::Signal,
+            }
+        };
+        crate::runtime::timeout(until_status, woken)
+            .await
+            .unwrap_or(Wake::Idle)
+    }
+
+    async fn wake(&mut self, wake: Wake) -> Result<()> {
+        match wake {
+            Wake::Session(Some(event)) => {
+                self.session_event(event);
+                // Take what else is waiting, so one dispatch and one journal hand-off
+                // serve the whole batch.
+                for _ in 1..BATCH {
+                    match self.session_events.next().now_or_never() {
+                        Some(Some(event)) => self.session_event(event),
+                        _ => break,
+                    }
+                }
+            }
+            // Every session holds a sender, and so does the shell: this never ends.
+            Wake::Session(None) => {}
+            Wake::Link(Some(event)) => self.link_event(event),
+            Wake::Link(None) => {}
+            Wake::Journal(Some(journal::Event::Durable(seq))) => {
+                self.inputs.push_back(Input::Durable(seq))
+            }
+            Wake::Journal(Some(journal::Event::Failed(why))) => {
+                log::error!("stopping: the journal cannot write ({why}); no further receipts can be honoured");
+                self.exit = Some(1);
+            }
+            Wake::Journal(None) => {}
+            Wake::Mirror(Heard::Records(records)) => {
+                self.inputs.push_back(Input::Replicate(records))
+            }
+            Wake::Mirror(Heard::Nothing) => {}
+            Wake::Mirror(Heard::Role(event)) => {
+                if !matches!(event, Event::InSyncWithMaster) {
+                    self.mirror = None;
+                }
+                self.inputs.push_back(Input::Role(event));
+            }
+            Wake::Done(Some(done)) => self.take_done(done)?,
+            Wake::Done(None) => {}
+            Wake::Signal => {
+                log::info!("signal: shutting down (no new connections; finishing journal writes)");
+                self.inputs.push_back(Input::Role(Event::Shutdown));
+            }
+            Wake::Idle => {}
+        }
+        self.run_inputs().await
+    }
+
+    /// Queues an input for the next `run_inputs`.
+    pub(super) fn inputs_push(&mut self, input: Input) {
+        self.inputs.push_back(input);
+    }
+
+    /// Steps the core with `input` and everything it leads to.
+    pub(super) async fn turn(&mut self, input: Input) -> Result<()> {
+        self.inputs.push_back(input);
+        self.run_inputs().await
+    }
+
+    /// Steps every queued input, carries out the outputs, dispatches, pumps the journal.
+    async fn run_inputs(&mut self) -> Result<()> {
+        while let Some(input) = self.inputs.pop_front() {
+            let reserved = match &input {
+                Input::Client(_, request) => request.message_bytes(),
+                _ => 0,
+            };
+            self.core.step(input);
+            if reserved > 0 {
+                self.memory.settle(reserved, self.core.memory_used());
+            }
+            if self.inputs.is_empty() {
+                self.core.step(Input::Tick);
+            }
+            self.core.take_outputs(&mut self.outputs);
+            let outputs = std::mem::take(&mut self.outputs);
+            for output in outputs {
+                self.carry_out(output).await?;
+            }
+        }
+        self.journal.pump();
+        self.update_memory();
+        Ok(())
+    }
+
+    fn session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Open {
+                session,
+                outbound,
+                kill,
+            } => {
+                self.sessions
+                    .insert(session, SessionHandle { outbound, kill });
+            }
+            SessionEvent::Request(session, request) => {
+                self.inputs.push_back(Input::Client(session, request))
+            }
+            SessionEvent::WaitForMemory(waiter) => self.memory_waiters.push(waiter),
+        }
+    }
+
+    fn link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Attach {
+                link,
+                standing,
+                advertised,
+                live,
+                reply,
+            } => {
+                self.live.insert(link, live);
+                self.attach_replies.insert(link, reply);
+                self.inputs.push_back(Input::Attach {
+                    link,
+                    standing,
+                    advertised,
+                });
+            }
+            LinkEvent::Acked { link, seq } => {
+                self.inputs.push_back(Input::ReplicaAck { link, seq })
+            }
+            LinkEvent::Detached { link, why } => {
+                self.live.remove(&link);
+                self.attach_replies.remove(&link);
+                self.inputs.push_back(Input::Detach { link, why });
+            }
+        }
+    }
+
+    /// Carries out one output of the core.
+    async fn carry_out(&mut self, output: Output) -> Result<()> {
+        match output {
+            Output::Journal(command) => self.journal.send(command),
+            Output::Pace(pace) => self.journal.set_pace(pace),
+            Output::ToSession(session, outgoing) => self.queue_for(session, outgoing),
+            Output::CloseSession(session) => {
+                if let Some(mut handle) = self.sessions.remove(&session) {
+                    // Closed for every sender (the reader holds one too): the writer
+                    // drains what is queued and exits.
+                    handle.outbound.close_channel();
+                }
+            }
+            Output::Attached { link, result } => {
+                if result.is_err() {
+                    self.live.remove(&link);
+                }
+                if let Some(reply) = self.attach_replies.remove(&link) {
+                    let _ = reply.send(result);
+                }
+            }
+            Output::Ship { link, record } => {
+                if let Some(live) = self.live.get(&link) {
+                    // A link that has gone reports itself detached.
+                    let _ = live.unbounded_send(Shipment::Record(record));
+                }
+            }
+            Output::TellInSync(link) => {
+                if let Some(live) = self.live.get(&link) {
+                    let _ = live.unbounded_send(Shipment::InSync);
+                }
+            }
+            Output::AckMaster(seq) => {
+                if let Some(mirror) = &mut self.mirror {
+                    mirror.ack(seq).await;
+                }
+            }
+            Output::RecordAloneSince(since) => {
+                if since.is_none() {
+                    log::info!("replication: a slave is in sync; receipts wait for its copy");
+                } else {
+                    log::warn!("replication: no slave: receipts now wait for this broker's journal only; messages have ONE copy until a slave attaches");
+                }
+                self.update_store_meta(move |meta| meta.alone_since = since)
+                    .await?;
+                if since.is_some() {
+                    self.inputs.push_back(Input::AloneRecorded);
+                }
+            }
+            Output::RecordEpochs(epochs) => {
+                // A promoted broker serves alone from its first seq until a slave is in sync.
+                let alone_since = epochs.last().map(|start| start.first_seq);
+                self.update_store_meta(move |meta| {
+                    meta.epochs = epochs;
+                    meta.alone_since = alone_since;
+                })
+                .await?;
+            }
+            Output::Role(action) => self.role_action(action).await?,
+        }
+        Ok(())
+    }
+
+    /// Queues for a session; one that has stopped reading is cut off as a slow consumer.
+    fn queue_for(&mut self, session: SessionId, outgoing: Outgoing) {
+        let Some(handle) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if let Err(error) = handle.outbound.try_send(outgoing) {
+            if error.is_full() {
+                log::warn!("session {}: its client is not reading and its outbound queue is full (stomp.max_pending_frames); disconnecting it as a slow consumer", session.0);
+                (handle.kill)();
+            }
+            handle.outbound.close_channel();
+            self.sessions.remove(&session);
+            self.inputs
+                .push_back(Input::Client(session, Request::Close));
+        }
+    }
+
+    fn update_memory(&mut self) {
+        self.memory.set_stored(self.core.memory_used());
+        if !self.memory_waiters.is_empty() && !self.memory.over_limit() {
+            for waiter in self.memory_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Logs the status line when it is due.
+    fn status(&mut self) {
+        let Some(at) = self.next_status else { return };
+        if Instant::now() >= at {
+            log::info!("status: role {}, {}", self.core.role(), self.core.status());
+            let interval = Duration::from_millis(self.config.broker.status_interval_ms);
+            self.next_status = Some(Instant::now() + interval);
+        }
+    }
+
+    /// Stops the journal writer once it has written everything queued, and queues what
+    /// it reported meanwhile for the core, so receipts that became due go out. Nothing
+    /// it reports comes later: a journal opened next reports afresh.
+    pub(super) async fn stop_journal(&mut self) {
+        crate::runtime::spawn_blocking(self.journal.stopper()).await;
+        while let Some(Some(event)) = self.journal_events.next().now_or_never() {
+            if let journal::Event::Durable(seq) = event {
+                self.inputs.push_back(Input::Durable(seq));
+            }
+        }
+    }
+
+    /// Closes the listeners first (a stopping master answers no probe), finishes the
+    /// journal (releasing the receipts it made due), closes every link and session.
+    async fn stop(mut self, code: i32) -> i32 {
+        for listener in self.listeners.drain(..) {
+            listener.abort();
+        }
+        self.mirror = None;
+        self.stop_journal().await;
+        let code = match self.run_inputs().await {
+            Ok(()) => code,
+            Err(error) => {
+                log::error!("stopping: {error}");
+                code.max(1)
+            }
+        };
+        // Closing a link's queue ends it ("the master is stopping").
+        self.live.clear();
+        // Closing each channel ends its writer once it has written what is queued.
+        for (_, mut handle) in self.sessions.drain() {
+            handle.outbound.close_channel();
+        }
+        super::drain_sessions(&self.active).await;
+        log::info!("stopped (exit code {code})");
+        code
+    }
+}
