@@ -154,6 +154,29 @@ fn wait_for_slave_keeps_the_client_port_closed_until_a_slave_is_in_sync() {
     master.client().send_receipted("/queue/q", "now", true);
 }
 
+/// A master stopped with SIGTERM while a client is still connected takes a moment to
+/// let its sessions go. It must not answer the slave's probe meanwhile, and the slave,
+/// in sync when the link closed, keeps that standing while it dials again: either way it
+/// finds no master and promotes. The race is timing-dependent, so it runs several times.
+#[test]
+fn a_master_stopped_with_sigterm_hands_over_to_its_in_sync_slave_every_time() {
+    for round in 0..5 {
+        let mut pair = Pair::start("wait_for_slave = true", "");
+        pair.master.wait_until_listening();
+        pair.master.client().send_many("/queue/q", 2);
+        let _connected = pair.master.client();
+        assert!(pair.master.terminate().success(), "round {round}");
+        pair.slave.wait_for_role("master-alone");
+        pair.slave.wait_until_listening();
+        assert_eq!(
+            pair.slave.client().drain("/queue/q", 2),
+            ["m0", "m1"],
+            "round {round}:\n{}",
+            pair.slave.log.text()
+        );
+    }
+}
+
 #[test]
 fn a_slave_with_bad_credentials_is_refused_on_both_sides() {
     let master_site = Site::new();

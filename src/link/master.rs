@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::{LinkEvent, Shipment};
+use super::{catchup, LinkEvent, Shipment};
 use crate::codec;
 use crate::config::Config;
 use crate::core::Attached;
-use crate::journal::recovery::{self, Mode};
 use crate::journal::{Position, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, MasterMessage, SlaveMessage, MAX_FRAME, PROTOCOL_VERSION};
@@ -220,7 +219,7 @@ async fn serve_slave(
         CatchUp::Append { .. } => slave_last.filter(|last| last.seq.next() == from),
     };
     let start = if check.is_some() { from.prev() } else { from };
-    let mut disk = read_journal(context.journal_dir.clone(), start, attached.next_seq);
+    let mut disk = catchup::read_journal(context.journal_dir.clone(), start, attached.next_seq);
     if let Some(last) = check {
         match disk.next().await {
             Some(Ok(record)) if record.position() == last => {}
@@ -397,37 +396,4 @@ async fn write(
             limit.as_millis()
         )),
     }
-}
-
-/// Streams the journal's durable records with `from <= seq < until`, read off the
-/// executor by a blocking task. A read that fails ends the stream with the error, so the
-/// link fails rather than treat a partial catch-up as complete.
-fn read_journal(dir: PathBuf, from: Seq, until: Seq) -> mpsc::Receiver<Result<Record, String>> {
-    let (mut sender, receiver) = mpsc::channel(BATCH_RECORDS);
-    runtime::spawn_blocking(move || {
-        let mut last = None;
-        let result = recovery::read(&dir, Mode::ReadOnly, |_, record| {
-            if record.seq >= until {
-                return Err(crate::Error::ShuttingDown);
-            }
-            last = Some(record.seq);
-            if record.seq >= from {
-                futures::executor::block_on(sender.send(Ok(record)))
-                    .map_err(|_| crate::Error::ShuttingDown)?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(_) | Err(crate::Error::ShuttingDown) => {}
-            // Everything below `until` was delivered: a half-written record past it, in
-            // the segment still being written, is not our business.
-            Err(_) if last.is_some_and(|seq| seq.next() >= until) => {}
-            Err(error) => {
-                let why = format!("reading the journal for catch-up failed: {error}");
-                log::error!("replication: {why}");
-                let _ = futures::executor::block_on(sender.send(Err(why)));
-            }
-        }
-    });
-    receiver
 }

@@ -7,10 +7,12 @@
 //! - `slave`: the slave's end: dial and say hello; then the server's shell polls the
 //!   open link (`slave::Mirror`) itself, so the acknowledgements the core outputs are
 //!   written by the task that owns the socket, with no hand-off.
+//! - `catchup`: the master's read of the journal for a slave's catch-up.
 //! - `probe`: "is a master listening there?", asked before promoting or carrying on alone.
 //!
 //! The links talk to the server only through [`LinkEvent`]s, in order, on one channel.
 
+mod catchup;
 pub mod master;
 pub mod probe;
 pub mod slave;
