@@ -2,31 +2,37 @@
 //! client was told is safe.
 //!
 //! # Layout
-//! The broker is a deterministic state machine over journal records:
+//! The broker is a deterministic state machine over journal records. The core is pure:
+//! `Core::step(input)` in, outputs out; the server's shell carries the outputs out.
 //!
 //! ```text
-//!  client frame ─► session ─► core task: broker.apply(op) ─► record (epoch, seq)
-//!                                                   ├─► journal writer (group commit, fsync)
-//!                                                   └─► dispatch to consumers
-//!                  RECEIPT once the record is durable
+//!  client frame ─► session ─► shell ─► Core::step: broker.apply(op) ─► Record(epoch, seq)
+//!                                        ├─► Output::Journal ─► journal writer (group commit, fsync)
+//!                                        ├─► Output::Ship ─► replication link ─► slave
+//!                                        └─► Output::ToSession (deliveries)
+//!  journal durable + slave's ack ─► shell ─► Core::step ─► RECEIPT
 //! ```
 //!
-//! - [`stomp`]: the wire format, no I/O.
-//! - [`broker`]: queues, topics, consumers, `apply(op)`; no I/O, no clock.
-//! - [`journal`]: segment files, recovery, the group-commit writer thread, the data-dir lock.
-//! - [`connection`]: a buffered socket that reads and writes STOMP frames.
-//! - [`session`]: one client connection: CONNECT, auth, heart-beats, frames to core requests.
-//! - [`core`]: the one task that owns the broker and sequences every record.
-//! - [`server`]: wiring: listeners, the core, shutdown.
-//! - [`verify`]: reads a whole store read-only (`mirrormq verify`).
-//! - [`client`]: the failover client (`failover:(tcp://a,tcp://b)` URLs); the binary's
-//!   tools (`send`, `receive`, `bench`, `chaos`, `demo`, in `src/tools/`) are built on it
-//!   and are not part of this library.
-//! - [`config`], [`error`], and the two seams that name third-party crates no other file
-//!   may name: [`runtime`] (the async runtime) and [`codec`] (the binary encoding);
-//!   [`deadline`]: the coarse timeouts `runtime::timeout` uses.
+//! Bottom to top (each layer uses only those below it; `tests/layers.rs` checks):
+//! - the foundation: [`error`]; [`config`]; the two seams that name third-party crates no
+//!   other file may name, [`runtime`] (the async runtime) and [`codec`] (the binary
+//!   encoding); [`deadline`]: the coarse timeouts `runtime::timeout` uses.
+//! - the models, no I/O: [`stomp`] (the wire format); [`broker`] (queues, topics,
+//!   consumers, `apply(op)`; no clock); [`journal`] (the [`journal::Record`] every layer
+//!   shares, segment files, recovery, the group-commit writer thread, the data-dir lock);
+//!   [`repl`] (the replication protocol, catch-up plans, the role machine and the
+//!   replication group's state machine).
+//! - [`core`]: the pure state machine that owns the broker and sequences every record.
+//! - the sockets: [`link`] (the replication link's master and slave ends, probes);
+//!   [`session`] (one client connection); [`connection`] (a buffered socket that reads and
+//!   writes STOMP frames); [`client`] (the failover client, on `stomp`, `connection` and
+//!   `runtime` only).
+//! - [`server`]: wiring: listeners, the shell that runs the core, role actions, shutdown;
+//!   [`verify`]: reads a whole store read-only (`mirrormq verify`).
 //!
-//! docs/architecture.md walks through the same picture in more detail.
+//! The binary's tools (`send`, `receive`, `bench`, `chaos`, `demo`, in `src/tools/`) are
+//! built on the client and are not part of this library. docs/architecture.md walks
+//! through the same picture in more detail.
 
 pub mod broker;
 pub mod client;
