@@ -542,3 +542,57 @@ fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
         );
     }
 }
+
+/// A slave that was in sync loses its master, whose listener still answers the probe, and
+/// then finds no master when it dials again: it probes once more and promotes, and serves
+/// what it mirrored. The master here is the test, so every step happens in this order.
+#[test]
+fn an_in_sync_slave_whose_master_answered_and_then_vanished_promotes_and_serves() {
+    let master = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = master.local_addr().unwrap().port();
+    let site = Site::new();
+    let client_port = common::free_port();
+    let config = site.write_config_on_port(client_port, &slave_replication(port, ""));
+    let mut slave = Broker::spawn(&config);
+    let (mut link, _) = master.accept().unwrap();
+    assert!(matches!(
+        read_slave_message(&mut link),
+        Some(SlaveMessage::Hello { .. })
+    ));
+    let welcome = MasterMessage::Welcome {
+        store_id: "a-fake-master".into(),
+        epochs: vec![EpochStart {
+            epoch: Epoch(1),
+            first_seq: Seq(1),
+        }],
+        catch_up: CatchUp::Append { from: Seq(1) },
+        in_sync_at: Seq(0),
+    };
+    send_master_message(&mut link, &welcome);
+    send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
+    while let Some(message) = read_slave_message(&mut link) {
+        if matches!(message, SlaveMessage::Ack { seq } if seq == Seq(1)) {
+            break;
+        }
+    }
+    send_master_message(&mut link, &MasterMessage::InSync);
+    slave.wait_for_role("slave-mirroring");
+    // The link closes; the master's listener still answers the probe.
+    drop(link);
+    let (mut probe, _) = master.accept().unwrap();
+    assert!(matches!(
+        read_slave_message(&mut probe),
+        Some(SlaveMessage::Probe)
+    ));
+    send_master_message(&mut probe, &MasterMessage::Alive);
+    drop(probe);
+    slave.wait_for_role("slave-redialing");
+    // Then the master is gone: the dial is refused, and so is the next probe.
+    drop(master);
+    slave.wait_for_role("master-alone");
+    slave.wait_until_listening();
+    assert_eq!(slave.client().drain("/queue/q", 1), ["m1"]);
+    assert!(slave.log.text().contains("promoted: now master in epoch 2"));
+    // Its journal writes: a receipt needs the record on disk.
+    slave.client().send_receipted("/queue/q", "after", true);
+}

@@ -172,16 +172,21 @@ impl Mirror {
         }
     }
 
+    /// Writes a heart-beat if one is due. Call it outside any `select!`: a write cut
+    /// halfway would leave half a frame on the link.
+    pub async fn tend(&mut self) {
+        if self.last_written.elapsed() >= self.heartbeat {
+            self.write(&SlaveMessage::HeartBeat).await;
+        }
+    }
+
     /// What the master says next, waiting at most until a heart-beat is due (then
-    /// `Nothing`, after beating). Dropping the future halfway loses nothing. Only a
-    /// closed or silent link means the master is gone; bytes we cannot read mean it is
+    /// `Nothing`: call `tend`). It only reads, so dropping it halfway loses nothing. Only
+    /// a closed or silent link means the master is gone; bytes we cannot read mean it is
     /// alive and speaking something else, and promoting then would make two masters.
     pub async fn next(&mut self) -> Heard {
         if self.ended {
             return futures::future::pending().await;
-        }
-        if self.last_written.elapsed() >= self.heartbeat {
-            self.write(&SlaveMessage::HeartBeat).await;
         }
         if self.last_heard.elapsed() > self.silence {
             return self.end(Event::MasterLost(format!(

@@ -14,7 +14,7 @@ use super::store::{prepare_store, read_standing, recover};
 use crate::config::{Config, Endpoint};
 use crate::core::{Input, Store};
 use crate::error::{Error, Result};
-use crate::journal::{self, Journal, StoreMeta, JOURNAL_DIR};
+use crate::journal::{Journal, StoreMeta, JOURNAL_DIR};
 use crate::link::probe::{self, Probed};
 use crate::link::{master, slave};
 use crate::repl::role::{Action, Event};
@@ -33,17 +33,10 @@ const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub(super) enum Done {
     /// An event for the role machine (a probe's answer, a dial that failed).
     Event(Event),
-    /// The master welcomed us, and the store is now the master's, recovered afresh.
-    Welcomed(Box<Welcomed>),
+    /// The master welcomed us on this link.
+    Welcomed(Box<slave::Link>),
     /// The local store could not be read or prepared: the broker must stop.
     Failed(Error),
-}
-
-/// A slave's link, and the store made the master's, ready to mirror into.
-pub(super) struct Welcomed {
-    link: slave::Link,
-    journal: Journal,
-    store: Store,
 }
 
 impl Shell {
@@ -101,28 +94,38 @@ impl Shell {
     }
 
     /// Takes back what a task came back with.
-    pub(super) fn take_done(&mut self, done: Done) -> Result<()> {
+    pub(super) async fn take_done(&mut self, done: Done) -> Result<()> {
         match done {
             Done::Event(event) => self.inputs_push(Input::Role(event)),
-            Done::Welcomed(welcomed) => {
-                let Welcomed {
-                    link,
-                    journal,
-                    store,
-                } = *welcomed;
-                self.dial_backoff = Duration::ZERO;
-                let master = self.master_name();
-                log::info!(
-                    "replication: welcomed by master {master} ({:?}); in sync at seq {}",
-                    link.welcome.catch_up,
-                    link.welcome.in_sync_at
-                );
-                self.journal = journal;
-                self.mirror = Some(slave::Mirror::new(link, &self.config));
-                self.inputs_push(Input::Welcomed(Box::new(store)));
-            }
+            Done::Welcomed(link) => self.welcomed(*link).await?,
             Done::Failed(error) => return Err(error),
         }
+        Ok(())
+    }
+
+    /// The master welcomed us: the journal stops (it has written what it had), the store
+    /// is made the master's and recovered afresh, and the core mirrors into it. Until
+    /// now the journal ran, so a slave that promotes after a failed dial can write.
+    async fn welcomed(&mut self, link: slave::Link) -> Result<()> {
+        self.dial_backoff = Duration::ZERO;
+        log::info!(
+            "replication: welcomed by master {} ({:?}); in sync at seq {}",
+            self.master_name(),
+            link.welcome.catch_up,
+            link.welcome.in_sync_at
+        );
+        self.stop_journal().await;
+        let (config, report) = (self.config.clone(), self.journal_report.clone());
+        let welcome = link.welcome.clone();
+        let (journal, store) = runtime::spawn_blocking(move || -> Result<(Journal, Store)> {
+            prepare_store(&config, &welcome)?;
+            let (journal, store, _) = recover(&config, report)?;
+            Ok((journal, store))
+        })
+        .await?;
+        self.journal = journal;
+        self.mirror = Some(slave::Mirror::new(link, &self.config));
+        self.inputs_push(Input::Welcomed(Box::new(store)));
         Ok(())
     }
 
@@ -199,11 +202,9 @@ impl Shell {
         Ok(())
     }
 
-    /// Stops the journal (the store is about to be made the master's) and dials: the
-    /// task comes back welcomed, or with why not.
+    /// Dials the master: the task comes back welcomed, or with why not.
     async fn dial_master(&mut self) -> Result<()> {
         self.mirror = None;
-        self.stop_journal().await;
         let backoff = self.dial_backoff;
         self.dial_backoff = (backoff * 2).clamp(FIRST_DIAL_BACKOFF, MAX_DIAL_BACKOFF);
         if !backoff.is_zero() {
@@ -213,13 +214,12 @@ impl Shell {
             );
         }
         let config = self.config.clone();
-        let report = self.journal_report.clone();
         let master = self.master_name();
         self.start(async move {
             if !backoff.is_zero() {
                 runtime::sleep(backoff).await;
             }
-            dial(config, report, &master).await
+            dial(config, &master).await
         });
         Ok(())
     }
@@ -238,43 +238,23 @@ impl Shell {
     }
 }
 
-/// One attempt to reach the master; once welcomed, the store is made the master's and
-/// recovered afresh, ready to mirror into.
-async fn dial(
-    config: Arc<Config>,
-    report: futures::channel::mpsc::UnboundedSender<journal::Event>,
-    master: &str,
-) -> Done {
+/// One attempt to reach the master with this store's standing.
+async fn dial(config: Arc<Config>, master: &str) -> Done {
     let reading = config.clone();
     let standing = match runtime::spawn_blocking(move || read_standing(&reading)).await {
         Ok(standing) => standing,
         Err(error) => return Done::Failed(error),
     };
-    let link = match slave::connect(&config, standing).await {
-        Ok(link) => link,
+    match slave::connect(&config, standing).await {
+        Ok(link) => Done::Welcomed(Box::new(link)),
         Err(slave::DialError::Refused(reason)) => {
             log::error!("replication: master {master} refused this slave: {reason}");
-            return Done::Event(Event::MasterRefused(reason));
+            Done::Event(Event::MasterRefused(reason))
         }
         Err(slave::DialError::Unreachable(why)) => {
             log::warn!("replication: master {master} unreachable ({why})");
-            return Done::Event(Event::MasterLost(why));
+            Done::Event(Event::MasterLost(why))
         }
-    };
-    let welcome = link.welcome.clone();
-    let prepared = runtime::spawn_blocking(move || -> Result<(Journal, Store)> {
-        prepare_store(&config, &welcome)?;
-        let (journal, store, _) = recover(&config, report)?;
-        Ok((journal, store))
-    })
-    .await;
-    match prepared {
-        Ok((journal, store)) => Done::Welcomed(Box::new(Welcomed {
-            link,
-            journal,
-            store,
-        })),
-        Err(error) => Done::Failed(error),
     }
 }
 

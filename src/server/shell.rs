@@ -152,6 +152,9 @@ impl Shell {
     pub(super) async fn run(mut self) -> Result<i32> {
         self.turn(Input::Role(Event::Started)).await?;
         while self.exit.is_none() {
+            if let Some(mirror) = &mut self.mirror {
+                mirror.tend().await;
+            }
             let wake = self.wait().await;
             self.wake(wake).await?;
             self.status();
@@ -231,7 +234,7 @@ impl Shell {
                 }
                 self.inputs.push_back(Input::Role(event));
             }
-            Wake::Done(Some(done)) => self.take_done(done)?,
+            Wake::Done(Some(done)) => self.take_done(done).await?,
             Wake::Done(None) => {}
             Wake::Signal => {
                 log::info!("signal: shutting down (no new connections; finishing journal writes)");
