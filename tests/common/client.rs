@@ -219,9 +219,15 @@ impl Client {
     /// Sends `count` persistent messages `m0..` pipelined (all sends first, then all
     /// receipts, which must come in order).
     pub fn send_many(&mut self, queue: &str, count: usize) {
-        for i in 0..count {
+        let bodies: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+        self.send_pipelined(queue, &bodies);
+    }
+
+    /// Sends a persistent message of each body pipelined (all sends first, then all
+    /// receipts, which must come in order).
+    pub fn send_pipelined(&mut self, queue: &str, bodies: &[String]) {
+        for (i, body) in bodies.iter().enumerate() {
             let receipt = format!("r{i}");
-            let body = format!("m{i}");
             self.send_frame(
                 Command::Send,
                 &[
@@ -232,7 +238,7 @@ impl Client {
                 body.as_bytes(),
             );
         }
-        for i in 0..count {
+        for i in 0..bodies.len() {
             let receipt = self.expect(Command::Receipt);
             assert_eq!(
                 receipt.header("receipt-id"),
