@@ -318,3 +318,78 @@ fn after_a_restart_or_promotion_stored_messages_are_marked_maybe_delivered() {
         "only what the old broker held is marked"
     );
 }
+
+/// `apply`, row by row: from the state the earlier rows left, each record reports what
+/// the journal must know (`Applied`) and leaves the queue depths shown, both when the
+/// live broker applies it (`keep_transient`) and when recovery replays it.
+#[test]
+fn apply_table() {
+    fn removal(queue: &str, seq: u64, index: u32) -> Removal {
+        Removal {
+            queue: queue.into(),
+            id: MessageId {
+                seq: Seq(seq),
+                index,
+            },
+        }
+    }
+    fn applied(durable: bool, added: u32, removed: &[u64], mentioned: &[u64]) -> Applied {
+        Applied {
+            durable,
+            added,
+            removed: removed.iter().copied().map(Seq).collect(),
+            mentioned: mentioned.iter().copied().map(Seq).collect(),
+        }
+    }
+    let topic = NewMessage {
+        destination: Destination::Topic("t".into()),
+        ..msg("unused", "news", true)
+    };
+    #[rustfmt::skip]
+    let rows: Vec<(Op, Applied, Applied, &[(&str, usize)], &[(&str, usize)])> = vec![
+        // (the record at seq row + 1, live Applied, replayed Applied, live depths,
+        // replayed depths; an empty queue is not listed)
+        (Op::Send(msg("q", "a", true)), applied(true, 1, &[], &[]), applied(true, 1, &[], &[]), &[("q", 1)], &[("q", 1)]),
+        (Op::Send(msg("q", "b", false)), applied(false, 0, &[], &[]), applied(false, 0, &[], &[]), &[("q", 2)], &[("q", 1)]),
+        (Op::Send(topic), applied(false, 0, &[], &[]), applied(false, 0, &[], &[]), &[("q", 2)], &[("q", 1)]),
+        (Op::Commit { sends: vec![msg("r", "c", true), msg("r", "d", true)], acks: vec![removal("q", 1, 0)] },
+            applied(true, 2, &[1], &[1]), applied(true, 2, &[1], &[1]), &[("q", 1), ("r", 2)], &[("r", 2)]),
+        // The transient message is acked: nothing for the disk.
+        (Op::Ack(vec![removal("q", 2, 0)]), applied(false, 0, &[], &[2]), applied(false, 0, &[], &[2]), &[("r", 2)], &[("r", 2)]),
+        (Op::DeadLetter(removal("r", 4, 1)), applied(true, 0, &[], &[4]), applied(true, 0, &[], &[4]), &[("DLQ.r", 1), ("r", 1)], &[("DLQ.r", 1), ("r", 1)]),
+        // A removal of a message that is not there changes nothing but is still noted.
+        (Op::Ack(vec![removal("q", 99, 0)]), applied(false, 0, &[], &[99]), applied(false, 0, &[], &[99]), &[("DLQ.r", 1), ("r", 1)], &[("DLQ.r", 1), ("r", 1)]),
+        (Op::EpochStarted { epoch: Epoch(2) }, applied(true, 0, &[], &[]), applied(true, 0, &[], &[]), &[("DLQ.r", 1), ("r", 1)], &[("DLQ.r", 1), ("r", 1)]),
+    ];
+    let mut live = Broker::new(2, 100);
+    let mut replayed = Broker::new(2, 100);
+    let depths = |broker: &Broker| -> Vec<(String, usize)> { broker.queue_depths() };
+    let owned = |rows: &[(&str, usize)]| -> Vec<(String, usize)> {
+        rows.iter().map(|(q, n)| (q.to_string(), *n)).collect()
+    };
+    for (n, (op, want_live, want_replayed, live_depths, replayed_depths)) in
+        rows.into_iter().enumerate()
+    {
+        let seq = Seq(n as u64 + 1);
+        assert_eq!(live.apply(seq, &op, true), want_live, "row {n} live: {op:?}");
+        let record = Record {
+            epoch: Epoch::FIRST,
+            seq,
+            payload: codec::encode(&op).unwrap().into(),
+        };
+        let replay = replayed.replay(&record, false).unwrap();
+        assert_eq!(replay.applied, want_replayed, "row {n} replayed: {op:?}");
+        let started = matches!(op, Op::EpochStarted { .. });
+        assert_eq!(replay.epoch_started.is_some(), started, "row {n}");
+        assert_eq!(depths(&live), owned(live_depths), "row {n} live depths");
+        assert_eq!(depths(&replayed), owned(replayed_depths), "row {n} replayed depths");
+    }
+    // A payload that is not an Op is refused, and changes nothing.
+    let garbage = Record {
+        epoch: Epoch::FIRST,
+        seq: Seq(100),
+        payload: bytes::Bytes::from_static(b"not an op"),
+    };
+    let error = replayed.replay(&garbage, false).unwrap_err();
+    assert!(error.contains("record seq 100 does not decode"), "{error}");
+}
