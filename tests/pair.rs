@@ -460,6 +460,28 @@ fn read_slave_message(link: &mut TcpStream) -> Option<SlaveMessage> {
     Some(codec::decode(&payload).expect("the slave speaks the protocol"))
 }
 
+/// Plays a master that accepts the slave's Hello on `master`, welcomes it into epoch 1
+/// (it is in sync once it acknowledges seq 0), and sends it record 1; returns the link.
+fn welcome_with_one_record(master: &TcpListener) -> TcpStream {
+    let (mut link, _) = master.accept().unwrap();
+    assert!(matches!(
+        read_slave_message(&mut link),
+        Some(SlaveMessage::Hello { .. })
+    ));
+    let welcome = MasterMessage::Welcome {
+        store_id: "a-fake-master".into(),
+        epochs: vec![EpochStart {
+            epoch: Epoch(1),
+            first_seq: Seq(1),
+        }],
+        catch_up: CatchUp::Append { from: Seq(1) },
+        in_sync_at: Seq(0),
+    };
+    send_master_message(&mut link, &welcome);
+    send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
+    link
+}
+
 /// A record a slave can apply: a persistent message for /queue/q.
 fn good_record(seq: u64) -> Record {
     let op = Op::Send(NewMessage {
@@ -489,22 +511,7 @@ fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
             &slave_replication(port, &format!("slave_ack = \"{slave_ack}\"")),
         );
         let mut slave = Broker::spawn(&config);
-        let (mut link, _) = master.accept().unwrap();
-        assert!(matches!(
-            read_slave_message(&mut link),
-            Some(SlaveMessage::Hello { .. })
-        ));
-        let welcome = MasterMessage::Welcome {
-            store_id: "a-fake-master".into(),
-            epochs: vec![EpochStart {
-                epoch: Epoch(1),
-                first_seq: Seq(1),
-            }],
-            catch_up: CatchUp::Append { from: Seq(1) },
-            in_sync_at: Seq(0),
-        };
-        send_master_message(&mut link, &welcome);
-        send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
+        let mut link = welcome_with_one_record(&master);
         let acked_up_to = |link: &mut TcpStream, until: Option<u64>| {
             let mut highest = 0;
             while let Some(message) = read_slave_message(link) {
@@ -554,22 +561,7 @@ fn an_in_sync_slave_whose_master_answered_and_then_vanished_promotes_and_serves(
     let client_port = common::free_port();
     let config = site.write_config_on_port(client_port, &slave_replication(port, ""));
     let mut slave = Broker::spawn(&config);
-    let (mut link, _) = master.accept().unwrap();
-    assert!(matches!(
-        read_slave_message(&mut link),
-        Some(SlaveMessage::Hello { .. })
-    ));
-    let welcome = MasterMessage::Welcome {
-        store_id: "a-fake-master".into(),
-        epochs: vec![EpochStart {
-            epoch: Epoch(1),
-            first_seq: Seq(1),
-        }],
-        catch_up: CatchUp::Append { from: Seq(1) },
-        in_sync_at: Seq(0),
-    };
-    send_master_message(&mut link, &welcome);
-    send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
+    let mut link = welcome_with_one_record(&master);
     while let Some(message) = read_slave_message(&mut link) {
         if matches!(message, SlaveMessage::Ack { seq } if seq == Seq(1)) {
             break;
@@ -595,4 +587,54 @@ fn an_in_sync_slave_whose_master_answered_and_then_vanished_promotes_and_serves(
     assert!(slave.log.text().contains("promoted: now master in epoch 2"));
     // Its journal writes: a receipt needs the record on disk.
     slave.client().send_receipted("/queue/q", "after", true);
+}
+
+/// A slave acknowledges on receipt (`slave_ack = "received"`), before its disk has the
+/// records. Dropped and dialling again, it must say in its Hello that it holds all it
+/// acknowledged: a Hello read from a disk still behind made the master plan a catch-up
+/// from an older seq, and the slave refused the master's records as out of order.
+#[test]
+fn a_slave_dialling_again_reports_every_record_it_acknowledged() {
+    let master = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = master.local_addr().unwrap().port();
+    let site = Site::new();
+    let config = site.write_config_on_port(common::free_port(), &slave_replication(port, ""));
+    let _slave = Broker::spawn(&config);
+    let mut link = welcome_with_one_record(&master);
+    for round in 0..5u64 {
+        let from = 2 + round * 200;
+        let records = (from..from + 200).map(good_record).collect();
+        send_master_message(&mut link, &MasterMessage::Records(records));
+        let last = Seq(from + 199);
+        while let Some(message) = read_slave_message(&mut link) {
+            if matches!(message, SlaveMessage::Ack { seq } if seq == last) {
+                break;
+            }
+        }
+        let dropped = MasterMessage::Dropped {
+            reason: "testing the slave's Hello".into(),
+        };
+        send_master_message(&mut link, &dropped);
+        drop(link);
+        let (mut again, _) = master.accept().unwrap();
+        match read_slave_message(&mut again) {
+            Some(SlaveMessage::Hello { standing, .. }) => assert_eq!(
+                standing.last.map(|position| position.seq),
+                Some(last),
+                "round {round}"
+            ),
+            other => panic!("round {round}: expected a Hello, got {other:?}"),
+        }
+        let welcome = MasterMessage::Welcome {
+            store_id: "a-fake-master".into(),
+            epochs: vec![EpochStart {
+                epoch: Epoch(1),
+                first_seq: Seq(1),
+            }],
+            catch_up: CatchUp::Append { from: last.next() },
+            in_sync_at: last,
+        };
+        send_master_message(&mut again, &welcome);
+        link = again;
+    }
 }

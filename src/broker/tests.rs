@@ -346,20 +346,71 @@ fn apply_table() {
         ..msg("unused", "news", true)
     };
     #[rustfmt::skip]
-    let rows: Vec<(Op, Applied, Applied, &[(&str, usize)], &[(&str, usize)])> = vec![
+    type Depths = &'static [(&'static str, usize)];
+    let rows: Vec<(Op, Applied, Applied, Depths, Depths)> = vec![
         // (the record at seq row + 1, live Applied, replayed Applied, live depths,
         // replayed depths; an empty queue is not listed)
-        (Op::Send(msg("q", "a", true)), applied(true, 1, &[], &[]), applied(true, 1, &[], &[]), &[("q", 1)], &[("q", 1)]),
-        (Op::Send(msg("q", "b", false)), applied(false, 0, &[], &[]), applied(false, 0, &[], &[]), &[("q", 2)], &[("q", 1)]),
-        (Op::Send(topic), applied(false, 0, &[], &[]), applied(false, 0, &[], &[]), &[("q", 2)], &[("q", 1)]),
-        (Op::Commit { sends: vec![msg("r", "c", true), msg("r", "d", true)], acks: vec![removal("q", 1, 0)] },
-            applied(true, 2, &[1], &[1]), applied(true, 2, &[1], &[1]), &[("q", 1), ("r", 2)], &[("r", 2)]),
+        (
+            Op::Send(msg("q", "a", true)),
+            applied(true, 1, &[], &[]),
+            applied(true, 1, &[], &[]),
+            &[("q", 1)],
+            &[("q", 1)],
+        ),
+        (
+            Op::Send(msg("q", "b", false)),
+            applied(false, 0, &[], &[]),
+            applied(false, 0, &[], &[]),
+            &[("q", 2)],
+            &[("q", 1)],
+        ),
+        (
+            Op::Send(topic),
+            applied(false, 0, &[], &[]),
+            applied(false, 0, &[], &[]),
+            &[("q", 2)],
+            &[("q", 1)],
+        ),
+        (
+            Op::Commit {
+                sends: vec![msg("r", "c", true), msg("r", "d", true)],
+                acks: vec![removal("q", 1, 0)],
+            },
+            applied(true, 2, &[1], &[1]),
+            applied(true, 2, &[1], &[1]),
+            &[("q", 1), ("r", 2)],
+            &[("r", 2)],
+        ),
         // The transient message is acked: nothing for the disk.
-        (Op::Ack(vec![removal("q", 2, 0)]), applied(false, 0, &[], &[2]), applied(false, 0, &[], &[2]), &[("r", 2)], &[("r", 2)]),
-        (Op::DeadLetter(removal("r", 4, 1)), applied(true, 0, &[], &[4]), applied(true, 0, &[], &[4]), &[("DLQ.r", 1), ("r", 1)], &[("DLQ.r", 1), ("r", 1)]),
+        (
+            Op::Ack(vec![removal("q", 2, 0)]),
+            applied(false, 0, &[], &[2]),
+            applied(false, 0, &[], &[2]),
+            &[("r", 2)],
+            &[("r", 2)],
+        ),
+        (
+            Op::DeadLetter(removal("r", 4, 1)),
+            applied(true, 0, &[], &[4]),
+            applied(true, 0, &[], &[4]),
+            &[("DLQ.r", 1), ("r", 1)],
+            &[("DLQ.r", 1), ("r", 1)],
+        ),
         // A removal of a message that is not there changes nothing but is still noted.
-        (Op::Ack(vec![removal("q", 99, 0)]), applied(false, 0, &[], &[99]), applied(false, 0, &[], &[99]), &[("DLQ.r", 1), ("r", 1)], &[("DLQ.r", 1), ("r", 1)]),
-        (Op::EpochStarted { epoch: Epoch(2) }, applied(true, 0, &[], &[]), applied(true, 0, &[], &[]), &[("DLQ.r", 1), ("r", 1)], &[("DLQ.r", 1), ("r", 1)]),
+        (
+            Op::Ack(vec![removal("q", 99, 0)]),
+            applied(false, 0, &[], &[99]),
+            applied(false, 0, &[], &[99]),
+            &[("DLQ.r", 1), ("r", 1)],
+            &[("DLQ.r", 1), ("r", 1)],
+        ),
+        (
+            Op::EpochStarted { epoch: Epoch(2) },
+            applied(true, 0, &[], &[]),
+            applied(true, 0, &[], &[]),
+            &[("DLQ.r", 1), ("r", 1)],
+            &[("DLQ.r", 1), ("r", 1)],
+        ),
     ];
     let mut live = Broker::new(2, 100);
     let mut replayed = Broker::new(2, 100);
@@ -371,7 +422,11 @@ fn apply_table() {
         rows.into_iter().enumerate()
     {
         let seq = Seq(n as u64 + 1);
-        assert_eq!(live.apply(seq, &op, true), want_live, "row {n} live: {op:?}");
+        assert_eq!(
+            live.apply(seq, &op, true),
+            want_live,
+            "row {n} live: {op:?}"
+        );
         let record = Record {
             epoch: Epoch::FIRST,
             seq,
@@ -382,7 +437,11 @@ fn apply_table() {
         let started = matches!(op, Op::EpochStarted { .. });
         assert_eq!(replay.epoch_started.is_some(), started, "row {n}");
         assert_eq!(depths(&live), owned(live_depths), "row {n} live depths");
-        assert_eq!(depths(&replayed), owned(replayed_depths), "row {n} replayed depths");
+        assert_eq!(
+            depths(&replayed),
+            owned(replayed_depths),
+            "row {n} replayed depths"
+        );
     }
     // A payload that is not an Op is refused, and changes nothing.
     let garbage = Record {

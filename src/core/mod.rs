@@ -147,6 +147,11 @@ impl Core {
         self.next_seq
     }
 
+    /// Every record up to this seq is on disk (or needs none).
+    pub fn durable_seq(&self) -> Seq {
+        self.durable_seq
+    }
+
     /// Sequences, applies and journals one op; returns its seq.
     fn record(&mut self, op: Op) -> Seq {
         let seq = self.next_seq;

@@ -87,6 +87,20 @@ fn send(core: &mut Core, body: &str, receipt: &str) -> Vec<Output> {
     outputs(core)
 }
 
+/// A slave with an empty store asks to attach on `link`.
+fn attach_empty_slave(core: &mut Core, link: LinkId, advertised: Option<&str>) {
+    core.step(Input::Attach {
+        link,
+        standing: Standing {
+            store_id: "B".into(),
+            epochs: Vec::new(),
+            last: None,
+            alone_since: None,
+        },
+        advertised: advertised.map(str::to_string),
+    });
+}
+
 fn good(seq: u64) -> Record {
     Record {
         epoch: Epoch::FIRST,
@@ -113,16 +127,7 @@ fn a_send_is_journaled_and_its_receipt_waits_for_the_disk() {
 fn with_a_slave_a_receipt_waits_for_both_the_disk_and_the_slave() {
     let mut core = started(MASTER, SlaveAck::Received);
     let link = LinkId(7);
-    core.step(Input::Attach {
-        link,
-        standing: Standing {
-            store_id: "B".into(),
-            epochs: Vec::new(),
-            last: None,
-            alone_since: None,
-        },
-        advertised: None,
-    });
+    attach_empty_slave(&mut core, link, None);
     let out = outputs(&mut core);
     let attached = out.iter().find_map(|o| match o {
         Output::Attached {
@@ -168,16 +173,7 @@ fn with_a_slave_a_receipt_waits_for_both_the_disk_and_the_slave() {
 fn losing_the_in_sync_slave_holds_receipts_until_serving_alone_is_recorded() {
     let mut core = started(MASTER, SlaveAck::Received);
     let link = LinkId(1);
-    core.step(Input::Attach {
-        link,
-        standing: Standing {
-            store_id: "B".into(),
-            epochs: Vec::new(),
-            last: None,
-            alone_since: None,
-        },
-        advertised: Some("tcp://127.0.0.1:1".into()),
-    });
+    attach_empty_slave(&mut core, link, Some("tcp://127.0.0.1:1"));
     core.step(Input::ReplicaAck { link, seq: Seq(0) });
     send(&mut core, "one", "r1");
     core.step(Input::Durable(Seq(1)));

@@ -150,6 +150,8 @@ pub struct Mirror {
     heartbeat: Duration,
     /// Set once the link has ended: nothing more is read or written.
     ended: bool,
+    /// Set once a write failed: nothing more is written.
+    unwritable: bool,
 }
 
 impl Mirror {
@@ -169,6 +171,7 @@ impl Mirror {
             ),
             heartbeat: Duration::from_millis(replication.heartbeat_ms),
             ended: false,
+            unwritable: false,
         }
     }
 
@@ -237,7 +240,7 @@ impl Mirror {
     /// Writes one message, bounded by a heart-beat interval of silence: a master that
     /// stops reading is one we stop talking to, and the read side reports it lost.
     async fn write(&mut self, message: &SlaveMessage) {
-        if self.ended {
+        if self.ended || self.unwritable {
             return;
         }
         let mut writer = &self.stream;
@@ -245,8 +248,11 @@ impl Mirror {
             runtime::timeout(self.silence, codec::write_frame(&mut writer, message)).await;
         self.last_written = Instant::now();
         if !matches!(written, Some(Ok(()))) {
+            // What the master said last (a Dropped, say) may still be read; nothing more
+            // is written, and the read side reports the link's end.
             log::warn!("replication: cannot write to the master; closing the link");
-            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+            self.unwritable = true;
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
         }
     }
 

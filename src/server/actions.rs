@@ -202,9 +202,12 @@ impl Shell {
         Ok(())
     }
 
-    /// Dials the master: the task comes back welcomed, or with why not.
+    /// Dials the master: the task comes back welcomed, or with why not. First the
+    /// journal settles, so the standing the Hello reads from disk is everything the core
+    /// holds: a slave without a link appends nothing more until it is welcomed.
     async fn dial_master(&mut self) -> Result<()> {
         self.mirror = None;
+        self.settle_journal().await;
         let backoff = self.dial_backoff;
         self.dial_backoff = (backoff * 2).clamp(FIRST_DIAL_BACKOFF, MAX_DIAL_BACKOFF);
         if !backoff.is_zero() {

@@ -201,28 +201,12 @@ impl Shell {
 
     async fn wake(&mut self, wake: Wake) -> Result<()> {
         match wake {
-            Wake::Session(Some(event)) => {
-                self.session_event(event);
-                // Take what else is waiting, so one dispatch and one journal hand-off
-                // serve the whole batch.
-                for _ in 1..BATCH {
-                    match self.session_events.next().now_or_never() {
-                        Some(Some(event)) => self.session_event(event),
-                        _ => break,
-                    }
-                }
-            }
+            Wake::Session(Some(event)) => self.session_event(event),
             // Every session holds a sender, and so does the shell: this never ends.
             Wake::Session(None) => {}
             Wake::Link(Some(event)) => self.link_event(event),
             Wake::Link(None) => {}
-            Wake::Journal(Some(journal::Event::Durable(seq))) => {
-                self.inputs.push_back(Input::Durable(seq))
-            }
-            Wake::Journal(Some(journal::Event::Failed(why))) => {
-                log::error!("stopping: the journal cannot write ({why}); no further receipts can be honoured");
-                self.exit = Some(1);
-            }
+            Wake::Journal(Some(event)) => self.journal_event(event),
             Wake::Journal(None) => {}
             Wake::Mirror(Heard::Records(records)) => {
                 self.inputs.push_back(Input::Replicate(records))
@@ -242,7 +226,40 @@ impl Shell {
             }
             Wake::Idle => {}
         }
+        self.take_ready();
         self.run_inputs().await
+    }
+
+    /// Takes what else is waiting on the journal's, the links' and the sessions'
+    /// channels, so one dispatch and one journal hand-off serve the whole batch.
+    fn take_ready(&mut self) {
+        while let Some(Some(event)) = self.journal_events.next().now_or_never() {
+            self.journal_event(event);
+        }
+        for _ in 0..BATCH {
+            match self.link_events.next().now_or_never() {
+                Some(Some(event)) => self.link_event(event),
+                _ => break,
+            }
+        }
+        if self.journal.backlog() == 0 {
+            for _ in 0..BATCH {
+                match self.session_events.next().now_or_never() {
+                    Some(Some(event)) => self.session_event(event),
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    fn journal_event(&mut self, event: journal::Event) {
+        match event {
+            journal::Event::Durable(seq) => self.inputs.push_back(Input::Durable(seq)),
+            journal::Event::Failed(why) => {
+                log::error!("stopping: the journal cannot write ({why}); no further receipts can be honoured");
+                self.exit = Some(1);
+            }
+        }
     }
 
     /// Queues an input for the next `run_inputs`.
@@ -422,6 +439,24 @@ impl Shell {
             log::info!("status: role {}, {}", self.core.role(), self.core.status());
             let interval = Duration::from_millis(self.config.broker.status_interval_ms);
             self.next_status = Some(Instant::now() + interval);
+        }
+    }
+
+    /// Waits until the journal has everything the core has applied on disk, queueing its
+    /// reports for the core, or until it fails.
+    pub(super) async fn settle_journal(&mut self) {
+        let target = self.core.next_seq().prev();
+        let mut durable = self.core.durable_seq();
+        while durable < target && self.exit.is_none() {
+            self.journal.pump();
+            match self.journal_events.next().await {
+                Some(journal::Event::Durable(seq)) => {
+                    durable = durable.max(seq);
+                    self.inputs.push_back(Input::Durable(seq));
+                }
+                Some(event) => self.journal_event(event),
+                None => break,
+            }
         }
     }
 
