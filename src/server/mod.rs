@@ -49,7 +49,10 @@ pub fn run(config: Config) -> Result<i32> {
         log::warn!("no [[users]] configured: any client may connect without a login");
     }
     let shell = start(config, signal_rx)?;
-    let code = runtime::block_on(shell.run())?;
+    // Spawned, not run by block_on on this thread: on the executor's worker thread, with
+    // the sessions and the links, every hand-off between them and the core is a local
+    // queue push rather than a wake-up of another thread (see broker.worker_threads).
+    let code = runtime::block_on(runtime::spawn(shell.run()))?;
     drop(lock);
     Ok(code)
 }
