@@ -287,11 +287,15 @@ impl Shell {
             if self.inputs.is_empty() {
                 self.core.step(Input::Tick);
             }
-            self.core.take_outputs(&mut self.outputs);
-            let outputs = std::mem::take(&mut self.outputs);
-            for output in outputs {
-                self.carry_out(output).await?;
+            // The buffer is taken out and put back, so its capacity serves every turn.
+            let mut outputs = std::mem::take(&mut self.outputs);
+            self.core.take_outputs(&mut outputs);
+            for output in outputs.drain(..) {
+                if let Some(waits) = self.carry_out(output) {
+                    self.carry_out_waiting(waits).await?;
+                }
             }
+            self.outputs = outputs;
         }
         self.journal.pump();
         self.update_memory();
@@ -343,8 +347,9 @@ impl Shell {
         }
     }
 
-    /// Carries out one output of the core.
-    async fn carry_out(&mut self, output: Output) -> Result<()> {
+    /// Carries out one output of the core at once; gives back the ones that must wait
+    /// for I/O (`carry_out_waiting`). The outputs of every message are of the first kind.
+    fn carry_out(&mut self, output: Output) -> Option<Output> {
         match output {
             Output::Journal(command) => self.journal.send(command),
             Output::Pace(pace) => self.journal.set_pace(pace),
@@ -375,6 +380,15 @@ impl Shell {
                     let _ = live.unbounded_send(Shipment::InSync);
                 }
             }
+            waits => return Some(waits),
+        }
+        None
+    }
+
+    /// Carries out an output that waits for I/O: a write to the master, store.toml, a
+    /// role action.
+    async fn carry_out_waiting(&mut self, output: Output) -> Result<()> {
+        match output {
             Output::AckMaster(seq) => {
                 if let Some(mirror) = &mut self.mirror {
                     mirror.ack(seq).await;
@@ -402,6 +416,9 @@ impl Shell {
                 .await?;
             }
             Output::Role(action) => self.role_action(action).await?,
+            done => {
+                let _ = self.carry_out(done);
+            }
         }
         Ok(())
     }
