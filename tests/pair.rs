@@ -550,18 +550,10 @@ fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
     }
 }
 
-/// A slave that was in sync loses its master, whose listener still answers the probe, and
-/// then finds no master when it dials again: it probes once more and promotes, and serves
-/// what it mirrored. The master here is the test, so every step happens in this order.
-#[test]
-fn an_in_sync_slave_whose_master_answered_and_then_vanished_promotes_and_serves() {
-    let master = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = master.local_addr().unwrap().port();
-    let site = Site::new();
-    let client_port = common::free_port();
-    let config = site.write_config_on_port(client_port, &slave_replication(port, ""));
-    let mut slave = Broker::spawn(&config);
-    let mut link = welcome_with_one_record(&master);
+/// Plays a master that welcomes a slave, sends it one record, tells it that it is in
+/// sync and waits until it mirrors; returns the link.
+fn mirroring_slave_of(master: &TcpListener, slave: &Broker) -> TcpStream {
+    let mut link = welcome_with_one_record(master);
     while let Some(message) = read_slave_message(&mut link) {
         if matches!(message, SlaveMessage::Ack { seq } if seq == Seq(1)) {
             break;
@@ -569,17 +561,23 @@ fn an_in_sync_slave_whose_master_answered_and_then_vanished_promotes_and_serves(
     }
     send_master_message(&mut link, &MasterMessage::InSync);
     slave.wait_for_role("slave-mirroring");
-    // The link closes; the master's listener still answers the probe.
+    link
+}
+
+/// A master stopping cleanly says so; its in-sync slave keeps that standing while it
+/// dials again, finds no master, probes, promotes, serves what it mirrored and writes.
+/// The master here is the test, so every step happens in this order.
+#[test]
+fn an_in_sync_slave_whose_master_said_it_was_stopping_promotes_when_it_is_gone() {
+    let master = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = master.local_addr().unwrap().port();
+    let site = Site::new();
+    let config = site.write_config_on_port(common::free_port(), &slave_replication(port, ""));
+    let mut slave = Broker::spawn(&config);
+    let mut link = mirroring_slave_of(&master, &slave);
+    send_master_message(&mut link, &MasterMessage::Stopping);
     drop(link);
-    let (mut probe, _) = master.accept().unwrap();
-    assert!(matches!(
-        read_slave_message(&mut probe),
-        Some(SlaveMessage::Probe)
-    ));
-    send_master_message(&mut probe, &MasterMessage::Alive);
-    drop(probe);
     slave.wait_for_role("slave-redialing");
-    // Then the master is gone: the dial is refused, and so is the next probe.
     drop(master);
     slave.wait_for_role("master-alone");
     slave.wait_until_listening();
@@ -587,6 +585,38 @@ fn an_in_sync_slave_whose_master_answered_and_then_vanished_promotes_and_serves(
     assert!(slave.log.text().contains("promoted: now master in epoch 2"));
     // Its journal writes: a receipt needs the record on disk.
     slave.client().send_receipted("/queue/q", "after", true);
+}
+
+/// A master that answers the probe after the link was lost may carry on alone and
+/// receipt what the slave never gets: the slave dials it again as one that is not in
+/// sync, and never promotes, even once that master is gone.
+#[test]
+fn a_slave_whose_master_answered_the_probe_never_promotes_without_catching_up() {
+    let master = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = master.local_addr().unwrap().port();
+    let site = Site::new();
+    let config = site.write_config_on_port(common::free_port(), &slave_replication(port, ""));
+    let slave = Broker::spawn(&config);
+    drop(mirroring_slave_of(&master, &slave));
+    let (mut probe, _) = master.accept().unwrap();
+    assert!(matches!(
+        read_slave_message(&mut probe),
+        Some(SlaveMessage::Probe)
+    ));
+    send_master_message(&mut probe, &MasterMessage::Alive);
+    drop(probe);
+    slave.wait_for_role("slave-connecting");
+    drop(master);
+    assert!(
+        slave.log.wait_for_count("retrying in", 2, PATIENCE),
+        "{}",
+        slave.log.text()
+    );
+    let log = slave.log.text();
+    assert!(
+        !log.contains("promoted:") && !log.contains("stomp: listening"),
+        "{log}"
+    );
 }
 
 /// A slave acknowledges on receipt (`slave_ack = "received"`), before its disk has the

@@ -53,7 +53,15 @@ pub fn read(
     for (position, (first_seq, path)) in segments.into_iter().enumerate() {
         let is_last = position + 1 == count;
         let next_first = firsts.get(position + 1).copied();
-        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let data = match std::fs::read(&path) {
+            Ok(data) => data,
+            // Read beside a running writer (a slave's standing, a catch-up, `verify`): a
+            // segment it deleted meanwhile held nothing recovery needs.
+            Err(e) if mode == Mode::ReadOnly && e.kind() == std::io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
         segment::check_header(&data, first_seq, &path)?;
         if first_seq == LAST_SEQ {
             return Err(corrupt(

@@ -146,7 +146,15 @@ async fn handle(stream: TcpStream, mut context: Context) {
     let reason = match serve_slave(&stream, link, &context, attached, live_rx, standing.last).await
     {
         // The master is stopping: the slave may take over, as after a crash.
-        Ok(()) => "the master is stopping".to_string(),
+        Ok(()) => {
+            let mut writer = &stream;
+            let _ = runtime::timeout(
+                Duration::from_millis(200),
+                codec::write_frame(&mut writer, &MasterMessage::Stopping),
+            )
+            .await;
+            "the master is stopping".to_string()
+        }
         Err(LinkEnd::Refused(refusal)) => {
             let why = refusal.reason.clone();
             refuse(&stream, &peer, refusal).await;

@@ -215,6 +215,7 @@ impl Mirror {
             Some(Ok(MasterMessage::HeartBeat)) => Heard::Nothing,
             // Only the master's word makes this slave one the pair relies on.
             Some(Ok(MasterMessage::InSync)) => Heard::Role(Event::InSyncWithMaster),
+            Some(Ok(MasterMessage::Stopping)) => self.end(Event::MasterStopping),
             Some(Ok(MasterMessage::Dropped { reason })) => self.end(Event::DroppedByMaster(reason)),
             Some(Ok(other)) => self.end(Event::MasterRefused(format!(
                 "unexpected message {other:?}"
@@ -241,6 +242,8 @@ impl Mirror {
     /// stops reading is one we stop talking to, and the read side reports it lost.
     async fn write(&mut self, message: &SlaveMessage) {
         if self.ended || self.unwritable {
+            // Counts as written: a heart-beat that cannot be written is not due again.
+            self.last_written = Instant::now();
             return;
         }
         let mut writer = &self.stream;

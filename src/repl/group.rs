@@ -199,6 +199,14 @@ impl Group {
                 retry: true,
             });
         }
+        // While the role machine decides what the lost slave means (its probe), a new one
+        // coming in sync could not be counted on: the decision may be to carry on alone.
+        if self.frozen {
+            return Err(Refusal {
+                reason: "the master is deciding what its lost slave means".into(),
+                retry: true,
+            });
+        }
         self.replica = Some(Replica {
             link,
             acked: Seq::ZERO,

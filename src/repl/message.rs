@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::journal::{EpochStart, Position, Record, Seq};
 
 /// The protocol both sides must speak exactly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts: above any one record (a segment at most), while
 /// batches are cut far below it.
@@ -94,4 +94,8 @@ pub enum MasterMessage {
     HeartBeat,
     /// The answer to `Probe`: a master listens here.
     Alive,
+    /// The master is stopping cleanly (SIGTERM): it has closed its listeners and released
+    /// what it will release, and sends nothing more. Only after this may a slave that was
+    /// in sync keep that standing while it dials again (v3).
+    Stopping,
 }

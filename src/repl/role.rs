@@ -6,9 +6,10 @@
 //! Invariants:
 //! - A slave keeps its client listener closed while it connects, catches up or mirrors.
 //! - A slave that never reached in-sync never promotes itself; it keeps dialling.
-//! - A slave that was in sync keeps that standing while it dials a master that still
-//!   answered a probe: if the dial then finds no master, it probes again and may promote
-//!   (a master stopping with SIGTERM answers the first probe, then is gone).
+//! - A slave that was in sync keeps that standing while it dials again only when its
+//!   master said it was stopping (SIGTERM): if the dial then finds no master, it probes
+//!   and may promote. A master that merely answered a probe may carry on alone without
+//!   it, so that slave dials as one that is not in sync.
 //! - Promotion starts a new epoch before the client listener opens.
 //! - Losing the slave never degrades silently: the master either stops or says so.
 //! - Neither side takes a step that could make two masters on the strength of a lost
@@ -33,9 +34,8 @@ pub enum Role {
     SlaveMirroring,
     /// A slave that lost its master, asking whether it is really gone.
     SlaveCheckingMaster,
-    /// A slave that was in sync and lost its master, which still answered: dialling it
-    /// again. It has not been caught up since, so it may still promote if the master is
-    /// gone by now.
+    /// A slave that was in sync whose master said it was stopping: dialling it again. It
+    /// holds everything the master receipted, so it may promote if the master is gone.
     SlaveRedialing,
     Stopped,
 }
@@ -94,6 +94,8 @@ pub enum Event {
     MasterRefused(String),
     /// Our master, alive, dropped us and carries on alone: dial again, never promote.
     DroppedByMaster(String),
+    /// Our master said it is stopping cleanly: it released nothing we do not hold.
+    MasterStopping,
     Shutdown,
 }
 
@@ -223,13 +225,24 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             vec![ProbeMaster],
             format!("master lost ({why}); checking that it is gone"),
         ),
-        // Still in sync as far as we know: the master cannot have receipted anything
-        // without us unless it carried on alone, and a master carries on alone only after
-        // probing us and finding no master here, which is the risk every promotion takes.
+        // A master that answers may carry on alone (its probe of us finds no master
+        // here) and receipt what we never get: we are no longer one it relies on.
         (SlaveCheckingMaster, MasterAnswered) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "the master still answers: dialling it again, not promoting".into(),
+        ),
+        (SlaveMirroring, MasterStopping) if policy.shutdown_on_master_failure => (
+            Stopped,
+            vec![Exit(EXIT_MASTER_FAILED)],
+            "the master is stopping; shutdown_on_master_failure".into(),
+        ),
+        // It closed its listeners first and released only what we acknowledged: if it is
+        // gone when we dial, we hold all it receipted.
+        (SlaveMirroring, MasterStopping) => (
             SlaveRedialing,
             vec![DialMaster],
-            "the master still answers: dialling it again, not promoting yet".into(),
+            "the master is stopping: dialling it again, promoting if it is gone".into(),
         ),
         (SlaveRedialing, DroppedByMaster(why)) => (
             SlaveConnecting,
@@ -301,9 +314,12 @@ mod tests {
             (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
             (SlaveMirroring, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
-            (SlaveCheckingMaster, MasterAnswered, slave, SlaveRedialing, vec![DialMaster]),
-            // A master stopping with SIGTERM answers the first probe and is gone by the
-            // dial: the slave that was in sync probes again and promotes.
+            (SlaveCheckingMaster, MasterAnswered, slave, SlaveConnecting, vec![DialMaster]),
+            // A master stopping with SIGTERM says so: the slave that was in sync dials,
+            // finds no master, probes and promotes.
+            (SlaveMirroring, MasterStopping, slave, SlaveRedialing, vec![DialMaster]),
+            (SlaveMirroring, MasterStopping, strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
+            (SlaveCatchingUp, MasterStopping, slave, SlaveCatchingUp, vec![]),
             (SlaveRedialing, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
             (SlaveRedialing, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
             (SlaveRedialing, MasterReached, slave, SlaveCatchingUp, vec![]),

@@ -169,3 +169,21 @@ fn a_promoted_slave_serves_alone_and_records_it_when_a_new_replica_is_lost() {
         vec![Step::Release]
     );
 }
+
+#[test]
+fn no_slave_attaches_while_the_master_decides_what_a_lost_one_means() {
+    let mut group = started(MASTER);
+    group.attach(LinkId(1), Seq(1), Seq(0), None).unwrap();
+    group.acknowledged(LinkId(1), Seq(0), Seq(1));
+    group.detached(LinkId(1), "closed".into(), Seq(5));
+    assert_eq!(group.role(), Role::MasterCheckingSlave);
+    let refused = group.attach(LinkId(2), Seq(5), Seq(4), None).unwrap_err();
+    assert!(refused.retry, "{refused:?}");
+    let steps = work(group.step(&Event::SlaveGone("refused".into()), Seq(5)));
+    assert_eq!(steps, vec![Step::RecordAloneSince(Seq(1))]);
+    group.alone_recorded();
+    // Decided: a new slave may attach, come in sync and be counted on.
+    group.attach(LinkId(2), Seq(5), Seq(4), None).unwrap();
+    group.acknowledged(LinkId(2), Seq(4), Seq(5));
+    assert_eq!(group.role(), Role::MasterWithSlave);
+}
