@@ -10,7 +10,8 @@
 //! - `catchup`: the master's read of the journal for a slave's catch-up.
 //! - `probe`: "is a master listening there?", asked before promoting or carrying on alone.
 //!
-//! The links talk to the server only through [`LinkEvent`]s, in order, on one channel.
+//! A master's links talk to the server only through [`LinkEvent`]s, in order, on one
+//! channel; the slave's `Mirror` is read and written by the server's shell itself.
 
 mod catchup;
 pub mod master;
