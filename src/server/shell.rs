@@ -23,7 +23,7 @@ use crate::broker::SessionId;
 use crate::config::Config;
 use crate::core::{Attached, Core, Input, Outgoing, Output, Request};
 use crate::error::Result;
-use crate::journal::{self, Journal};
+use crate::journal::{self, Journal, Seq};
 use crate::link::slave::{Heard, Mirror};
 use crate::link::{LinkEvent, Shipment};
 use crate::repl::group::{LinkId, Refusal};
@@ -463,7 +463,12 @@ impl Shell {
     /// reports for the core, or until it fails.
     pub(super) async fn settle_journal(&mut self) {
         let target = self.core.next_seq().prev();
-        let mut durable = self.core.durable_seq();
+        // A report may already be taken off the channel, waiting in `inputs`.
+        let queued = self.inputs.iter().filter_map(|input| match input {
+            Input::Durable(seq) => Some(*seq),
+            _ => None,
+        });
+        let mut durable = queued.fold(self.core.durable_seq(), Seq::max);
         while durable < target && self.exit.is_none() {
             self.journal.pump();
             match self.journal_events.next().await {
