@@ -52,17 +52,6 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Outp
     crate::deadline::timeout(duration, future).await
 }
 
-/// A second handle on `stream`'s socket with the standard library's blocking API, for a
-/// thread outside the runtime. It shares the socket's non-blocking mode, so a write that
-/// would block fails with `WouldBlock` instead of waiting.
-pub fn std_handle(stream: &TcpStream) -> std::io::Result<std::net::TcpStream> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the descriptor is open while `stream` is borrowed, and it is only borrowed
-    // here to be duplicated; the duplicate owns its own descriptor.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()?;
-    Ok(std::net::TcpStream::from(fd))
-}
-
 /// Opens a TCP connection with Nagle's algorithm off: every STOMP frame we write is a
 /// whole message someone is waiting for, so batching belongs to us, not to the kernel.
 pub async fn connect(addr: &str) -> std::io::Result<TcpStream> {

@@ -460,6 +460,20 @@ fn read_slave_message(link: &mut TcpStream) -> Option<SlaveMessage> {
     Some(codec::decode(&payload).expect("the slave speaks the protocol"))
 }
 
+/// The fake master's Welcome for a slave that holds every record up to `last`: epoch 1,
+/// records follow from the next seq, and the slave is in sync once it acknowledges `last`.
+fn fake_welcome(last: Seq) -> MasterMessage {
+    MasterMessage::Welcome {
+        store_id: "a-fake-master".into(),
+        epochs: vec![EpochStart {
+            epoch: Epoch(1),
+            first_seq: Seq(1),
+        }],
+        catch_up: CatchUp::Append { from: last.next() },
+        in_sync_at: last,
+    }
+}
+
 /// Plays a master that accepts the slave's Hello on `master`, welcomes it into epoch 1
 /// (it is in sync once it acknowledges seq 0), and sends it record 1; returns the link.
 fn welcome_with_one_record(master: &TcpListener) -> TcpStream {
@@ -468,16 +482,7 @@ fn welcome_with_one_record(master: &TcpListener) -> TcpStream {
         read_slave_message(&mut link),
         Some(SlaveMessage::Hello { .. })
     ));
-    let welcome = MasterMessage::Welcome {
-        store_id: "a-fake-master".into(),
-        epochs: vec![EpochStart {
-            epoch: Epoch(1),
-            first_seq: Seq(1),
-        }],
-        catch_up: CatchUp::Append { from: Seq(1) },
-        in_sync_at: Seq(0),
-    };
-    send_master_message(&mut link, &welcome);
+    send_master_message(&mut link, &fake_welcome(Seq(0)));
     send_master_message(&mut link, &MasterMessage::Records(vec![good_record(1)]));
     link
 }
@@ -655,16 +660,7 @@ fn a_slave_dialling_again_reports_every_record_it_acknowledged() {
             ),
             other => panic!("round {round}: expected a Hello, got {other:?}"),
         }
-        let welcome = MasterMessage::Welcome {
-            store_id: "a-fake-master".into(),
-            epochs: vec![EpochStart {
-                epoch: Epoch(1),
-                first_seq: Seq(1),
-            }],
-            catch_up: CatchUp::Append { from: last.next() },
-            in_sync_at: last,
-        };
-        send_master_message(&mut again, &welcome);
+        send_master_message(&mut again, &fake_welcome(last));
         link = again;
     }
 }

@@ -57,27 +57,24 @@ pub async fn serve(listener: TcpListener, context: Context) {
     }
 }
 
+/// Writes a last message, best effort, waiting at most `within`: the link ends anyway.
+async fn say_last(stream: &TcpStream, message: &MasterMessage, within: Duration) {
+    let mut writer = stream;
+    let _ = runtime::timeout(within, codec::write_frame(&mut writer, message)).await;
+}
+
 async fn refuse(stream: &TcpStream, peer: &str, refusal: impl Into<Refusal>) {
     let Refusal { reason, retry } = refusal.into();
     log::warn!("replication: refused slave {peer}: {reason}");
-    let mut writer = stream;
-    let _ = runtime::timeout(
-        Duration::from_secs(1),
-        codec::write_frame(&mut writer, &MasterMessage::Refused { reason, retry }),
-    )
-    .await;
+    let refused = MasterMessage::Refused { reason, retry };
+    say_last(stream, &refused, Duration::from_secs(1)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Tells a probing broker that a master listens here; nothing from the store is sent.
 async fn answer_probe(stream: &TcpStream, peer: &str) {
     log::info!("replication: {peer} probed: answered that a master listens here");
-    let mut writer = stream;
-    let _ = runtime::timeout(
-        Duration::from_secs(1),
-        codec::write_frame(&mut writer, &MasterMessage::Alive),
-    )
-    .await;
+    say_last(stream, &MasterMessage::Alive, Duration::from_secs(1)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
@@ -147,10 +144,10 @@ async fn handle(stream: TcpStream, mut context: Context) {
     {
         // The master is stopping: the slave may take over, as after a crash.
         Ok(()) => {
-            let mut writer = &stream;
-            let _ = runtime::timeout(
+            say_last(
+                &stream,
+                &MasterMessage::Stopping,
                 Duration::from_millis(200),
-                codec::write_frame(&mut writer, &MasterMessage::Stopping),
             )
             .await;
             "the master is stopping".to_string()
@@ -164,15 +161,10 @@ async fn handle(stream: TcpStream, mut context: Context) {
             // A live master dropping a live slave tells it so: the slave dials again
             // instead of promoting itself next to us. A write shutdown lets the
             // message arrive before the end of the stream.
-            let mut writer = &stream;
             let dropped = MasterMessage::Dropped {
                 reason: why.clone(),
             };
-            let _ = runtime::timeout(
-                Duration::from_millis(200),
-                codec::write_frame(&mut writer, &dropped),
-            )
-            .await;
+            say_last(&stream, &dropped, Duration::from_millis(200)).await;
             why
         }
     };
