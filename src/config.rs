@@ -45,9 +45,19 @@ pub struct BrokerConfig {
     /// Deliveries after the first before a message moves to `/queue/DLQ.<name>`.
     #[serde(default = "defaults::max_redeliveries")]
     pub max_redeliveries: u32,
-    /// Message bytes held in memory past which producers are slowed.
+    /// Message bytes held in memory. Past half of it new persistent messages keep only a
+    /// small slot in memory and their bodies are read back from the journal; past all of
+    /// it producers are slowed.
     #[serde(default = "defaults::max_memory")]
     pub max_memory: ByteSize,
+    /// The store limit: journal bytes on disk past which producers of persistent
+    /// messages wait until acknowledgements free space.
+    #[serde(default = "defaults::max_disk")]
+    pub max_disk: ByteSize,
+    /// How often the journal looks for segments kept only by a few old messages, to
+    /// write those forward and delete the segment; 0 = never.
+    #[serde(default = "defaults::compact_interval_ms")]
+    pub compact_interval_ms: u64,
     /// Size of one journal segment file (preallocated).
     #[serde(default = "defaults::segment_size")]
     pub segment_size: ByteSize,
@@ -185,6 +195,12 @@ mod defaults {
     pub fn segment_size() -> ByteSize {
         ByteSize(32 << 20)
     }
+    pub fn max_disk() -> ByteSize {
+        ByteSize(32 << 30)
+    }
+    pub fn compact_interval_ms() -> u64 {
+        30_000
+    }
     pub fn lock_retry_ms() -> u64 {
         1000
     }
@@ -309,6 +325,12 @@ impl Config {
             b.segment_size.0 <= 256 << 20,
             "broker.segment_size",
             "must be at most 256MiB",
+        )?;
+        // The segment being written, the one made ahead, and room for the rest.
+        check(
+            b.max_disk.0 >= b.segment_size.0.saturating_mul(4),
+            "broker.max_disk",
+            "must be at least four times broker.segment_size",
         )?;
         check(
             (1..=256).contains(&b.worker_threads),

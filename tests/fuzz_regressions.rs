@@ -82,7 +82,7 @@ fn journal_is_corrupt(name: &str, reason: &str) {
     harness::journal_recovery(&input);
     let dir = tempfile::tempdir().unwrap();
     harness::write_store(&input, dir.path());
-    let error = recovery::read(dir.path(), Mode::ReadOnly, |_, _| Ok(())).unwrap_err();
+    let error = recovery::read(dir.path(), Mode::ReadOnly, |_, _, _| Ok(())).unwrap_err();
     assert!(error.to_string().contains(reason), "{error}");
 }
 

@@ -10,6 +10,7 @@
 mod dedup;
 mod message;
 mod op;
+mod paging;
 mod queue;
 #[cfg(test)]
 mod tests;
@@ -24,8 +25,9 @@ pub use dedup::DEDUP_HEADER;
 pub use message::{
     AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
 };
-pub use op::{Op, Removal};
-use queue::Queue;
+pub use op::{Carried, Op, Removal};
+pub use paging::{Fetch, Loaded};
+use queue::{Body, Queue, Slot};
 
 /// What one `apply` changed, for the journal's segment accounting.
 pub use crate::journal::Applied;
@@ -58,15 +60,19 @@ pub struct Broker {
     queues: HashMap<String, Queue>,
     topics: HashMap<String, Vec<ConsumerKey>>,
     consumers: BTreeMap<ConsumerKey, Consumer>,
-    /// Which queue holds each stored message.
-    locations: HashMap<MessageId, String>,
     /// Queues whose ready list or consumers changed since the last dispatch.
     dirty: BTreeSet<String>,
     /// Topic messages applied since the last dispatch.
     topic_deliveries: Vec<Delivery>,
+    /// Bytes held in memory: resident messages whole, paged ones by their slot.
     memory: usize,
     max_redeliveries: u32,
     dedup: DedupWindow,
+    /// Past this much memory, new persistent messages keep only their slot in memory
+    /// once their record is placed in the journal (`None`: never).
+    page_above: Option<usize>,
+    /// Persistent messages the last applied record stored, waiting for its placement.
+    unplaced: Vec<(String, MessageId)>,
 }
 
 /// Prefix of the queue a poison message of queue `NAME` moves to.
@@ -79,12 +85,13 @@ impl Broker {
             queues: HashMap::new(),
             topics: HashMap::new(),
             consumers: BTreeMap::new(),
-            locations: HashMap::new(),
             dirty: BTreeSet::new(),
             topic_deliveries: Vec::new(),
             memory: 0,
             max_redeliveries,
             dedup: DedupWindow::new(dedup_window),
+            page_above: None,
+            unplaced: Vec::new(),
         }
     }
 
@@ -112,6 +119,7 @@ impl Broker {
     /// after a restart, where non-persistent messages must not come back.
     pub fn apply(&mut self, seq: Seq, op: &Op, keep_transient: bool) -> Applied {
         let mut applied = Applied::default();
+        self.unplaced.clear();
         match op {
             Op::Send(message) => self.add(seq, 0, message, keep_transient, &mut applied),
             Op::Ack(removals) => {
@@ -129,6 +137,11 @@ impl Broker {
             }
             Op::DeadLetter(removal) => self.dead_letter(removal, &mut applied),
             Op::EpochStarted { .. } => applied.durable = true,
+            Op::Carry(carried) => {
+                for carried in carried {
+                    self.carry_one(seq, carried, &mut applied);
+                }
+            }
         }
         applied
     }
@@ -151,8 +164,9 @@ impl Broker {
                 if message.persistent {
                     applied.durable = true;
                     applied.added += 1;
+                    self.unplaced.push((name.clone(), message.id));
                 }
-                self.store(name, message);
+                self.store(name, seq, message);
             }
             Destination::Topic(name) => {
                 // Topics hold nothing: the message goes to whoever subscribes right now.
@@ -171,22 +185,33 @@ impl Broker {
         }
     }
 
-    fn store(&mut self, queue: &str, message: Arc<Message>) {
-        self.memory += message.footprint();
-        self.locations.insert(message.id, queue.to_string());
-        self.queues
-            .entry(queue.to_string())
-            .or_default()
-            .push_back(message);
+    /// Stores a new message, held by `record`, at the tail of `queue`.
+    fn store(&mut self, queue: &str, record: Seq, message: Arc<Message>) {
+        let slot = Slot {
+            id: message.id,
+            record,
+            body: Body::Resident(message),
+            redeliveries: 0,
+            maybe_delivered: false,
+        };
+        self.put_ready(queue, slot);
+    }
+
+    /// Puts a ready slot in its place in `queue`.
+    fn put_ready(&mut self, queue: &str, slot: Slot) {
+        self.memory += slot.memory();
+        match self.queues.get_mut(queue) {
+            Some(existing) => existing.insert(slot),
+            None => self.queues.entry(queue.to_string()).or_default().insert(slot),
+        }
         self.dirty.insert(queue.to_string());
     }
 
     /// Takes a message out of its queue and out of its holder's in-flight list.
-    fn take(&mut self, queue: &str, id: MessageId) -> Option<Arc<Message>> {
-        let entry = self.queues.get_mut(queue)?.remove(id)?;
-        self.locations.remove(&id);
-        self.memory -= entry.message.footprint();
-        if let Some(holder) = entry.holder {
+    fn take(&mut self, queue: &str, id: MessageId) -> Option<Slot> {
+        let (slot, holder) = self.queues.get_mut(queue)?.remove(id)?;
+        self.memory -= slot.memory();
+        if let Some(holder) = holder {
             if let Some(consumer) = self.consumers.get_mut(&holder) {
                 if let Some(position) = consumer.in_flight.iter().position(|m| *m == id) {
                     consumer.in_flight.remove(position);
@@ -195,39 +220,65 @@ impl Broker {
             // A window slot opened.
             self.dirty.insert(queue.to_string());
         }
-        Some(entry.message)
+        Some(slot)
     }
 
     fn consume(&mut self, removal: &Removal, applied: &mut Applied) {
-        applied.mentioned.push(removal.id.seq);
-        if let Some(message) = self.take(&removal.queue, removal.id) {
-            if message.persistent {
-                applied.durable = true;
-                applied.removed.push(removal.id.seq);
-            }
+        let Some(slot) = self.take(&removal.queue, removal.id) else {
+            // Gone already; the mention keeps this record's segment from outliving the
+            // record that added it.
+            applied.mentioned.push(removal.id.seq);
+            return;
+        };
+        applied.mentioned.push(slot.record);
+        if is_persistent(&slot) {
+            applied.durable = true;
+            applied.removed.push(slot.record);
         }
     }
 
     fn dead_letter(&mut self, removal: &Removal, applied: &mut Applied) {
-        applied.mentioned.push(removal.id.seq);
-        let Some(message) = self.take(&removal.queue, removal.id) else {
+        let Some(mut slot) = self.take(&removal.queue, removal.id) else {
+            applied.mentioned.push(removal.id.seq);
             return;
         };
-        applied.durable |= message.persistent;
+        applied.mentioned.push(slot.record);
+        applied.durable |= is_persistent(&slot);
         let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
-        let mut headers = message.headers.clone();
-        headers.push((
-            "original-destination".into(),
-            message.destination.to_string(),
-        ));
-        let moved = Arc::new(Message {
-            id: message.id,
-            destination: Destination::Queue(dlq.clone()),
-            headers,
-            body: message.body.clone(),
-            persistent: message.persistent,
-        });
-        self.store(&dlq, moved);
+        slot.body = match slot.body {
+            Body::Resident(message) => Body::Resident(dead_lettered(&message, &dlq)),
+            // A read out for it answers for the old queue: ask again for the new one.
+            Body::Loading { at, cost } => Body::Paged { at, cost },
+            paged => paged,
+        };
+        slot.redeliveries = 0;
+        self.put_ready(&dlq, slot);
+    }
+
+    /// Applies one message of a compaction record: the message now lives in `record`.
+    fn carry_one(&mut self, record: Seq, carried: &Carried, applied: &mut Applied) {
+        applied.durable = true;
+        applied.added += 1;
+        self.unplaced.push((carried.queue.clone(), carried.id));
+        if let Some(slot) = self
+            .queues
+            .get_mut(&carried.queue)
+            .and_then(|queue| queue.slot_mut(carried.id))
+        {
+            applied.removed.push(slot.record);
+            applied.mentioned.push(slot.record);
+            slot.record = record;
+            // A read out for the old place is answered by `loaded`, which sees the
+            // record changed; the new place is set when this record is placed.
+            if let Body::Loading { at, cost } = slot.body {
+                slot.body = Body::Paged { at, cost };
+            }
+            return;
+        }
+        // Replaying a journal whose older segments, with the message's own record, are
+        // gone: this record is where the message lives now.
+        let message = paging::stored_message(carried.id, &carried.message, &carried.queue);
+        self.store(&carried.queue, record, message);
     }
 
     /// Whether a producer already sent this message (same `dedup-id`, same destination)
@@ -310,32 +361,38 @@ impl Broker {
             .collect()
     }
 
-    /// Puts delivered messages back at the head of `queue`, oldest first.
+    /// Puts delivered messages back in `queue`, each in its place by id, ahead of every
+    /// newer message.
     fn requeue(&mut self, queue_name: &str, ids: Vec<MessageId>) -> Vec<Op> {
         let Some(queue) = self.queues.get_mut(queue_name) else {
             return Vec::new();
         };
         let may_dead_letter = !queue_name.starts_with(DLQ_PREFIX);
-        let mut ops = Vec::new();
-        for id in ids.into_iter().rev() {
-            let Some(entry) = queue.entries.get_mut(&id) else {
+        let mut failed = Vec::new();
+        for id in ids {
+            let Some((mut slot, _)) = queue.in_flight.remove(&id) else {
                 continue;
             };
-            entry.holder = None;
-            entry.redeliveries += 1;
-            if may_dead_letter && entry.redeliveries > self.max_redeliveries {
-                ops.push(Op::DeadLetter(Removal {
+            slot.redeliveries += 1;
+            if may_dead_letter && slot.redeliveries > self.max_redeliveries {
+                failed.push(id);
+            }
+            // A message to dead-letter waits among the ready for the caller's
+            // DeadLetter op, which the caller applies before the next dispatch.
+            queue.insert(slot);
+        }
+        self.dirty.insert(queue_name.to_string());
+        // Oldest first, as they were sent.
+        failed.sort();
+        failed
+            .into_iter()
+            .map(|id| {
+                Op::DeadLetter(Removal {
                     queue: queue_name.to_string(),
                     id,
-                }));
-            } else {
-                queue.ready.push_front(id);
-            }
-        }
-        // Dead letters were found newest first; move them oldest first.
-        ops.reverse();
-        self.dirty.insert(queue_name.to_string());
-        ops
+                })
+            })
+            .collect()
     }
 
     /// Finds the consumer an ACK or NACK refers to and the messages it covers: in
@@ -351,28 +408,34 @@ impl Broker {
                 "message {id} is not awaiting an acknowledgement on this connection"
             ))
         };
-        let queue = self.locations.get(&id).ok_or_else(refused)?;
-        let holder = self
-            .queues
-            .get(queue)
-            .and_then(|q| q.entries.get(&id))
-            .and_then(|entry| entry.holder)
+        let holds = |consumer: &Consumer| consumer.in_flight.iter().position(|m| *m == id);
+        let (key, consumer, end) = self
+            .session_consumers(session)
+            .filter(|(key, _)| sub.is_none_or(|sub| sub == key.sub))
+            .find_map(|(key, consumer)| holds(consumer).map(|end| (*key, consumer, end)))
             .ok_or_else(refused)?;
-        if holder.session != session || sub.is_some_and(|sub| sub != holder.sub) {
+        let Destination::Queue(queue) = &consumer.destination else {
             return Err(refused());
-        }
-        let consumer = self.consumers.get(&holder).ok_or_else(refused)?;
+        };
         let ids = if consumer.ack == AckMode::Client {
-            let end = consumer
-                .in_flight
-                .iter()
-                .position(|m| *m == id)
-                .ok_or_else(refused)?;
             consumer.in_flight.iter().take(end + 1).copied().collect()
         } else {
             vec![id]
         };
-        Ok((holder, queue.clone(), ids))
+        Ok((key, queue.clone(), ids))
+    }
+
+    /// The consumers of one session, by subscription id.
+    fn session_consumers(
+        &self,
+        session: SessionId,
+    ) -> impl Iterator<Item = (&ConsumerKey, &Consumer)> {
+        self.consumers.range(
+            ConsumerKey { session, sub: 0 }..=ConsumerKey {
+                session,
+                sub: u64::MAX,
+            },
+        )
     }
 
     /// Whether `sub` (or, without one, any subscription of the session) is on a topic,
@@ -384,13 +447,7 @@ impl Broker {
                 .get(&ConsumerKey { session, sub })
                 .is_some_and(|c| matches!(c.destination, Destination::Topic(_))),
             None => self
-                .consumers
-                .range(
-                    ConsumerKey { session, sub: 0 }..=ConsumerKey {
-                        session,
-                        sub: u64::MAX,
-                    },
-                )
+                .session_consumers(session)
                 .any(|(_, c)| matches!(c.destination, Destination::Topic(_))),
         }
     }
@@ -454,7 +511,9 @@ impl Broker {
     }
 
     /// Hands ready messages to consumers with room in their prefetch windows,
-    /// round-robin, and returns the deliveries (topic messages included).
+    /// round-robin, in id order, and returns the deliveries (topic messages included). A
+    /// queue whose next message is still in the journal waits for it to be read back
+    /// (`paging`), so order holds; an unreadable one is passed over.
     pub fn dispatch(&mut self) -> Vec<Delivery> {
         let mut deliveries = std::mem::take(&mut self.topic_deliveries);
         for name in std::mem::take(&mut self.dirty) {
@@ -465,7 +524,16 @@ impl Broker {
             if count == 0 {
                 continue;
             }
-            while let Some(&id) = queue.ready.front() {
+            let mut at = 0;
+            while let Some(slot) = queue.ready.get(at) {
+                let message = match &slot.body {
+                    Body::Resident(message) => message.clone(),
+                    Body::Unreadable => {
+                        at += 1;
+                        continue;
+                    }
+                    Body::Paged { .. } | Body::Loading { .. } => break,
+                };
                 let chosen = (0..count)
                     .map(|step| (queue.cursor + step) % count)
                     .find(|&i| {
@@ -478,21 +546,19 @@ impl Broker {
                 };
                 let key = queue.consumers[index];
                 queue.cursor = (index + 1) % count;
-                queue.ready.pop_front();
-                let (Some(entry), Some(consumer)) =
-                    (queue.entries.get_mut(&id), self.consumers.get_mut(&key))
+                let (Some(slot), Some(consumer)) = (queue.take_ready(at), self.consumers.get_mut(&key))
                 else {
-                    continue;
+                    break;
                 };
-                entry.holder = Some(key);
-                consumer.in_flight.push_back(id);
+                consumer.in_flight.push_back(slot.id);
                 deliveries.push(Delivery {
                     consumer: key,
                     subscription: consumer.subscription.clone(),
                     ack: consumer.ack,
-                    message: entry.message.clone(),
-                    redelivered: entry.redeliveries > 0 || entry.maybe_delivered,
+                    message,
+                    redelivered: slot.redeliveries > 0 || slot.maybe_delivered,
                 });
+                queue.in_flight.insert(slot.id, (slot, key));
             }
         }
         deliveries
@@ -502,8 +568,9 @@ impl Broker {
     /// the broker that held it before, so its next delivery says `redelivered:true`.
     pub fn mark_all_maybe_delivered(&mut self) {
         for queue in self.queues.values_mut() {
-            for entry in queue.entries.values_mut() {
-                entry.maybe_delivered = true;
+            let in_flight = queue.in_flight.values_mut().map(|(slot, _)| slot);
+            for slot in queue.ready.iter_mut().chain(in_flight) {
+                slot.maybe_delivered = true;
             }
         }
     }
@@ -527,6 +594,32 @@ impl Broker {
 
     /// Messages stored across all queues.
     pub fn message_count(&self) -> usize {
-        self.locations.len()
+        self.queues.values().map(Queue::depth).sum()
     }
+}
+
+/// Whether a stored message is persistent (a paged one always is: only persistent
+/// messages are journaled).
+fn is_persistent(slot: &Slot) -> bool {
+    match &slot.body {
+        Body::Resident(message) => message.persistent,
+        _ => true,
+    }
+}
+
+/// A message as it is stored once moved to `dlq`: the header `original-destination`
+/// says where it came from.
+fn dead_lettered(message: &Message, dlq: &str) -> Arc<Message> {
+    let mut headers = message.headers.clone();
+    headers.push((
+        "original-destination".into(),
+        message.destination.to_string(),
+    ));
+    Arc::new(Message {
+        id: message.id,
+        destination: Destination::Queue(dlq.to_string()),
+        headers,
+        body: message.body.clone(),
+        persistent: message.persistent,
+    })
 }

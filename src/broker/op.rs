@@ -32,4 +32,17 @@ pub enum Op {
     DeadLetter(Removal),
     /// A broker became master in a new epoch (promotion).
     EpochStarted { epoch: Epoch },
+    /// Compaction: stored messages written forward, whole, so the old segments that
+    /// held them can be deleted. Each keeps its id, queue and place in its queue.
+    Carry(Vec<Carried>),
+}
+
+/// One message a `Carry` record holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The queue it is stored in (`DLQ.<name>` once dead-lettered).
+    pub queue: String,
+    pub id: MessageId,
+    /// As its producer sent it.
+    pub message: NewMessage,
 }

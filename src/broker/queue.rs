@@ -1,63 +1,130 @@
-//! One queue: its messages, the ready list in FIFO order, and its consumers in
-//! round-robin order.
+//! One queue: its ready messages in id order, the ones in flight to consumers, and its
+//! consumers in round-robin order.
 //!
-//! Invariant: every entry is either in `ready` (holder `None`) or in flight to exactly one
-//! consumer (holder `Some`); a message that is neither exists only between a requeue that
+//! Invariant: every stored message is either in `ready` or in `in_flight` (held by
+//! exactly one consumer); a message that is neither exists only between a requeue that
 //! decided to dead-letter it and the `DeadLetter` op the caller applies next.
+//!
+//! `ready` is kept sorted by id. Ids grow with the seq of the record that added a
+//! message, so new messages go at the back, a requeued one goes back to where it was
+//! (ahead of every newer one, which is where a redelivery belongs), and an
+//! acknowledgement finds its message by binary search. A ready message costs one `Slot`
+//! (48 bytes) in memory while its body is paged out: that is what lets a queue hold a
+//! backlog many times the memory limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::message::{ConsumerKey, Message, MessageId};
+use crate::journal::{Placement, Seq};
+
+/// Memory a stored message costs while its body is only in the journal: its slot, and
+/// half a slot again for the ready list's spare capacity (it grows by doubling).
+pub const SLOT_COST: usize = std::mem::size_of::<Slot>() * 3 / 2;
+
+/// Where a stored message's body is.
+#[derive(Debug, Clone)]
+pub(super) enum Body {
+    Resident(Arc<Message>),
+    /// Only in the journal, in the record `Slot::record`, at `at`; `cost` is its
+    /// footprint once read back.
+    Paged { at: Placement, cost: u32 },
+    /// Being read back.
+    Loading { at: Placement, cost: u32 },
+    /// Its record did not read back: it is held and never delivered (the log said why).
+    Unreadable,
+}
 
 /// A stored message and what the broker knows about its deliveries.
-#[derive(Debug)]
-pub(super) struct Entry {
-    pub message: Arc<Message>,
+#[derive(Debug, Clone)]
+pub(super) struct Slot {
+    pub id: MessageId,
+    /// The record holding the message in the journal: the one that added it, or the
+    /// compaction record that carried it forward.
+    pub record: Seq,
+    pub body: Body,
     /// Times it went back to the queue after a delivery (connection lost, NACK).
     pub redeliveries: u32,
-    /// The consumer it is in flight to, if any.
-    pub holder: Option<ConsumerKey>,
     /// It may have been delivered by a broker that is gone (a restart, a failover): its
     /// next delivery carries `redelivered:true`, as a hint to the consumer.
     pub maybe_delivered: bool,
 }
 
+impl Slot {
+    /// Bytes this message holds in memory, for the memory limit.
+    pub fn memory(&self) -> usize {
+        match &self.body {
+            Body::Resident(message) => message.footprint(),
+            _ => SLOT_COST,
+        }
+    }
+
+    /// Whether the body is not in memory (paged or being read back).
+    pub fn awaits_body(&self) -> bool {
+        matches!(self.body, Body::Paged { .. } | Body::Loading { .. })
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Queue {
-    pub entries: HashMap<MessageId, Entry>,
-    pub ready: VecDeque<MessageId>,
+    /// Ready messages, sorted by id.
+    pub ready: VecDeque<Slot>,
+    /// Delivered and not yet acknowledged, with the consumer holding each.
+    pub in_flight: HashMap<MessageId, (Slot, ConsumerKey)>,
     pub consumers: Vec<ConsumerKey>,
     /// Index into `consumers` of the next one to offer a message to.
     pub cursor: usize,
+    /// Ready messages whose body is not in memory.
+    pub paged: usize,
+    /// The last message the read-ahead has looked at (`paging::wanted_reads`).
+    pub read_ahead_to: Option<MessageId>,
 }
 
 impl Queue {
-    /// Appends a new message at the tail.
-    pub fn push_back(&mut self, message: Arc<Message>) {
-        let id = message.id;
-        self.entries.insert(
-            id,
-            Entry {
-                message,
-                redeliveries: 0,
-                holder: None,
-                maybe_delivered: false,
-            },
-        );
-        self.ready.push_back(id);
+    /// Puts a ready message in its place by id (at the back, for a new one).
+    pub fn insert(&mut self, slot: Slot) {
+        if slot.awaits_body() {
+            self.paged += 1;
+        }
+        match self.ready.back() {
+            Some(last) if last.id > slot.id => {
+                let at = self.ready.partition_point(|s| s.id < slot.id);
+                self.ready.insert(at, slot);
+            }
+            _ => self.ready.push_back(slot),
+        }
     }
 
-    /// Removes a message wherever it is; the caller fixes the holder's in-flight list.
-    pub fn remove(&mut self, id: MessageId) -> Option<Entry> {
-        let entry = self.entries.remove(&id)?;
-        if entry.holder.is_none() {
-            // Acks mostly hit the oldest messages, so search from the front.
-            if let Some(position) = self.ready.iter().position(|ready| *ready == id) {
-                self.ready.remove(position);
-            }
+    /// Where a ready message is in `ready`.
+    pub fn find_ready(&self, id: MessageId) -> Option<usize> {
+        self.ready.binary_search_by(|s| s.id.cmp(&id)).ok()
+    }
+
+    /// The slot of a stored message, ready or in flight.
+    pub fn slot_mut(&mut self, id: MessageId) -> Option<&mut Slot> {
+        match self.find_ready(id) {
+            Some(at) => self.ready.get_mut(at),
+            None => self.in_flight.get_mut(&id).map(|(slot, _)| slot),
         }
-        Some(entry)
+    }
+
+    /// Takes the ready message at `at` out of `ready`.
+    pub fn take_ready(&mut self, at: usize) -> Option<Slot> {
+        let slot = self.ready.remove(at)?;
+        if slot.awaits_body() {
+            self.paged -= 1;
+        }
+        Some(slot)
+    }
+
+    /// Removes a message wherever it is, with the consumer that held it; the caller
+    /// fixes that consumer's in-flight list.
+    pub fn remove(&mut self, id: MessageId) -> Option<(Slot, Option<ConsumerKey>)> {
+        if let Some((slot, holder)) = self.in_flight.remove(&id) {
+            return Some((slot, Some(holder)));
+        }
+        let at = self.find_ready(id)?;
+        self.take_ready(at).map(|slot| (slot, None))
     }
 
     pub fn remove_consumer(&mut self, key: ConsumerKey) {
@@ -69,6 +136,6 @@ impl Queue {
 
     /// Messages stored, ready or in flight.
     pub fn depth(&self) -> usize {
-        self.entries.len()
+        self.ready.len() + self.in_flight.len()
     }
 }

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::broker::{AckMode, Delivery, Destination, MessageId, NewMessage, SessionId};
-use crate::journal::{Command, EpochStart, Pace, Record, Seq};
+use crate::broker::{AckMode, Delivery, Destination, Fetch, MessageId, NewMessage, SessionId};
+use crate::journal::{Command, EpochStart, Extent, Fetched, Pace, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, Standing};
 use crate::repl::role::{Action, Event};
@@ -107,6 +107,11 @@ pub enum Input {
     Role(Event),
     /// `alone_since` (from `Output::RecordAloneSince`) is on disk.
     AloneRecorded,
+    /// Bodies read back from the journal (`Output::Read`).
+    Fetched(Vec<(Fetch, Fetched)>),
+    /// Time to look for journal segments worth compacting (every
+    /// `broker.compact_interval_ms`).
+    Compact,
     /// The end of a batch of inputs: dispatch what they made ready to consumers.
     Tick,
 }
@@ -163,6 +168,8 @@ pub enum Output {
     RecordEpochs(Vec<EpochStart>),
     /// A role action that needs the outside world: listeners, dialling, probing, exiting.
     Role(Action),
+    /// Read these records back from the journal, then step `Input::Fetched`.
+    Read(Vec<(Fetch, Extent)>),
 }
 
 impl Request {

@@ -11,11 +11,13 @@
 //!
 //! - `io`: the inputs and outputs.
 //! - `client`: what clients' requests do.
+//! - `paging`: reading paged-out bodies back, and compacting the journal.
 //! - `replication`: attaching slaves (master side), applying a master's records (slave
 //!   side), promotion, and the role machine's actions.
 
 mod client;
 mod io;
+mod paging;
 mod replication;
 #[cfg(test)]
 mod tests;
@@ -63,6 +65,8 @@ pub struct Core {
     acked_to_master: Option<Seq>,
     /// Receipts waiting for their seq to be released, in seq order.
     receipts: VecDeque<Pending>,
+    /// Journal compaction in progress, and the sparse segments seen at the last look.
+    compaction: paging::Compaction,
     out: Vec<Output>,
 }
 
@@ -84,6 +88,7 @@ impl Core {
             mirroring_failed: false,
             acked_to_master: None,
             receipts: VecDeque::new(),
+            compaction: paging::Compaction::default(),
             out: Vec::new(),
         }
     }
@@ -110,12 +115,15 @@ impl Core {
                 let step = self.group.alone_recorded();
                 self.carry_out(vec![step]);
             }
+            Input::Fetched(fetched) => self.fetched(fetched),
+            Input::Compact => self.compact(),
             Input::Tick => {
                 for delivery in self.broker.dispatch() {
                     let session = delivery.consumer.session;
                     self.out
                         .push(Output::ToSession(session, Outgoing::Deliver(delivery)));
                 }
+                self.read_ahead();
             }
         }
     }
@@ -137,6 +145,11 @@ impl Core {
     /// Message bytes the broker holds, for the producers' memory limit.
     pub fn memory_used(&self) -> usize {
         self.broker.memory_used()
+    }
+
+    /// Bytes the journal's segments take on disk, for the producers' disk limit.
+    pub fn disk_used(&self) -> u64 {
+        self.log.disk_used()
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -190,10 +203,14 @@ impl Core {
                 record: record.clone(),
             });
         }
+        let seq = record.seq;
         let out = &mut self.out;
-        self.log.append(record, applied, |command| {
+        let placed = self.log.append(record, applied, |command| {
             out.push(Output::Journal(command))
         });
+        if let Some(placement) = placed {
+            self.broker.placed(seq, placement);
+        }
     }
 
     /// Records each op in order; returns the last seq (or the last assigned, if none).

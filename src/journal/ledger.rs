@@ -14,6 +14,8 @@ use super::record::{Applied, Seq};
 struct SegmentStats {
     /// Persistent messages added here and still stored.
     live: u64,
+    /// Persistent messages added here in all (live or not): compaction's yardstick.
+    added: u64,
     /// Older segments this one holds acks or moves for.
     refers_to: BTreeSet<Seq>,
 }
@@ -48,24 +50,25 @@ impl Ledger {
         self.segments.entry(first_seq).or_default();
     }
 
-    /// Decides where the durable record `seq` of `len` bytes goes; true if it starts a new
-    /// segment. Records never span segments, so a segment may end with unused zeros.
-    pub fn place(&mut self, seq: Seq, len: u64) -> bool {
+    /// Decides where the durable record `seq` of `len` bytes goes: whether it starts a new
+    /// segment, and its offset there. Records never span segments, so a segment may end
+    /// with unused zeros.
+    pub fn place(&mut self, seq: Seq, len: u64) -> (bool, u64) {
         let fresh = self.current_len <= super::segment::HEADER_LEN;
         if !fresh && self.current_len + len > self.current_capacity {
             self.current = seq;
-            self.current_len = super::segment::HEADER_LEN;
+            self.current_len = super::segment::HEADER_LEN + len;
             self.current_capacity = self.segment_size;
             self.segments.insert(seq, SegmentStats::default());
-            self.current_len += len;
-            return true;
+            return (true, super::segment::HEADER_LEN);
         }
+        let offset = self.current_len;
         self.current_len += len;
-        false
+        (false, offset)
     }
 
-    /// The segment holding the message added by record `seq`.
-    fn segment_of(&self, seq: Seq) -> Option<Seq> {
+    /// The segment holding the record `seq`.
+    pub fn segment_of(&self, seq: Seq) -> Option<Seq> {
         self.segments
             .range(..=seq)
             .next_back()
@@ -90,7 +93,42 @@ impl Ledger {
         }
         if let Some(stats) = self.segments.get_mut(&segment) {
             stats.live += u64::from(applied.added);
+            stats.added += u64::from(applied.added);
         }
+    }
+
+    /// The segments worth compacting, oldest first: not being written, kept only by live
+    /// messages (nothing they refer to is left), and at most a quarter of what they added
+    /// still live. Each comes with its live count, so a caller can tell a segment that
+    /// stays pinned from one its consumers are still draining. The scan stops at the first
+    /// segment kept for another reason: compacting a newer one frees nothing while that
+    /// one pins it through its acks.
+    pub fn sparse_segments(&self) -> Vec<(Seq, u64)> {
+        let mut sparse = Vec::new();
+        for (first, stats) in &self.segments {
+            let pinned_by_refs = stats
+                .refers_to
+                .iter()
+                .any(|older| self.segments.contains_key(older) && !sparse.iter().any(|(s, _)| s == older));
+            if *first == self.current || pinned_by_refs {
+                break;
+            }
+            if stats.live > 0 && stats.live * 4 <= stats.added {
+                sparse.push((*first, stats.live));
+            } else if stats.live > 0 {
+                break;
+            }
+        }
+        sparse
+    }
+
+    /// The first seq of the segment after `segment`, if one follows it.
+    pub fn next_segment(&self, segment: Seq) -> Option<Seq> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.segments
+            .range((Excluded(segment), Unbounded))
+            .next()
+            .map(|(first, _)| *first)
     }
 
     /// The segment holding the message added by record `added_by`.
@@ -126,6 +164,11 @@ impl Ledger {
     /// The first seq of the oldest segment still on disk.
     pub fn first_segment(&self) -> Seq {
         self.segments.keys().next().copied().unwrap_or(self.current)
+    }
+
+    /// The size of a new segment.
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
     }
 
     /// Segments on disk, for status.

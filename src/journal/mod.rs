@@ -15,6 +15,7 @@
 
 mod ledger;
 pub mod lock;
+pub mod reader;
 mod record;
 pub mod recovery;
 pub mod segment;
@@ -27,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::TrySendError;
 
-pub use record::{Applied, Epoch, Position, Record, Seq};
+pub use reader::{Extent, Fetched, Reader};
+pub use record::{Applied, Epoch, Placement, Position, Record, Seq};
 pub use store::{EpochStart, StoreMeta};
 pub use writer::{Command, Event, Pace};
 
@@ -76,18 +78,25 @@ impl Log {
 
     /// Accounts for a record the broker has applied and emits the writer's commands:
     /// durable records are written and fsynced, the others only mark their place in seq
-    /// order; segments the record emptied are deleted after it.
-    pub fn append(&mut self, record: Record, applied: &Applied, mut emit: impl FnMut(Command)) {
+    /// order; segments the record emptied are deleted after it. Returns where a durable
+    /// record goes in its segment.
+    pub fn append(
+        &mut self,
+        record: Record,
+        applied: &Applied,
+        mut emit: impl FnMut(Command),
+    ) -> Option<Placement> {
         if !applied.durable {
             emit(Command::Append {
                 entry: record,
                 durable: false,
                 new_segment: false,
             });
-            return;
+            return None;
         }
         self.last_durable_seq = record.seq;
-        let new_segment = self.ledger.place(record.seq, record.stored_len());
+        let len = record.stored_len();
+        let (new_segment, offset) = self.ledger.place(record.seq, len);
         self.ledger.note(self.ledger.current(), applied);
         emit(Command::Append {
             entry: record,
@@ -97,6 +106,30 @@ impl Log {
         if !applied.removed.is_empty() {
             self.collect_garbage(emit);
         }
+        // Segments hold at most 256 MiB (config), so both fit.
+        Some(Placement {
+            offset: offset as u32,
+            len: len as u32,
+        })
+    }
+
+    /// Where the durable record `record` lies, given where it was placed in its segment.
+    pub fn extent(&self, record: Seq, placement: Placement) -> Option<Extent> {
+        Some(Extent {
+            segment: self.ledger.segment_of(record)?,
+            offset: u64::from(placement.offset),
+            len: placement.len,
+        })
+    }
+
+    /// Segments worth compacting, oldest first, with their live message counts.
+    pub fn sparse_segments(&self) -> Vec<(Seq, u64)> {
+        self.ledger.sparse_segments()
+    }
+
+    /// The seqs of the records segment `first` holds: from it up to the next segment.
+    pub fn segment_range(&self, first: Seq) -> std::ops::Range<Seq> {
+        first..self.ledger.next_segment(first).unwrap_or(Seq::LAST)
     }
 
     fn collect_garbage(&mut self, mut emit: impl FnMut(Command)) {
@@ -130,6 +163,17 @@ impl Log {
     pub fn segment_count(&self) -> usize {
         self.ledger.segment_count()
     }
+
+    /// Bytes the segments take on disk, the next one made ahead included. Segments are
+    /// written full of zeros when made, so this is what they hold from the start.
+    pub fn disk_used(&self) -> u64 {
+        (self.ledger.segment_count() as u64 + 1) * self.ledger.segment_size()
+    }
+
+    /// The size of a new segment: no record may be larger.
+    pub fn segment_size(&self) -> u64 {
+        self.ledger.segment_size()
+    }
 }
 
 /// The handle on the journal writer thread: commands wait here, in order, for room in
@@ -143,20 +187,20 @@ pub struct Journal {
 
 impl Journal {
     /// Recovers the store in `data_dir` through `apply`, which is given every record in
-    /// order, and starts the writer, which calls `report` from its own thread. Segments
+    /// order with its place in its segment, and starts the writer, which calls `report` from its own thread. Segments
     /// emptied before the last stop are queued for deletion.
     pub fn open(
         data_dir: &Path,
         segment_size: u64,
         report: Box<dyn Fn(Event) + Send>,
-        mut apply: impl FnMut(&Record) -> Result<Applied>,
+        mut apply: impl FnMut(&Record, Placement) -> Result<Applied>,
     ) -> Result<(Journal, Log, Recovered)> {
         let dir = data_dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let (meta, new_store) = StoreMeta::load_or_create(data_dir)?;
         let mut notes = Vec::new();
-        let summary = recovery::read(&dir, recovery::Mode::Repair, |segment, record| {
-            let applied = apply(&record)?;
+        let summary = recovery::read(&dir, recovery::Mode::Repair, |segment, placement, record| {
+            let applied = apply(&record, placement)?;
             notes.push((segment, applied));
             Ok(())
         })?;
@@ -283,7 +327,7 @@ mod tests {
             let _ = events.send(event);
         });
         let (mut journal, mut log, recovered) =
-            Journal::open(dir.path(), 1 << 20, report, |_| Ok(persistent())).unwrap();
+            Journal::open(dir.path(), 1 << 20, report, |_, _| Ok(persistent())).unwrap();
         journal.set_pace(Pace::Relaxed);
         for seq in (recovered.next_seq.0..recovered.next_seq.0 + 3).map(Seq) {
             let payload = bytes::Bytes::from(format!("record {seq}"));
@@ -308,7 +352,7 @@ mod tests {
         recovery::read(
             &dir.path().join(JOURNAL_DIR),
             recovery::Mode::ReadOnly,
-            |_, entry| {
+            |_, _, entry| {
                 read.push(entry.payload);
                 Ok(())
             },

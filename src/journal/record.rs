@@ -115,18 +115,28 @@ impl Record {
     }
 }
 
+/// Where a durable record was written in its segment; the ledger knows the segment from
+/// the record's seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub offset: u32,
+    /// Bytes it takes, entry header included.
+    pub len: u32,
+}
+
 /// What one applied record means for the journal's segment accounting, as the state
 /// machine reports it (`broker::Broker::apply`). Messages are named by the seq of the
-/// record that added them, which is all the journal needs to find their segment.
+/// record that holds them (the one that added them, or the compaction record that
+/// carried them forward), which is all the journal needs to find their segment.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// The record must be on disk (it adds or removes a persistent message, or is an epoch).
     pub durable: bool,
     /// Persistent messages this record added to a queue.
     pub added: u32,
-    /// The records that added the persistent messages this record removed.
+    /// The records holding the persistent messages this record removed.
     pub removed: Vec<Seq>,
-    /// The records that added every message this record refers to (removed or moved).
+    /// The records holding every message this record refers to (removed or moved).
     pub mentioned: Vec<Seq>,
 }
 

@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::record::{Position, Record, Seq};
+use super::record::{Placement, Position, Record, Seq};
 use super::segment::{self, Slot};
 use super::writer::Tail;
 use crate::error::{Error, Result};
@@ -40,11 +40,12 @@ pub struct Summary {
 const LAST_SEQ: Seq = Seq::LAST;
 const NO_ROOM: &str = "no seq is left for the next record";
 
-/// Reads every segment in `dir`, calling `each(segment_first_seq, entry)` in seq order.
+/// Reads every segment in `dir`, calling `each(segment_first_seq, placement, entry)` in
+/// seq order.
 pub fn read(
     dir: &Path,
     mode: Mode,
-    mut each: impl FnMut(Seq, Record) -> Result<()>,
+    mut each: impl FnMut(Seq, Placement, Record) -> Result<()>,
 ) -> Result<Summary> {
     let segments = segment::list(dir)?;
     let firsts: Vec<Seq> = segments.iter().map(|(first_seq, _)| *first_seq).collect();
@@ -101,7 +102,11 @@ pub fn read(
                     }
                     summary.last = Some(entry.position());
                     summary.entries += 1;
-                    each(first_seq, entry)?;
+                    let placement = Placement {
+                        offset: offset as u32,
+                        len: (next - offset) as u32,
+                    };
+                    each(first_seq, placement, entry)?;
                     offset = next;
                 }
                 Slot::End => {

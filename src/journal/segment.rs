@@ -158,12 +158,19 @@ pub fn zero_filled(path: &Path, size: u64) -> Result<File> {
         .map_err(io)?;
     let zeros = vec![0u8; 1 << 20];
     let mut written = 0;
-    while written < size {
-        let n = zeros.len().min((size - written) as usize);
-        file.write_all(&zeros[..n]).map_err(io)?;
-        written += n as u64;
+    let filled = (|| {
+        while written < size {
+            let n = zeros.len().min((size - written) as usize);
+            file.write_all(&zeros[..n])?;
+            written += n as u64;
+        }
+        file.sync_all()
+    })();
+    if let Err(error) = filled {
+        // A disk that filled up gets back what this file took.
+        let _ = std::fs::remove_file(path);
+        return Err(io(error));
     }
-    file.sync_all().map_err(io)?;
     Ok(file)
 }
 

@@ -114,7 +114,7 @@ mod tests {
             .collect();
         assert_eq!(listed, vec![Seq(1), Seq(10), Seq(20)]);
         // Each has its header and nothing else: recovery reads three empty segments.
-        let summary = recovery::read(dir.path(), Mode::ReadOnly, |_, _| Ok(())).unwrap();
+        let summary = recovery::read(dir.path(), Mode::ReadOnly, |_, _, _| Ok(())).unwrap();
         assert_eq!(summary.segments, vec![Seq(1), Seq(10), Seq(20)]);
         assert_eq!(summary.entries, 0);
     }

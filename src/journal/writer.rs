@@ -34,6 +34,16 @@ const LINGER: Duration = Duration::from_micros(1000);
 /// Longest wait for a batch to grow to its usual size (see `State::gather`).
 const COMMIT_DELAY: Duration = Duration::from_micros(150);
 
+/// With the disk full, how often the writer tries again to make a segment, and how often
+/// it says so.
+const FULL_DISK_RETRY: Duration = Duration::from_millis(200);
+const FULL_DISK_WARNING: Duration = Duration::from_secs(10);
+
+/// Whether an error is the disk being full.
+fn is_disk_full(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull)
+}
+
 /// At a relaxed pace, the shortest time between two fsyncs.
 const RELAXED_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -303,9 +313,28 @@ impl State {
     }
 
     /// Makes what is buffered durable in the old segment, then continues in a new one.
+    /// With the disk full the new segment cannot be made: the writer says so and tries
+    /// again every `FULL_DISK_RETRY`, and nothing after it becomes durable meanwhile, so
+    /// no receipt goes out; the segments written so far stay whole.
     fn roll(&mut self, first_seq: Seq) -> Result<()> {
         self.write_and_sync()?;
-        let file = self.spare.take(first_seq)?;
+        let mut warned: Option<Instant> = None;
+        let file = loop {
+            match self.spare.take(first_seq) {
+                Ok(file) => break file,
+                Err(error) if is_disk_full(&error) => {
+                    if warned.is_none_or(|at| at.elapsed() >= FULL_DISK_WARNING) {
+                        log::error!("journal: the disk is full ({error}): no new segment can be made, so nothing more is receipted; free space on the journal's disk and the broker goes on by itself");
+                        warned = Some(Instant::now());
+                    }
+                    std::thread::sleep(FULL_DISK_RETRY);
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        if warned.is_some() {
+            log::warn!("journal: space again: segment {first_seq} made; receipts go on");
+        }
         self.tail.file = file;
         self.tail.first_seq = first_seq;
         self.tail.offset = segment::HEADER_LEN;

@@ -19,16 +19,16 @@ use futures::future::AbortHandle;
 use futures::{FutureExt, StreamExt};
 
 use super::actions::Done;
-use crate::broker::SessionId;
+use crate::broker::{Fetch, SessionId};
 use crate::config::Config;
 use crate::core::{Attached, Core, Input, Outgoing, Output, Request};
 use crate::error::Result;
-use crate::journal::{self, Journal, Seq};
+use crate::journal::{self, Fetched, Journal, Reader, Seq};
 use crate::link::slave::{Heard, Mirror};
 use crate::link::{LinkEvent, Shipment};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::role::Event;
-use crate::session::{MemoryGauge, SessionEvent};
+use crate::session::{MemoryGauge, Room, SessionEvent};
 
 /// Depth of the queue from sessions into the core: full means producers wait.
 pub(super) const REQUEST_QUEUE: usize = 4096;
@@ -49,6 +49,7 @@ enum Wake {
     Session(Option<SessionEvent>),
     Link(Option<LinkEvent>),
     Journal(Option<journal::Event>),
+    Fetched(Option<Vec<(Fetch, Fetched)>>),
     Mirror(Heard),
     Done(Option<Done>),
     Signal,
@@ -61,6 +62,9 @@ pub(super) struct Shell {
     pub(super) journal: Journal,
     journal_events: mpsc::UnboundedReceiver<journal::Event>,
     pub(super) journal_report: mpsc::UnboundedSender<journal::Event>,
+    /// Reads records back for paged-out bodies and compaction.
+    reader: Reader<Fetch>,
+    fetched: mpsc::UnboundedReceiver<Vec<(Fetch, Fetched)>>,
     session_events: mpsc::Receiver<SessionEvent>,
     pub(super) session_sender: mpsc::Sender<SessionEvent>,
     sessions: HashMap<SessionId, SessionHandle>,
@@ -75,7 +79,8 @@ pub(super) struct Shell {
     pub(super) done_sender: mpsc::UnboundedSender<Done>,
     signals: mpsc::UnboundedReceiver<i32>,
     pub(super) memory: MemoryGauge,
-    memory_waiters: Vec<oneshot::Sender<()>>,
+    /// Producers waiting for memory or disk, with what they wait for.
+    room_waiters: Vec<(Room, oneshot::Sender<()>)>,
     /// Accept loops of the open listeners, aborted first at a stop.
     pub(super) listeners: Vec<AbortHandle>,
     pub(super) active: Arc<AtomicUsize>,
@@ -87,6 +92,8 @@ pub(super) struct Shell {
     /// The pause before the next dial (grows while the master is unreachable).
     pub(super) dial_backoff: Duration,
     next_status: Option<Instant>,
+    /// When to look for segments to compact next.
+    next_compaction: Option<Instant>,
 }
 
 /// The channels a shell reads, made before the journal that reports into one of them.
@@ -95,14 +102,24 @@ pub(super) struct Channels {
         mpsc::UnboundedSender<journal::Event>,
         mpsc::UnboundedReceiver<journal::Event>,
     ),
+    pub fetched: (
+        mpsc::UnboundedSender<Vec<(Fetch, Fetched)>>,
+        mpsc::UnboundedReceiver<Vec<(Fetch, Fetched)>>,
+    ),
 }
 
 impl Channels {
     pub fn new() -> Channels {
         Channels {
             journal_events: mpsc::unbounded(),
+            fetched: mpsc::unbounded(),
         }
     }
+}
+
+/// When a periodic job set to `interval_ms` (0 = never) is next due.
+fn due_in(interval_ms: u64) -> Option<Instant> {
+    (interval_ms > 0).then(|| Instant::now() + Duration::from_millis(interval_ms))
 }
 
 impl Shell {
@@ -117,10 +134,19 @@ impl Shell {
         let (link_sender, link_events) = mpsc::channel(LINK_QUEUE);
         let (done_sender, done) = mpsc::unbounded();
         let (journal_report, journal_events) = channels.journal_events;
-        let interval = config.broker.status_interval_ms;
+        let (fetched_report, fetched) = channels.fetched;
+        let reader = Reader::start(
+            config.data_dir().join(journal::JOURNAL_DIR),
+            Box::new(move |batch| {
+                let _ = fetched_report.unbounded_send(batch);
+            }),
+        );
         Shell {
             memory: MemoryGauge::new(config.broker.max_memory.bytes()),
-            next_status: (interval > 0).then(|| Instant::now() + Duration::from_millis(interval)),
+            next_status: due_in(config.broker.status_interval_ms),
+            next_compaction: due_in(config.broker.compact_interval_ms),
+            reader,
+            fetched,
             config,
             core,
             journal,
@@ -137,7 +163,7 @@ impl Shell {
             done,
             done_sender,
             signals,
-            memory_waiters: Vec::new(),
+            room_waiters: Vec::new(),
             listeners: Vec::new(),
             active: Arc::new(AtomicUsize::new(0)),
             inputs: VecDeque::new(),
@@ -158,6 +184,7 @@ impl Shell {
             let wake = self.wait().await;
             self.wake(wake).await?;
             self.status();
+            self.compaction().await?;
         }
         let code = self.exit.unwrap_or(0);
         Ok(self.stop(code).await)
@@ -166,7 +193,8 @@ impl Shell {
     /// Waits for the next thing to do, until the next status line is due at the latest.
     async fn wait(&mut self) -> Wake {
         let accepting = self.journal.backlog() == 0;
-        let until_status = self.next_status.map_or(Duration::from_secs(3600), |at| {
+        let next = [self.next_status, self.next_compaction];
+        let until_due = next.iter().flatten().min().map_or(Duration::from_secs(3600), |at| {
             at.saturating_duration_since(Instant::now())
         });
         let session_events = &mut self.session_events;
@@ -187,6 +215,7 @@ impl Shell {
         let woken = async {
             futures::select! {
                 event = self.journal_events.next() => Wake::Journal(event),
+                fetched = self.fetched.next() => Wake::Fetched(fetched),
                 event = self.link_events.next() => Wake::Link(event),
                 heard = heard.fuse() => Wake::Mirror(heard),
                 done = self.done.next() => Wake::Done(done),
@@ -194,7 +223,7 @@ impl Shell {
                 _ = self.signals.next() => Wake::Signal,
             }
         };
-        crate::runtime::timeout(until_status, woken)
+        crate::runtime::timeout(until_due, woken)
             .await
             .unwrap_or(Wake::Idle)
     }
@@ -208,6 +237,8 @@ impl Shell {
             Wake::Link(None) => {}
             Wake::Journal(Some(event)) => self.journal_event(event),
             Wake::Journal(None) => {}
+            Wake::Fetched(Some(batch)) => self.inputs.push_back(Input::Fetched(batch)),
+            Wake::Fetched(None) => {}
             Wake::Mirror(Heard::Records(records)) => {
                 self.inputs.push_back(Input::Replicate(records))
             }
@@ -315,7 +346,7 @@ impl Shell {
             SessionEvent::Request(session, request) => {
                 self.inputs.push_back(Input::Client(session, request))
             }
-            SessionEvent::WaitForMemory(waiter) => self.memory_waiters.push(waiter),
+            SessionEvent::WaitForRoom(room, waiter) => self.room_waiters.push((room, waiter)),
         }
     }
 
@@ -380,6 +411,7 @@ impl Shell {
                     let _ = live.unbounded_send(Shipment::InSync);
                 }
             }
+            Output::Read(batch) => self.reader.read(batch),
             waits => return Some(waits),
         }
         None
@@ -440,13 +472,40 @@ impl Shell {
         }
     }
 
+    /// Tells the gauge what the core holds in memory and on disk, and lets go the
+    /// producers whose limit has room again.
     fn update_memory(&mut self) {
         self.memory.set_stored(self.core.memory_used());
-        if !self.memory_waiters.is_empty() && !self.memory.over_limit() {
-            for waiter in self.memory_waiters.drain(..) {
-                let _ = waiter.send(());
+        let (used, limit) = (self.core.disk_used(), self.config.broker.max_disk.0);
+        // Full once another segment would not fit.
+        let full = used + self.config.broker.segment_size.0 > limit;
+        if self.memory.set_disk_full(full) {
+            if full {
+                log::warn!("store limit reached: the journal takes {} MiB of broker.max_disk {} MiB; producers of persistent messages wait until consumers acknowledge enough to free a segment", used >> 20, limit >> 20);
+            } else {
+                log::info!("store limit: room again ({} MiB of {} MiB); producers go on", used >> 20, limit >> 20);
             }
         }
+        for (room, waiter) in std::mem::take(&mut self.room_waiters) {
+            if self.memory.has_room(room) {
+                // The session looks again, and may wait for the other limit.
+                let _ = waiter.send(());
+            } else if !waiter.is_canceled() {
+                self.room_waiters.push((room, waiter));
+            }
+        }
+    }
+
+    /// Steps `Input::Compact` when it is due.
+    async fn compaction(&mut self) -> Result<()> {
+        let Some(at) = self.next_compaction else {
+            return Ok(());
+        };
+        if Instant::now() < at {
+            return Ok(());
+        }
+        self.next_compaction = due_in(self.config.broker.compact_interval_ms);
+        self.turn(Input::Compact).await
     }
 
     /// Logs the status line when it is due.

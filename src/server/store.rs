@@ -19,6 +19,7 @@ pub fn recover(
     events: mpsc::UnboundedSender<crate::journal::Event>,
 ) -> Result<(Journal, Store, Recovered)> {
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
+    broker.set_paging(Some(page_above(config)));
     let report = Box::new(move |event| {
         let _ = events.unbounded_send(event);
     });
@@ -27,10 +28,13 @@ pub fn recover(
         config.data_dir(),
         config.broker.segment_size.0,
         report,
-        |record| {
+        |record, placement| {
             let replayed = broker
                 .replay(record, false)
                 .map_err(|why| Error::Codec(format!("{why} (the record passed its checksum)")))?;
+            if replayed.applied.durable {
+                broker.placed(record.seq, placement);
+            }
             epochs_found.extend(replayed.epoch_started);
             Ok(replayed.applied)
         },
@@ -51,12 +55,19 @@ pub fn recover(
     Ok((journal, store, recovered))
 }
 
+/// Past this many bytes held, new persistent messages keep only their slot in memory:
+/// half the memory limit, so that non-persistent messages, producers' messages on their
+/// way in and the consumers' read-ahead have the other half.
+pub fn page_above(config: &Config) -> usize {
+    config.broker.max_memory.bytes() / 2
+}
+
 /// Where this store stands, for a slave's Hello. Reads only.
 pub(super) fn read_standing(config: &Config) -> Result<Standing> {
     let dir = config.data_dir().join(JOURNAL_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let (meta, _) = StoreMeta::load_or_create(config.data_dir())?;
-    let summary = recovery::read(&dir, Mode::ReadOnly, |_, _| Ok(()))?;
+    let summary = recovery::read(&dir, Mode::ReadOnly, |_, _, _| Ok(()))?;
     Ok(Standing {
         store_id: meta.store_id,
         epochs: meta.epochs,

@@ -24,7 +24,7 @@ use crate::connection::{FrameReader, Inbound, ReadError};
 use crate::core::{AckRef, Outgoing, Request};
 use crate::runtime::{self, TcpStream};
 use crate::stomp::{Command, Frame, ParseLimits, Version};
-pub use memory::MemoryGauge;
+pub use memory::{MemoryGauge, Room};
 
 /// What a session tells the core's task (the server's shell), in order.
 pub enum SessionEvent {
@@ -37,8 +37,8 @@ pub enum SessionEvent {
     },
     /// A request for the core.
     Request(SessionId, Request),
-    /// Resolve once message memory is below the limit (a producer waits on it).
-    WaitForMemory(oneshot::Sender<()>),
+    /// Resolve once that limit has room (a producer waits on it).
+    WaitForRoom(Room, oneshot::Sender<()>),
 }
 
 /// What every session shares.
@@ -337,7 +337,7 @@ impl Session {
             Command::Commit => {
                 let tx = self.take_transaction(&frame)?;
                 if !tx.sends.is_empty() {
-                    self.wait_for_memory().await?;
+                    self.wait_for_room(&tx.sends).await?;
                     self.shared.memory.reserve(&tx.sends);
                 }
                 let (sends, acks, nacks) = (tx.sends, tx.acks, tx.nacks);
@@ -411,21 +411,19 @@ impl Session {
             self.receipt_now(receipt);
             return Ok(());
         }
-        self.wait_for_memory().await?;
+        self.wait_for_room(std::slice::from_ref(&message)).await?;
         self.shared.memory.reserve(std::slice::from_ref(&message));
         self.request(Request::Send { message, receipt }).await
     }
 
-    /// Past the memory limit a producer waits here, and its receipts with it.
-    async fn wait_for_memory(&mut self) -> Result<(), Fatal> {
-        if self.shared.memory.over_limit() {
-            log::debug!(
-                "session {}: memory limit reached; producer waits",
-                self.id.0
-            );
+    /// Past the memory limit, or the disk limit for persistent messages, a producer
+    /// waits here, and its receipts with it.
+    async fn wait_for_room(&mut self, messages: &[NewMessage]) -> Result<(), Fatal> {
+        while let Some(room) = self.shared.memory.wait_for(messages) {
+            log::debug!("session {}: {room:?} limit reached; producer waits", self.id.0);
             let (done, wait) = oneshot::channel();
             self.requests
-                .send(SessionEvent::WaitForMemory(done))
+                .send(SessionEvent::WaitForRoom(room, done))
                 .await
                 .map_err(|_| Fatal("the broker is shutting down".into()))?;
             wait.await

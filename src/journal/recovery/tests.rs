@@ -23,7 +23,7 @@ fn write_entries(dir: &Path, first_seq: u64, seqs: std::ops::RangeInclusive<u64>
 
 fn seqs_read(dir: &Path, mode: Mode) -> Result<(Vec<u64>, Summary)> {
     let mut seqs = Vec::new();
-    let summary = read(dir, mode, |_, e| {
+    let summary = read(dir, mode, |_, _, e| {
         seqs.push(e.seq.0);
         Ok(())
     })?;

@@ -1,0 +1,259 @@
+//! Bodies past the memory limit: paged out to the journal, read back ahead of the
+//! consumers, and gathered for compaction.
+//!
+//! The broker does no I/O. Once a record is placed in the journal (`placed`), the
+//! persistent messages it stored keep only their slot in memory if the broker holds more
+//! than `page_above` bytes. `wanted_reads` names the bodies to read back: for each queue
+//! with consumers, a window of its next messages; the caller reads them (the journal's
+//! reader thread) and hands each record to `loaded`. Compaction asks for every message a
+//! run of records holds (`gather_to_carry`), in memory, to write them forward in one record.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::message::{Destination, Message, MessageId, NewMessage};
+use super::op::{Carried, Op};
+use super::queue::{Body, SLOT_COST};
+use super::Broker;
+use crate::codec;
+use crate::journal::{Fetched, Placement, Seq};
+
+/// Messages of a queue with consumers kept in memory, or on their way, ahead of them.
+const READ_AHEAD: usize = 1024;
+/// ... and at most this many bytes of them.
+const READ_AHEAD_BYTES: usize = 4 << 20;
+
+/// A body to read back: the message, and the record and place it was asked for at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub queue: String,
+    pub id: MessageId,
+    pub record: Seq,
+    pub at: Placement,
+}
+
+/// What one read back gave, for the log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Loaded {
+    /// In memory again, or no longer wanted (consumed or moved meanwhile).
+    Done,
+    /// The record did not give the message back; it is held and never delivered.
+    Unreadable(String),
+}
+
+impl Broker {
+    /// Pages new persistent messages out once the broker holds more than `page_above`
+    /// bytes; `None` keeps every body in memory.
+    pub fn set_paging(&mut self, page_above: Option<usize>) {
+        self.page_above = page_above;
+    }
+
+    /// The record `record` was written at `at`: the persistent messages it stored keep
+    /// only their slot in memory if the broker is past its paging point.
+    pub fn placed(&mut self, record: Seq, at: Placement) {
+        let Some(page_above) = self.page_above else {
+            self.unplaced.clear();
+            return;
+        };
+        for (name, id) in std::mem::take(&mut self.unplaced) {
+            let Some(queue) = self.queues.get_mut(&name) else {
+                continue;
+            };
+            let Some(index) = queue.find_ready(id) else {
+                // In flight already, or gone: it is in memory for good reason.
+                continue;
+            };
+            let slot = &mut queue.ready[index];
+            if slot.record != record {
+                continue;
+            }
+            match &slot.body {
+                Body::Resident(message) if self.memory > page_above => {
+                    let cost = message.footprint();
+                    slot.body = Body::Paged {
+                        at,
+                        cost: cost as u32,
+                    };
+                    queue.paged += 1;
+                    self.memory = self.memory - cost + SLOT_COST;
+                }
+                // Carried forward while paged: its body is now at the new place.
+                Body::Paged { cost, .. } => {
+                    slot.body = Body::Paged { at, cost: *cost };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Bodies to read back now, marked as being read: for every queue with consumers, its
+    /// next `READ_AHEAD` messages, once fewer than half of them are left in memory.
+    /// Only records up to `durable` are on disk to be read.
+    pub fn wanted_reads(&mut self, durable: Seq) -> Vec<Fetch> {
+        let mut wanted = Vec::new();
+        for (name, queue) in &mut self.queues {
+            if queue.paged == 0 || queue.consumers.is_empty() {
+                continue;
+            }
+            let ahead = match queue.read_ahead_to {
+                Some(last) => queue.ready.partition_point(|slot| slot.id <= last),
+                None => 0,
+            };
+            if ahead >= READ_AHEAD / 2 {
+                continue;
+            }
+            let mut bytes = 0;
+            let mut index = ahead;
+            while index < READ_AHEAD && bytes < READ_AHEAD_BYTES {
+                let Some(slot) = queue.ready.get_mut(index) else {
+                    break;
+                };
+                if let Body::Paged { at, cost } = slot.body {
+                    if slot.record > durable {
+                        break;
+                    }
+                    slot.body = Body::Loading { at, cost };
+                    bytes += cost as usize;
+                    wanted.push(Fetch {
+                        queue: name.clone(),
+                        id: slot.id,
+                        record: slot.record,
+                        at,
+                    });
+                }
+                queue.read_ahead_to = Some(slot.id);
+                index += 1;
+            }
+        }
+        wanted
+    }
+
+    /// A body read back: the message is in memory again and may be dispatched.
+    pub fn loaded(&mut self, fetch: &Fetch, fetched: Fetched) -> Loaded {
+        let Some(queue) = self.queues.get_mut(&fetch.queue) else {
+            return Loaded::Done;
+        };
+        let Some(index) = queue.find_ready(fetch.id) else {
+            return Loaded::Done;
+        };
+        let slot = &mut queue.ready[index];
+        match slot.body {
+            Body::Loading { at, .. } if at == fetch.at && slot.record == fetch.record => {}
+            // Consumed, moved or carried forward since: a newer read is its answer.
+            _ => return Loaded::Done,
+        };
+        let message = match fetched {
+            Fetched::Record(record) if record.seq == fetch.record => {
+                message_in(&record.payload, fetch.id, &fetch.queue)
+            }
+            Fetched::Record(record) => Err(format!(
+                "the record there is seq {}, not {}",
+                record.seq, fetch.record
+            )),
+            Fetched::Gone => Err(format!(
+                "the segment holding record {} is gone",
+                fetch.record
+            )),
+            Fetched::Bad(why) => Err(why),
+        };
+        queue.paged -= 1;
+        match message {
+            Ok(message) => {
+                self.memory = self.memory - SLOT_COST + message.footprint();
+                slot.body = Body::Resident(message);
+                self.dirty.insert(fetch.queue.clone());
+                Loaded::Done
+            }
+            Err(why) => {
+                slot.body = Body::Unreadable;
+                Loaded::Unreadable(format!(
+                    "message {} in queue {} cannot be read back, so it is held and not delivered: {why}",
+                    fetch.id, fetch.queue
+                ))
+            }
+        }
+    }
+
+    /// The messages the records in `records` hold, to carry forward in one `Carry`
+    /// record, or, while some of their bodies are in the journal only, the reads that
+    /// bring them back (the caller asks again once they are in). Unreadable ones are
+    /// left where they are: carrying them forward would lose them.
+    pub fn gather_to_carry(
+        &mut self,
+        records: Range<Seq>,
+        durable: Seq,
+    ) -> Result<Vec<Carried>, Vec<Fetch>> {
+        let mut carried = Vec::new();
+        let mut reads = Vec::new();
+        let mut waiting = false;
+        for (name, queue) in &mut self.queues {
+            // Ready slots are by id, and a message's record is never older than its id.
+            let end = queue.ready.partition_point(|slot| slot.id.seq < records.end);
+            let in_flight = queue.in_flight.values_mut().map(|(slot, _)| slot);
+            for slot in queue.ready.range_mut(..end).chain(in_flight) {
+                if !records.contains(&slot.record) {
+                    continue;
+                }
+                match &slot.body {
+                    Body::Resident(message) if message.persistent => carried.push(Carried {
+                        queue: name.clone(),
+                        id: slot.id,
+                        message: as_sent(message),
+                    }),
+                    Body::Paged { at, cost } if slot.record <= durable => {
+                        reads.push(Fetch {
+                            queue: name.clone(),
+                            id: slot.id,
+                            record: slot.record,
+                            at: *at,
+                        });
+                        slot.body = Body::Loading {
+                            at: *at,
+                            cost: *cost,
+                        };
+                    }
+                    Body::Paged { .. } | Body::Loading { .. } => waiting = true,
+                    Body::Resident(_) | Body::Unreadable => {}
+                }
+            }
+        }
+        if reads.is_empty() && !waiting {
+            Ok(carried)
+        } else {
+            Err(reads)
+        }
+    }
+}
+
+/// The message `id` out of a record's payload, as stored in `queue`.
+fn message_in(payload: &[u8], id: MessageId, queue: &str) -> Result<Arc<Message>, String> {
+    let op: Op = codec::decode(payload).map_err(|e| format!("the record does not decode: {e}"))?;
+    let new = match &op {
+        Op::Send(message) if id.index == 0 => Some(message),
+        Op::Commit { sends, .. } => sends.get(id.index as usize),
+        Op::Carry(carried) => carried.iter().find(|c| c.id == id).map(|c| &c.message),
+        _ => None,
+    };
+    let new = new.ok_or_else(|| format!("the record holds no message {id}"))?;
+    Ok(stored_message(id, new, queue))
+}
+
+/// A message as stored in `queue`: one found in another queue than the one it was sent
+/// to was dead-lettered there, and says where it came from.
+pub(super) fn stored_message(id: MessageId, new: &NewMessage, queue: &str) -> Arc<Message> {
+    let message = Message::new(id, new);
+    match &new.destination {
+        Destination::Queue(name) if name != queue => super::dead_lettered(&message, queue),
+        _ => message,
+    }
+}
+
+/// A stored message as a producer would send it to the queue that holds it now.
+fn as_sent(message: &Message) -> NewMessage {
+    NewMessage {
+        destination: message.destination.clone(),
+        headers: message.headers.clone(),
+        body: message.body.clone(),
+        persistent: message.persistent,
+    }
+}
