@@ -46,7 +46,7 @@ impl Cuttable {
              {FAST_LINK}\n{slave_extra}\n[[users]]\nname = \"admin\"\npassword = \"admin\"",
             link.port, probe.port
         );
-        let config = slave_site.write_config_on_port(slave_stomp, &rest);
+        let config = slave_site.write_config_on_port(slave_stomp, "", "", &rest);
         let slave = Broker::spawn(&config);
         slave.wait_for_role("slave-mirroring");
         Cuttable {

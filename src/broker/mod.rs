@@ -27,7 +27,7 @@ pub use message::{
 };
 pub use op::{Carried, Op, Removal};
 pub use paging::{Fetch, Loaded};
-use queue::{Body, Queue, Slot};
+use queue::{Held, Queue, Slot};
 
 /// What one `apply` changed, for the journal's segment accounting.
 pub use crate::journal::Applied;
@@ -187,14 +187,7 @@ impl Broker {
 
     /// Stores a new message, held by `record`, at the tail of `queue`.
     fn store(&mut self, queue: &str, record: Seq, message: Arc<Message>) {
-        let slot = Slot {
-            id: message.id,
-            record,
-            body: Body::Resident(message),
-            redeliveries: 0,
-            maybe_delivered: false,
-        };
-        self.put_ready(queue, slot);
+        self.put_ready(queue, Slot::new(record, message));
     }
 
     /// Puts a ready slot in its place in `queue`.
@@ -231,7 +224,7 @@ impl Broker {
             return;
         };
         applied.mentioned.push(slot.record);
-        if is_persistent(&slot) {
+        if slot.persistent() {
             applied.durable = true;
             applied.removed.push(slot.record);
         }
@@ -243,14 +236,19 @@ impl Broker {
             return;
         };
         applied.mentioned.push(slot.record);
-        applied.durable |= is_persistent(&slot);
+        applied.durable |= slot.persistent();
         let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
-        slot.body = match slot.body {
-            Body::Resident(message) => Body::Resident(dead_lettered(&message, &dlq)),
+        match slot.held {
+            Held::InMemory => {
+                if let Some(message) = &slot.message {
+                    let moved = dead_lettered(message, &dlq);
+                    slot.load(moved);
+                }
+            }
             // A read out for it answers for the old queue: ask again for the new one.
-            Body::Loading { at, cost } => Body::Paged { at, cost },
-            paged => paged,
-        };
+            Held::Loading => slot.held = Held::Paged,
+            Held::Paged | Held::Unreadable => {}
+        }
         slot.redeliveries = 0;
         self.put_ready(&dlq, slot);
     }
@@ -268,10 +266,11 @@ impl Broker {
             applied.removed.push(slot.record);
             applied.mentioned.push(slot.record);
             slot.record = record;
-            // A read out for the old place is answered by `loaded`, which sees the
-            // record changed; the new place is set when this record is placed.
-            if let Body::Loading { at, cost } = slot.body {
-                slot.body = Body::Paged { at, cost };
+            // The new place is set when this record is placed; a read out for the old
+            // place is answered by `loaded`, which sees the record changed.
+            slot.at = None;
+            if slot.held == Held::Loading {
+                slot.held = Held::Paged;
             }
             return;
         }
@@ -373,8 +372,8 @@ impl Broker {
             let Some((mut slot, _)) = queue.in_flight.remove(&id) else {
                 continue;
             };
-            slot.redeliveries += 1;
-            if may_dead_letter && slot.redeliveries > self.max_redeliveries {
+            slot.redeliveries = slot.redeliveries.saturating_add(1);
+            if may_dead_letter && u32::from(slot.redeliveries) > self.max_redeliveries {
                 failed.push(id);
             }
             // A message to dead-letter waits among the ready for the caller's
@@ -526,13 +525,13 @@ impl Broker {
             }
             let mut at = 0;
             while let Some(slot) = queue.ready.get(at) {
-                let message = match &slot.body {
-                    Body::Resident(message) => message.clone(),
-                    Body::Unreadable => {
+                let message = match (slot.held, &slot.message) {
+                    (Held::InMemory, Some(message)) => message.clone(),
+                    (Held::Unreadable, _) => {
                         at += 1;
                         continue;
                     }
-                    Body::Paged { .. } | Body::Loading { .. } => break,
+                    _ => break,
                 };
                 let chosen = (0..count)
                     .map(|step| (queue.cursor + step) % count)
@@ -550,7 +549,7 @@ impl Broker {
                 else {
                     break;
                 };
-                consumer.in_flight.push_back(slot.id);
+                consumer.in_flight.push_back(slot.id());
                 deliveries.push(Delivery {
                     consumer: key,
                     subscription: consumer.subscription.clone(),
@@ -558,7 +557,7 @@ impl Broker {
                     message,
                     redelivered: slot.redeliveries > 0 || slot.maybe_delivered,
                 });
-                queue.in_flight.insert(slot.id, (slot, key));
+                queue.in_flight.insert(slot.id(), (slot, key));
             }
         }
         deliveries
@@ -595,15 +594,6 @@ impl Broker {
     /// Messages stored across all queues.
     pub fn message_count(&self) -> usize {
         self.queues.values().map(Queue::depth).sum()
-    }
-}
-
-/// Whether a stored message is persistent (a paged one always is: only persistent
-/// messages are journaled).
-fn is_persistent(slot: &Slot) -> bool {
-    match &slot.body {
-        Body::Resident(message) => message.persistent,
-        _ => true,
     }
 }
 

@@ -13,15 +13,16 @@ use std::sync::Arc;
 
 use super::message::{Destination, Message, MessageId, NewMessage};
 use super::op::{Carried, Op};
-use super::queue::{Body, SLOT_COST};
+use super::queue::{Held, SLOT_COST};
 use super::Broker;
 use crate::codec;
 use crate::journal::{Fetched, Placement, Seq};
 
 /// Messages of a queue with consumers kept in memory, or on their way, ahead of them.
 const READ_AHEAD: usize = 1024;
-/// ... and at most this many bytes of them.
-const READ_AHEAD_BYTES: usize = 4 << 20;
+/// ... and at most this many bytes of them: a quarter of the paging point (an eighth of
+/// `broker.max_memory`), within these bounds.
+const READ_AHEAD_BYTES: std::ops::RangeInclusive<usize> = (64 << 10)..=(4 << 20);
 
 /// A body to read back: the message, and the record and place it was asked for at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,46 +43,67 @@ pub enum Loaded {
 }
 
 impl Broker {
-    /// Pages new persistent messages out once the broker holds more than `page_above`
+    /// Pages persistent messages out once the broker holds more than `page_above`
     /// bytes; `None` keeps every body in memory.
     pub fn set_paging(&mut self, page_above: Option<usize>) {
         self.page_above = page_above;
     }
 
-    /// The record `record` was written at `at`: the persistent messages it stored keep
-    /// only their slot in memory if the broker is past its paging point.
+    /// The record `record` was written at `at`: the persistent messages it stored know
+    /// where they are, and past the paging point keep only their slot in memory (and
+    /// older bodies are paged out too, if the slots alone have grown past it).
     pub fn placed(&mut self, record: Seq, at: Placement) {
-        let Some(page_above) = self.page_above else {
-            self.unplaced.clear();
-            return;
-        };
         for (name, id) in std::mem::take(&mut self.unplaced) {
             let Some(queue) = self.queues.get_mut(&name) else {
                 continue;
             };
             let Some(index) = queue.find_ready(id) else {
-                // In flight already, or gone: it is in memory for good reason.
+                // In flight (carried forward while delivered): in memory for good reason.
+                if let Some((slot, _)) = queue.in_flight.get_mut(&id) {
+                    if slot.record == record {
+                        slot.at = Some(at);
+                    }
+                }
                 continue;
             };
             let slot = &mut queue.ready[index];
             if slot.record != record {
                 continue;
             }
-            match &slot.body {
-                Body::Resident(message) if self.memory > page_above => {
-                    let cost = message.footprint();
-                    slot.body = Body::Paged {
-                        at,
-                        cost: cost as u32,
-                    };
+            slot.at = Some(at);
+            let over = self.page_above.is_some_and(|limit| self.memory > limit);
+            if over && slot.page_out() {
+                queue.paged += 1;
+                self.memory = self.memory - slot.cost as usize + SLOT_COST;
+            }
+        }
+        self.evict();
+    }
+
+    /// While the broker holds more than `page_above`, pages out bodies of ready
+    /// messages, in each queue from past its read-ahead window towards the back: those
+    /// are the ones its consumers need last.
+    fn evict(&mut self) {
+        let Some(limit) = self.page_above else { return };
+        for queue in self.queues.values_mut() {
+            if self.memory <= limit {
+                return;
+            }
+            let from = match queue.evicted_to {
+                Some(last) => queue.ready.partition_point(|slot| slot.id() <= last),
+                None => 0,
+            };
+            let from = from.max(READ_AHEAD).min(queue.ready.len());
+            for slot in queue.ready.range_mut(from..) {
+                if self.memory <= limit {
+                    break;
+                }
+                let cost = slot.cost as usize;
+                if slot.page_out() {
                     queue.paged += 1;
                     self.memory = self.memory - cost + SLOT_COST;
                 }
-                // Carried forward while paged: its body is now at the new place.
-                Body::Paged { cost, .. } => {
-                    slot.body = Body::Paged { at, cost: *cost };
-                }
-                _ => {}
+                queue.evicted_to = Some(slot.id());
             }
         }
     }
@@ -91,12 +113,14 @@ impl Broker {
     /// Only records up to `durable` are on disk to be read.
     pub fn wanted_reads(&mut self, durable: Seq) -> Vec<Fetch> {
         let mut wanted = Vec::new();
+        let window_bytes = (self.page_above.unwrap_or(usize::MAX) / 4)
+            .clamp(*READ_AHEAD_BYTES.start(), *READ_AHEAD_BYTES.end());
         for (name, queue) in &mut self.queues {
             if queue.paged == 0 || queue.consumers.is_empty() {
                 continue;
             }
             let ahead = match queue.read_ahead_to {
-                Some(last) => queue.ready.partition_point(|slot| slot.id <= last),
+                Some(last) => queue.ready.partition_point(|slot| slot.id() <= last),
                 None => 0,
             };
             if ahead >= READ_AHEAD / 2 {
@@ -104,24 +128,24 @@ impl Broker {
             }
             let mut bytes = 0;
             let mut index = ahead;
-            while index < READ_AHEAD && bytes < READ_AHEAD_BYTES {
+            while index < READ_AHEAD && bytes < window_bytes {
                 let Some(slot) = queue.ready.get_mut(index) else {
                     break;
                 };
-                if let Body::Paged { at, cost } = slot.body {
-                    if slot.record > durable {
+                if slot.held == Held::Paged {
+                    let (Some(at), true) = (slot.at, slot.record <= durable) else {
                         break;
-                    }
-                    slot.body = Body::Loading { at, cost };
-                    bytes += cost as usize;
+                    };
+                    slot.held = Held::Loading;
+                    bytes += slot.cost as usize;
                     wanted.push(Fetch {
                         queue: name.clone(),
-                        id: slot.id,
+                        id: slot.id(),
                         record: slot.record,
                         at,
                     });
                 }
-                queue.read_ahead_to = Some(slot.id);
+                queue.read_ahead_to = Some(slot.id());
                 index += 1;
             }
         }
@@ -137,11 +161,10 @@ impl Broker {
             return Loaded::Done;
         };
         let slot = &mut queue.ready[index];
-        match slot.body {
-            Body::Loading { at, .. } if at == fetch.at && slot.record == fetch.record => {}
+        if slot.held != Held::Loading || slot.at != Some(fetch.at) || slot.record != fetch.record {
             // Consumed, moved or carried forward since: a newer read is its answer.
-            _ => return Loaded::Done,
-        };
+            return Loaded::Done;
+        }
         let message = match fetched {
             Fetched::Record(record) if record.seq == fetch.record => {
                 message_in(&record.payload, fetch.id, &fetch.queue)
@@ -159,13 +182,13 @@ impl Broker {
         queue.paged -= 1;
         match message {
             Ok(message) => {
-                self.memory = self.memory - SLOT_COST + message.footprint();
-                slot.body = Body::Resident(message);
+                slot.load(message);
+                self.memory = self.memory - SLOT_COST + slot.cost as usize;
                 self.dirty.insert(fetch.queue.clone());
                 Loaded::Done
             }
             Err(why) => {
-                slot.body = Body::Unreadable;
+                slot.held = Held::Unreadable;
                 Loaded::Unreadable(format!(
                     "message {} in queue {} cannot be read back, so it is held and not delivered: {why}",
                     fetch.id, fetch.queue
@@ -188,32 +211,29 @@ impl Broker {
         let mut waiting = false;
         for (name, queue) in &mut self.queues {
             // Ready slots are by id, and a message's record is never older than its id.
-            let end = queue.ready.partition_point(|slot| slot.id.seq < records.end);
+            let end = queue.ready.partition_point(|slot| slot.seq < records.end);
             let in_flight = queue.in_flight.values_mut().map(|(slot, _)| slot);
             for slot in queue.ready.range_mut(..end).chain(in_flight) {
-                if !records.contains(&slot.record) {
+                if !records.contains(&slot.record) || !slot.persistent() {
                     continue;
                 }
-                match &slot.body {
-                    Body::Resident(message) if message.persistent => carried.push(Carried {
+                match (slot.held, &slot.message, slot.at) {
+                    (Held::InMemory, Some(message), _) => carried.push(Carried {
                         queue: name.clone(),
-                        id: slot.id,
+                        id: slot.id(),
                         message: as_sent(message),
                     }),
-                    Body::Paged { at, cost } if slot.record <= durable => {
+                    (Held::Paged, _, Some(at)) if slot.record <= durable => {
                         reads.push(Fetch {
                             queue: name.clone(),
-                            id: slot.id,
+                            id: slot.id(),
                             record: slot.record,
-                            at: *at,
+                            at,
                         });
-                        slot.body = Body::Loading {
-                            at: *at,
-                            cost: *cost,
-                        };
+                        slot.held = Held::Loading;
                     }
-                    Body::Paged { .. } | Body::Loading { .. } => waiting = true,
-                    Body::Resident(_) | Body::Unreadable => {}
+                    (Held::Unreadable, _, _) => {}
+                    _ => waiting = true,
                 }
             }
         }

@@ -23,45 +23,106 @@ use crate::journal::{Placement, Seq};
 pub const SLOT_COST: usize = std::mem::size_of::<Slot>() * 3 / 2;
 
 /// Where a stored message's body is.
-#[derive(Debug, Clone)]
-pub(super) enum Body {
-    Resident(Arc<Message>),
-    /// Only in the journal, in the record `Slot::record`, at `at`; `cost` is its
-    /// footprint once read back.
-    Paged { at: Placement, cost: u32 },
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    InMemory,
+    /// Only in the journal, at `Slot::at` of `Slot::record`.
+    Paged,
     /// Being read back.
-    Loading { at: Placement, cost: u32 },
+    Loading,
     /// Its record did not read back: it is held and never delivered (the log said why).
     Unreadable,
 }
 
-/// A stored message and what the broker knows about its deliveries.
+/// A stored message and what the broker knows about its deliveries: 48 bytes, laid out
+/// flat because a deep queue holds millions of them.
 #[derive(Debug, Clone)]
 pub(super) struct Slot {
-    pub id: MessageId,
+    /// The message id's seq and index (`id()`).
+    pub seq: Seq,
+    pub index: u32,
     /// The record holding the message in the journal: the one that added it, or the
     /// compaction record that carried it forward.
     pub record: Seq,
-    pub body: Body,
+    /// Where that record is in its segment, once placed (persistent messages only).
+    pub at: Option<Placement>,
+    /// The message, while `held` is `InMemory`.
+    pub message: Option<Arc<Message>>,
+    /// Its footprint in memory (`Message::footprint`).
+    pub cost: u32,
+    pub held: Held,
     /// Times it went back to the queue after a delivery (connection lost, NACK).
-    pub redeliveries: u32,
+    pub redeliveries: u16,
     /// It may have been delivered by a broker that is gone (a restart, a failover): its
     /// next delivery carries `redelivered:true`, as a hint to the consumer.
     pub maybe_delivered: bool,
 }
 
 impl Slot {
+    /// A message in memory, held by `record`.
+    pub fn new(record: Seq, message: Arc<Message>) -> Slot {
+        Slot {
+            seq: message.id.seq,
+            index: message.id.index,
+            record,
+            at: None,
+            cost: message.footprint() as u32,
+            message: Some(message),
+            held: Held::InMemory,
+            redeliveries: 0,
+            maybe_delivered: false,
+        }
+    }
+
+    pub fn id(&self) -> MessageId {
+        MessageId {
+            seq: self.seq,
+            index: self.index,
+        }
+    }
+
+    /// The message, if it is in memory.
+    pub fn resident(&self) -> Option<&Arc<Message>> {
+        match self.held {
+            Held::InMemory => self.message.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Bytes this message holds in memory, for the memory limit.
     pub fn memory(&self) -> usize {
-        match &self.body {
-            Body::Resident(message) => message.footprint(),
+        match self.held {
+            Held::InMemory => self.cost as usize,
             _ => SLOT_COST,
         }
     }
 
     /// Whether the body is not in memory (paged or being read back).
     pub fn awaits_body(&self) -> bool {
-        matches!(self.body, Body::Paged { .. } | Body::Loading { .. })
+        matches!(self.held, Held::Paged | Held::Loading)
+    }
+
+    /// Whether it is persistent: only persistent messages are journaled, so one whose
+    /// body is not in memory is.
+    pub fn persistent(&self) -> bool {
+        self.resident().is_none_or(|message| message.persistent)
+    }
+
+    /// Drops the body from memory if its record is placed in the journal; true if it was.
+    pub fn page_out(&mut self) -> bool {
+        if self.held != Held::InMemory || self.at.is_none() || !self.persistent() {
+            return false;
+        }
+        self.message = None;
+        self.held = Held::Paged;
+        true
+    }
+
+    /// The body is back in memory.
+    pub fn load(&mut self, message: Arc<Message>) {
+        self.cost = message.footprint() as u32;
+        self.message = Some(message);
+        self.held = Held::InMemory;
     }
 }
 
@@ -78,6 +139,8 @@ pub(super) struct Queue {
     pub paged: usize,
     /// The last message the read-ahead has looked at (`paging::wanted_reads`).
     pub read_ahead_to: Option<MessageId>,
+    /// The last message eviction has paged out or passed (`paging::evict`).
+    pub evicted_to: Option<MessageId>,
 }
 
 impl Queue {
@@ -87,8 +150,8 @@ impl Queue {
             self.paged += 1;
         }
         match self.ready.back() {
-            Some(last) if last.id > slot.id => {
-                let at = self.ready.partition_point(|s| s.id < slot.id);
+            Some(last) if last.id() > slot.id() => {
+                let at = self.ready.partition_point(|s| s.id() < slot.id());
                 self.ready.insert(at, slot);
             }
             _ => self.ready.push_back(slot),
@@ -97,7 +160,7 @@ impl Queue {
 
     /// Where a ready message is in `ready`.
     pub fn find_ready(&self, id: MessageId) -> Option<usize> {
-        self.ready.binary_search_by(|s| s.id.cmp(&id)).ok()
+        self.ready.binary_search_by(|s| s.id().cmp(&id)).ok()
     }
 
     /// The slot of a stored message, ready or in flight.

@@ -183,6 +183,10 @@ pub struct Journal {
     writer: Option<Writer>,
     /// Commands not yet taken by the writer's bounded queue.
     outbox: VecDeque<Command>,
+    /// Records handed over and not yet reported durable, with their payload bytes: they
+    /// are held in memory until written.
+    unwritten: VecDeque<(Seq, usize)>,
+    unwritten_bytes: usize,
 }
 
 impl Journal {
@@ -224,6 +228,8 @@ impl Journal {
         let mut journal = Journal {
             writer: Some(Writer::start(tail, segment_size, report)),
             outbox: VecDeque::new(),
+            unwritten: VecDeque::new(),
+            unwritten_bytes: 0,
         };
         log.collect_garbage(|command| journal.send(command));
         let recovered = Recovered {
@@ -240,7 +246,32 @@ impl Journal {
 
     /// Queues a command for the writer (`pump` hands it over).
     pub fn send(&mut self, command: Command) {
+        if let Command::Append {
+            entry,
+            durable: true,
+            ..
+        } = &command
+        {
+            self.unwritten.push_back((entry.seq, entry.payload.len()));
+            self.unwritten_bytes += entry.payload.len();
+        }
         self.outbox.push_back(command);
+    }
+
+    /// The writer reported every record up to `seq` durable: they are out of memory.
+    pub fn written_up_to(&mut self, seq: Seq) {
+        while let Some(&(first, bytes)) = self.unwritten.front() {
+            if first > seq {
+                break;
+            }
+            self.unwritten.pop_front();
+            self.unwritten_bytes -= bytes;
+        }
+    }
+
+    /// Payload bytes handed to the writer and not yet durable.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.unwritten_bytes
     }
 
     /// How eagerly the writer fsyncs (see `Pace`).

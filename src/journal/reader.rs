@@ -169,10 +169,12 @@ fn record_in(dir: &Path, run: &bytes::Bytes, run_start: u64, extent: Extent) -> 
             extent.offset
         ))
     };
-    let Some(bytes) = run.get(at..at + extent.len as usize) else {
+    let end = at + extent.len as usize;
+    if end > run.len() {
         return bad("the segment ends before the record");
-    };
-    match segment::read_slot(bytes, 0) {
+    }
+    let bytes = run.slice(at..end);
+    match segment::read_slot(&bytes, 0) {
         Slot::Entry(record, end) if end == bytes.len() => Fetched::Record(record),
         Slot::Entry(..) => bad("the record there has another length"),
         Slot::End => bad("zeros where a record should be"),

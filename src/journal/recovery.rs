@@ -55,7 +55,7 @@ pub fn read(
         let is_last = position + 1 == count;
         let next_first = firsts.get(position + 1).copied();
         let data = match std::fs::read(&path) {
-            Ok(data) => data,
+            Ok(data) => bytes::Bytes::from(data),
             // Read beside a running writer (a slave's standing, a catch-up, `verify`): a
             // segment it deleted meanwhile held nothing recovery needs.
             Err(e) if mode == Mode::ReadOnly && e.kind() == std::io::ErrorKind::NotFound => {

@@ -55,8 +55,9 @@ pub enum Slot {
     Bad { reason: String, span_end: usize },
 }
 
-/// Reads the entry at `offset` of a whole segment's bytes.
-pub fn read_slot(data: &[u8], offset: usize) -> Slot {
+/// Reads the entry at `offset` of a whole segment's bytes; the record's payload shares
+/// `data`'s buffer (no copy).
+pub fn read_slot(data: &bytes::Bytes, offset: usize) -> Slot {
     let Some(header) = data.get(offset..offset + ENTRY_HEADER_LEN) else {
         let rest = data.get(offset..).unwrap_or(&[]);
         return if rest.iter().all(|b| *b == 0) {
@@ -77,12 +78,13 @@ pub fn read_slot(data: &[u8], offset: usize) -> Slot {
         return Slot::End;
     }
     let start = offset + ENTRY_HEADER_LEN;
-    let Some(payload) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
+    let Some(end) = start.checked_add(len).filter(|end| *end <= data.len()) else {
         return Slot::Bad {
             reason: format!("entry length {len} runs past the end of the segment"),
             span_end: start,
         };
     };
+    let payload = &data[start..end];
     if len == 0 || checksum(epoch, seq, payload) != crc {
         return Slot::Bad {
             reason: "checksum mismatch".into(),
@@ -93,9 +95,9 @@ pub fn read_slot(data: &[u8], offset: usize) -> Slot {
         Record {
             epoch: Epoch(epoch),
             seq: Seq(seq),
-            payload: bytes::Bytes::copy_from_slice(payload),
+            payload: data.slice(start..end),
         },
-        start + len,
+        end,
     )
 }
 
@@ -156,7 +158,10 @@ pub fn zero_filled(path: &Path, size: u64) -> Result<File> {
         .read(true)
         .open(path)
         .map_err(io)?;
-    let zeros = vec![0u8; 1 << 20];
+    // Static zeros: a buffer allocated per segment would be memory the allocator keeps
+    // committed on every thread that made a segment.
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let zeros = &ZEROS;
     let mut written = 0;
     let filled = (|| {
         while written < size {
@@ -214,6 +219,7 @@ mod tests {
         entry(5, b"hello").encode_into(&mut data);
         entry(6, b"world!").encode_into(&mut data);
         data.extend_from_slice(&[0u8; 64]);
+        let data = bytes::Bytes::from(data);
         let Slot::Entry(first, next) = read_slot(&data, 16) else {
             panic!("first entry")
         };
@@ -233,7 +239,7 @@ mod tests {
             let mut data = clean.clone();
             data[at] ^= 0x40;
             assert!(
-                matches!(read_slot(&data, 0), Slot::Bad { .. }),
+                matches!(read_slot(&data.into(), 0), Slot::Bad { .. }),
                 "flip at {at}"
             );
         }
@@ -245,7 +251,7 @@ mod tests {
         entry(9, b"payload").encode_into(&mut clean);
         for cut in 1..clean.len() {
             assert!(
-                matches!(read_slot(&clean[..cut], 0), Slot::Bad { .. }),
+                matches!(read_slot(&clean[..cut].to_vec().into(), 0), Slot::Bad { .. }),
                 "cut at {cut}"
             );
         }

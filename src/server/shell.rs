@@ -192,7 +192,7 @@ impl Shell {
 
     /// Waits for the next thing to do, until the next status line is due at the latest.
     async fn wait(&mut self) -> Wake {
-        let accepting = self.journal.backlog() == 0;
+        let accepting = self.accepting();
         let next = [self.next_status, self.next_compaction];
         let until_due = next.iter().flatten().min().map_or(Duration::from_secs(3600), |at| {
             at.saturating_duration_since(Instant::now())
@@ -273,7 +273,7 @@ impl Shell {
                 _ => break,
             }
         }
-        if self.journal.backlog() == 0 {
+        if self.accepting() {
             for _ in 0..BATCH {
                 match self.session_events.next().now_or_never() {
                     Some(Some(event)) => self.session_event(event),
@@ -283,9 +283,24 @@ impl Shell {
         }
     }
 
+    /// Whether client requests are taken: not while the journal writer's queue is full,
+    /// nor while more than `unwritten_limit` bytes of records wait to be written (they
+    /// are in memory until then, whatever the broker has paged out).
+    fn accepting(&self) -> bool {
+        self.journal.backlog() == 0 && self.journal.unwritten_bytes() < self.unwritten_limit()
+    }
+
+    /// An eighth of `broker.max_memory`, between 1 MiB and 64 MiB.
+    fn unwritten_limit(&self) -> usize {
+        (self.config.broker.max_memory.bytes() / 8).clamp(1 << 20, 64 << 20)
+    }
+
     fn journal_event(&mut self, event: journal::Event) {
         match event {
-            journal::Event::Durable(seq) => self.inputs.push_back(Input::Durable(seq)),
+            journal::Event::Durable(seq) => {
+                self.journal.written_up_to(seq);
+                self.inputs.push_back(Input::Durable(seq))
+            }
             journal::Event::Failed(why) => {
                 log::error!("stopping: the journal cannot write ({why}); no further receipts can be honoured");
                 self.exit = Some(1);
@@ -532,6 +547,7 @@ impl Shell {
             self.journal.pump();
             match self.journal_events.next().await {
                 Some(journal::Event::Durable(seq)) => {
+                    self.journal.written_up_to(seq);
                     durable = durable.max(seq);
                     self.inputs.push_back(Input::Durable(seq));
                 }

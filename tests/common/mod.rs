@@ -110,11 +110,16 @@ pub struct Pair {
 impl Pair {
     /// Starts a master, then a slave of it, and waits until the slave mirrors.
     pub fn start(master_extra: &str, slave_extra: &str) -> Pair {
+        Pair::start_with("", "", master_extra, slave_extra)
+    }
+
+    /// `start`, with `[broker]` and `[stomp]` extras for both brokers.
+    pub fn start_with(broker: &str, stomp: &str, master_extra: &str, slave_extra: &str) -> Pair {
         let master_site = Site::new();
         let mut master = Broker::spawn(&master_site.write_config(
             "broker.toml",
-            "",
-            "",
+            broker,
+            stomp,
             &master_replication(master_extra),
         ));
         let replication_port = master.wait_for_port("replication");
@@ -125,6 +130,8 @@ impl Pair {
         // Clients must know the slave's client port before it opens (failover URLs).
         let config = slave_site.write_config_on_port(
             free_port(),
+            broker,
+            stomp,
             &slave_replication(replication_port, slave_extra),
         );
         let slave = Broker::spawn(&config);
@@ -162,8 +169,14 @@ impl Site {
 
     /// Writes `broker.toml` with its client port fixed (a slave's, which clients must
     /// know before it opens) and sections `rest`.
-    pub fn write_config_on_port(&self, stomp_port: u16, rest: &str) -> PathBuf {
-        let config = self.write_config("broker.toml", "", "", rest);
+    pub fn write_config_on_port(
+        &self,
+        stomp_port: u16,
+        broker: &str,
+        stomp: &str,
+        rest: &str,
+    ) -> PathBuf {
+        let config = self.write_config("broker.toml", broker, stomp, rest);
         let text = std::fs::read_to_string(&config).unwrap().replacen(
             "bind = \"tcp://127.0.0.1:0\"",
             &format!("bind = \"tcp://127.0.0.1:{stomp_port}\""),
