@@ -34,8 +34,11 @@ fn connections_past_the_limit_are_refused_and_the_rest_served() {
         .disconnect();
 }
 
+/// Non-persistent messages live in memory only: past `max_memory` their producers wait.
+/// (Persistent ones are paged out to the journal instead: tests/backlog.rs.)
 #[test]
-fn producers_are_slowed_at_the_memory_limit_and_resume_when_consumers_drain() {
+fn producers_of_memory_only_messages_are_slowed_at_the_memory_limit_and_resume_when_consumers_drain(
+) {
     let site = Site::new();
     let broker = site.start("max_memory = \"1MiB\"", "", "");
     let port = broker.port;
@@ -49,7 +52,7 @@ fn producers_are_slowed_at_the_memory_limit_and_resume_when_consumers_drain() {
                 Command::Send,
                 &[
                     ("destination", "/queue/mem"),
-                    ("persistent", "true"),
+                    ("persistent", "false"),
                     ("receipt", &receipt),
                 ],
                 body.as_bytes(),

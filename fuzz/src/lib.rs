@@ -15,7 +15,7 @@ use mirrormq::codec;
 use mirrormq::config::Config;
 use mirrormq::journal::recovery::{self, Mode};
 use mirrormq::journal::segment;
-use mirrormq::journal::{Epoch, Record, Seq};
+use mirrormq::journal::{Epoch, Placement, Record, Seq};
 use mirrormq::journal::{Journal, JOURNAL_DIR};
 use mirrormq::repl::message::{MasterMessage, SlaveMessage, MAX_FRAME};
 use mirrormq::stomp::{self, Frame, ParseLimits, Parsed, Version};
@@ -222,8 +222,8 @@ pub fn journal_recovery(data: &[u8]) {
     write_store(data, &journal_dir);
 
     let mut read_only = Replay::new();
-    let read = recovery::read(&journal_dir, Mode::ReadOnly, |_, entry| {
-        read_only.apply(&entry).map(|_| ())
+    let read = recovery::read(&journal_dir, Mode::ReadOnly, |_, placement, entry| {
+        read_only.apply(&entry, placement).map(|_| ())
     });
     let first = open(data_dir.path());
     match (&read, &first) {
@@ -265,16 +265,27 @@ struct Replay {
 
 impl Replay {
     fn new() -> Replay {
-        // The config defaults: 6 redeliveries, 10 000 dedup ids.
-        Replay {
-            broker: Broker::new(6, 10_000),
-        }
+        // The config defaults: 6 redeliveries, 10 000 dedup ids; and every body paged
+        // out once placed, so paging is replayed too.
+        let mut broker = Broker::new(6, 10_000);
+        broker.set_paging(Some(0));
+        Replay { broker }
     }
 
-    fn apply(&mut self, record: &Record) -> mirrormq::Result<mirrormq::broker::Replayed> {
-        self.broker
+    /// As recovery does it: replayed, then placed (which pages bodies out).
+    fn apply(
+        &mut self,
+        record: &Record,
+        placement: Placement,
+    ) -> mirrormq::Result<mirrormq::broker::Replayed> {
+        let replayed = self
+            .broker
             .replay(record, false)
-            .map_err(mirrormq::Error::Codec)
+            .map_err(mirrormq::Error::Codec)?;
+        if replayed.applied.durable {
+            self.broker.placed(record.seq, placement);
+        }
+        Ok(replayed)
     }
 
     fn messages(&self) -> usize {
@@ -321,8 +332,8 @@ fn open(data_dir: &Path) -> Result<(Replay, mirrormq::journal::Recovered), OpenE
     let mut replay = Replay::new();
     let mut epochs = Vec::new();
     let (mut journal, _log, mut recovered) =
-        Journal::open(data_dir, SEGMENT_SIZE, Box::new(|_| {}), |record| {
-            let replayed = replay.apply(record)?;
+        Journal::open(data_dir, SEGMENT_SIZE, Box::new(|_| {}), |record, placement| {
+            let replayed = replay.apply(record, placement)?;
             epochs.extend(replayed.epoch_started);
             Ok(replayed.applied)
         })
