@@ -116,6 +116,10 @@ enum Cli {
         /// Send non-persistent messages (the default is persistent:true).
         #[structopt(long)]
         transient: bool,
+        /// Number each message (producer and index, in a `bench-seq` header) and check
+        /// that a single consumer gets each exactly once, in each producer's order.
+        #[structopt(long)]
+        verify: bool,
         /// auto, client or client-individual.
         #[structopt(long, default_value = "client-individual")]
         ack: String,
@@ -231,6 +235,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             size,
             window,
             transient,
+            verify,
             ack,
             prefetch,
             json,
@@ -251,6 +256,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                 persistent: !transient,
                 ack,
                 prefetch,
+                verify,
             };
             tools::bench::run(&mode, target, load, json)
         }

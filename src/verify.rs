@@ -17,13 +17,17 @@ pub fn run(data_dir: &Path) -> Result<i32> {
     let mut broker = Broker::new(u32::MAX, 0);
     // A store may hold many times any memory: count its messages, keep their bodies out.
     broker.set_paging(Some(0));
-    let summary = recovery::read(&data_dir.join(JOURNAL_DIR), Mode::ReadOnly, |_, placement, record| {
-        let replayed = broker.replay(&record, false).map_err(Error::Codec)?;
-        if replayed.applied.durable {
-            broker.placed(record.seq, placement);
-        }
-        Ok(())
-    })?;
+    let summary = recovery::read(
+        &data_dir.join(JOURNAL_DIR),
+        Mode::ReadOnly,
+        |_, placement, record| {
+            let replayed = broker.replay(&record, false).map_err(Error::Codec)?;
+            if replayed.applied.durable {
+                broker.placed(record.seq, placement);
+            }
+            Ok(())
+        },
+    )?;
     println!("store {}", meta.store_id);
     let epochs: Vec<String> = meta
         .epochs

@@ -88,7 +88,10 @@ fn a_backlog_ten_times_memory_comes_back_in_order_with_memory_bounded() {
     consumer.subscribe("/queue/deep", "s", "client-individual", 200);
     let bodies = consume(&mut consumer, count);
     for (i, got) in bodies.iter().enumerate() {
-        assert!(*got == payload(i), "message {i} came back wrong or out of order");
+        assert!(
+            *got == payload(i),
+            "message {i} came back wrong or out of order"
+        );
     }
     let grew_mib = proc_kib(pid, "VmHWM") / 1024 - before_mib;
     assert!(
@@ -150,7 +153,10 @@ fn the_store_limit_holds_producers_back_and_lets_them_go_when_space_is_freed() {
     let bodies = consume(&mut consumer, count);
     producer.join().expect("the producer got every receipt");
     assert!(bodies.iter().enumerate().all(|(i, b)| *b == payload(i)));
-    assert!(broker.log.wait_for("store limit: room again", PATIENCE).is_some());
+    assert!(broker
+        .log
+        .wait_for("store limit: room again", PATIENCE)
+        .is_some());
 }
 
 /// A master with a paged backlog is killed while its consumer is reading bodies back;
@@ -177,7 +183,10 @@ fn a_slave_catches_up_a_paged_store_and_serves_it_after_kill_9_of_the_master() {
     let rest = consume(&mut consumer, count - 1000);
     let all: Vec<String> = first.into_iter().chain(rest).collect();
     for (i, got) in all.iter().enumerate() {
-        assert!(*got == payload(i), "message {i} came back wrong or out of order");
+        assert!(
+            *got == payload(i),
+            "message {i} came back wrong or out of order"
+        );
     }
 }
 
@@ -198,7 +207,9 @@ fn a_damaged_paged_body_is_reported_with_its_file_and_offset_and_the_rest_flow()
         .map(|e| e.unwrap().path())
         .find_map(|path| {
             let mut data = std::fs::read(&path).ok()?;
-            let at = data.windows(marker.len()).position(|w| w == marker.as_bytes())?;
+            let at = data
+                .windows(marker.len())
+                .position(|w| w == marker.as_bytes())?;
             data[at + marker.len() + 100] ^= 0x20;
             std::fs::write(&path, data).unwrap();
             Some(path)
@@ -208,7 +219,10 @@ fn a_damaged_paged_body_is_reported_with_its_file_and_offset_and_the_rest_flow()
     consumer.subscribe("/queue/deep", "s", "client-individual", 100);
     let bodies = consume(&mut consumer, count - 1);
     let expected: Vec<String> = (0..count).filter(|i| *i != 2500).map(payload).collect();
-    assert!(bodies == expected, "the other messages did not all come, in order");
+    assert!(
+        bodies == expected,
+        "the other messages did not all come, in order"
+    );
     let line = broker
         .log
         .wait_for("cannot be read back", PATIENCE)

@@ -393,8 +393,13 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
     /// `append` of each record as the core does it.
     fn real_segment() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, mut log, _) =
-            Journal::open(dir.path(), 64 << 10, Box::new(|_| {}), |_, _| unreachable!()).unwrap();
+        let (mut journal, mut log, _) = Journal::open(
+            dir.path(),
+            64 << 10,
+            Box::new(|_| {}),
+            |_, _| unreachable!(),
+        )
+        .unwrap();
         let mut broker = Broker::new(6, 10_000);
         for (at, op) in ops().iter().enumerate() {
             let seq = Seq(at as u64 + 1);

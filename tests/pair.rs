@@ -579,7 +579,8 @@ fn an_in_sync_slave_whose_master_said_it_was_stopping_promotes_when_it_is_gone()
     let master = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = master.local_addr().unwrap().port();
     let site = Site::new();
-    let config = site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
+    let config =
+        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
     let mut slave = Broker::spawn(&config);
     let mut link = mirroring_slave_of(&master, &slave);
     send_master_message(&mut link, &MasterMessage::Stopping);
@@ -602,7 +603,8 @@ fn a_slave_whose_master_answered_the_probe_never_promotes_without_catching_up() 
     let master = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = master.local_addr().unwrap().port();
     let site = Site::new();
-    let config = site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
+    let config =
+        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
     let slave = Broker::spawn(&config);
     drop(mirroring_slave_of(&master, &slave));
     let (mut probe, _) = master.accept().unwrap();
@@ -635,7 +637,8 @@ fn a_slave_dialling_again_reports_every_record_it_acknowledged() {
     let master = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = master.local_addr().unwrap().port();
     let site = Site::new();
-    let config = site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
+    let config =
+        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
     let _slave = Broker::spawn(&config);
     let mut link = welcome_with_one_record(&master);
     for round in 0..5u64 {

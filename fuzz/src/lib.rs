@@ -331,13 +331,17 @@ enum OpenError {
 fn open(data_dir: &Path) -> Result<(Replay, mirrormq::journal::Recovered), OpenError> {
     let mut replay = Replay::new();
     let mut epochs = Vec::new();
-    let (mut journal, _log, mut recovered) =
-        Journal::open(data_dir, SEGMENT_SIZE, Box::new(|_| {}), |record, placement| {
+    let (mut journal, _log, mut recovered) = Journal::open(
+        data_dir,
+        SEGMENT_SIZE,
+        Box::new(|_| {}),
+        |record, placement| {
             let replayed = replay.apply(record, placement)?;
             epochs.extend(replayed.epoch_started);
             Ok(replayed.applied)
-        })
-        .map_err(OpenError::Recovery)?;
+        },
+    )
+    .map_err(OpenError::Recovery)?;
     let merged = if recovered.meta.merge_epochs(&epochs) {
         recovered.meta.save(data_dir)
     } else {

@@ -195,9 +195,15 @@ impl Broker {
         self.memory += slot.memory();
         match self.queues.get_mut(queue) {
             Some(existing) => existing.insert(slot),
-            None => self.queues.entry(queue.to_string()).or_default().insert(slot),
+            None => self
+                .queues
+                .entry(queue.to_string())
+                .or_default()
+                .insert(slot),
         }
-        self.dirty.insert(queue.to_string());
+        if !self.dirty.contains(queue) {
+            self.dirty.insert(queue.to_string());
+        }
     }
 
     /// Takes a message out of its queue and out of its holder's in-flight list.
@@ -545,7 +551,8 @@ impl Broker {
                 };
                 let key = queue.consumers[index];
                 queue.cursor = (index + 1) % count;
-                let (Some(slot), Some(consumer)) = (queue.take_ready(at), self.consumers.get_mut(&key))
+                let (Some(slot), Some(consumer)) =
+                    (queue.take_ready(at), self.consumers.get_mut(&key))
                 else {
                     break;
                 };

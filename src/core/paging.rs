@@ -62,7 +62,9 @@ impl Core {
 
     fn fetched_one(&mut self, fetch: &Fetch, result: Fetched) {
         if let Loaded::Unreadable(why) = self.broker.loaded(fetch, result) {
-            log::error!("journal: {why}; the store needs repair (see the README's recovery section)");
+            log::error!(
+                "journal: {why}; the store needs repair (see the README's recovery section)"
+            );
         }
     }
 

@@ -45,6 +45,27 @@ impl Ledger {
         }
     }
 
+    /// A ledger for recovery to fill (`add_existing`, `note`) before it knows the
+    /// segment being written (`recovered`).
+    pub fn recovering(segment_size: u64) -> Ledger {
+        Ledger {
+            segments: BTreeMap::new(),
+            current: Seq::ZERO,
+            current_len: 0,
+            current_capacity: 0,
+            segment_size,
+        }
+    }
+
+    /// Recovery is done: appends continue in segment `current` at `current_len`, up to
+    /// `current_capacity`.
+    pub fn recovered(&mut self, current: Seq, current_len: u64, current_capacity: u64) {
+        self.segments.entry(current).or_default();
+        self.current = current;
+        self.current_len = current_len;
+        self.current_capacity = current_capacity;
+    }
+
     /// Registers an older segment found at recovery.
     pub fn add_existing(&mut self, first_seq: Seq) {
         self.segments.entry(first_seq).or_default();
@@ -106,10 +127,9 @@ impl Ledger {
     pub fn sparse_segments(&self) -> Vec<(Seq, u64)> {
         let mut sparse = Vec::new();
         for (first, stats) in &self.segments {
-            let pinned_by_refs = stats
-                .refers_to
-                .iter()
-                .any(|older| self.segments.contains_key(older) && !sparse.iter().any(|(s, _)| s == older));
+            let pinned_by_refs = stats.refers_to.iter().any(|older| {
+                self.segments.contains_key(older) && !sparse.iter().any(|(s, _)| s == older)
+            });
             if *first == self.current || pinned_by_refs {
                 break;
             }

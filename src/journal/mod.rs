@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::TrySendError;
 
-pub use reader::{Extent, Fetched, Reader};
+pub use reader::{Extent, Fetched, ReadBatch, Reader};
 pub use record::{Applied, Epoch, Placement, Position, Record, Seq};
 pub use store::{EpochStart, StoreMeta};
 pub use writer::{Command, Event, Pace};
@@ -202,24 +202,27 @@ impl Journal {
         let dir = data_dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let (meta, new_store) = StoreMeta::load_or_create(data_dir)?;
-        let mut notes = Vec::new();
-        let summary = recovery::read(&dir, recovery::Mode::Repair, |segment, placement, record| {
-            let applied = apply(&record, placement)?;
-            notes.push((segment, applied));
-            Ok(())
-        })?;
+        // Accounted as read: a record only mentions segments read before its own.
+        let mut ledger = Ledger::recovering(segment_size);
+        let summary = recovery::read(
+            &dir,
+            recovery::Mode::Repair,
+            |segment, placement, record| {
+                let applied = apply(&record, placement)?;
+                ledger.add_existing(segment);
+                ledger.note(segment, &applied);
+                Ok(())
+            },
+        )?;
         let next_seq = summary
             .last
             .map_or(Seq::FIRST, |last| last.seq.next())
             .max(summary.tail.map_or(Seq::FIRST, |(first, _)| first));
         let tail = recovery::open_tail(&dir, &summary, next_seq, segment_size)?;
-        let mut ledger = Ledger::new(tail.first_seq, tail.offset, tail.capacity, segment_size);
         for first in &summary.segments {
             ledger.add_existing(*first);
         }
-        for (segment, applied) in &notes {
-            ledger.note(*segment, applied);
-        }
+        ledger.recovered(tail.first_seq, tail.offset, tail.capacity);
         let mut log = Log {
             ledger,
             held_deletions: None,

@@ -42,6 +42,9 @@ const MAX_GAP: u64 = 64 << 10;
 /// The most one `pread` reads.
 const MAX_RUN: u64 = 4 << 20;
 
+/// What a batch of reads gave, in the order asked, each with the caller's tag.
+pub type ReadBatch<T> = Vec<(T, Fetched)>;
+
 /// The handle on the reader thread; dropping it ends the thread.
 pub struct Reader<T: Send + 'static> {
     sender: Sender<Vec<(T, Extent)>>,
@@ -50,7 +53,7 @@ pub struct Reader<T: Send + 'static> {
 impl<T: Send + 'static> Reader<T> {
     /// Starts the thread over the segments in `dir`; `report` gets each batch's results,
     /// in the order they were asked for.
-    pub fn start(dir: PathBuf, report: Box<dyn Fn(Vec<(T, Fetched)>) + Send>) -> Reader<T> {
+    pub fn start(dir: PathBuf, report: Box<dyn Fn(ReadBatch<T>) + Send>) -> Reader<T> {
         let (sender, receiver) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("journal-reader".into())
@@ -65,7 +68,7 @@ impl<T: Send + 'static> Reader<T> {
     }
 }
 
-fn serve<T>(dir: &Path, receiver: &Receiver<Vec<(T, Extent)>>, report: &dyn Fn(Vec<(T, Fetched)>)) {
+fn serve<T>(dir: &Path, receiver: &Receiver<Vec<(T, Extent)>>, report: &dyn Fn(ReadBatch<T>)) {
     while let Ok(batch) = receiver.recv() {
         // Files are opened afresh each batch: a segment may have been deleted and made
         // again under its name (a slave's store replaced by its master's).
@@ -89,11 +92,12 @@ struct Files {
 
 impl Files {
     fn get(&mut self, dir: &Path, segment: Seq) -> std::io::Result<&File> {
-        if !self.open.contains_key(&segment) {
-            let file = File::open(segment::path_for(dir, segment))?;
-            self.open.insert(segment, file);
+        match self.open.entry(segment) {
+            std::collections::hash_map::Entry::Occupied(open) => Ok(open.into_mut()),
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                Ok(vacant.insert(File::open(segment::path_for(dir, segment))?))
+            }
         }
-        Ok(&self.open[&segment])
     }
 }
 
@@ -218,7 +222,9 @@ mod tests {
     #[test]
     fn records_come_back_in_the_order_asked_whole_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let records: Vec<Record> = (1..=5).map(|s| record(s, &"x".repeat(s as usize * 100))).collect();
+        let records: Vec<Record> = (1..=5)
+            .map(|s| record(s, &"x".repeat(s as usize * 100)))
+            .collect();
         let extents = segment_with(dir.path(), Seq(1), &records);
         let mut files = Files::default();
         let asked = [extents[3], extents[0], extents[4], extents[1]];
@@ -244,12 +250,19 @@ mod tests {
             offset: 16,
             len: 30,
         };
-        let fetched = read_batch(dir.path(), &mut Files::default(), &[extents[0], extents[1], missing]);
+        let fetched = read_batch(
+            dir.path(),
+            &mut Files::default(),
+            &[extents[0], extents[1], missing],
+        );
         assert_eq!(fetched[0], Fetched::Record(records[0].clone()));
         let Fetched::Bad(why) = &fetched[1] else {
             panic!("the damaged record read back as {:?}", fetched[1]);
         };
-        assert!(why.contains(&format!("offset {}", extents[1].offset)), "{why}");
+        assert!(
+            why.contains(&format!("offset {}", extents[1].offset)),
+            "{why}"
+        );
         assert!(why.contains("00000000000000000001.seg"), "{why}");
         assert_eq!(fetched[2], Fetched::Gone);
     }

@@ -9,6 +9,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::record::{Placement, Position, Record, Seq};
 use super::segment::{self, Slot};
@@ -51,7 +52,9 @@ pub fn read(
     let firsts: Vec<Seq> = segments.iter().map(|(first_seq, _)| *first_seq).collect();
     let mut summary = Summary::default();
     let count = segments.len();
+    let mut progress = Progress::new(mode, count);
     for (position, (first_seq, path)) in segments.into_iter().enumerate() {
+        progress.segment(position, summary.entries);
         let is_last = position + 1 == count;
         let next_first = firsts.get(position + 1).copied();
         let data = match std::fs::read(&path) {
@@ -144,6 +147,40 @@ pub fn read(
         }
     }
     Ok(summary)
+}
+
+/// A broker's start-up says how far recovery is, every `PROGRESS_EVERY`, so a big store
+/// is visibly being read rather than hung.
+struct Progress {
+    log: bool,
+    segments: usize,
+    last: Instant,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+impl Progress {
+    fn new(mode: Mode, segments: usize) -> Progress {
+        let log = mode == Mode::Repair;
+        if log && segments > 1 {
+            log::info!("recovery: reading {segments} journal segments");
+        }
+        Progress {
+            log,
+            segments,
+            last: Instant::now(),
+        }
+    }
+
+    fn segment(&mut self, done: usize, records: u64) {
+        if self.log && self.last.elapsed() >= PROGRESS_EVERY {
+            log::info!(
+                "recovery: {done} of {} segments read, {records} records so far",
+                self.segments
+            );
+            self.last = Instant::now();
+        }
+    }
 }
 
 fn corrupt(path: &Path, offset: u64, reason: String) -> Error {

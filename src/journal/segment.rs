@@ -251,7 +251,10 @@ mod tests {
         entry(9, b"payload").encode_into(&mut clean);
         for cut in 1..clean.len() {
             assert!(
-                matches!(read_slot(&clean[..cut].to_vec().into(), 0), Slot::Bad { .. }),
+                matches!(
+                    read_slot(&clean[..cut].to_vec().into(), 0),
+                    Slot::Bad { .. }
+                ),
                 "cut at {cut}"
             );
         }

@@ -67,9 +67,10 @@ fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<S
         shutdown_on_master_failure: replication.shutdown_on_master_failure,
     };
     let channels = Channels::new();
+    let started = std::time::Instant::now();
     let (journal, store, recovered) = recover(&config, channels.journal_events.0.clone())?;
     log::info!(
-        "broker '{}' ({}): data dir {}, store {}{}; recovered epoch {}, {} records in {} segments, next seq {}, {} messages in {} queues",
+        "broker '{}' ({}): data dir {}, store {}{}; recovered epoch {}, {} records in {} segments in {:.1} s, next seq {}, {} messages in {} queues",
         config.broker.name,
         if policy.is_slave { "slave" } else { "master" },
         config.data_dir().display(),
@@ -78,6 +79,7 @@ fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<S
         recovered.meta.current_epoch(),
         recovered.records,
         recovered.segments,
+        started.elapsed().as_secs_f64(),
         recovered.next_seq,
         store.broker.message_count(),
         store.broker.queue_depths().len()

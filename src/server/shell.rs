@@ -23,7 +23,7 @@ use crate::broker::{Fetch, SessionId};
 use crate::config::Config;
 use crate::core::{Attached, Core, Input, Outgoing, Output, Request};
 use crate::error::Result;
-use crate::journal::{self, Fetched, Journal, Reader, Seq};
+use crate::journal::{self, Journal, ReadBatch, Reader, Seq};
 use crate::link::slave::{Heard, Mirror};
 use crate::link::{LinkEvent, Shipment};
 use crate::repl::group::{LinkId, Refusal};
@@ -49,7 +49,7 @@ enum Wake {
     Session(Option<SessionEvent>),
     Link(Option<LinkEvent>),
     Journal(Option<journal::Event>),
-    Fetched(Option<Vec<(Fetch, Fetched)>>),
+    Fetched(Option<ReadBatch<Fetch>>),
     Mirror(Heard),
     Done(Option<Done>),
     Signal,
@@ -64,7 +64,7 @@ pub(super) struct Shell {
     pub(super) journal_report: mpsc::UnboundedSender<journal::Event>,
     /// Reads records back for paged-out bodies and compaction.
     reader: Reader<Fetch>,
-    fetched: mpsc::UnboundedReceiver<Vec<(Fetch, Fetched)>>,
+    fetched: mpsc::UnboundedReceiver<ReadBatch<Fetch>>,
     session_events: mpsc::Receiver<SessionEvent>,
     pub(super) session_sender: mpsc::Sender<SessionEvent>,
     sessions: HashMap<SessionId, SessionHandle>,
@@ -103,8 +103,8 @@ pub(super) struct Channels {
         mpsc::UnboundedReceiver<journal::Event>,
     ),
     pub fetched: (
-        mpsc::UnboundedSender<Vec<(Fetch, Fetched)>>,
-        mpsc::UnboundedReceiver<Vec<(Fetch, Fetched)>>,
+        mpsc::UnboundedSender<ReadBatch<Fetch>>,
+        mpsc::UnboundedReceiver<ReadBatch<Fetch>>,
     ),
 }
 
@@ -194,9 +194,13 @@ impl Shell {
     async fn wait(&mut self) -> Wake {
         let accepting = self.accepting();
         let next = [self.next_status, self.next_compaction];
-        let until_due = next.iter().flatten().min().map_or(Duration::from_secs(3600), |at| {
-            at.saturating_duration_since(Instant::now())
-        });
+        let until_due = next
+            .iter()
+            .flatten()
+            .min()
+            .map_or(Duration::from_secs(3600), |at| {
+                at.saturating_duration_since(Instant::now())
+            });
         let session_events = &mut self.session_events;
         let sessions = async {
             if accepting {
@@ -498,7 +502,11 @@ impl Shell {
             if full {
                 log::warn!("store limit reached: the journal takes {} MiB of broker.max_disk {} MiB; producers of persistent messages wait until consumers acknowledge enough to free a segment", used >> 20, limit >> 20);
             } else {
-                log::info!("store limit: room again ({} MiB of {} MiB); producers go on", used >> 20, limit >> 20);
+                log::info!(
+                    "store limit: room again ({} MiB of {} MiB); producers go on",
+                    used >> 20,
+                    limit >> 20
+                );
             }
         }
         for (room, waiter) in std::mem::take(&mut self.room_waiters) {

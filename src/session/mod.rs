@@ -420,7 +420,10 @@ impl Session {
     /// waits here, and its receipts with it.
     async fn wait_for_room(&mut self, messages: &[NewMessage]) -> Result<(), Fatal> {
         while let Some(room) = self.shared.memory.wait_for(messages) {
-            log::debug!("session {}: {room:?} limit reached; producer waits", self.id.0);
+            log::debug!(
+                "session {}: {room:?} limit reached; producer waits",
+                self.id.0
+            );
             let (done, wait) = oneshot::channel();
             self.requests
                 .send(SessionEvent::WaitForRoom(room, done))

@@ -6,9 +6,11 @@
 //!   header the producer sets.
 //!
 //! Each prints msgs/s, MB/s and latency p50/p90/p99/max (µs); `--json` prints one JSON line.
+//! With `--verify` producers number their messages and a consumer checks that each came
+//! exactly once and in its producer's order.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -19,6 +21,8 @@ use mirrormq::runtime;
 
 /// Header carrying the send time in µs since the epoch (roundtrip).
 const STAMP: &str = "bench-sent-us";
+/// Header carrying `PRODUCER:INDEX` (`--verify`).
+const SEQ: &str = "bench-seq";
 
 /// What every workload needs to connect.
 #[derive(Debug, Clone)]
@@ -40,6 +44,51 @@ pub struct Load {
     pub persistent: bool,
     pub ack: AckMode,
     pub prefetch: Option<u32>,
+    pub verify: bool,
+}
+
+/// What a consumer saw of the producers' numbering (`--verify`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sequences {
+    /// The next index expected from each producer.
+    next: Vec<u64>,
+    pub in_order: u64,
+    /// Indexes seen again.
+    pub duplicates: u64,
+    /// Indexes that came after a later one of the same producer (or skipped ahead).
+    pub out_of_order: u64,
+    /// Messages without a readable `bench-seq`.
+    pub unnumbered: u64,
+}
+
+impl Sequences {
+    pub fn observe(&mut self, seq: Option<&str>) {
+        let parsed = seq
+            .and_then(|s| s.split_once(':'))
+            .and_then(|(p, i)| Some((p.parse::<usize>().ok()?, i.parse::<u64>().ok()?)));
+        let Some((producer, index)) = parsed.filter(|(p, _)| *p < 1 << 16) else {
+            self.unnumbered += 1;
+            return;
+        };
+        if self.next.len() <= producer {
+            self.next.resize(producer + 1, 0);
+        }
+        let next = &mut self.next[producer];
+        if index == *next {
+            self.in_order += 1;
+            *next += 1;
+        } else if index < *next {
+            self.duplicates += 1;
+        } else {
+            self.out_of_order += 1;
+            *next = index + 1;
+        }
+    }
+
+    /// Every message once, in order.
+    pub fn clean(&self) -> bool {
+        self.duplicates == 0 && self.out_of_order == 0 && self.unnumbered == 0
+    }
 }
 
 /// Latencies in µs, summarised.
@@ -73,6 +122,8 @@ struct Report {
     latency: Option<Summary>,
     /// What the latency measures: `receipt` (send to receipt) or `e2e` (send to receive).
     latency_kind: &'static str,
+    /// What `--verify` found, on a consume.
+    order: Option<Sequences>,
 }
 
 impl Report {
@@ -90,8 +141,15 @@ impl Report {
                 ),
                 None => String::new(),
             };
+            let order_json = match &self.order {
+                Some(o) => format!(
+                    ",\"order\":{{\"in_order\":{},\"duplicates\":{},\"out_of_order\":{},\"unnumbered\":{}}}",
+                    o.in_order, o.duplicates, o.out_of_order, o.unnumbered
+                ),
+                None => String::new(),
+            };
             println!(
-                "{{\"mode\":\"{}\",\"messages\":{},\"size\":{},\"seconds\":{:.3},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3}{latency_json}}}",
+                "{{\"mode\":\"{}\",\"messages\":{},\"size\":{},\"seconds\":{:.3},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3}{latency_json}{order_json}}}",
                 self.mode, self.messages, self.size, self.elapsed.as_secs_f64(), self.rate(), mb
             );
         } else {
@@ -108,6 +166,12 @@ impl Report {
                 println!(
                     "{} latency µs: p50 {} p90 {} p99 {} max {}",
                     self.latency_kind, s.p50, s.p90, s.p99, s.max
+                );
+            }
+            if let Some(o) = &self.order {
+                println!(
+                    "order: {} in order, {} duplicates, {} out of order, {} unnumbered",
+                    o.in_order, o.duplicates, o.out_of_order, o.unnumbered
                 );
             }
         }
@@ -166,20 +230,24 @@ async fn produce(
     }
     let first_send = Instant::now();
     let mut producers = Vec::new();
-    for client in clients {
+    for (producer, client) in clients.into_iter().enumerate() {
         let (target, load, body, done) = (target.clone(), load.clone(), body.clone(), done.clone());
         producers.push(runtime::spawn(async move {
-            let sends = (0..load.count).map(|_| {
+            let sends = (0..load.count).map(|index| {
                 let (client, body, target) = (client.clone(), body.clone(), &target);
                 async move {
                     let started = Instant::now();
                     let sent = now_us().to_string();
+                    let seq = format!("{producer}:{index}");
                     let mut headers = vec![];
                     if load.persistent {
                         headers.push(("persistent", "true"));
                     }
                     if stamp {
                         headers.push((STAMP, sent.as_str()));
+                    }
+                    if load.verify {
+                        headers.push((SEQ, seq.as_str()));
                     }
                     client
                         .send(&target.destination, body, &headers)
@@ -216,6 +284,7 @@ async fn consume(
     load: &Load,
     total: usize,
     done: Arc<AtomicUsize>,
+    order: Arc<Mutex<Sequences>>,
 ) -> Result<(Vec<u64>, Option<Instant>)> {
     let mut consumers = Vec::new();
     for _ in 0..load.consumers.max(1) {
@@ -224,7 +293,7 @@ async fn consume(
             .subscribe_with(&target.destination, load.ack, load.prefetch)
             .await
             .map_err(client_error)?;
-        let (ack, done) = (load.ack, done.clone());
+        let (ack, done, order, verify) = (load.ack, done.clone(), order.clone(), load.verify);
         consumers.push(runtime::spawn(async move {
             let mut latencies = Vec::new();
             let mut first = None;
@@ -237,6 +306,11 @@ async fn consume(
                 first.get_or_insert_with(Instant::now);
                 if let Some(sent) = message.header(STAMP).and_then(|s| s.parse::<u64>().ok()) {
                     latencies.push(now_us().saturating_sub(sent));
+                }
+                if verify {
+                    if let Ok(mut order) = order.lock() {
+                        order.observe(message.header(SEQ));
+                    }
                 }
                 if ack != AckMode::Auto {
                     client.ack(&message).await?;
@@ -276,14 +350,18 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
                     elapsed,
                     latency: summarise(latencies),
                     latency_kind: "receipt",
+                    order: None,
                 }
             }
             "consume" => {
                 let done = Arc::new(AtomicUsize::new(0));
                 let ticker = runtime::spawn(progress(done.clone(), load.count, "received"));
-                let (_, first) = consume(&target, &load, load.count, done.clone()).await?;
+                let order = Arc::new(Mutex::new(Sequences::default()));
+                let (_, first) =
+                    consume(&target, &load, load.count, done.clone(), order.clone()).await?;
                 drop(ticker);
                 let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+                let order = std::mem::take(&mut *order.lock().unwrap_or_else(|e| e.into_inner()));
                 Report {
                     mode: "consume",
                     messages: done.load(Ordering::Relaxed),
@@ -291,6 +369,7 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
                     elapsed,
                     latency: None,
                     latency_kind: "",
+                    order: load.verify.then_some(order),
                 }
             }
             "roundtrip" => {
@@ -299,8 +378,9 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
                 let sent = Arc::new(AtomicUsize::new(0));
                 let ticker = runtime::spawn(progress(received.clone(), total, "round trips"));
                 let started = Instant::now();
+                let order = Arc::new(Mutex::new(Sequences::default()));
                 let (consumed, produced) = futures::join!(
-                    consume(&target, &load, total, received.clone()),
+                    consume(&target, &load, total, received.clone(), order),
                     produce(&target, &load, sent, true)
                 );
                 produced?;
@@ -313,6 +393,7 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
                     elapsed: started.elapsed(),
                     latency: summarise(latencies),
                     latency_kind: "e2e",
+                    order: None,
                 }
             }
             other => {
@@ -322,7 +403,8 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
             }
         };
         report.print(json);
-        Ok(0)
+        // A verified consume that saw a duplicate, a gap or disorder fails the run.
+        Ok(i32::from(report.order.as_ref().is_some_and(|o| !o.clean())))
     })
 }
 
@@ -338,5 +420,29 @@ mod tests {
             (51, 90, 99, 100)
         );
         assert!(summarise(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn sequences_count_each_producers_order_duplicates_and_gaps() {
+        let mut seen = Sequences::default();
+        for seq in ["0:0", "1:0", "0:1", "1:1", "0:2"] {
+            seen.observe(Some(seq));
+        }
+        assert!(seen.clean() && seen.in_order == 5);
+        seen.observe(Some("0:1")); // again
+        seen.observe(Some("1:3")); // 1:2 skipped
+        seen.observe(Some("1:2")); // late
+        seen.observe(Some("junk"));
+        seen.observe(None);
+        assert_eq!(
+            (
+                seen.in_order,
+                seen.duplicates,
+                seen.out_of_order,
+                seen.unnumbered
+            ),
+            (5, 2, 1, 2)
+        );
+        assert!(!seen.clean());
     }
 }
