@@ -570,6 +570,20 @@ impl Broker {
         deliveries
     }
 
+    /// Drops every message that was never journaled, as a restart would.
+    pub fn drop_transient(&mut self) {
+        let memory = &mut self.memory;
+        for queue in self.queues.values_mut() {
+            queue.ready.retain(|slot| {
+                let keep = slot.persistent();
+                if !keep {
+                    *memory -= slot.memory();
+                }
+                keep
+            });
+        }
+    }
+
     /// After a restart or a promotion: every stored message may have been delivered by
     /// the broker that held it before, so its next delivery says `redelivered:true`.
     pub fn mark_all_maybe_delivered(&mut self) {

@@ -101,6 +101,12 @@ pub enum Input {
     Detach { link: LinkId, why: String },
     /// Our master welcomed us (slave side): mirror into this store from now on.
     Welcomed(Box<Store>),
+    /// Our master welcomed us with a catch-up that appends to our journal as it is: mirror
+    /// on into the store the core holds, now the master's (its id and epochs).
+    WelcomedInPlace {
+        store_id: String,
+        epochs: Vec<EpochStart>,
+    },
     /// Records from our master, to apply in order (slave side).
     Replicate(Vec<Record>),
     /// Something happened that the role machine decides on.

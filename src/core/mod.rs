@@ -109,6 +109,7 @@ impl Core {
             }
             Input::Detach { link, why } => self.detach(link, why),
             Input::Welcomed(store) => self.welcomed(store),
+            Input::WelcomedInPlace { store_id, epochs } => self.welcomed_in_place(store_id, epochs),
             Input::Replicate(records) => self.replicate(records),
             Input::Role(event) => self.role_event(event),
             Input::AloneRecorded => {

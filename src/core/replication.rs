@@ -102,13 +102,27 @@ impl Core {
     /// made the master's), at the pace `slave_ack` allows.
     pub(super) fn welcomed(&mut self, store: Box<Store>) {
         let store = *store;
-        self.epoch = store.epochs.last().map_or(self.epoch, |e| e.epoch);
         self.broker = store.broker;
         self.log = store.log;
-        self.store_id = store.store_id;
-        self.epochs = store.epochs;
         self.next_seq = store.next_seq;
         self.durable_seq = store.next_seq.prev();
+        self.mirror_from_now(store.store_id, store.epochs);
+    }
+
+    /// Our master welcomed us to append to the journal as it is: the store the core holds
+    /// is the one a recovery would rebuild, but for messages that were never journaled,
+    /// which a recovery drops and the master may have consumed meanwhile. (The journal
+    /// settled before the dial and nothing was appended since.)
+    pub(super) fn welcomed_in_place(&mut self, store_id: String, epochs: Vec<EpochStart>) {
+        self.broker.drop_transient();
+        self.durable_seq = self.next_seq.prev();
+        self.mirror_from_now(store_id, epochs);
+    }
+
+    fn mirror_from_now(&mut self, store_id: String, epochs: Vec<EpochStart>) {
+        self.epoch = epochs.last().map_or(self.epoch, |e| e.epoch);
+        self.store_id = store_id;
+        self.epochs = epochs;
         self.acked_to_master = None;
         self.mirroring_failed = false;
         // The sessions of a slave are none; receipts cannot be waiting.

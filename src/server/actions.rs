@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, StoreMeta, JOURNAL_DIR};
 use crate::link::probe::{self, Probed};
 use crate::link::{master, slave};
+use crate::repl::message::CatchUp;
 use crate::repl::role::{Action, Event};
 use crate::runtime::{self, TcpListener};
 use crate::session::Shared;
@@ -103,9 +104,13 @@ impl Shell {
         Ok(())
     }
 
-    /// The master welcomed us: the journal stops (it has written what it had), the store
-    /// is made the master's and recovered afresh, and the core mirrors into it. Until
-    /// now the journal ran, so a slave that promotes after a failed dial can write.
+    /// The master welcomed us. When our journal is a prefix of the master's (`Append`),
+    /// nothing on disk changes but `store.toml`, and the core already holds what a
+    /// recovery would rebuild: it mirrors on at once. (Replaying a big store here would
+    /// leave the link silent for seconds, and a master drops a silent slave.) Otherwise
+    /// the journal stops (it has written what it had), the store is made the master's and
+    /// recovered afresh, and the core mirrors into it. Until then the journal ran, so a
+    /// slave that promotes after a failed dial can write.
     async fn welcomed(&mut self, link: slave::Link) -> Result<()> {
         self.dial_backoff = Duration::ZERO;
         log::info!(
@@ -114,9 +119,24 @@ impl Shell {
             link.welcome.catch_up,
             link.welcome.in_sync_at
         );
+        let welcome = link.welcome.clone();
+        if let CatchUp::Append { .. } = welcome.catch_up {
+            let (store_id, epochs) = (welcome.store_id.clone(), welcome.epochs.clone());
+            self.update_store_meta(move |meta| {
+                meta.store_id = store_id;
+                meta.epochs = epochs;
+                meta.alone_since = None;
+            })
+            .await?;
+            self.mirror = Some(slave::Mirror::new(link, &self.config));
+            self.inputs_push(Input::WelcomedInPlace {
+                store_id: welcome.store_id,
+                epochs: welcome.epochs,
+            });
+            return Ok(());
+        }
         self.stop_journal().await;
         let (config, report) = (self.config.clone(), self.journal_report.clone());
-        let welcome = link.welcome.clone();
         let (journal, store) = runtime::spawn_blocking(move || -> Result<(Journal, Store)> {
             prepare_store(&config, &welcome)?;
             let (journal, store, _) = recover(&config, report)?;
