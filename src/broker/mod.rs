@@ -12,6 +12,7 @@ mod message;
 mod op;
 mod paging;
 mod queue;
+mod ready;
 #[cfg(test)]
 mod tests;
 
@@ -73,6 +74,8 @@ pub struct Broker {
     page_above: Option<usize>,
     /// Persistent messages the last applied record stored, waiting for its placement.
     unplaced: Vec<(String, MessageId)>,
+    /// A body came into memory since eviction last found nothing more to page out.
+    evictable: bool,
 }
 
 /// Prefix of the queue a poison message of queue `NAME` moves to.
@@ -92,6 +95,7 @@ impl Broker {
             dedup: DedupWindow::new(dedup_window),
             page_above: None,
             unplaced: Vec::new(),
+            evictable: false,
         }
     }
 
@@ -193,6 +197,7 @@ impl Broker {
     /// Puts a ready slot in its place in `queue`.
     fn put_ready(&mut self, queue: &str, slot: Slot) {
         self.memory += slot.memory();
+        self.evictable |= slot.held == Held::InMemory;
         match self.queues.get_mut(queue) {
             Some(existing) => existing.insert(slot),
             None => self
@@ -529,12 +534,16 @@ impl Broker {
             if count == 0 {
                 continue;
             }
-            let mut at = 0;
-            while let Some(slot) = queue.ready.get(at) {
+            // Unreadable messages at the front, passed over.
+            let mut skipped = 0;
+            while let Some(pos) = queue.ready.nth(skipped) {
+                let Some(slot) = queue.ready.get(pos) else {
+                    break;
+                };
                 let message = match (slot.held, &slot.message) {
                     (Held::InMemory, Some(message)) => message.clone(),
                     (Held::Unreadable, _) => {
-                        at += 1;
+                        skipped += 1;
                         continue;
                     }
                     _ => break,
@@ -552,7 +561,7 @@ impl Broker {
                 let key = queue.consumers[index];
                 queue.cursor = (index + 1) % count;
                 let (Some(slot), Some(consumer)) =
-                    (queue.take_ready(at), self.consumers.get_mut(&key))
+                    (queue.take_ready(pos), self.consumers.get_mut(&key))
                 else {
                     break;
                 };

@@ -8,6 +8,9 @@
 //! reader thread) and hands each record to `loaded`. Compaction asks for every message a
 //! run of records holds (`gather_to_carry`), in memory, to write them forward in one record.
 
+#[cfg(test)]
+mod tests;
+
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -57,7 +60,7 @@ impl Broker {
             let Some(queue) = self.queues.get_mut(&name) else {
                 continue;
             };
-            let Some(index) = queue.find_ready(id) else {
+            let Some(pos) = queue.find_ready(id) else {
                 // In flight (carried forward while delivered): in memory for good reason.
                 if let Some((slot, _)) = queue.in_flight.get_mut(&id) {
                     if slot.record == record {
@@ -66,7 +69,9 @@ impl Broker {
                 }
                 continue;
             };
-            let slot = &mut queue.ready[index];
+            let Some(slot) = queue.ready.get_mut(pos) else {
+                continue;
+            };
             if slot.record != record {
                 continue;
             }
@@ -85,16 +90,18 @@ impl Broker {
     /// are the ones its consumers need last.
     fn evict(&mut self) {
         let Some(limit) = self.page_above else { return };
+        if !self.evictable {
+            return;
+        }
         for queue in self.queues.values_mut() {
             if self.memory <= limit {
                 return;
             }
             let from = match queue.evicted_to {
-                Some(last) => queue.ready.partition_point(|slot| slot.id() <= last),
+                Some(last) => queue.ready.count_through(last),
                 None => 0,
             };
-            let from = from.max(READ_AHEAD).min(queue.ready.len());
-            for slot in queue.ready.range_mut(from..) {
+            for slot in queue.ready.iter_mut_from(from.max(READ_AHEAD)) {
                 if self.memory <= limit {
                     break;
                 }
@@ -105,6 +112,10 @@ impl Broker {
                 }
                 queue.evicted_to = Some(slot.id());
             }
+        }
+        if self.page_above.is_some_and(|limit| self.memory > limit) {
+            // Every body past the windows is out: nothing to do until one comes back.
+            self.evictable = false;
         }
     }
 
@@ -120,18 +131,17 @@ impl Broker {
                 continue;
             }
             let ahead = match queue.read_ahead_to {
-                Some(last) => queue.ready.partition_point(|slot| slot.id() <= last),
+                Some(last) => queue.ready.count_through(last),
                 None => 0,
             };
             if ahead >= READ_AHEAD / 2 {
                 continue;
             }
             let mut bytes = 0;
-            let mut index = ahead;
-            while index < READ_AHEAD && bytes < window_bytes {
-                let Some(slot) = queue.ready.get_mut(index) else {
+            for slot in queue.ready.iter_mut_from(ahead).take(READ_AHEAD - ahead) {
+                if bytes >= window_bytes {
                     break;
-                };
+                }
                 if slot.held == Held::Paged {
                     let (Some(at), true) = (slot.at, slot.record <= durable) else {
                         break;
@@ -146,7 +156,6 @@ impl Broker {
                     });
                 }
                 queue.read_ahead_to = Some(slot.id());
-                index += 1;
             }
         }
         wanted
@@ -157,10 +166,12 @@ impl Broker {
         let Some(queue) = self.queues.get_mut(&fetch.queue) else {
             return Loaded::Done;
         };
-        let Some(index) = queue.find_ready(fetch.id) else {
+        let Some(slot) = queue
+            .find_ready(fetch.id)
+            .and_then(|pos| queue.ready.get_mut(pos))
+        else {
             return Loaded::Done;
         };
-        let slot = &mut queue.ready[index];
         if slot.held != Held::Loading || slot.at != Some(fetch.at) || slot.record != fetch.record {
             // Consumed, moved or carried forward since: a newer read is its answer.
             return Loaded::Done;
@@ -184,6 +195,7 @@ impl Broker {
             Ok(message) => {
                 slot.load(message);
                 self.memory = self.memory - SLOT_COST + slot.cost as usize;
+                self.evictable = true;
                 self.dirty.insert(fetch.queue.clone());
                 Loaded::Done
             }
@@ -211,9 +223,8 @@ impl Broker {
         let mut waiting = false;
         for (name, queue) in &mut self.queues {
             // Ready slots are by id, and a message's record is never older than its id.
-            let end = queue.ready.partition_point(|slot| slot.seq < records.end);
             let in_flight = queue.in_flight.values_mut().map(|(slot, _)| slot);
-            for slot in queue.ready.range_mut(..end).chain(in_flight) {
+            for slot in queue.ready.iter_mut_below(records.end).chain(in_flight) {
                 if !records.contains(&slot.record) || !slot.persistent() {
                     continue;
                 }

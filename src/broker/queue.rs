@@ -5,17 +5,18 @@
 //! exactly one consumer); a message that is neither exists only between a requeue that
 //! decided to dead-letter it and the `DeadLetter` op the caller applies next.
 //!
-//! `ready` is kept sorted by id. Ids grow with the seq of the record that added a
+//! `ready` (`ready.rs`, in chunks) is kept sorted by id. Ids grow with the seq of the record that added a
 //! message, so new messages go at the back, a requeued one goes back to where it was
 //! (ahead of every newer one, which is where a redelivery belongs), and an
 //! acknowledgement finds its message by binary search. A ready message costs one `Slot`
 //! (48 bytes) in memory while its body is paged out: that is what lets a queue hold a
 //! backlog many times the memory limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::message::{ConsumerKey, Message, MessageId};
+use super::ready::{Pos, Ready};
 use crate::journal::{Placement, Seq};
 
 /// Memory a stored message costs while its body is only in the journal: its slot, and
@@ -129,7 +130,7 @@ impl Slot {
 #[derive(Debug, Default)]
 pub(super) struct Queue {
     /// Ready messages, sorted by id.
-    pub ready: VecDeque<Slot>,
+    pub ready: Ready,
     /// Delivered and not yet acknowledged, with the consumer holding each.
     pub in_flight: HashMap<MessageId, (Slot, ConsumerKey)>,
     pub consumers: Vec<ConsumerKey>,
@@ -149,36 +150,25 @@ impl Queue {
         if slot.awaits_body() {
             self.paged += 1;
         }
-        match self.ready.back() {
-            Some(last) if last.id() > slot.id() => {
-                let at = self.ready.partition_point(|s| s.id() < slot.id());
-                self.ready.insert(at, slot);
-            }
-            _ => self.ready.push_back(slot),
-        }
+        self.ready.insert(slot);
     }
 
     /// Where a ready message is in `ready`.
-    pub fn find_ready(&self, id: MessageId) -> Option<usize> {
-        // The newest is the one most often asked for (placing what was just stored).
-        let last = self.ready.len().checked_sub(1)?;
-        if self.ready[last].id() == id {
-            return Some(last);
-        }
-        self.ready.binary_search_by(|s| s.id().cmp(&id)).ok()
+    pub fn find_ready(&self, id: MessageId) -> Option<Pos> {
+        self.ready.find(id)
     }
 
     /// The slot of a stored message, ready or in flight.
     pub fn slot_mut(&mut self, id: MessageId) -> Option<&mut Slot> {
-        match self.find_ready(id) {
-            Some(at) => self.ready.get_mut(at),
+        match self.ready.find(id) {
+            Some(pos) => self.ready.get_mut(pos),
             None => self.in_flight.get_mut(&id).map(|(slot, _)| slot),
         }
     }
 
-    /// Takes the ready message at `at` out of `ready`.
-    pub fn take_ready(&mut self, at: usize) -> Option<Slot> {
-        let slot = self.ready.remove(at)?;
+    /// Takes the ready message at `pos` out of `ready`.
+    pub fn take_ready(&mut self, pos: Pos) -> Option<Slot> {
+        let slot = self.ready.remove(pos)?;
         if slot.awaits_body() {
             self.paged -= 1;
         }
@@ -191,8 +181,8 @@ impl Queue {
         if let Some((slot, holder)) = self.in_flight.remove(&id) {
             return Some((slot, Some(holder)));
         }
-        let at = self.find_ready(id)?;
-        self.take_ready(at).map(|slot| (slot, None))
+        let pos = self.find_ready(id)?;
+        self.take_ready(pos).map(|slot| (slot, None))
     }
 
     pub fn remove_consumer(&mut self, key: ConsumerKey) {

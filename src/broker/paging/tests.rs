@@ -1,0 +1,278 @@
+//! Paging stepped by hand: records kept in a Vec stand in for the journal, and the
+//! reader's answers are handed to `loaded` as the core would.
+
+use super::*;
+use crate::broker::{AckMode, ConsumerKey, Delivery, Removal, SessionId};
+use crate::journal::{Applied, Epoch, Record};
+
+const CONSUMER: ConsumerKey = ConsumerKey {
+    session: SessionId(1),
+    sub: 1,
+};
+
+/// A broker and the journal it wrote, as records by seq.
+struct Paged {
+    broker: Broker,
+    journal: Vec<Record>,
+}
+
+impl Paged {
+    /// `page_above`: the broker's paging point (0 pages every persistent body out).
+    fn new(page_above: usize) -> Paged {
+        let mut broker = Broker::new(6, 0);
+        broker.set_paging(Some(page_above));
+        Paged {
+            broker,
+            journal: Vec::new(),
+        }
+    }
+
+    fn next_seq(&self) -> Seq {
+        Seq(self.journal.len() as u64 + 1)
+    }
+
+    /// Applies `op` as the core does: apply, then place a durable record.
+    fn record(&mut self, op: Op) -> Applied {
+        let seq = self.next_seq();
+        let applied = self.broker.apply(seq, &op, true);
+        let record = Record {
+            epoch: Epoch::FIRST,
+            seq,
+            payload: codec::encode(&op).unwrap().into(),
+        };
+        self.journal.push(record);
+        if applied.durable {
+            self.broker.placed(seq, placement(seq));
+        }
+        applied
+    }
+
+    fn send(&mut self, body: &str) {
+        self.record(Op::Send(NewMessage {
+            destination: Destination::Queue("q".into()),
+            headers: vec![("n".into(), body.into())],
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            persistent: true,
+        }));
+    }
+
+    /// What the reader would answer for each fetch.
+    fn read(&self, fetches: &[Fetch]) -> Vec<(Fetch, Fetched)> {
+        fetches
+            .iter()
+            .map(|fetch| {
+                let record = self.journal[fetch.record.0 as usize - 1].clone();
+                (fetch.clone(), Fetched::Record(record))
+            })
+            .collect()
+    }
+
+    /// Reads back what the broker wants and dispatches, until nothing more comes.
+    fn drain(&mut self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        loop {
+            let durable = self.next_seq().prev();
+            let fetches = self.broker.wanted_reads(durable);
+            for (fetch, fetched) in self.read(&fetches) {
+                assert_eq!(self.broker.loaded(&fetch, fetched), Loaded::Done);
+            }
+            let deliveries = self.broker.dispatch();
+            if deliveries.is_empty() && fetches.is_empty() {
+                return bodies;
+            }
+            self.ack(&deliveries);
+            bodies.extend(deliveries.iter().map(body));
+        }
+    }
+
+    fn ack(&mut self, deliveries: &[Delivery]) {
+        let removals: Vec<Removal> = deliveries
+            .iter()
+            .flat_map(|d| {
+                self.broker
+                    .ack(d.consumer.session, Some(d.consumer.sub), d.message.id)
+            })
+            .flatten()
+            .collect();
+        if !removals.is_empty() {
+            self.record(Op::Ack(removals));
+        }
+    }
+
+    fn subscribe(&mut self, prefetch: usize) {
+        self.broker.subscribe(
+            CONSUMER,
+            Destination::Queue("q".into()),
+            Arc::from("s"),
+            AckMode::ClientIndividual,
+            prefetch,
+        );
+    }
+}
+
+/// A made-up place for record `seq`, different for every record.
+fn placement(seq: Seq) -> Placement {
+    Placement {
+        offset: seq.0 as u32 * 100,
+        len: 100,
+    }
+}
+
+fn body(delivery: &Delivery) -> String {
+    String::from_utf8_lossy(&delivery.message.body).into_owned()
+}
+
+fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("m{i}")).collect()
+}
+
+/// However much is paged out, every body comes back, in order, and the memory the broker
+/// counts goes back to nothing once the queue is drained.
+#[test]
+fn paged_bodies_come_back_in_order_and_the_memory_account_balances() {
+    // (paging point, messages, prefetch)
+    let cases = [
+        (0, 3000, 1),
+        (0, 3000, 500),
+        (50_000, 3000, 100),   // some in memory, the rest paged
+        (usize::MAX, 200, 10), // never paged
+    ];
+    for (page_above, count, prefetch) in cases {
+        let mut paged = Paged::new(page_above);
+        for i in 0..count {
+            paged.send(&format!("m{i}"));
+        }
+        let held = paged.broker.memory_used();
+        if page_above == 0 {
+            assert_eq!(held, count * SLOT_COST, "only slots are held");
+        }
+        paged.subscribe(prefetch);
+        assert_eq!(
+            paged.drain(),
+            bodies(0..count),
+            "case {page_above} {count} {prefetch}"
+        );
+        assert_eq!(
+            paged.broker.memory_used(),
+            0,
+            "case {page_above} {count} {prefetch}"
+        );
+        assert_eq!(paged.broker.message_count(), 0);
+    }
+}
+
+/// Only records the journal holds are read: a body whose record is not durable yet waits.
+#[test]
+fn nothing_is_read_before_its_record_is_durable() {
+    let mut paged = Paged::new(0);
+    for i in 0..5 {
+        paged.send(&format!("m{i}"));
+    }
+    paged.subscribe(10);
+    assert!(
+        paged.broker.dispatch().is_empty(),
+        "the first body is on disk only"
+    );
+    let fetches = paged.broker.wanted_reads(Seq(2));
+    let asked: Vec<Seq> = fetches.iter().map(|f| f.record).collect();
+    assert_eq!(asked, [Seq(1), Seq(2)]);
+}
+
+/// A record that does not read back holds its message back, says where, and lets the
+/// others through; an answer for a message consumed meanwhile changes nothing.
+#[test]
+fn a_damaged_body_is_held_back_and_a_late_answer_is_ignored() {
+    let mut paged = Paged::new(0);
+    for i in 0..4 {
+        paged.send(&format!("m{i}"));
+    }
+    paged.subscribe(10);
+    let fetches = paged.broker.wanted_reads(Seq(4));
+    let mut answers = paged.read(&fetches);
+    answers[1].1 =
+        Fetched::Bad("journal/00000000000000000001.seg at offset 200: checksum mismatch".into());
+    let late = answers.pop().unwrap();
+    for (fetch, fetched) in answers {
+        let loaded = paged.broker.loaded(&fetch, fetched);
+        if fetch.record == Seq(2) {
+            let Loaded::Unreadable(why) = loaded else {
+                panic!("the damaged body was taken: {loaded:?}");
+            };
+            assert!(
+                why.contains("offset 200") && why.contains("mmq-2-0"),
+                "{why}"
+            );
+        }
+    }
+    // m1 is passed over; m3's body is still on its way, so the queue waits there.
+    let first = paged.broker.dispatch();
+    assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["m0", "m2"]);
+    // m3's answer comes: it is taken and m3 goes out.
+    assert_eq!(paged.broker.loaded(&late.0, late.1.clone()), Loaded::Done);
+    assert_eq!(
+        paged.broker.dispatch().iter().map(body).collect::<Vec<_>>(),
+        ["m3"]
+    );
+    // The same answer again, for a message now in flight, changes nothing.
+    assert_eq!(paged.broker.loaded(&late.0, late.1), Loaded::Done);
+    assert_eq!(
+        paged.broker.message_count(),
+        4,
+        "the unreadable one is kept"
+    );
+}
+
+/// Compaction: the messages a run of records holds are gathered (bodies read back first),
+/// carried forward in one record that becomes their holder, and a store replayed without
+/// the original records rebuilds the same messages from it.
+#[test]
+fn carried_messages_move_to_the_new_record_and_replay_without_their_originals() {
+    let mut paged = Paged::new(0);
+    for i in 0..6 {
+        paged.send(&format!("m{i}"));
+    }
+    // m1..m4 consumed: records 1 and 6 hold m0 and m5, all that is left.
+    paged.subscribe(10);
+    let fetches = paged.broker.wanted_reads(Seq(6));
+    for (fetch, fetched) in paged.read(&fetches) {
+        paged.broker.loaded(&fetch, fetched);
+    }
+    let delivered = paged.broker.dispatch();
+    paged.ack(&delivered[1..5]);
+    // The same journal replayed, as after a restart: m0 and m5 are paged out.
+    let mut fresh = Paged::new(0);
+    std::mem::swap(&mut fresh.journal, &mut paged.journal);
+    for record in &fresh.journal {
+        let replayed = fresh.broker.replay(record, false).unwrap();
+        if replayed.applied.durable {
+            fresh.broker.placed(record.seq, placement(record.seq));
+        }
+    }
+    let records = Seq(1)..Seq(7);
+    let reads = fresh
+        .broker
+        .gather_to_carry(records.clone(), Seq(7))
+        .expect_err("the bodies are on disk only");
+    assert_eq!(reads.len(), 2);
+    for (fetch, fetched) in fresh.read(&reads) {
+        fresh.broker.loaded(&fetch, fetched);
+    }
+    let carried = fresh.broker.gather_to_carry(records, Seq(7)).unwrap();
+    let ids: Vec<String> = carried.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(ids, ["mmq-1-0", "mmq-6-0"]);
+    let applied = fresh.record(Op::Carry(carried));
+    assert_eq!(
+        (applied.added, applied.removed.clone()),
+        (2, vec![Seq(1), Seq(6)])
+    );
+    // Replayed from the Carry record alone (the segments before it deleted).
+    let mut replayed = Paged::new(0);
+    let carry = fresh.journal.last().unwrap().clone();
+    replayed.broker.replay(&carry, false).unwrap();
+    replayed.broker.placed(carry.seq, placement(carry.seq));
+    replayed.journal = fresh.journal.clone();
+    replayed.subscribe(10);
+    assert_eq!(replayed.drain(), ["m0", "m5"]);
+    fresh.subscribe(10);
+    assert_eq!(fresh.drain(), ["m0", "m5"]);
+}
