@@ -232,3 +232,62 @@ fn a_damaged_paged_body_is_reported_with_its_file_and_offset_and_the_rest_flow()
     common::hostile::assert_never_panicked(&broker, "the broker");
     assert!(common::hostile::round_trip(broker.port).is_ok());
 }
+
+/// The disk itself fills up (a 3 MiB tmpfs, mounted in a mount namespace of the broker's
+/// own, so no root is needed): the journal cannot make its next segment, says so, and
+/// receipts stop; once space is freed it goes on by itself, and every receipted message
+/// is there.
+#[test]
+fn a_full_disk_stops_receipts_loudly_and_they_go_on_when_space_returns() {
+    let site = Site::new();
+    let mount = site.dir.path().join("disk");
+    std::fs::create_dir(&mount).unwrap();
+    let config = site.write_config(
+        "broker.toml",
+        &format!("{SMALL}\ndata_dir = \"disk/data\""),
+        SMALL_FRAMES,
+        "",
+    );
+    // The site's data_dir line comes first in [broker]; the one for the tmpfs replaces it.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("data_dir = \"data\"\n", "", 1);
+    std::fs::write(&config, text).unwrap();
+    let mut command = std::process::Command::new("unshare");
+    command.args([
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=3m tmpfs \"$0\" && head -c 1048576 /dev/zero >\"$0/filler\" && exec \"$1\" broker --config \"$2\"",
+        mount.to_str().unwrap(),
+        common::binary(),
+        config.to_str().unwrap(),
+    ]);
+    let broker = Broker::start_through(command, &config);
+    let port = broker.port;
+    let count = 1000; // 4 MiB: more than the disk holds
+    let producer = std::thread::spawn(move || {
+        let mut client = Client::connect(port);
+        produce(&mut client, "/queue/full", 0..count);
+    });
+    broker
+        .log
+        .wait_for("the disk is full", PATIENCE)
+        .unwrap_or_else(|| panic!("the full disk was not reported:\n{}", broker.log.text()));
+    assert!(
+        !producer.is_finished(),
+        "receipts went on with the disk full"
+    );
+    // Seen from the broker's mount namespace, the filler goes: space returns.
+    let filler = format!("/proc/{}/root{}/filler", broker.pid(), mount.display());
+    let mut consumer = broker.client();
+    consumer.subscribe("/queue/full", "s", "client-individual", 50);
+    std::fs::remove_file(&filler).expect("removing the filler inside the broker's tmpfs");
+    let bodies = consume(&mut consumer, count);
+    producer.join().expect("the producer got every receipt");
+    assert!(bodies.iter().enumerate().all(|(i, b)| *b == payload(i)));
+    assert!(broker.log.wait_for("space again", PATIENCE).is_some());
+    common::hostile::assert_never_panicked(&broker, "the broker");
+}

@@ -74,7 +74,8 @@ pub struct Broker {
     page_above: Option<usize>,
     /// Persistent messages the last applied record stored, waiting for its placement.
     unplaced: Vec<(String, MessageId)>,
-    /// A body came into memory since eviction last found nothing more to page out.
+    /// A body stayed or came back in memory since eviction last found nothing more to
+    /// page out.
     evictable: bool,
 }
 
@@ -197,7 +198,6 @@ impl Broker {
     /// Puts a ready slot in its place in `queue`.
     fn put_ready(&mut self, queue: &str, slot: Slot) {
         self.memory += slot.memory();
-        self.evictable |= slot.held == Held::InMemory;
         match self.queues.get_mut(queue) {
             Some(existing) => existing.insert(slot),
             None => self

@@ -80,6 +80,9 @@ impl Broker {
             if over && slot.page_out() {
                 queue.paged += 1;
                 self.memory = self.memory - slot.cost as usize + SLOT_COST;
+            } else if slot.held == Held::InMemory {
+                // Kept in memory: a candidate once the slots grow past the paging point.
+                self.evictable = true;
             }
         }
         self.evict();

@@ -215,8 +215,18 @@ pub fn spawn(args: &[&str]) -> (Child, Log, Vec<std::thread::JoinHandle<()>>) {
 
 /// `spawn`, with `RUST_LOG` set to `level`.
 pub fn spawn_logging(args: &[&str], level: &str) -> (Child, Log, Vec<std::thread::JoinHandle<()>>) {
-    let mut child = Command::new(binary())
-        .args(args)
+    let mut command = Command::new(binary());
+    command.args(args);
+    spawn_command(command, level)
+}
+
+/// Spawns `command` (which runs mirrormq, perhaps through a wrapper) with `RUST_LOG` set
+/// to `level` and its output followed by a `Log`.
+pub fn spawn_command(
+    mut command: Command,
+    level: &str,
+) -> (Child, Log, Vec<std::thread::JoinHandle<()>>) {
+    let mut child = command
         .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -353,5 +363,20 @@ impl Broker {
             log,
             config: config.to_path_buf(),
         }
+    }
+
+    /// A broker on `config` started by `command` (a wrapper that ends by exec'ing
+    /// `mirrormq broker --config CONFIG`); waits until it listens.
+    pub fn start_through(command: Command, config: &Path) -> Broker {
+        let (child, log, followers) = spawn_command(command, "info");
+        let mut broker = Broker {
+            child: Some(child),
+            followers,
+            port: 0,
+            log,
+            config: config.to_path_buf(),
+        };
+        broker.wait_until_listening();
+        broker
     }
 }
