@@ -22,6 +22,8 @@ fn minimal_config_takes_documented_defaults_and_resolves_paths() {
     assert!(!config.requires_login());
     assert!(!config.replication.wait_for_slave);
     assert_eq!(config.replication.slave_ack, SlaveAck::Received);
+    assert_eq!(config.broker.max_disk, ByteSize(32 << 30));
+    assert_eq!(config.broker.compact_interval_ms, 30_000);
     let durable = parse(&format!(
         "{MINIMAL}[replication]\nslave_ack = \"durable\"\n"
     ))
@@ -53,6 +55,7 @@ fn bad_values_name_file_key_and_line() {
             "line 5",
         ),
         ("worker_threads = 0\n", "broker.worker_threads", "line 4"),
+        ("max_disk = \"64MiB\"\n", "broker.max_disk", "line 4"),
         ("[stomp]\nmax_headers = 0\n", "stomp.max_headers", "line 5"),
         (
             "[stomp]\nheartbeat_grace = 0.5\n",

@@ -46,6 +46,17 @@ const NO_ROOM: &str = "no seq is left for the next record";
 pub fn read(
     dir: &Path,
     mode: Mode,
+    each: impl FnMut(Seq, Placement, Record) -> Result<()>,
+) -> Result<Summary> {
+    read_from(dir, mode, Seq::ZERO, each)
+}
+
+/// `read`, skipping the segments that hold only records before `from` (a catch-up's
+/// first seq): the summary then covers only the segments read.
+pub fn read_from(
+    dir: &Path,
+    mode: Mode,
+    from: Seq,
     mut each: impl FnMut(Seq, Placement, Record) -> Result<()>,
 ) -> Result<Summary> {
     let segments = segment::list(dir)?;
@@ -57,6 +68,9 @@ pub fn read(
         progress.segment(position, summary.entries);
         let is_last = position + 1 == count;
         let next_first = firsts.get(position + 1).copied();
+        if next_first.is_some_and(|next| next <= from) {
+            continue;
+        }
         let data = match std::fs::read(&path) {
             Ok(data) => bytes::Bytes::from(data),
             // Read beside a running writer (a slave's standing, a catch-up, `verify`): a

@@ -20,7 +20,7 @@ pub fn read_journal(dir: PathBuf, from: Seq, until: Seq) -> mpsc::Receiver<Resul
     let (mut sender, receiver) = mpsc::channel(READ_AHEAD);
     runtime::spawn_blocking(move || {
         let mut last = None;
-        let result = recovery::read(&dir, Mode::ReadOnly, |_, _, record| {
+        let result = recovery::read_from(&dir, Mode::ReadOnly, from, |_, _, record| {
             if record.seq >= until {
                 return Err(crate::Error::ShuttingDown);
             }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::core::Store;
 use crate::error::{Error, Result};
 use crate::journal::recovery::{self, Mode};
-use crate::journal::{segment, Journal, Recovered, StoreMeta, JOURNAL_DIR};
+use crate::journal::{segment, Journal, Recovered, Seq, StoreMeta, JOURNAL_DIR};
 use crate::link::slave::Welcome;
 use crate::repl::message::{CatchUp, Standing};
 
@@ -67,11 +67,21 @@ pub(super) fn read_standing(config: &Config) -> Result<Standing> {
     let dir = config.data_dir().join(JOURNAL_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let (meta, _) = StoreMeta::load_or_create(config.data_dir())?;
-    let summary = recovery::read(&dir, Mode::ReadOnly, |_, _, _| Ok(()))?;
+    // The last record is in one of the last two segments (a segment is made only for a
+    // record), unless those are empty after a crash: then read them all.
+    let segments = segment::list(&dir)?;
+    let from = segments
+        .len()
+        .checked_sub(2)
+        .map_or(Seq::ZERO, |at| segments[at].0);
+    let mut last = recovery::read_from(&dir, Mode::ReadOnly, from, |_, _, _| Ok(()))?.last;
+    if last.is_none() && from > Seq::ZERO {
+        last = recovery::read(&dir, Mode::ReadOnly, |_, _, _| Ok(()))?.last;
+    }
     Ok(Standing {
         store_id: meta.store_id,
         epochs: meta.epochs,
-        last: summary.last,
+        last,
         alone_since: meta.alone_since,
     })
 }
