@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -166,6 +167,32 @@ impl Broker {
 
     /// A body read back: the message is in memory again and may be dispatched.
     pub fn loaded(&mut self, fetch: &Fetch, fetched: Fetched) -> Loaded {
+        let op = decoded(fetch, fetched);
+        self.load_from(fetch, op.as_ref().map_err(String::clone))
+    }
+
+    /// A batch of bodies read back, each record decoded once however many of its
+    /// messages the batch holds (a `Carry` or `Commit` record holds many); returns why
+    /// each unreadable one was held back.
+    pub fn loaded_batch(&mut self, batch: Vec<(Fetch, Fetched)>) -> Vec<String> {
+        let mut records: HashMap<Seq, Result<Op, String>> = HashMap::new();
+        let mut unreadable = Vec::new();
+        for (fetch, fetched) in batch {
+            let op = match records.entry(fetch.record) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(decoded(&fetch, fetched)),
+            };
+            if let Loaded::Unreadable(why) =
+                self.load_from(&fetch, op.as_ref().map_err(String::clone))
+            {
+                unreadable.push(why);
+            }
+        }
+        unreadable
+    }
+
+    /// Puts the message `fetch` names back in memory from its decoded record.
+    fn load_from(&mut self, fetch: &Fetch, op: Result<&Op, String>) -> Loaded {
         let Some(queue) = self.queues.get_mut(&fetch.queue) else {
             return Loaded::Done;
         };
@@ -179,20 +206,7 @@ impl Broker {
             // Consumed, moved or carried forward since: a newer read is its answer.
             return Loaded::Done;
         }
-        let message = match fetched {
-            Fetched::Record(record) if record.seq == fetch.record => {
-                message_in(&record.payload, fetch.id, &fetch.queue)
-            }
-            Fetched::Record(record) => Err(format!(
-                "the record there is seq {}, not {}",
-                record.seq, fetch.record
-            )),
-            Fetched::Gone => Err(format!(
-                "the segment holding record {} is gone",
-                fetch.record
-            )),
-            Fetched::Bad(why) => Err(why),
-        };
+        let message = op.and_then(|op| message_in(op, fetch.id, &fetch.queue));
         queue.paged -= 1;
         match message {
             Ok(message) => {
@@ -252,6 +266,7 @@ impl Broker {
             }
         }
         if reads.is_empty() && !waiting {
+            carried.sort_by_key(|c| c.id);
             Ok(carried)
         } else {
             Err(reads)
@@ -259,13 +274,35 @@ impl Broker {
     }
 }
 
-/// The message `id` out of a record's payload, as stored in `queue`.
-fn message_in(payload: &[u8], id: MessageId, queue: &str) -> Result<Arc<Message>, String> {
-    let op: Op = codec::decode(payload).map_err(|e| format!("the record does not decode: {e}"))?;
-    let new = match &op {
+/// The record a read gave, decoded, or why there is none.
+fn decoded(fetch: &Fetch, fetched: Fetched) -> Result<Op, String> {
+    match fetched {
+        Fetched::Record(record) if record.seq == fetch.record => {
+            codec::decode(&record.payload).map_err(|e| format!("the record does not decode: {e}"))
+        }
+        Fetched::Record(record) => Err(format!(
+            "the record there is seq {}, not {}",
+            record.seq, fetch.record
+        )),
+        Fetched::Gone => Err(format!(
+            "the segment holding record {} is gone",
+            fetch.record
+        )),
+        Fetched::Bad(why) => Err(why),
+    }
+}
+
+/// The message `id` out of a decoded record, as stored in `queue`.
+fn message_in(op: &Op, id: MessageId, queue: &str) -> Result<Arc<Message>, String> {
+    let new = match op {
         Op::Send(message) if id.index == 0 => Some(message),
         Op::Commit { sends, .. } => sends.get(id.index as usize),
-        Op::Carry(carried) => carried.iter().find(|c| c.id == id).map(|c| &c.message),
+        // Written in id order (`gather_to_carry`).
+        Op::Carry(carried) => carried
+            .binary_search_by(|c| c.id.cmp(&id))
+            .ok()
+            .or_else(|| carried.iter().position(|c| c.id == id))
+            .map(|at| &carried[at].message),
         _ => None,
     };
     let new = new.ok_or_else(|| format!("the record holds no message {id}"))?;

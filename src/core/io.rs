@@ -178,6 +178,27 @@ pub enum Output {
     Read(Vec<(Fetch, Extent)>),
 }
 
+impl Input {
+    /// The input's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::Client(..) => "client request",
+            Input::Durable(_) => "durable",
+            Input::Attach { .. } => "attach",
+            Input::ReplicaAck { .. } => "replica ack",
+            Input::Detach { .. } => "detach",
+            Input::Welcomed(_) => "welcomed",
+            Input::WelcomedInPlace { .. } => "welcomed in place",
+            Input::Replicate(_) => "replicate",
+            Input::Role(_) => "role event",
+            Input::AloneRecorded => "alone recorded",
+            Input::Fetched(_) => "fetched",
+            Input::Compact => "compact",
+            Input::Tick => "tick",
+        }
+    }
+}
+
 impl Request {
     /// Bytes of the messages this request adds, which the session reserved on the memory
     /// gauge before sending it.

@@ -52,8 +52,10 @@ impl Core {
 
     /// Bodies read back: to the broker, and on with a compaction that waited for them.
     pub(super) fn fetched(&mut self, fetched: Vec<(Fetch, Fetched)>) {
-        for (fetch, result) in fetched {
-            self.fetched_one(&fetch, result);
+        for why in self.broker.loaded_batch(fetched) {
+            log::error!(
+                "journal: {why}; the store needs repair (see the README's recovery section)"
+            );
         }
         if self.compaction.running.is_some() {
             self.continue_compaction();

@@ -124,11 +124,15 @@ fn read_batch(dir: &Path, files: &mut Files, extents: &[Extent]) -> Vec<Fetched>
             end += 1;
         }
         let run = read_run(dir, files, first.segment, first.offset, run_end);
+        let mut previous: Option<(Extent, usize)> = None;
         for &index in &order[start..end] {
-            results[index] = match &run {
-                Err(fetched) => fetched.clone(),
-                Ok(bytes) => record_in(dir, bytes, first.offset, extents[index]),
+            results[index] = match (&run, previous) {
+                (Err(fetched), _) => fetched.clone(),
+                // Several messages of one record (a Carry, a Commit): checked once.
+                (Ok(_), Some((extent, done))) if extent == extents[index] => results[done].clone(),
+                (Ok(bytes), _) => record_in(dir, bytes, first.offset, extents[index]),
             };
+            previous = Some((extents[index], index));
         }
         start = end;
     }

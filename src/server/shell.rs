@@ -36,6 +36,8 @@ pub(super) const REQUEST_QUEUE: usize = 4096;
 const LINK_QUEUE: usize = 1024;
 /// Session events taken per turn before the core dispatches and the journal is pumped.
 const BATCH: usize = 512;
+/// A core step longer than this is logged: replication heart-beats wait for it.
+const SLOW_STEP: Duration = Duration::from_millis(100);
 
 /// How the core reaches one session.
 struct SessionHandle {
@@ -330,12 +332,24 @@ impl Shell {
                 Input::Client(_, request) => request.message_bytes(),
                 _ => 0,
             };
+            let kind = input.kind();
+            let started = Instant::now();
             self.core.step(input);
+            let took = started.elapsed();
+            if took > SLOW_STEP {
+                // Every link and session of this executor thread waited that long.
+                log::warn!("the core took {} ms for one {kind} input", took.as_millis());
+            }
             if reserved > 0 {
                 self.memory.settle(reserved, self.core.memory_used());
             }
             if self.inputs.is_empty() {
+                let started = Instant::now();
                 self.core.step(Input::Tick);
+                let took = started.elapsed();
+                if took > SLOW_STEP {
+                    log::warn!("the core took {} ms to dispatch", took.as_millis());
+                }
             }
             // The buffer is taken out and put back, so its capacity serves every turn.
             let mut outputs = std::mem::take(&mut self.outputs);

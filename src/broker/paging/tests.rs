@@ -73,9 +73,8 @@ impl Paged {
         loop {
             let durable = self.next_seq().prev();
             let fetches = self.broker.wanted_reads(durable);
-            for (fetch, fetched) in self.read(&fetches) {
-                assert_eq!(self.broker.loaded(&fetch, fetched), Loaded::Done);
-            }
+            let unreadable = self.broker.loaded_batch(self.read(&fetches));
+            assert!(unreadable.is_empty(), "{unreadable:?}");
             let deliveries = self.broker.dispatch();
             if deliveries.is_empty() && fetches.is_empty() {
                 return bodies;
