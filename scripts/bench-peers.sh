@@ -588,36 +588,32 @@ run_backlog_pair() {
   stop_group pair-
 }
 
-run_backlog_activemq() {
-  local dir=$TMP/activemq-backlog t0
-  start_activemq "$dir"
-  backlog_fill activemq "$AMQ_URL" guest guest
-  note activemq hwm "$(hwm_kib "$AMQ_PID")"
-  note activemq store_mib "$(du -sm "$dir/kahadb" | cut -f1)"
-  stop_group activemq
-  log "ActiveMQ: restarting on its backlog"
+# run_backlog_peer NAME LABEL START STORE: a peer broker on its backlog, restarted in
+# between. START is start_activemq or start_rabbitmq (which set the PID and URL
+# variables below); STORE is its store's folder under the broker's own.
+run_backlog_peer() {
+  local name=$1 label=$2 start=$3 store=$4 dir=$TMP/$1-backlog t0 pid url
+  "$start" "$dir"
+  backlog_peer_vars "$name"
+  backlog_fill "$name" "$url" guest guest
+  note "$name" hwm "$(hwm_kib "$pid")"
+  note "$name" store_mib "$(du -sm "$dir/$store" | cut -f1)"
+  stop_group "$name"
+  log "$label: restarting on its backlog"
   t0=$(now_ms)
-  start_activemq "$dir"
-  note activemq restart_ms $(($(now_ms) - t0))
-  backlog_drain activemq "$AMQ_URL" guest guest
-  note activemq hwm "$(hwm_kib "$AMQ_PID")"
-  stop_group activemq
+  "$start" "$dir"
+  note "$name" restart_ms $(($(now_ms) - t0))
+  backlog_peer_vars "$name"
+  backlog_drain "$name" "$url" guest guest
+  note "$name" hwm "$(hwm_kib "$pid")"
+  stop_group "$name"
 }
-
-run_backlog_rabbitmq() {
-  local dir=$TMP/rabbitmq-backlog t0
-  start_rabbitmq "$dir"
-  backlog_fill rabbitmq "$RMQ_URL" guest guest
-  note rabbitmq hwm "$(hwm_kib "$RMQ_BEAM")"
-  note rabbitmq store_mib "$(du -sm "$dir/mnesia" | cut -f1)"
-  stop_group rabbitmq
-  log "RabbitMQ: restarting on its backlog"
-  t0=$(now_ms)
-  start_rabbitmq "$dir"
-  note rabbitmq restart_ms $(($(now_ms) - t0))
-  backlog_drain rabbitmq "$RMQ_URL" guest guest
-  note rabbitmq hwm "$(hwm_kib "$RMQ_BEAM")"
-  stop_group rabbitmq
+# sets pid and url (locals of the caller) from what start_NAME set
+backlog_peer_vars() {
+  case $1 in
+    activemq) pid=$AMQ_PID url=$AMQ_URL ;;
+    rabbitmq) pid=$RMQ_BEAM url=$RMQ_URL ;;
+  esac
 }
 
 # write_backlog_section: the "Backlog" section of $OUT, between its markers (appended
@@ -694,8 +690,8 @@ PY
 
 if [ "$MODE" = backlog ]; then
   run_backlog_pair
-  run_backlog_rabbitmq
-  run_backlog_activemq
+  run_backlog_peer rabbitmq RabbitMQ start_rabbitmq mnesia
+  run_backlog_peer activemq ActiveMQ start_activemq kahadb
   write_backlog_section
   OK=1
   log "wrote the backlog section of $OUT"

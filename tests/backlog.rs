@@ -52,16 +52,27 @@ fn consume(client: &mut Client, count: usize) -> Vec<String> {
 }
 
 fn segments(data_dir: &Path) -> usize {
-    std::fs::read_dir(data_dir.join("journal"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".seg")
-        })
-        .count()
+    common::entries_named(&data_dir.join("journal"), |name| name.ends_with(".seg"))
+}
+
+/// Starts a producer of `count` messages on another thread, waits for the broker to log
+/// `held_back`, and checks the producer is still waiting for receipts then.
+fn producer_held_back(
+    broker: &Broker,
+    count: usize,
+    held_back: &str,
+) -> std::thread::JoinHandle<()> {
+    let port = broker.port;
+    let producer = std::thread::spawn(move || {
+        let mut client = Client::connect(port);
+        produce(&mut client, "/queue/full", 0..count);
+    });
+    broker
+        .log
+        .wait_for(held_back, PATIENCE)
+        .unwrap_or_else(|| panic!("never logged {held_back:?}:\n{}", broker.log.text()));
+    assert!(!producer.is_finished(), "the producer was not held back");
+    producer
 }
 
 /// Waits until `done` holds, looking every 20 ms, for at most `PATIENCE`.
@@ -137,17 +148,8 @@ fn the_store_limit_holds_producers_back_and_lets_them_go_when_space_is_freed() {
     let site = Site::new();
     let config = format!("{SMALL}\nmax_disk = \"1MiB\"");
     let broker = site.start(&config, SMALL_FRAMES, "");
-    let port = broker.port;
     let count = 600; // 2.4 MiB: more than the limit allows at once
-    let producer = std::thread::spawn(move || {
-        let mut client = Client::connect(port);
-        produce(&mut client, "/queue/full", 0..count);
-    });
-    broker
-        .log
-        .wait_for("store limit reached", PATIENCE)
-        .unwrap_or_else(|| panic!("the limit was never reached:\n{}", broker.log.text()));
-    assert!(!producer.is_finished(), "the producer was not held back");
+    let producer = producer_held_back(&broker, count, "store limit reached");
     let mut consumer = broker.client();
     consumer.subscribe("/queue/full", "s", "client-individual", 50);
     let bodies = consume(&mut consumer, count);
@@ -266,20 +268,8 @@ fn a_full_disk_stops_receipts_loudly_and_they_go_on_when_space_returns() {
         config.to_str().unwrap(),
     ]);
     let broker = Broker::start_through(command, &config);
-    let port = broker.port;
     let count = 1000; // 4 MiB: more than the disk holds
-    let producer = std::thread::spawn(move || {
-        let mut client = Client::connect(port);
-        produce(&mut client, "/queue/full", 0..count);
-    });
-    broker
-        .log
-        .wait_for("the disk is full", PATIENCE)
-        .unwrap_or_else(|| panic!("the full disk was not reported:\n{}", broker.log.text()));
-    assert!(
-        !producer.is_finished(),
-        "receipts went on with the disk full"
-    );
+    let producer = producer_held_back(&broker, count, "the disk is full");
     // Seen from the broker's mount namespace, the filler goes: space returns.
     let filler = format!("/proc/{}/root{}/filler", broker.pid(), mount.display());
     let mut consumer = broker.client();

@@ -364,16 +364,9 @@ fn a_diverged_slave_is_refused_and_the_resync_script_repairs_it() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    let backups = std::fs::read_dir(went_alone.dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("data.backup-")
-        })
-        .count();
+    let backups = common::entries_named(went_alone.dir.path(), |name| {
+        name.starts_with("data.backup-")
+    });
     assert_eq!(backups, 1, "the replaced directory is kept");
     let master = stayed.start("", "", &master_replication(""));
     let port = master.wait_for_port("replication");

@@ -14,7 +14,7 @@
 use std::ops::Range;
 
 use super::{Core, Output};
-use crate::broker::{Carried, Fetch, Loaded, Op};
+use crate::broker::{Carried, Fetch, Op};
 use crate::journal::{Fetched, Seq};
 use crate::repl::role::Role;
 
@@ -39,11 +39,16 @@ impl Core {
             return;
         }
         let mut reads = Vec::with_capacity(fetches.len());
+        let mut gone = Vec::new();
         for fetch in fetches {
             match self.log.extent(fetch.record, fetch.at) {
                 Some(extent) => reads.push((fetch, extent)),
-                None => self.fetched_one(&fetch, Fetched::Gone),
+                None => gone.push((fetch, Fetched::Gone)),
             }
+        }
+        if !gone.is_empty() {
+            let unreadable = self.broker.loaded_batch(gone);
+            report_unreadable(unreadable);
         }
         if !reads.is_empty() {
             self.out.push(Output::Read(reads));
@@ -59,14 +64,6 @@ impl Core {
         }
         if self.compaction.running.is_some() {
             self.continue_compaction();
-        }
-    }
-
-    fn fetched_one(&mut self, fetch: &Fetch, result: Fetched) {
-        if let Loaded::Unreadable(why) = self.broker.loaded(fetch, result) {
-            log::error!(
-                "journal: {why}; the store needs repair (see the README's recovery section)"
-            );
         }
     }
 
@@ -109,6 +106,13 @@ impl Core {
             }
             Err(reads) => self.request_reads(reads),
         }
+    }
+}
+
+/// Says, for each message held back, why: the store needs an operator.
+fn report_unreadable(unreadable: Vec<String>) {
+    for why in unreadable {
+        log::error!("journal: {why}; the store needs repair (see the README's recovery section)");
     }
 }
 

@@ -198,6 +198,14 @@ impl Site {
     }
 }
 
+/// How many entries of `dir` have a name `matches` accepts.
+pub fn entries_named(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| matches(&e.as_ref().unwrap().file_name().to_string_lossy()))
+        .count()
+}
+
 /// A port free at the time of asking.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -27,6 +27,16 @@ impl Paged {
         }
     }
 
+    /// Every body paged out: messages `m0..` sent, and a consumer with a window of 10.
+    fn subscribed_to(count: usize) -> Paged {
+        let mut paged = Paged::new(0);
+        for i in 0..count {
+            paged.send(&format!("m{i}"));
+        }
+        paged.subscribe(10);
+        paged
+    }
+
     fn next_seq(&self) -> Seq {
         Seq(self.journal.len() as u64 + 1)
     }
@@ -163,11 +173,7 @@ fn paged_bodies_come_back_in_order_and_the_memory_account_balances() {
 /// Only records the journal holds are read: a body whose record is not durable yet waits.
 #[test]
 fn nothing_is_read_before_its_record_is_durable() {
-    let mut paged = Paged::new(0);
-    for i in 0..5 {
-        paged.send(&format!("m{i}"));
-    }
-    paged.subscribe(10);
+    let mut paged = Paged::subscribed_to(5);
     assert!(
         paged.broker.dispatch().is_empty(),
         "the first body is on disk only"
@@ -181,11 +187,7 @@ fn nothing_is_read_before_its_record_is_durable() {
 /// others through; an answer for a message consumed meanwhile changes nothing.
 #[test]
 fn a_damaged_body_is_held_back_and_a_late_answer_is_ignored() {
-    let mut paged = Paged::new(0);
-    for i in 0..4 {
-        paged.send(&format!("m{i}"));
-    }
-    paged.subscribe(10);
+    let mut paged = Paged::subscribed_to(4);
     let fetches = paged.broker.wanted_reads(Seq(4));
     let mut answers = paged.read(&fetches);
     answers[1].1 =
@@ -226,12 +228,8 @@ fn a_damaged_body_is_held_back_and_a_late_answer_is_ignored() {
 /// the original records rebuilds the same messages from it.
 #[test]
 fn carried_messages_move_to_the_new_record_and_replay_without_their_originals() {
-    let mut paged = Paged::new(0);
-    for i in 0..6 {
-        paged.send(&format!("m{i}"));
-    }
     // m1..m4 consumed: records 1 and 6 hold m0 and m5, all that is left.
-    paged.subscribe(10);
+    let mut paged = Paged::subscribed_to(6);
     let fetches = paged.broker.wanted_reads(Seq(6));
     for (fetch, fetched) in paged.read(&fetches) {
         paged.broker.loaded(&fetch, fetched);
