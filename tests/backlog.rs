@@ -281,3 +281,41 @@ fn a_full_disk_stops_receipts_loudly_and_they_go_on_when_space_returns() {
     assert!(broker.log.wait_for("space again", PATIENCE).is_some());
     common::hostile::assert_never_panicked(&broker, "the broker");
 }
+
+/// An empty slave attached to a master that already holds a paged backlog copies all of
+/// it, and serves it in order once the master is killed.
+#[test]
+fn an_empty_slave_copies_a_paged_backlog_whole_and_serves_it_after_kill_9() {
+    let master_site = Site::new();
+    let mut master = Broker::spawn(&master_site.write_config(
+        "broker.toml",
+        SMALL,
+        SMALL_FRAMES,
+        &common::master_replication(""),
+    ));
+    let replication_port = master.wait_for_port("replication");
+    master.wait_until_listening();
+    let mut producer = master.client();
+    let count = 3000;
+    produce(&mut producer, "/queue/deep", 0..count);
+    let slave_site = Site::new();
+    let config = slave_site.write_config_on_port(
+        common::free_port(),
+        SMALL,
+        SMALL_FRAMES,
+        &common::slave_replication(replication_port, ""),
+    );
+    let mut slave = Broker::spawn(&config);
+    slave.wait_for_role("slave-mirroring");
+    master.kill9();
+    slave.wait_until_listening();
+    let mut consumer = slave.client();
+    consumer.subscribe("/queue/deep", "s", "client-individual", 100);
+    let bodies = consume(&mut consumer, count);
+    for (i, got) in bodies.iter().enumerate() {
+        assert!(
+            *got == payload(i),
+            "message {i} came back wrong or out of order"
+        );
+    }
+}
