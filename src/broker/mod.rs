@@ -621,6 +621,11 @@ impl Broker {
         depths
     }
 
+    /// Ready messages whose bodies are only in the journal.
+    pub fn paged_count(&self) -> usize {
+        self.queues.values().map(|q| q.paged).sum()
+    }
+
     /// Messages stored across all queues.
     pub fn message_count(&self) -> usize {
         self.queues.values().map(Queue::depth).sum()

@@ -306,11 +306,12 @@ impl Core {
             ),
         };
         format!(
-            "epoch {} seq {} durable {} messages {} memory {} KiB segments {} slave {}",
+            "epoch {} seq {} durable {} messages {} ({} paged) memory {} KiB segments {} slave {}",
             self.epoch,
             self.next_seq.prev(),
             self.durable_seq,
             self.broker.message_count(),
+            self.broker.paged_count(),
             self.broker.memory_used() / 1024,
             self.log.segment_count(),
             slave
