@@ -91,6 +91,14 @@ enum Cli {
         /// Keep the brokers' data and logs here (default: a temporary directory, kept only on failure).
         #[structopt(long, parse(from_os_str))]
         work_dir: Option<PathBuf>,
+        /// The brokers' broker.max_memory.
+        #[structopt(long, default_value = "512MiB")]
+        max_memory: String,
+        /// Messages a second each consumer takes at most (0: no limit). Below the producers'
+        /// rate a backlog builds; with a small --max-memory (1MiB) its bodies are paged out
+        /// and read back while the faults strike.
+        #[structopt(long, default_value = "0")]
+        consumer_rate: u32,
     },
     /// Load generator: produce, consume or roundtrip; prints msgs/s, MB/s and latency percentiles.
     Bench {
@@ -267,6 +275,8 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             producers,
             consumers,
             work_dir,
+            max_memory,
+            consumer_rate,
         } => tools::chaos::run(&tools::chaos::Options {
             cycles,
             interval: Duration::from_millis(interval_ms),
@@ -274,6 +284,8 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             producers,
             consumers,
             work_dir,
+            max_memory,
+            consumer_rate,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
         Cli::Demo { configs, count } => tools::demo::run(&configs, count),

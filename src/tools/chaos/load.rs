@@ -183,10 +183,12 @@ pub struct Target {
 }
 
 impl Load {
+    /// `consumer_rate`: messages a second each consumer takes at most (0: no limit).
     pub async fn start(
         target: &Target,
         producers: usize,
         consumers: usize,
+        consumer_rate: u32,
     ) -> Result<Load, ClientError> {
         let ledger = Arc::new(Ledger::new());
         let stop_producing = Arc::new(AtomicBool::new(false));
@@ -203,7 +205,7 @@ impl Load {
             let subscription = client.subscribe(QUEUE, AckMode::ClientIndividual).await?;
             let (ledger, stop) = (ledger.clone(), stop_consuming.clone());
             load.consumers.push(runtime::spawn(async move {
-                consume(client, subscription, ledger, stop).await
+                consume(client, subscription, ledger, stop, consumer_rate).await
             }));
         }
         for producer in 0..producers {
@@ -280,8 +282,18 @@ async fn consume(
     mut subscription: mirrormq::client::Subscription,
     ledger: Arc<Ledger>,
     stop: Arc<AtomicBool>,
+    rate: u32,
 ) {
+    // A rate is kept by a 10 ms pause after each hundredth of it.
+    let per_pause = (rate / 100).max(1);
+    let mut taken = 0;
     while !stop.load(Ordering::SeqCst) {
+        if rate > 0 {
+            taken += 1;
+            if taken % per_pause == 0 {
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let Some(Some(message)) =
             runtime::timeout(Duration::from_millis(100), subscription.next()).await
         else {

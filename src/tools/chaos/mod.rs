@@ -34,6 +34,12 @@ pub struct Options {
     pub consumers: usize,
     /// Keep the brokers' data and logs here (default: a temporary directory).
     pub work_dir: Option<PathBuf>,
+    /// The brokers' `broker.max_memory`.
+    pub max_memory: String,
+    /// Messages a second each consumer takes at most (0: as fast as it can). Below the
+    /// producers' rate a backlog builds; with a small `max_memory` its bodies are paged
+    /// out and read back while the faults strike.
+    pub consumer_rate: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +84,8 @@ pub fn run(options: &Options) -> Result<i32> {
         (None, None) => unreachable!("one of the two is set"),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut pair = Pair::new([Node::new("a", &dir)?, Node::new("b", &dir)?]);
+    let memory = &options.max_memory;
+    let mut pair = Pair::new([Node::new("a", &dir, memory)?, Node::new("b", &dir, memory)?]);
     eprintln!("chaos: brokers a and b in {}", dir.display());
     pair.nodes[0].start(None)?;
     let master_port = pair.nodes[0].repl_port();
@@ -92,8 +99,13 @@ pub fn run(options: &Options) -> Result<i32> {
         login: "admin".into(),
         passcode: "admin".into(),
     };
-    let mut load = runtime::block_on(Load::start(&target, options.producers, options.consumers))
-        .map_err(|e| Error::Protocol(format!("starting the load: {e}")))?;
+    let mut load = runtime::block_on(Load::start(
+        &target,
+        options.producers,
+        options.consumers,
+        options.consumer_rate,
+    ))
+    .map_err(|e| Error::Protocol(format!("starting the load: {e}")))?;
     let started = Instant::now();
     let mut failovers: Vec<(Fault, Duration)> = Vec::new();
     let outcome = (|| -> Result<()> {

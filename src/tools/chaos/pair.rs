@@ -23,10 +23,12 @@ pub struct Node {
     /// Lines that must never appear (a panic), kept for the report.
     pub panics: Vec<String>,
     pub restarts: usize,
+    /// `broker.max_memory` of its config: a small one pages bodies out under the faults.
+    max_memory: String,
 }
 
 impl Node {
-    pub fn new(name: &'static str, dir: &Path) -> Result<Node> {
+    pub fn new(name: &'static str, dir: &Path, max_memory: &str) -> Result<Node> {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Node {
@@ -39,6 +41,7 @@ impl Node {
             role_since: Instant::now(),
             panics: Vec::new(),
             restarts: 0,
+            max_memory: max_memory.to_string(),
         })
     }
 
@@ -52,12 +55,13 @@ impl Node {
             format!("master_connector_uri = \"tcp://127.0.0.1:{port}\"\nuser = \"admin\"\npassword = \"admin\"\n")
         });
         let config = format!(
-            "[broker]\nname = \"{name}\"\ndata_dir = {data:?}\n\n\
+            "[broker]\nname = \"{name}\"\ndata_dir = {data:?}\nmax_memory = {memory:?}\n\n\
              [stomp]\nbind = \"tcp://127.0.0.1:{stomp}\"\n\n\
              [replication]\nbind = \"tcp://127.0.0.1:{repl}\"\n{slave_part}\n\
              [[users]]\nname = \"admin\"\npassword = \"admin\"\n",
             name = self.name,
             data = self.dir.join("data").display().to_string(),
+            memory = self.max_memory,
             stomp = self.stomp_port,
             repl = self.repl_port,
         );
