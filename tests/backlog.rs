@@ -51,6 +51,19 @@ fn consume(client: &mut Client, count: usize) -> Vec<String> {
     bodies
 }
 
+/// Subscribes `consumer` to /queue/deep and checks messages `0..count` come, each once,
+/// in order, byte for byte.
+fn drain_in_order(consumer: &mut Client, count: usize, prefetch: u32) {
+    consumer.subscribe("/queue/deep", "s", "client-individual", prefetch);
+    let bodies = consume(consumer, count);
+    for (i, got) in bodies.iter().enumerate() {
+        assert!(
+            *got == payload(i),
+            "message {i} came back wrong or out of order"
+        );
+    }
+}
+
 fn segments(data_dir: &Path) -> usize {
     common::entries_named(&data_dir.join("journal"), |name| name.ends_with(".seg"))
 }
@@ -95,15 +108,7 @@ fn a_backlog_ten_times_memory_comes_back_in_order_with_memory_bounded() {
     let mut producer = broker.client();
     let count = 10_000; // 40 MiB of bodies against 4 MiB of memory
     produce(&mut producer, "/queue/deep", 0..count);
-    let mut consumer = broker.client();
-    consumer.subscribe("/queue/deep", "s", "client-individual", 200);
-    let bodies = consume(&mut consumer, count);
-    for (i, got) in bodies.iter().enumerate() {
-        assert!(
-            *got == payload(i),
-            "message {i} came back wrong or out of order"
-        );
-    }
+    drain_in_order(&mut broker.client(), count, 200);
     let grew_mib = proc_kib(pid, "VmHWM") / 1024 - before_mib;
     assert!(
         grew_mib < 4 + 12,
@@ -309,13 +314,5 @@ fn an_empty_slave_copies_a_paged_backlog_whole_and_serves_it_after_kill_9() {
     slave.wait_for_role("slave-mirroring");
     master.kill9();
     slave.wait_until_listening();
-    let mut consumer = slave.client();
-    consumer.subscribe("/queue/deep", "s", "client-individual", 100);
-    let bodies = consume(&mut consumer, count);
-    for (i, got) in bodies.iter().enumerate() {
-        assert!(
-            *got == payload(i),
-            "message {i} came back wrong or out of order"
-        );
-    }
+    drain_in_order(&mut slave.client(), count, 100);
 }
