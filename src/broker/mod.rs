@@ -7,6 +7,7 @@
 //! of them implies a durable change (a message dead-lettered, an ack validated) it
 //! returns the `Op` for the caller to sequence and apply.
 
+mod consumers;
 mod dedup;
 mod message;
 mod op;
@@ -16,11 +17,12 @@ mod ready;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::codec;
 use crate::journal::{EpochStart, Record, Seq};
+use consumers::Consumer;
 use dedup::DedupWindow;
 pub use dedup::DEDUP_HEADER;
 pub use message::{
@@ -44,16 +46,6 @@ pub struct Replayed {
 /// An ACK or NACK the broker refuses, with the text for the ERROR frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused(pub String);
-
-#[derive(Debug)]
-struct Consumer {
-    destination: Destination,
-    subscription: Arc<str>,
-    ack: AckMode,
-    prefetch: usize,
-    /// Delivered and not yet acknowledged, in delivery order.
-    in_flight: VecDeque<MessageId>,
-}
 
 /// All queues, topics and consumers of one broker.
 #[derive(Debug)]
@@ -206,6 +198,11 @@ impl Broker {
                 .or_default()
                 .insert(slot),
         }
+        self.mark_dirty(queue);
+    }
+
+    /// Dispatch looks at `queue` next time (without a new String when it already will).
+    fn mark_dirty(&mut self, queue: &str) {
         if !self.dirty.contains(queue) {
             self.dirty.insert(queue.to_string());
         }
@@ -222,7 +219,7 @@ impl Broker {
                 }
             }
             // A window slot opened.
-            self.dirty.insert(queue.to_string());
+            self.mark_dirty(queue);
         }
         Some(slot)
     }
@@ -295,288 +292,6 @@ impl Broker {
     /// recently: a resend after a failover, to be receipted but not stored again.
     pub fn is_duplicate(&self, message: &NewMessage) -> bool {
         self.dedup.contains(message)
-    }
-
-    /// Adds a consumer; its messages flow at the next `dispatch`.
-    pub fn subscribe(
-        &mut self,
-        key: ConsumerKey,
-        destination: Destination,
-        subscription: Arc<str>,
-        ack: AckMode,
-        prefetch: usize,
-    ) {
-        match &destination {
-            Destination::Queue(name) => {
-                self.queues
-                    .entry(name.clone())
-                    .or_default()
-                    .consumers
-                    .push(key);
-                self.dirty.insert(name.clone());
-            }
-            Destination::Topic(name) => self.topics.entry(name.clone()).or_default().push(key),
-        }
-        self.consumers.insert(
-            key,
-            Consumer {
-                destination,
-                subscription,
-                ack,
-                prefetch: prefetch.max(1),
-                in_flight: VecDeque::new(),
-            },
-        );
-    }
-
-    /// Removes a consumer; what it held goes back to the head of its queue. Returns the
-    /// dead-letter ops for messages that have now failed too often.
-    pub fn unsubscribe(&mut self, key: ConsumerKey) -> Vec<Op> {
-        let Some(consumer) = self.consumers.remove(&key) else {
-            return Vec::new();
-        };
-        match &consumer.destination {
-            Destination::Queue(name) => {
-                if let Some(queue) = self.queues.get_mut(name) {
-                    queue.remove_consumer(key);
-                }
-                self.requeue(name, consumer.in_flight.into_iter().collect())
-            }
-            Destination::Topic(name) => {
-                if let Some(keys) = self.topics.get_mut(name) {
-                    keys.retain(|k| *k != key);
-                    if keys.is_empty() {
-                        self.topics.remove(name);
-                    }
-                }
-                Vec::new()
-            }
-        }
-    }
-
-    /// Removes every consumer of a closed connection.
-    pub fn close_session(&mut self, session: SessionId) -> Vec<Op> {
-        let keys: Vec<ConsumerKey> = self
-            .consumers
-            .range(
-                ConsumerKey { session, sub: 0 }..=ConsumerKey {
-                    session,
-                    sub: u64::MAX,
-                },
-            )
-            .map(|(key, _)| *key)
-            .collect();
-        keys.into_iter()
-            .flat_map(|key| self.unsubscribe(key))
-            .collect()
-    }
-
-    /// Puts delivered messages back in `queue`, each in its place by id, ahead of every
-    /// newer message.
-    fn requeue(&mut self, queue_name: &str, ids: Vec<MessageId>) -> Vec<Op> {
-        let Some(queue) = self.queues.get_mut(queue_name) else {
-            return Vec::new();
-        };
-        let may_dead_letter = !queue_name.starts_with(DLQ_PREFIX);
-        let mut failed = Vec::new();
-        for id in ids {
-            let Some((mut slot, _)) = queue.in_flight.remove(&id) else {
-                continue;
-            };
-            slot.redeliveries = slot.redeliveries.saturating_add(1);
-            if may_dead_letter && u32::from(slot.redeliveries) > self.max_redeliveries {
-                failed.push(id);
-            }
-            // A message to dead-letter waits among the ready for the caller's
-            // DeadLetter op, which the caller applies before the next dispatch.
-            queue.insert(slot);
-        }
-        self.dirty.insert(queue_name.to_string());
-        // Oldest first, as they were sent.
-        failed.sort();
-        failed
-            .into_iter()
-            .map(|id| {
-                Op::DeadLetter(Removal {
-                    queue: queue_name.to_string(),
-                    id,
-                })
-            })
-            .collect()
-    }
-
-    /// Finds the consumer an ACK or NACK refers to and the messages it covers: in
-    /// `client` mode every earlier in-flight message of that subscription too.
-    fn acked_range(
-        &self,
-        session: SessionId,
-        sub: Option<u64>,
-        id: MessageId,
-    ) -> Result<(ConsumerKey, String, Vec<MessageId>), Refused> {
-        let refused = || {
-            Refused(format!(
-                "message {id} is not awaiting an acknowledgement on this connection"
-            ))
-        };
-        let holds = |consumer: &Consumer| consumer.in_flight.iter().position(|m| *m == id);
-        let (key, consumer, end) = self
-            .session_consumers(session)
-            .filter(|(key, _)| sub.is_none_or(|sub| sub == key.sub))
-            .find_map(|(key, consumer)| holds(consumer).map(|end| (*key, consumer, end)))
-            .ok_or_else(refused)?;
-        let Destination::Queue(queue) = &consumer.destination else {
-            return Err(refused());
-        };
-        let ids = if consumer.ack == AckMode::Client {
-            consumer.in_flight.iter().take(end + 1).copied().collect()
-        } else {
-            vec![id]
-        };
-        Ok((key, queue.clone(), ids))
-    }
-
-    /// The consumers of one session, by subscription id.
-    fn session_consumers(
-        &self,
-        session: SessionId,
-    ) -> impl Iterator<Item = (&ConsumerKey, &Consumer)> {
-        self.consumers.range(
-            ConsumerKey { session, sub: 0 }..=ConsumerKey {
-                session,
-                sub: u64::MAX,
-            },
-        )
-    }
-
-    /// Whether `sub` (or, without one, any subscription of the session) is on a topic,
-    /// where messages are not stored and acknowledgements have nothing to remove.
-    fn acks_topic(&self, session: SessionId, sub: Option<u64>) -> bool {
-        match sub {
-            Some(sub) => self
-                .consumers
-                .get(&ConsumerKey { session, sub })
-                .is_some_and(|c| matches!(c.destination, Destination::Topic(_))),
-            None => self
-                .session_consumers(session)
-                .any(|(_, c)| matches!(c.destination, Destination::Topic(_))),
-        }
-    }
-
-    /// Validates an ACK and returns what it removes; nothing changes until the caller
-    /// applies `Op::Ack` (or a commit) with these removals.
-    pub fn ack(
-        &self,
-        session: SessionId,
-        sub: Option<u64>,
-        id: MessageId,
-    ) -> Result<Vec<Removal>, Refused> {
-        match self.acked_range(session, sub, id) {
-            Ok((_, queue, ids)) => Ok(ids
-                .into_iter()
-                .map(|id| Removal {
-                    queue: queue.clone(),
-                    id,
-                })
-                .collect()),
-            Err(_) if self.acks_topic(session, sub) => Ok(Vec::new()),
-            Err(refused) => Err(refused),
-        }
-    }
-
-    /// Applies a NACK: the messages go back to the head of their queue to be redelivered,
-    /// or, past `max_redeliveries`, the returned dead-letter ops move them to the DLQ.
-    pub fn nack(
-        &mut self,
-        session: SessionId,
-        sub: Option<u64>,
-        id: MessageId,
-    ) -> Result<Vec<Op>, Refused> {
-        let (holder, queue, ids) = match self.acked_range(session, sub, id) {
-            Ok(found) => found,
-            Err(_) if self.acks_topic(session, sub) => return Ok(Vec::new()),
-            Err(refused) => return Err(refused),
-        };
-        if let Some(consumer) = self.consumers.get_mut(&holder) {
-            consumer.in_flight.retain(|m| !ids.contains(m));
-        }
-        Ok(self.requeue(&queue, ids))
-    }
-
-    /// For an `auto` subscription: the messages written to the client, still in flight,
-    /// that are now consumed.
-    pub fn written(&self, key: ConsumerKey, ids: &[MessageId]) -> Vec<Removal> {
-        let Some(consumer) = self.consumers.get(&key) else {
-            return Vec::new();
-        };
-        let Destination::Queue(queue) = &consumer.destination else {
-            return Vec::new();
-        };
-        ids.iter()
-            .filter(|id| consumer.in_flight.contains(id))
-            .map(|id| Removal {
-                queue: queue.clone(),
-                id: *id,
-            })
-            .collect()
-    }
-
-    /// Hands ready messages to consumers with room in their prefetch windows,
-    /// round-robin, in id order, and returns the deliveries (topic messages included). A
-    /// queue whose next message is still in the journal waits for it to be read back
-    /// (`paging`), so order holds; an unreadable one is passed over.
-    pub fn dispatch(&mut self) -> Vec<Delivery> {
-        let mut deliveries = std::mem::take(&mut self.topic_deliveries);
-        for name in std::mem::take(&mut self.dirty) {
-            let Some(queue) = self.queues.get_mut(&name) else {
-                continue;
-            };
-            let count = queue.consumers.len();
-            if count == 0 {
-                continue;
-            }
-            // Unreadable messages at the front, passed over.
-            let mut skipped = 0;
-            while let Some(pos) = queue.ready.nth(skipped) {
-                let Some(slot) = queue.ready.get(pos) else {
-                    break;
-                };
-                let message = match (slot.held, &slot.message) {
-                    (Held::InMemory, Some(message)) => message.clone(),
-                    (Held::Unreadable, _) => {
-                        skipped += 1;
-                        continue;
-                    }
-                    _ => break,
-                };
-                let chosen = (0..count)
-                    .map(|step| (queue.cursor + step) % count)
-                    .find(|&i| {
-                        self.consumers
-                            .get(&queue.consumers[i])
-                            .is_some_and(|c| c.in_flight.len() < c.prefetch)
-                    });
-                let Some(index) = chosen else {
-                    break;
-                };
-                let key = queue.consumers[index];
-                queue.cursor = (index + 1) % count;
-                let (Some(slot), Some(consumer)) =
-                    (queue.take_ready(pos), self.consumers.get_mut(&key))
-                else {
-                    break;
-                };
-                consumer.in_flight.push_back(slot.id());
-                deliveries.push(Delivery {
-                    consumer: key,
-                    subscription: consumer.subscription.clone(),
-                    ack: consumer.ack,
-                    message,
-                    redelivered: slot.redeliveries > 0 || slot.maybe_delivered,
-                });
-                queue.in_flight.insert(slot.id(), (slot, key));
-            }
-        }
-        deliveries
     }
 
     /// Drops every message that was never journaled, as a restart would.

@@ -16,6 +16,15 @@ pub struct Removal {
     pub id: MessageId,
 }
 
+impl Removal {
+    pub fn new(queue: impl Into<String>, id: MessageId) -> Removal {
+        Removal {
+            queue: queue.into(),
+            id,
+        }
+    }
+}
+
 /// A change of broker state; the payload of one journal record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {

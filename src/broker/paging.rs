@@ -213,7 +213,7 @@ impl Broker {
                 slot.load(message);
                 self.memory = self.memory - SLOT_COST + slot.cost as usize;
                 self.evictable = true;
-                self.dirty.insert(fetch.queue.clone());
+                self.mark_dirty(&fetch.queue);
                 Loaded::Done
             }
             Err(why) => {

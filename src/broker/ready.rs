@@ -3,7 +3,8 @@
 //! One `VecDeque` of millions of slots grows by doubling, copying every slot: at four
 //! million slots that copy (192 MiB, and a fresh 384 MiB to fault in) stalled a broker for
 //! more than its peer's heart-beat silence. Chunks of at most `CHUNK` slots grow and
-//! shrink one chunk at a time. Slots are found by id (binary search over the chunks,
+//! shrink one chunk at a time. A chunk is a `VecDeque` too: dispatch takes from the
+//! front of the first one, which must not shift the rest of the chunk every time. Slots are found by id (binary search over the chunks,
 //! then within one); positions near the front, where dispatch works, are found by
 //! walking the few chunks before them.
 
@@ -25,7 +26,7 @@ pub(super) struct Pos {
 #[derive(Debug, Default)]
 pub(super) struct Ready {
     /// Never an empty chunk.
-    chunks: VecDeque<Vec<Slot>>,
+    chunks: VecDeque<VecDeque<Slot>>,
     len: usize,
 }
 
@@ -47,15 +48,15 @@ impl Ready {
         self.len += 1;
         let id = slot.id();
         let at_back = match self.chunks.back() {
-            Some(last) if last.last().is_some_and(|l| l.id() > id) => None,
+            Some(last) if last.back().is_some_and(|l| l.id() > id) => None,
             Some(last) => Some(last.len() < CHUNK),
             None => Some(false),
         };
         match (at_back, self.chunks.back_mut()) {
-            (Some(true), Some(last)) => return last.push(slot),
+            (Some(true), Some(last)) => return last.push_back(slot),
             (Some(_), _) => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(slot);
+                let mut chunk = VecDeque::with_capacity(CHUNK);
+                chunk.push_back(slot);
                 return self.chunks.push_back(chunk);
             }
             (None, _) => {}
@@ -63,7 +64,7 @@ impl Ready {
         // Into the first chunk whose last slot is newer.
         let chunk = self
             .chunks
-            .partition_point(|c| c.last().is_some_and(|l| l.id() < id));
+            .partition_point(|c| c.back().is_some_and(|l| l.id() < id));
         let slots = &mut self.chunks[chunk];
         let index = slots.partition_point(|s| s.id() < id);
         slots.insert(index, slot);
@@ -77,7 +78,7 @@ impl Ready {
     pub fn find(&self, id: MessageId) -> Option<Pos> {
         // The newest is the one most often asked for (placing what was just stored).
         let last = self.chunks.len().checked_sub(1)?;
-        if self.chunks[last].last().is_some_and(|s| s.id() == id) {
+        if self.chunks[last].back().is_some_and(|s| s.id() == id) {
             return Some(Pos {
                 chunk: last,
                 index: self.chunks[last].len() - 1,
@@ -85,7 +86,7 @@ impl Ready {
         }
         let chunk = self
             .chunks
-            .partition_point(|c| c.last().is_some_and(|l| l.id() < id));
+            .partition_point(|c| c.back().is_some_and(|l| l.id() < id));
         let index = self
             .chunks
             .get(chunk)?
@@ -100,7 +101,7 @@ impl Ready {
         if pos.index >= chunk.len() {
             return None;
         }
-        let slot = chunk.remove(pos.index);
+        let slot = chunk.remove(pos.index)?;
         if chunk.is_empty() {
             self.chunks.remove(pos.chunk);
         }
@@ -123,7 +124,7 @@ impl Ready {
     pub fn count_through(&self, id: MessageId) -> usize {
         let mut count = 0;
         for slots in &self.chunks {
-            if slots.last().is_some_and(|l| l.id() <= id) {
+            if slots.back().is_some_and(|l| l.id() <= id) {
                 count += slots.len();
             } else {
                 return count + slots.partition_point(|s| s.id() <= id);
@@ -168,7 +169,7 @@ impl Ready {
             chunk.retain(&mut keep);
         }
         self.chunks.retain(|chunk| !chunk.is_empty());
-        self.len = self.chunks.iter().map(Vec::len).sum();
+        self.len = self.chunks.iter().map(VecDeque::len).sum();
     }
 }
 

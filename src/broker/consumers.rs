@@ -1,0 +1,309 @@
+//! Consumers: subscriptions, dispatch to them in round-robin within their prefetch
+//! windows, their acknowledgements and NACKs, and what goes back to a queue when a
+//! consumer leaves. Nothing here is a record by itself; what must be journaled comes
+//! back to the caller as an `Op` (a dead letter) or a list of `Removal`s (an ack).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::queue::Held;
+use super::{
+    AckMode, Broker, ConsumerKey, Delivery, Destination, MessageId, Op, Refused, Removal,
+    SessionId, DLQ_PREFIX,
+};
+
+#[derive(Debug)]
+pub(super) struct Consumer {
+    pub destination: Destination,
+    pub subscription: Arc<str>,
+    pub ack: AckMode,
+    pub prefetch: usize,
+    /// Delivered and not yet acknowledged, in delivery order.
+    pub in_flight: VecDeque<MessageId>,
+}
+
+impl Broker {
+    /// Adds a consumer; its messages flow at the next `dispatch`.
+    pub fn subscribe(
+        &mut self,
+        key: ConsumerKey,
+        destination: Destination,
+        subscription: Arc<str>,
+        ack: AckMode,
+        prefetch: usize,
+    ) {
+        match &destination {
+            Destination::Queue(name) => {
+                self.queues
+                    .entry(name.clone())
+                    .or_default()
+                    .consumers
+                    .push(key);
+                self.dirty.insert(name.clone());
+            }
+            Destination::Topic(name) => self.topics.entry(name.clone()).or_default().push(key),
+        }
+        self.consumers.insert(
+            key,
+            Consumer {
+                destination,
+                subscription,
+                ack,
+                prefetch: prefetch.max(1),
+                in_flight: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Removes a consumer; what it held goes back to the head of its queue. Returns the
+    /// dead-letter ops for messages that have now failed too often.
+    pub fn unsubscribe(&mut self, key: ConsumerKey) -> Vec<Op> {
+        let Some(consumer) = self.consumers.remove(&key) else {
+            return Vec::new();
+        };
+        match &consumer.destination {
+            Destination::Queue(name) => {
+                if let Some(queue) = self.queues.get_mut(name) {
+                    queue.remove_consumer(key);
+                }
+                self.requeue(name, consumer.in_flight.into_iter().collect())
+            }
+            Destination::Topic(name) => {
+                if let Some(keys) = self.topics.get_mut(name) {
+                    keys.retain(|k| *k != key);
+                    if keys.is_empty() {
+                        self.topics.remove(name);
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes every consumer of a closed connection.
+    pub fn close_session(&mut self, session: SessionId) -> Vec<Op> {
+        let keys: Vec<ConsumerKey> = self
+            .consumers
+            .range(
+                ConsumerKey { session, sub: 0 }..=ConsumerKey {
+                    session,
+                    sub: u64::MAX,
+                },
+            )
+            .map(|(key, _)| *key)
+            .collect();
+        keys.into_iter()
+            .flat_map(|key| self.unsubscribe(key))
+            .collect()
+    }
+
+    /// Puts delivered messages back in `queue`, each in its place by id, ahead of every
+    /// newer message.
+    fn requeue(&mut self, queue_name: &str, ids: Vec<MessageId>) -> Vec<Op> {
+        let Some(queue) = self.queues.get_mut(queue_name) else {
+            return Vec::new();
+        };
+        let may_dead_letter = !queue_name.starts_with(DLQ_PREFIX);
+        let mut failed = Vec::new();
+        for id in ids {
+            let Some((mut slot, _)) = queue.in_flight.remove(&id) else {
+                continue;
+            };
+            slot.redeliveries = slot.redeliveries.saturating_add(1);
+            if may_dead_letter && u32::from(slot.redeliveries) > self.max_redeliveries {
+                failed.push(id);
+            }
+            // A message to dead-letter waits among the ready for the caller's
+            // DeadLetter op, which the caller applies before the next dispatch.
+            queue.insert(slot);
+        }
+        self.mark_dirty(queue_name);
+        // Oldest first, as they were sent.
+        failed.sort();
+        failed
+            .into_iter()
+            .map(|id| Op::DeadLetter(Removal::new(queue_name, id)))
+            .collect()
+    }
+
+    /// Finds the consumer an ACK or NACK refers to and the messages it covers: in
+    /// `client` mode every earlier in-flight message of that subscription too.
+    fn acked_range(
+        &self,
+        session: SessionId,
+        sub: Option<u64>,
+        id: MessageId,
+    ) -> Result<(ConsumerKey, String, Vec<MessageId>), Refused> {
+        let refused = || {
+            Refused(format!(
+                "message {id} is not awaiting an acknowledgement on this connection"
+            ))
+        };
+        // The queue's in-flight map says who holds the message, without a scan.
+        let holds = |key: &ConsumerKey, consumer: &Consumer| match &consumer.destination {
+            Destination::Queue(queue) => self
+                .queues
+                .get(queue)
+                .and_then(|q| q.in_flight.get(&id))
+                .is_some_and(|(_, holder)| holder == key),
+            Destination::Topic(_) => false,
+        };
+        let (key, consumer) = self
+            .session_consumers(session)
+            .filter(|(key, _)| sub.is_none_or(|sub| sub == key.sub))
+            .find(|(key, consumer)| holds(key, consumer))
+            .ok_or_else(refused)?;
+        let Destination::Queue(queue) = &consumer.destination else {
+            return Err(refused());
+        };
+        let ids = if consumer.ack == AckMode::Client {
+            let end = consumer
+                .in_flight
+                .iter()
+                .position(|m| *m == id)
+                .ok_or_else(refused)?;
+            consumer.in_flight.iter().take(end + 1).copied().collect()
+        } else {
+            vec![id]
+        };
+        Ok((*key, queue.clone(), ids))
+    }
+
+    /// The consumers of one session, by subscription id.
+    fn session_consumers(
+        &self,
+        session: SessionId,
+    ) -> impl Iterator<Item = (&ConsumerKey, &Consumer)> {
+        self.consumers.range(
+            ConsumerKey { session, sub: 0 }..=ConsumerKey {
+                session,
+                sub: u64::MAX,
+            },
+        )
+    }
+
+    /// Whether `sub` (or, without one, any subscription of the session) is on a topic,
+    /// where messages are not stored and acknowledgements have nothing to remove.
+    fn acks_topic(&self, session: SessionId, sub: Option<u64>) -> bool {
+        match sub {
+            Some(sub) => self
+                .consumers
+                .get(&ConsumerKey { session, sub })
+                .is_some_and(|c| matches!(c.destination, Destination::Topic(_))),
+            None => self
+                .session_consumers(session)
+                .any(|(_, c)| matches!(c.destination, Destination::Topic(_))),
+        }
+    }
+
+    /// Validates an ACK and returns what it removes; nothing changes until the caller
+    /// applies `Op::Ack` (or a commit) with these removals.
+    pub fn ack(
+        &self,
+        session: SessionId,
+        sub: Option<u64>,
+        id: MessageId,
+    ) -> Result<Vec<Removal>, Refused> {
+        match self.acked_range(session, sub, id) {
+            Ok((_, queue, ids)) => Ok(ids
+                .into_iter()
+                .map(|id| Removal::new(queue.as_str(), id))
+                .collect()),
+            Err(_) if self.acks_topic(session, sub) => Ok(Vec::new()),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Applies a NACK: the messages go back to the head of their queue to be redelivered,
+    /// or, past `max_redeliveries`, the returned dead-letter ops move them to the DLQ.
+    pub fn nack(
+        &mut self,
+        session: SessionId,
+        sub: Option<u64>,
+        id: MessageId,
+    ) -> Result<Vec<Op>, Refused> {
+        let (holder, queue, ids) = match self.acked_range(session, sub, id) {
+            Ok(found) => found,
+            Err(_) if self.acks_topic(session, sub) => return Ok(Vec::new()),
+            Err(refused) => return Err(refused),
+        };
+        if let Some(consumer) = self.consumers.get_mut(&holder) {
+            consumer.in_flight.retain(|m| !ids.contains(m));
+        }
+        Ok(self.requeue(&queue, ids))
+    }
+
+    /// For an `auto` subscription: the messages written to the client, still in flight,
+    /// that are now consumed.
+    pub fn written(&self, key: ConsumerKey, ids: &[MessageId]) -> Vec<Removal> {
+        let Some(consumer) = self.consumers.get(&key) else {
+            return Vec::new();
+        };
+        let Destination::Queue(queue) = &consumer.destination else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter(|id| consumer.in_flight.contains(id))
+            .map(|id| Removal::new(queue.as_str(), *id))
+            .collect()
+    }
+
+    /// Hands ready messages to consumers with room in their prefetch windows,
+    /// round-robin, in id order, and returns the deliveries (topic messages included). A
+    /// queue whose next message is still in the journal waits for it to be read back
+    /// (`paging`), so order holds; an unreadable one is passed over.
+    pub fn dispatch(&mut self) -> Vec<Delivery> {
+        let mut deliveries = std::mem::take(&mut self.topic_deliveries);
+        for name in std::mem::take(&mut self.dirty) {
+            let Some(queue) = self.queues.get_mut(&name) else {
+                continue;
+            };
+            let count = queue.consumers.len();
+            if count == 0 {
+                continue;
+            }
+            // Unreadable messages at the front, passed over.
+            let mut skipped = 0;
+            while let Some(pos) = queue.ready.nth(skipped) {
+                let Some(slot) = queue.ready.get(pos) else {
+                    break;
+                };
+                let message = match (slot.held, &slot.message) {
+                    (Held::InMemory, Some(message)) => message.clone(),
+                    (Held::Unreadable, _) => {
+                        skipped += 1;
+                        continue;
+                    }
+                    _ => break,
+                };
+                let chosen = (0..count)
+                    .map(|step| (queue.cursor + step) % count)
+                    .find(|&i| {
+                        self.consumers
+                            .get(&queue.consumers[i])
+                            .is_some_and(|c| c.in_flight.len() < c.prefetch)
+                    });
+                let Some(index) = chosen else {
+                    break;
+                };
+                let key = queue.consumers[index];
+                queue.cursor = (index + 1) % count;
+                let (Some(slot), Some(consumer)) =
+                    (queue.take_ready(pos), self.consumers.get_mut(&key))
+                else {
+                    break;
+                };
+                consumer.in_flight.push_back(slot.id());
+                deliveries.push(Delivery {
+                    consumer: key,
+                    subscription: consumer.subscription.clone(),
+                    ack: consumer.ack,
+                    message,
+                    redelivered: slot.redeliveries > 0 || slot.maybe_delivered,
+                });
+                queue.in_flight.insert(slot.id(), (slot, key));
+            }
+        }
+        deliveries
+    }
+}
