@@ -12,6 +12,7 @@
 //! process exits.
 
 mod actions;
+mod flow;
 mod shell;
 mod store;
 

@@ -82,7 +82,7 @@ pub(super) struct Shell {
     signals: mpsc::UnboundedReceiver<i32>,
     pub(super) memory: MemoryGauge,
     /// Producers waiting for memory or disk, with what they wait for.
-    room_waiters: Vec<(Room, oneshot::Sender<()>)>,
+    pub(super) room_waiters: Vec<(Room, oneshot::Sender<()>)>,
     /// Accept loops of the open listeners, aborted first at a stop.
     pub(super) listeners: Vec<AbortHandle>,
     pub(super) active: Arc<AtomicUsize>,
@@ -104,17 +104,12 @@ pub(super) struct Channels {
         mpsc::UnboundedSender<journal::Event>,
         mpsc::UnboundedReceiver<journal::Event>,
     ),
-    pub fetched: (
-        mpsc::UnboundedSender<ReadBatch<Fetch>>,
-        mpsc::UnboundedReceiver<ReadBatch<Fetch>>,
-    ),
 }
 
 impl Channels {
     pub fn new() -> Channels {
         Channels {
             journal_events: mpsc::unbounded(),
-            fetched: mpsc::unbounded(),
         }
     }
 }
@@ -136,7 +131,7 @@ impl Shell {
         let (link_sender, link_events) = mpsc::channel(LINK_QUEUE);
         let (done_sender, done) = mpsc::unbounded();
         let (journal_report, journal_events) = channels.journal_events;
-        let (fetched_report, fetched) = channels.fetched;
+        let (fetched_report, fetched) = mpsc::unbounded();
         let reader = Reader::start(
             config.data_dir().join(journal::JOURNAL_DIR),
             Box::new(move |batch| {
@@ -289,18 +284,6 @@ impl Shell {
         }
     }
 
-    /// Whether client requests are taken: not while the journal writer's queue is full,
-    /// nor while more than `unwritten_limit` bytes of records wait to be written (they
-    /// are in memory until then, whatever the broker has paged out).
-    fn accepting(&self) -> bool {
-        self.journal.backlog() == 0 && self.journal.unwritten_bytes() < self.unwritten_limit()
-    }
-
-    /// An eighth of `broker.max_memory`, between 1 MiB and 64 MiB.
-    fn unwritten_limit(&self) -> usize {
-        (self.config.broker.max_memory.bytes() / 8).clamp(1 << 20, 64 << 20)
-    }
-
     fn journal_event(&mut self, event: journal::Event) {
         match event {
             journal::Event::Durable(seq) => {
@@ -332,24 +315,12 @@ impl Shell {
                 Input::Client(_, request) => request.message_bytes(),
                 _ => 0,
             };
-            let kind = input.kind();
-            let started = Instant::now();
-            self.core.step(input);
-            let took = started.elapsed();
-            if took > SLOW_STEP {
-                // Every link and session of this executor thread waited that long.
-                log::warn!("the core took {} ms for one {kind} input", took.as_millis());
-            }
+            self.step(input);
             if reserved > 0 {
                 self.memory.settle(reserved, self.core.memory_used());
             }
             if self.inputs.is_empty() {
-                let started = Instant::now();
-                self.core.step(Input::Tick);
-                let took = started.elapsed();
-                if took > SLOW_STEP {
-                    log::warn!("the core took {} ms to dispatch", took.as_millis());
-                }
+                self.step(Input::Tick);
             }
             // The buffer is taken out and put back, so its capacity serves every turn.
             let mut outputs = std::mem::take(&mut self.outputs);
@@ -364,6 +335,18 @@ impl Shell {
         self.journal.pump();
         self.update_memory();
         Ok(())
+    }
+
+    /// Steps the core, and says so when one step kept every link and session of this
+    /// executor thread waiting (a replication heart-beat may have been missed).
+    fn step(&mut self, input: Input) {
+        let kind = input.kind();
+        let started = Instant::now();
+        self.core.step(input);
+        let took = started.elapsed();
+        if took > SLOW_STEP {
+            log::warn!("the core took {} ms for one {kind} input", took.as_millis());
+        }
     }
 
     fn session_event(&mut self, event: SessionEvent) {
@@ -505,34 +488,6 @@ impl Shell {
         }
     }
 
-    /// Tells the gauge what the core holds in memory and on disk, and lets go the
-    /// producers whose limit has room again.
-    fn update_memory(&mut self) {
-        self.memory.set_stored(self.core.memory_used());
-        let (used, limit) = (self.core.disk_used(), self.config.broker.max_disk.0);
-        // Full once another segment would not fit.
-        let full = used + self.config.broker.segment_size.0 > limit;
-        if self.memory.set_disk_full(full) {
-            if full {
-                log::warn!("store limit reached: the journal takes {} MiB of broker.max_disk {} MiB; producers of persistent messages wait until consumers acknowledge enough to free a segment", used >> 20, limit >> 20);
-            } else {
-                log::info!(
-                    "store limit: room again ({} MiB of {} MiB); producers go on",
-                    used >> 20,
-                    limit >> 20
-                );
-            }
-        }
-        for (room, waiter) in std::mem::take(&mut self.room_waiters) {
-            if self.memory.has_room(room) {
-                // The session looks again, and may wait for the other limit.
-                let _ = waiter.send(());
-            } else if !waiter.is_canceled() {
-                self.room_waiters.push((room, waiter));
-            }
-        }
-    }
-
     /// Steps `Input::Compact` when it is due.
     async fn compaction(&mut self) -> Result<()> {
         let Some(at) = self.next_compaction else {
@@ -568,12 +523,12 @@ impl Shell {
         while durable < target && self.exit.is_none() {
             self.journal.pump();
             match self.journal_events.next().await {
-                Some(journal::Event::Durable(seq)) => {
-                    self.journal.written_up_to(seq);
-                    durable = durable.max(seq);
-                    self.inputs.push_back(Input::Durable(seq));
+                Some(event) => {
+                    if let journal::Event::Durable(seq) = event {
+                        durable = durable.max(seq);
+                    }
+                    self.journal_event(event);
                 }
-                Some(event) => self.journal_event(event),
                 None => break,
             }
         }
