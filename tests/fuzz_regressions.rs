@@ -245,13 +245,7 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
     }
 
     fn removal(queue: &str, seq: u64, index: u32) -> Removal {
-        Removal::new(
-            queue,
-            MessageId {
-                seq: Seq(seq),
-                index,
-            },
-        )
+        Removal::new(queue, MessageId::new(Seq(seq), index))
     }
 
     /// Records a real broker would write, in order from seq 1.

@@ -510,16 +510,8 @@ fn good_record(seq: u64) -> Record {
 #[test]
 fn a_slave_never_acknowledges_past_a_record_it_could_not_apply() {
     for slave_ack in ["received", "durable"] {
-        let master = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = master.local_addr().unwrap().port();
-        let site = Site::new();
-        let config = site.write_config_on_port(
-            common::free_port(),
-            "",
-            "",
-            &slave_replication(port, &format!("slave_ack = \"{slave_ack}\"")),
-        );
-        let mut slave = Broker::spawn(&config);
+        let (master, _site, mut slave) =
+            slave_of_test_master(&format!("slave_ack = \"{slave_ack}\""));
         let mut link = welcome_with_one_record(&master);
         let acked_up_to = |link: &mut TcpStream, until: Option<u64>| {
             let mut highest = 0;
@@ -578,12 +570,7 @@ fn mirroring_slave_of(master: &TcpListener, slave: &Broker) -> TcpStream {
 /// The master here is the test, so every step happens in this order.
 #[test]
 fn an_in_sync_slave_whose_master_said_it_was_stopping_promotes_when_it_is_gone() {
-    let master = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = master.local_addr().unwrap().port();
-    let site = Site::new();
-    let config =
-        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
-    let mut slave = Broker::spawn(&config);
+    let (master, _site, mut slave) = slave_of_test_master("");
     let mut link = mirroring_slave_of(&master, &slave);
     send_master_message(&mut link, &MasterMessage::Stopping);
     drop(link);
@@ -597,17 +584,24 @@ fn an_in_sync_slave_whose_master_said_it_was_stopping_promotes_when_it_is_gone()
     slave.client().send_receipted("/queue/q", "after", true);
 }
 
+/// A slave dialling a master that is this test (a bare listener): the listener, the
+/// slave's site (its store lives there) and the slave; `extra` goes in [replication].
+fn slave_of_test_master(extra: &str) -> (TcpListener, Site, Broker) {
+    let master = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = master.local_addr().unwrap().port();
+    let site = Site::new();
+    let config =
+        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, extra));
+    let slave = Broker::spawn(&config);
+    (master, site, slave)
+}
+
 /// A master that answers the probe after the link was lost may carry on alone and
 /// receipt what the slave never gets: the slave dials it again as one that is not in
 /// sync, and never promotes, even once that master is gone.
 #[test]
 fn a_slave_whose_master_answered_the_probe_never_promotes_without_catching_up() {
-    let master = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = master.local_addr().unwrap().port();
-    let site = Site::new();
-    let config =
-        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
-    let slave = Broker::spawn(&config);
+    let (master, _site, slave) = slave_of_test_master("");
     drop(mirroring_slave_of(&master, &slave));
     let (mut probe, _) = master.accept().unwrap();
     assert!(matches!(
@@ -627,12 +621,7 @@ fn a_slave_whose_master_answered_the_probe_never_promotes_without_catching_up() 
 /// from an older seq, and the slave refused the master's records as out of order.
 #[test]
 fn a_slave_dialling_again_reports_every_record_it_acknowledged() {
-    let master = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = master.local_addr().unwrap().port();
-    let site = Site::new();
-    let config =
-        site.write_config_on_port(common::free_port(), "", "", &slave_replication(port, ""));
-    let _slave = Broker::spawn(&config);
+    let (master, _site, _slave) = slave_of_test_master("");
     let mut link = welcome_with_one_record(&master);
     for round in 0..5u64 {
         let from = 2 + round * 200;

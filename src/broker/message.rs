@@ -26,6 +26,10 @@ impl fmt::Display for MessageId {
 }
 
 impl MessageId {
+    pub fn new(seq: Seq, index: u32) -> MessageId {
+        MessageId { seq, index }
+    }
+
     /// Parses the `message-id` header value this broker wrote.
     pub fn parse(text: &str) -> Option<MessageId> {
         let rest = text.strip_prefix("mmq-")?;

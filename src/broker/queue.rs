@@ -76,10 +76,7 @@ impl Slot {
     }
 
     pub fn id(&self) -> MessageId {
-        MessageId {
-            seq: self.seq,
-            index: self.index,
-        }
+        MessageId::new(self.seq, self.index)
     }
 
     /// The message, if it is in memory.

@@ -325,13 +325,7 @@ fn after_a_restart_or_promotion_stored_messages_are_marked_maybe_delivered() {
 #[test]
 fn apply_table() {
     fn removal(queue: &str, seq: u64, index: u32) -> Removal {
-        Removal::new(
-            queue,
-            MessageId {
-                seq: Seq(seq),
-                index,
-            },
-        )
+        Removal::new(queue, MessageId::new(Seq(seq), index))
     }
     fn applied(durable: bool, added: u32, removed: &[u64], mentioned: &[u64]) -> Applied {
         Applied {
