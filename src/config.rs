@@ -123,8 +123,18 @@ pub struct ReplicationConfig {
     /// proxy or NAT between them): a master that loses this slave probes there to learn
     /// whether the slave has taken over before it carries on alone.
     pub advertised_uri: Option<Endpoint>,
-    /// The master this broker mirrors; set only on a slave.
+    /// The master this broker mirrors at start; set only on a slave. Once running, a
+    /// slave follows whichever broker becomes the master.
     pub master_connector_uri: Option<Endpoint>,
+    /// The other brokers' replication addresses. A broker configured as master asks
+    /// them first and joins a live master with a newer epoch as its slave, so a broker
+    /// restarted after a failover rejoins with its config unchanged; a slave whose
+    /// master cannot be reached asks them where the master is now.
+    #[serde(default)]
+    pub peers: Vec<Endpoint>,
+    /// Slaves a master accepts at once; more are refused until one leaves.
+    #[serde(default = "defaults::max_slaves")]
+    pub max_slaves: usize,
     /// Credentials the slave presents to its master.
     pub user: Option<String>,
     pub password: Option<String>,
@@ -251,6 +261,9 @@ mod defaults {
     }
     pub fn ack_timeout_ms() -> u64 {
         2000
+    }
+    pub fn max_slaves() -> usize {
+        4
     }
     pub fn repl_heartbeat_ms() -> u64 {
         200
@@ -427,6 +440,16 @@ impl Config {
                 .is_some(),
             "replication.heartbeat_misses",
             "times replication.heartbeat_ms must fit in 64 bits",
+        )?;
+        check(
+            (1..=64).contains(&r.max_slaves),
+            "replication.max_slaves",
+            "must be from 1 to 64",
+        )?;
+        check(
+            r.peers.len() <= 64,
+            "replication.peers",
+            "must list at most 64 brokers",
         )?;
         if r.master_connector_uri.is_some() {
             check(

@@ -345,7 +345,16 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
                 reason: "late ack".into(),
             },
             MasterMessage::HeartBeat,
-            MasterMessage::Alive,
+            MasterMessage::Alive { epoch: Epoch(2) },
+            MasterMessage::Following {
+                epoch: Epoch(2),
+                candidate: true,
+                master: Some("tcp://127.0.0.1:62001".into()),
+            },
+            MasterMessage::Succession(vec![
+                "tcp://127.0.0.1:62002".into(),
+                "tcp://127.0.0.1:62003".into(),
+            ]),
         ];
         let names = ["hello", "ack", "heartbeat", "probe"];
         let mut seeds = Vec::new();
@@ -364,6 +373,8 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
             "dropped",
             "master-heartbeat",
             "alive",
+            "following",
+            "succession",
         ];
         let mut master_stream = Vec::new();
         for (name, message) in names.iter().zip(&master) {

@@ -99,6 +99,11 @@ pub enum Input {
     ReplicaAck { link: LinkId, seq: Seq },
     /// The link failed (closed, silent, or acknowledgements too late).
     Detach { link: LinkId, why: String },
+    /// No master answered at the lost slaves' addresses (`Output::ProbeSlaves`), and why.
+    SlavesGone(String),
+    /// Our master told us the succession (slave side): the in-sync slaves' addresses,
+    /// first to take over first.
+    Succession(Vec<String>),
     /// Our master welcomed us (slave side): mirror into this store from now on.
     Welcomed(Box<Store>),
     /// Our master welcomed us with a catch-up that appends to our journal as it is: mirror
@@ -164,6 +169,18 @@ pub enum Output {
     Ship { link: LinkId, record: Record },
     /// Tell the slave on `link`, after the records shipped so far, that it is in sync.
     TellInSync(LinkId),
+    /// Tell every attached slave the succession (after what was shipped to it so far).
+    TellSuccession(Vec<String>),
+    /// Ask the lost slaves' addresses whether a master listens there; step
+    /// `Event::SlaveTookOver` or `Input::SlavesGone` with the answer.
+    ProbeSlaves(Vec<String>),
+    /// Our master is lost or stopping: probe it (if `master`), then the succession; step
+    /// `MasterAnswered`, `MasterMoved` (after dialling the new master is arranged) or
+    /// `MasterGone` with the answer.
+    CheckSuccession {
+        master: bool,
+        succession: Vec<String>,
+    },
     /// Acknowledge to our master that we hold every record up to this seq (slave side).
     AckMaster(Seq),
     /// Record in store.toml that receipts go out with one copy from this seq (`Some`),
@@ -187,6 +204,8 @@ impl Input {
             Input::Attach { .. } => "attach",
             Input::ReplicaAck { .. } => "replica ack",
             Input::Detach { .. } => "detach",
+            Input::SlavesGone(_) => "slaves gone",
+            Input::Succession(_) => "succession",
             Input::Welcomed(_) => "welcomed",
             Input::WelcomedInPlace { .. } => "welcomed in place",
             Input::Replicate(_) => "replicate",

@@ -58,7 +58,7 @@ pub struct Core {
     slave_ack: SlaveAck,
     /// A slave's attach waits here until the journal is durable up to the attach point,
     /// so the link can read every catch-up record from disk.
-    pending_attach: Option<(crate::repl::group::LinkId, Attached)>,
+    pending_attach: Vec<(crate::repl::group::LinkId, Attached)>,
     /// A slave that met a record it could not apply mirrors nothing more.
     mirroring_failed: bool,
     /// The last seq acknowledged to our master (slave side), `None` before the first.
@@ -84,7 +84,7 @@ impl Core {
             durable_seq: store.next_seq.prev(),
             group: Group::new(policy),
             slave_ack,
-            pending_attach: None,
+            pending_attach: Vec::new(),
             mirroring_failed: false,
             acked_to_master: None,
             receipts: VecDeque::new(),
@@ -108,6 +108,11 @@ impl Core {
                 self.carry_out(steps);
             }
             Input::Detach { link, why } => self.detach(link, why),
+            Input::SlavesGone(why) => {
+                let steps = self.group.slaves_gone(why, self.next_seq);
+                self.carry_out(steps);
+            }
+            Input::Succession(succession) => self.group.told(succession),
             Input::Welcomed(store) => self.welcomed(store),
             Input::WelcomedInPlace { store_id, epochs } => self.welcomed_in_place(store_id, epochs),
             Input::Replicate(records) => self.replicate(records),
@@ -138,9 +143,10 @@ impl Core {
         self.group.role()
     }
 
-    /// Where the slave lost last said it would listen if it promoted itself.
-    pub fn lost_slave_address(&self) -> Option<&str> {
-        self.group.lost_address()
+    /// On a slave: the in-sync slaves' addresses its master told it, first to take over
+    /// first.
+    pub fn succession(&self) -> &[String] {
+        self.group.told_succession()
     }
 
     /// Message bytes the broker holds, for the producers' memory limit.
@@ -197,7 +203,7 @@ impl Core {
         // A slave's catch-up skips seqs: non-persistent records were never on disk.
         debug_assert!(record.seq >= self.next_seq);
         self.next_seq = record.seq.next();
-        if let Some(replica) = self.group.replica() {
+        for replica in self.group.replicas() {
             let link = replica.link;
             self.out.push(Output::Ship {
                 link,
@@ -257,7 +263,7 @@ impl Core {
     }
 
     /// The highest seq whose receipt may go out.
-    fn release_point(&self) -> Seq {
+    fn release_point(&mut self) -> Seq {
         self.group.release_point(self.durable_seq)
     }
 
@@ -280,10 +286,15 @@ impl Core {
                 Step::TellInSync(link) => {
                     self.out.push(Output::TellInSync(link));
                     // The slave holds everything the catch-up read: segments may go.
-                    let out = &mut self.out;
-                    self.log
-                        .hold_deletions(false, |command| out.push(Output::Journal(command)));
+                    self.hold_deletions();
                 }
+                Step::TellSuccession(succession) => {
+                    self.out.push(Output::TellSuccession(succession))
+                }
+                Step::ProbeSlaves(addresses) => self.out.push(Output::ProbeSlaves(addresses)),
+                Step::CheckSuccession { master, succession } => self
+                    .out
+                    .push(Output::CheckSuccession { master, succession }),
                 Step::RecordAloneSince(seq) => self.out.push(Output::RecordAloneSince(Some(seq))),
                 Step::Release => self.release_receipts(),
             }
@@ -292,21 +303,28 @@ impl Core {
 
     /// A one-line summary of the broker's state, for the status log.
     pub fn status(&self) -> String {
-        let slave = match self.group.replica() {
-            None => "none".to_string(),
-            Some(replica) => format!(
-                "acked {} lag {} {}",
-                replica.acked,
-                self.next_seq.prev().since(replica.acked),
-                if replica.in_sync {
-                    "in-sync"
-                } else {
-                    "catching-up"
-                }
-            ),
+        let last = self.next_seq.prev();
+        let slaves = self
+            .group
+            .replicas()
+            .iter()
+            .map(|r| {
+                let at = r.advertised.as_deref().unwrap_or("?");
+                format!(
+                    "[{at} {} acked {} lag {}]",
+                    r.state(),
+                    r.acked,
+                    last.since(r.acked)
+                )
+            })
+            .collect::<Vec<_>>();
+        let slaves = if slaves.is_empty() {
+            "none".to_string()
+        } else {
+            slaves.join(" ")
         };
         format!(
-            "epoch {} seq {} durable {} messages {} ({} paged) memory {} KiB segments {} slave {}",
+            "epoch {} seq {} durable {} messages {} ({} paged) memory {} KiB segments {} slaves {}",
             self.epoch,
             self.next_seq.prev(),
             self.durable_seq,
@@ -314,7 +332,7 @@ impl Core {
             self.broker.paged_count(),
             self.broker.memory_used() / 1024,
             self.log.segment_count(),
-            slave
+            slaves
         )
     }
 }

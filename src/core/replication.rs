@@ -56,9 +56,7 @@ impl Core {
             }
         };
         // The link reads segments while it catches the slave up.
-        let out = &mut self.out;
-        self.log
-            .hold_deletions(true, |command| out.push(Output::Journal(command)));
+        self.hold_deletions();
         let attached = Attached {
             store_id: self.store_id.clone(),
             epochs: self.epochs.clone(),
@@ -66,35 +64,38 @@ impl Core {
             next_seq: self.next_seq,
             in_sync_at,
         };
-        self.pending_attach = Some((link, attached));
+        self.pending_attach.push((link, attached));
         self.carry_out(steps);
         self.complete_attach();
     }
 
-    /// Hands the attach to the link once every catch-up record is on disk.
+    /// Hands each attach to its link once every catch-up record is on disk.
     pub(super) fn complete_attach(&mut self) {
-        let ready = self
-            .pending_attach
-            .as_ref()
-            .is_some_and(|(_, attached)| self.durable_seq.next() >= attached.next_seq);
-        if ready {
-            if let Some((link, attached)) = self.pending_attach.take() {
-                let result = Ok(attached);
-                self.out.push(Output::Attached { link, result });
-            }
+        let durable = self.durable_seq;
+        let (ready, waiting) = std::mem::take(&mut self.pending_attach)
+            .into_iter()
+            .partition(|(_, attached)| durable.next() >= attached.next_seq);
+        self.pending_attach = waiting;
+        for (link, attached) in ready {
+            let result: Result<Attached, _> = Ok(attached);
+            self.out.push(Output::Attached { link, result });
         }
     }
 
-    /// The link to a slave failed.
-    pub(super) fn detach(&mut self, link: LinkId, why: String) {
-        if self.group.replica().is_none_or(|r| r.link != link) {
-            return;
-        }
-        self.pending_attach.take_if(|(pending, _)| *pending == link);
+    /// Journal segments are kept while any replica may still read them for its catch-up.
+    pub(super) fn hold_deletions(&mut self) {
         let out = &mut self.out;
         self.log
-            .hold_deletions(false, |command| out.push(Output::Journal(command)));
+            .hold_deletions(self.group.any_catching_up(), |command| {
+                out.push(Output::Journal(command))
+            });
+    }
+
+    /// The link to a slave failed (a link the group does not know changes nothing).
+    pub(super) fn detach(&mut self, link: LinkId, why: String) {
+        self.pending_attach.retain(|(pending, _)| *pending != link);
         let steps = self.group.detached(link, why, self.next_seq);
+        self.hold_deletions();
         self.carry_out(steps);
     }
 
@@ -182,7 +183,7 @@ impl Core {
     /// apply (`replicate` applies nothing after one), nor `MAX_ACKED_AHEAD_OF_DISK` past
     /// the disk. With `"durable"`: on the disk.
     pub(super) fn acknowledge_master(&mut self) {
-        if !is_slave(self.group.role()) {
+        if !mirrors(self.group.role()) {
             return;
         }
         let holds = match self.slave_ack {
@@ -250,7 +251,7 @@ impl Core {
 }
 
 /// Roles in which this broker mirrors a master and acknowledges its records.
-fn is_slave(role: Role) -> bool {
+fn mirrors(role: Role) -> bool {
     matches!(role, Role::SlaveCatchingUp | Role::SlaveMirroring)
 }
 

@@ -1,4 +1,6 @@
 //! The master's end of the replication link: one task per slave, which owns its socket.
+//! The listener runs on every broker with `replication.bind`: while the broker is not a
+//! master it answers probes and Hellos with `Following` (see `Presence`).
 //!
 //! Nothing from the store is sent before the slave's Hello has passed the
 //! protocol-version and credential checks and the core has agreed to the attach (no
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::{catchup, LinkEvent, Shipment};
+use super::{catchup, LinkEvent, Presence, SharedPresence, Shipment};
 use crate::codec;
 use crate::config::Config;
 use crate::core::Attached;
@@ -41,6 +43,17 @@ pub struct Context {
     pub config: Arc<Config>,
     pub events: mpsc::Sender<LinkEvent>,
     pub journal_dir: PathBuf,
+    pub presence: SharedPresence,
+}
+
+impl Context {
+    fn presence(&self) -> Presence {
+        // A panic elsewhere cannot leave the presence half-written: it is one store.
+        self.presence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// Accepts slaves until the listener is dropped.
@@ -71,10 +84,26 @@ async fn refuse(stream: &TcpStream, peer: &str, refusal: impl Into<Refusal>) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// Tells a probing broker that a master listens here; nothing from the store is sent.
-async fn answer_probe(stream: &TcpStream, peer: &str) {
-    log::info!("replication: {peer} probed: answered that a master listens here");
-    say_last(stream, &MasterMessage::Alive, Duration::from_secs(1)).await;
+/// What this broker answers a probe, or a Hello while it is not a master.
+fn answer(presence: Presence) -> MasterMessage {
+    match presence {
+        Presence::Master { epoch } => MasterMessage::Alive { epoch },
+        Presence::NotMaster {
+            epoch,
+            candidate,
+            master,
+        } => MasterMessage::Following {
+            epoch,
+            candidate,
+            master,
+        },
+    }
+}
+
+/// Tells a probing broker what listens here; nothing from the store is sent.
+async fn answer_probe(stream: &TcpStream, peer: &str, presence: Presence) {
+    log::info!("replication: {peer} probed: answered {presence:?}");
+    say_last(stream, &answer(presence), Duration::from_secs(1)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
@@ -100,7 +129,9 @@ async fn handle(stream: TcpStream, mut context: Context) {
             standing,
             advertised,
         }))) => (protocol, user, password, standing, advertised),
-        Some(Ok(Some(SlaveMessage::Probe))) => return answer_probe(&stream, &peer).await,
+        Some(Ok(Some(SlaveMessage::Probe))) => {
+            return answer_probe(&stream, &peer, context.presence()).await
+        }
         Some(Ok(Some(_))) => {
             return refuse(&stream, &peer, "expected Hello first".to_string()).await
         }
@@ -121,6 +152,12 @@ async fn handle(stream: TcpStream, mut context: Context) {
             format!("authentication failed for user {user:?}"),
         )
         .await;
+    }
+    if let presence @ Presence::NotMaster { .. } = context.presence() {
+        log::info!("replication: {peer} said Hello, but this broker is not a master: answered {presence:?}");
+        say_last(&stream, &answer(presence), Duration::from_secs(1)).await;
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
     }
     let link = LinkId(NEXT_LINK.fetch_add(1, Ordering::Relaxed));
     let (reply, answer) = oneshot::channel();
@@ -340,32 +377,41 @@ async fn serve_slave(
             Some(Wake::Shipment(None)) if catching_up => catching_up = false,
             Some(Wake::Shipment(None)) => return Ok(()),
             Some(Wake::Shipment(Some(Err(why)))) => return Err(why.into()),
-            Some(Wake::Shipment(Some(Ok(Shipment::InSync)))) => {
-                write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
-                last_written = Instant::now();
-            }
             Some(Wake::Shipment(Some(Ok(Shipment::Record(first))))) => {
-                let (batch, then_in_sync) = gather(first, source)?;
+                let (batch, then) = gather(first, source)?;
                 if let Some(last) = batch.last() {
                     unacked.push_back((last.seq, Instant::now()));
                     shipped = last.seq;
                 }
                 write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await?;
-                if then_in_sync {
-                    write(&mut writer, &MasterMessage::InSync, ack_timeout).await?;
+                if let Some(notice) = then {
+                    write(&mut writer, &notice, ack_timeout).await?;
                 }
+                last_written = Instant::now();
+            }
+            Some(Wake::Shipment(Some(Ok(notice)))) => {
+                write(&mut writer, &notice_message(notice), ack_timeout).await?;
                 last_written = Instant::now();
             }
         }
     }
 }
 
+/// The message for a shipment that is not a record.
+fn notice_message(notice: Shipment) -> MasterMessage {
+    match notice {
+        Shipment::InSync => MasterMessage::InSync,
+        Shipment::Succession(succession) => MasterMessage::Succession(succession),
+        Shipment::Record(record) => MasterMessage::Records(vec![record]),
+    }
+}
+
 /// The batch that starts with `first`: what else `source` has ready, within the batch
-/// limits, and whether an in-sync notice came right after it.
+/// limits, and the notice (in sync, succession) that came right after it, if one did.
 fn gather(
     first: Record,
     source: &mut (dyn Stream<Item = Result<Shipment, String>> + Unpin + Send),
-) -> Result<(Vec<Record>, bool), LinkEnd> {
+) -> Result<(Vec<Record>, Option<MasterMessage>), LinkEnd> {
     let mut bytes = first.payload.len();
     let mut batch = vec![first];
     while batch.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
@@ -374,12 +420,12 @@ fn gather(
                 bytes += record.payload.len();
                 batch.push(record);
             }
-            Some(Some(Ok(Shipment::InSync))) => return Ok((batch, true)),
+            Some(Some(Ok(notice))) => return Ok((batch, Some(notice_message(notice)))),
             Some(Some(Err(why))) => return Err(LinkEnd::Failed(why)),
             _ => break,
         }
     }
-    Ok((batch, false))
+    Ok((batch, None))
 }
 
 /// Writes one message, bounded by `limit`: a slave that stops reading cannot stall us.

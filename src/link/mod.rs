@@ -18,10 +18,12 @@ pub mod master;
 pub mod probe;
 pub mod slave;
 
+use std::sync::{Arc, Mutex};
+
 use futures::channel::{mpsc, oneshot};
 
 use crate::core::Attached;
-use crate::journal::{Record, Seq};
+use crate::journal::{Epoch, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::Standing;
 
@@ -31,7 +33,28 @@ pub enum Shipment {
     Record(Record),
     /// The slave has acknowledged its in-sync point: tell it the master relies on it.
     InSync,
+    /// The in-sync slaves' addresses, first to take over first.
+    Succession(Vec<String>),
 }
+
+/// What this broker's replication listener says it is, kept current by the shell after
+/// every step of the core: a probe is answered from it, and a Hello goes to the core
+/// only while it says master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    Master {
+        epoch: Epoch,
+    },
+    NotMaster {
+        epoch: Epoch,
+        /// An in-sync slave, which may take over should its master die.
+        candidate: bool,
+        master: Option<String>,
+    },
+}
+
+/// The presence, shared between the shell (which writes it) and the listener.
+pub type SharedPresence = Arc<Mutex<Presence>>;
 
 /// What a master's link tells the server.
 #[derive(Debug)]

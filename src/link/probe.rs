@@ -1,26 +1,41 @@
 //! "Is a master listening there?": asked before a step that could leave two masters.
 //!
 //! A slave that lost its master probes it before promoting itself (a paused or briefly
-//! unreachable master that still answers keeps its role, and the slave dials it again).
-//! A master that lost its slave probes the slave's replication listener before carrying
-//! on alone: only a master has one, so an answer means the slave took over and this
-//! broker must stop. A refused connection, a closed link or silence means no master
-//! answered; only a real partition makes that answer wrong, and the README says which
-//! settings guard against it.
+//! unreachable master that still answers keeps its role, and the slave dials it again),
+//! and then the other in-sync slaves (one may have taken over, or be about to). A master
+//! that lost a slave probes the slave's replication listener before carrying on without
+//! it: `Alive` there means the slave took over and this broker must stop. A master with
+//! peers probes them before it starts. A refused connection, a closed link or silence
+//! means nobody answered; only a real partition makes that answer wrong, and the README
+//! says which settings guard against it.
 
 use std::time::Duration;
 
 use crate::codec;
 use crate::config::Endpoint;
+use crate::journal::Epoch;
 use crate::repl::message::{MasterMessage, SlaveMessage, MAX_FRAME};
 use crate::runtime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probed {
-    /// A master answered.
-    Master,
-    /// Nobody answered as a master, and why.
+    /// A master answered, in this epoch (`None`: an answer we cannot read, which only a
+    /// broker can have given, so it counts as a master for safety).
+    Master(Option<Epoch>),
+    /// A broker that is not a master answered: an in-sync slave (`candidate`) may take
+    /// over; `master` is its master, if it has one.
+    NotMaster {
+        candidate: bool,
+        master: Option<String>,
+    },
+    /// Nobody answered, and why.
     NoMaster(String),
+}
+
+impl Probed {
+    pub fn is_master(&self) -> bool {
+        matches!(self, Probed::Master(_))
+    }
 }
 
 /// Asks `attempts` times, `gap` apart, stopping at the first master; each attempt waits
@@ -32,7 +47,7 @@ pub async fn probe(address: &Endpoint, patience: Duration, attempts: u32, gap: D
             runtime::sleep(gap).await;
         }
         last = probe_once(address, patience).await;
-        if last == Probed::Master {
+        if last.is_master() {
             break;
         }
     }
@@ -52,14 +67,18 @@ async fn probe_once(address: &Endpoint, patience: Duration) -> Probed {
         let answer = codec::read_frame::<_, MasterMessage>(&mut reader, MAX_FRAME).await;
         let _ = stream.shutdown(std::net::Shutdown::Both);
         match answer {
-            // Alive, or a refusal of any kind: either way a master's listener spoke.
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(MasterMessage::Alive { epoch })) => Ok(Probed::Master(Some(epoch))),
+            Ok(Some(MasterMessage::Following {
+                candidate, master, ..
+            })) => Ok(Probed::NotMaster { candidate, master }),
+            // A refusal or anything else: a broker's listener spoke; assume the worst.
+            Ok(Some(_)) => Ok(Probed::Master(None)),
             Ok(None) => Err("closed without an answer".to_string()),
             Err(error) => Err(error.to_string()),
         }
     };
     match runtime::timeout(patience, asked).await {
-        Some(Ok(())) => Probed::Master,
+        Some(Ok(probed)) => probed,
         Some(Err(why)) => Probed::NoMaster(why),
         None => Probed::NoMaster(format!("no answer within {} ms", patience.as_millis())),
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 
 use crate::codec;
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::journal::{EpochStart, Record, Seq};
 use crate::repl::message::{
     CatchUp, MasterMessage, SlaveMessage, Standing, MAX_FRAME, PROTOCOL_VERSION,
@@ -30,6 +30,8 @@ pub enum DialError {
     Unreachable(String),
     /// Retrying cannot help: credentials, protocol, divergence.
     Refused(String),
+    /// The broker dialled is not a master; it follows this one.
+    Redirect(String),
 }
 
 /// What the master said when it welcomed us.
@@ -47,14 +49,15 @@ pub struct Link {
     pub welcome: Welcome,
 }
 
-/// Dials the master and says Hello with this store's standing; the link once welcomed.
-pub async fn connect(config: &Config, standing: Standing) -> Result<Link, DialError> {
+/// Dials the master at `master` and says Hello with this store's standing and where
+/// this broker's replication listener is (`advertised`); the link once welcomed.
+pub async fn connect(
+    config: &Config,
+    master: &Endpoint,
+    advertised: Option<String>,
+    standing: Standing,
+) -> Result<Link, DialError> {
     let replication = &config.replication;
-    let Some(master) = &replication.master_connector_uri else {
-        return Err(DialError::Refused(
-            "no master_connector_uri configured".into(),
-        ));
-    };
     let patience = Duration::from_millis(
         (replication.heartbeat_ms * u64::from(replication.heartbeat_misses)).max(2000),
     );
@@ -68,13 +71,7 @@ pub async fn connect(config: &Config, standing: Standing) -> Result<Link, DialEr
         user: replication.user.clone().unwrap_or_default(),
         password: replication.password.clone().unwrap_or_default(),
         standing,
-        // An ephemeral bind (port 0) cannot be known before it opens: nothing to probe.
-        advertised: replication
-            .advertised_uri
-            .as_ref()
-            .or(replication.bind.as_ref())
-            .filter(|endpoint| endpoint.port != 0)
-            .map(|endpoint| endpoint.to_string()),
+        advertised,
     };
     let mut writer = &stream;
     codec::write_frame(&mut writer, &hello)
@@ -107,6 +104,13 @@ pub async fn connect(config: &Config, standing: Standing) -> Result<Link, DialEr
             reason,
             retry: true,
         }))) => Err(DialError::Unreachable(reason)),
+        Some(Ok(Some(MasterMessage::Following {
+            master: Some(master),
+            ..
+        }))) => Err(DialError::Redirect(master)),
+        Some(Ok(Some(MasterMessage::Following { master: None, .. }))) => Err(
+            DialError::Unreachable("the broker there is not a master (yet)".into()),
+        ),
         // Dropped before the Welcome: something passing went wrong on the master's side.
         Some(Ok(Some(MasterMessage::Dropped { reason }))) => Err(DialError::Unreachable(reason)),
         Some(Ok(Some(MasterMessage::Refused {
@@ -129,6 +133,8 @@ pub enum Heard {
     Records(Vec<Record>),
     /// Nothing the core needs (a heart-beat).
     Nothing,
+    /// The in-sync slaves' addresses, first to take over first.
+    Succession(Vec<String>),
     /// An event for the role machine; after one that ends the link, `next` says no more.
     Role(Event),
 }
@@ -215,6 +221,7 @@ impl Mirror {
             Some(Ok(MasterMessage::HeartBeat)) => Heard::Nothing,
             // Only the master's word makes this slave one the pair relies on.
             Some(Ok(MasterMessage::InSync)) => Heard::Role(Event::InSyncWithMaster),
+            Some(Ok(MasterMessage::Succession(succession))) => Heard::Succession(succession),
             Some(Ok(MasterMessage::Stopping)) => self.end(Event::MasterStopping),
             Some(Ok(MasterMessage::Dropped { reason })) => self.end(Event::DroppedByMaster(reason)),
             Some(Ok(other)) => self.end(Event::MasterRefused(format!(

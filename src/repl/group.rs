@@ -1,21 +1,26 @@
-//! The replication group as one broker sees it: its role, the slave attached to it (on a
-//! master), and how far receipts may be released. Pure: no I/O, no clock, no channel.
+//! The replication group as one broker sees it: its role, the slaves attached to it (on
+//! a master), the succession its master told it (on a slave), and how far receipts may be
+//! released. Pure: no I/O, no clock, no channel.
 //!
 //! This is the one state machine of replication. The role machine (`role::step`) decides
 //! transitions; this type keeps, beside the role, everything the decisions depend on or
-//! imply: the attached replica and its acknowledgements, whether receipts are frozen
-//! while the role machine decides what a lost slave means, and since when this broker
-//! has released receipts with one copy (`alone_since` in store.toml). The core owns one
-//! `Group` and carries out the actions it returns.
+//! imply: the attached replicas and their acknowledgements, the in-sync set in the order
+//! its members came in sync (the succession), whether receipts are frozen while the role
+//! machine decides what a lost slave means, and since when this broker has released
+//! receipts with one copy (`alone_since` in store.toml). The core owns one `Group` and
+//! carries out the steps it returns.
 //!
 //! Invariants:
-//! - A receipt for a record at or after `Replica::gate_from` is released only once the
-//!   replica has acknowledged it (and the local journal holds it).
+//! - A replica catching up holds nothing up: the master serves on while it copies.
+//! - Once it has caught up (it holds `in_sync_at`), receipts for records after those
+//!   already released wait for it too (`gate_from`); once it holds everything released,
+//!   it is in sync: it joins the succession and is told so.
+//! - A receipt is released only once every gating replica acknowledged its record (and
+//!   the local journal holds it): every in-sync slave holds every receipted record, so
+//!   any of them may take over.
 //! - When an in-sync replica is lost, nothing more is released until the role machine
-//!   decides: either the broker stops, or it carries on alone, and then only after the
-//!   first seq that goes out with one copy has been recorded (`alone_recorded`).
-//! - A replica is in sync once it has acknowledged everything the master held durably
-//!   when it attached; only then does the role machine count on it.
+//!   decides: the broker stops, or goes on with the others, or alone, and then only after
+//!   the first seq that goes out with one copy has been recorded (`alone_recorded`).
 
 use super::role::{self, Action, Event, Policy, Role};
 use crate::journal::Seq;
@@ -30,13 +35,14 @@ pub struct Replica {
     pub link: LinkId,
     /// The highest seq the slave holds (cumulative acknowledgement).
     pub acked: Seq,
-    /// Records from this seq on (the master's next seq at attach) need the slave's
-    /// acknowledgement before their receipts; older ones were receipted without it.
-    pub gate_from: Seq,
-    /// The slave is in sync once it holds this seq.
+    /// Set once the slave has caught up: receipts for records from this seq on wait for
+    /// its acknowledgement. `None` while it catches up.
+    pub gate_from: Option<Seq>,
+    /// The slave has caught up once it holds this seq (what was durable at its attach).
     pub in_sync_at: Seq,
     pub in_sync: bool,
-    /// Where the slave's replication listener will be if it promotes itself.
+    /// Where the slave's replication listener is: probed when it is lost, and told to
+    /// the other slaves as its place in the succession.
     pub advertised: Option<String>,
 }
 
@@ -44,7 +50,19 @@ impl Replica {
     /// The highest seq whose receipt may go out as far as this replica is concerned,
     /// given the local journal's durable seq.
     pub fn release_point(&self, durable: Seq) -> Seq {
-        durable.min(self.acked.max(self.gate_from.prev()))
+        match self.gate_from {
+            Some(from) => durable.min(self.acked.max(from.prev())),
+            None => durable,
+        }
+    }
+
+    /// Its state, for the status line.
+    pub fn state(&self) -> &'static str {
+        match (self.in_sync, self.gate_from) {
+            (true, _) => "in-sync",
+            (false, Some(_)) => "joining",
+            (false, None) => "catching-up",
+        }
     }
 }
 
@@ -73,29 +91,47 @@ pub enum Step {
     Role(Action),
     /// Tell the replica on `link` that the master now relies on it.
     TellInSync(LinkId),
+    /// Tell every attached replica the succession: the in-sync slaves' addresses, first
+    /// to take over first.
+    TellSuccession(Vec<String>),
+    /// Probe these lost slaves' addresses for a master; step `SlaveTookOver` or
+    /// `SlaveGone` with the answer.
+    ProbeSlaves(Vec<String>),
+    /// Our master is lost (or stopping): probe it if `master`, then the succession.
+    CheckSuccession {
+        master: bool,
+        succession: Vec<String>,
+    },
     /// Record `alone_since` in store.toml, then call `alone_recorded`: receipts wait.
     RecordAloneSince(Seq),
     /// Receipts may be released again (call `Core::release_receipts`).
     Release,
 }
 
-/// The role, the replica, and the receipt gate, together.
+/// The role, the replicas, and the receipt gate, together.
 #[derive(Debug)]
 pub struct Group {
     role: Role,
     policy: Policy,
-    replica: Option<Replica>,
-    /// An in-sync replica was lost and the decision (stop, or carry on alone and record
-    /// since when) is not complete: no receipt goes out meanwhile.
+    /// Attached replicas, in the order they attached.
+    replicas: Vec<Replica>,
+    /// The in-sync replicas, in the order they came in sync: the succession.
+    succession: Vec<LinkId>,
+    /// An in-sync replica was lost and the decision is not complete: no receipt goes
+    /// out meanwhile.
     frozen: bool,
     /// Set when an in-sync replica is lost: the first seq whose receipt may go out
-    /// without its copy once the role machine says to carry on alone.
+    /// without its copy, should the role machine say to carry on alone.
     alone_from: Option<Seq>,
     /// Receipts go out without a slave's copy (since start or promotion, or since the
-    /// in-sync replica was lost); false while a replica is in sync.
+    /// last in-sync replica was lost); false while a replica is in sync.
     serving_alone: bool,
-    /// The replication address of the replica lost last, for the probe.
-    lost_address: Option<String>,
+    /// Lost in-sync replicas' addresses not probed yet.
+    to_probe: Vec<String>,
+    /// The highest release point handed out: every receipt sent is at or below it.
+    released: Seq,
+    /// On a slave: the succession its master told it last.
+    told_succession: Vec<String>,
 }
 
 impl Group {
@@ -103,11 +139,14 @@ impl Group {
         Group {
             role: Role::Starting,
             policy,
-            replica: None,
+            replicas: Vec::new(),
+            succession: Vec::new(),
             frozen: false,
             alone_from: None,
             serving_alone: false,
-            lost_address: None,
+            to_probe: Vec::new(),
+            released: Seq::ZERO,
+            told_succession: Vec::new(),
         }
     }
 
@@ -115,25 +154,39 @@ impl Group {
         self.role
     }
 
-    pub fn replica(&self) -> Option<&Replica> {
-        self.replica.as_ref()
+    /// The attached replicas, in the order they attached.
+    pub fn replicas(&self) -> &[Replica] {
+        &self.replicas
     }
 
-    /// Where the replica lost last said it would listen if it promoted itself.
-    pub fn lost_address(&self) -> Option<&str> {
-        self.lost_address.as_deref()
+    /// Whether a replica is still catching up (reading the journal's segments).
+    pub fn any_catching_up(&self) -> bool {
+        self.replicas.iter().any(|r| !r.in_sync)
     }
 
-    /// The highest seq whose receipt may go out: durable here and, with a replica
-    /// attached, acknowledged by it. Nothing while frozen.
-    pub fn release_point(&self, durable: Seq) -> Seq {
+    /// The in-sync replicas' addresses, first to take over first.
+    fn succession_addresses(&self) -> Vec<String> {
+        self.succession
+            .iter()
+            .filter_map(|link| self.replicas.iter().find(|r| r.link == *link))
+            .filter_map(|r| r.advertised.clone())
+            .collect()
+    }
+
+    /// The highest seq whose receipt may go out: durable here and acknowledged by every
+    /// gating replica. Nothing new while frozen.
+    pub fn release_point(&mut self, durable: Seq) -> Seq {
         if self.frozen {
-            return Seq::ZERO;
+            return self.released;
         }
-        match &self.replica {
-            Some(replica) => replica.release_point(durable),
-            None => durable,
-        }
+        let point = self
+            .replicas
+            .iter()
+            .map(|r| r.release_point(durable))
+            .min()
+            .unwrap_or(durable);
+        self.released = self.released.max(point);
+        self.released
     }
 
     /// Steps the role machine; returns what to do, starting with the step itself.
@@ -148,16 +201,51 @@ impl Group {
         for action in actions {
             match action {
                 Action::ContinueAlone => self.continue_alone(next_seq, &mut steps),
+                Action::Resume => {
+                    self.alone_from = None;
+                    self.frozen = false;
+                    steps.push(Step::Release);
+                }
                 Action::Promote => {
                     // The promoted broker serves alone from its epoch's first record on.
                     self.serving_alone = true;
                     self.frozen = false;
+                    self.told_succession.clear();
                     steps.push(Step::Role(Action::Promote));
+                }
+                Action::ProbeSlave => self.probe_lost(&mut steps),
+                Action::ProbeMaster | Action::CheckSuccession => {
+                    steps.push(Step::CheckSuccession {
+                        master: action == Action::ProbeMaster,
+                        succession: self.told_succession.clone(),
+                    })
                 }
                 other => steps.push(Step::Role(other)),
             }
         }
         steps
+    }
+
+    fn probe_lost(&mut self, steps: &mut Vec<Step>) {
+        steps.push(Step::ProbeSlaves(std::mem::take(&mut self.to_probe)));
+    }
+
+    /// The answer to `ProbeSlaves`: no master at those addresses. Lost slaves not probed
+    /// yet are probed before the role machine hears it.
+    pub fn slaves_gone(&mut self, why: String, next_seq: Seq) -> Vec<Step> {
+        if !self.to_probe.is_empty() {
+            let mut steps = Vec::new();
+            self.probe_lost(&mut steps);
+            return steps;
+        }
+        let others_in_sync = !self.succession.is_empty();
+        self.step(
+            &Event::SlaveGone {
+                why,
+                others_in_sync,
+            },
+            next_seq,
+        )
     }
 
     /// The role machine chose to go on without a replica.
@@ -185,7 +273,7 @@ impl Group {
     }
 
     /// A slave asks to attach; `next_seq` is the master's next seq, `in_sync_at` what it
-    /// must hold to be in sync.
+    /// must hold to have caught up.
     pub fn attach(
         &mut self,
         link: LinkId,
@@ -193,24 +281,33 @@ impl Group {
         in_sync_at: Seq,
         advertised: Option<String>,
     ) -> Result<Vec<Step>, Refusal> {
-        if self.replica.is_some() {
+        if !self.role.is_master() {
             return Err(Refusal {
-                reason: "another slave is already attached".into(),
+                reason: format!("this broker is not a master (it is {})", self.role),
                 retry: true,
             });
         }
-        // While the role machine decides what the lost slave means (its probe), a new one
-        // coming in sync could not be counted on: the decision may be to carry on alone.
+        if self.replicas.len() >= self.policy.max_slaves {
+            return Err(Refusal {
+                reason: format!(
+                    "{} slaves are attached already (replication.max_slaves)",
+                    self.replicas.len()
+                ),
+                retry: true,
+            });
+        }
+        // While the role machine decides what a lost slave means (its probe), a new one
+        // coming in sync could not be counted on: the decision may be to stop.
         if self.frozen {
             return Err(Refusal {
                 reason: "the master is deciding what its lost slave means".into(),
                 retry: true,
             });
         }
-        self.replica = Some(Replica {
+        self.replicas.push(Replica {
             link,
             acked: Seq::ZERO,
-            gate_from: next_seq,
+            gate_from: None,
             in_sync_at,
             in_sync: false,
             advertised,
@@ -220,36 +317,80 @@ impl Group {
 
     /// The replica on `link` holds everything up to `seq`.
     pub fn acknowledged(&mut self, link: LinkId, seq: Seq, next_seq: Seq) -> Vec<Step> {
-        let Some(replica) = self.replica.as_mut().filter(|r| r.link == link) else {
+        let released = self.released;
+        let Some(replica) = self.replicas.iter_mut().find(|r| r.link == link) else {
             return Vec::new();
         };
         replica.acked = replica.acked.max(seq);
+        if replica.gate_from.is_none() && replica.acked >= replica.in_sync_at {
+            // Caught up: from here on receipts also wait for it, so it never falls
+            // behind what is released again.
+            replica.gate_from = Some(released.next());
+        }
         let mut steps = Vec::new();
-        if !replica.in_sync && replica.acked >= replica.in_sync_at {
+        let joined = replica
+            .gate_from
+            .is_some_and(|from| !replica.in_sync && replica.acked >= from.prev());
+        if joined {
             replica.in_sync = true;
+            self.succession.push(link);
             self.serving_alone = false;
+            self.alone_from = None;
             steps.push(Step::TellInSync(link));
+            steps.push(Step::TellSuccession(self.succession_addresses()));
             steps.extend(self.step(&Event::SlaveInSync, next_seq));
         }
         steps.push(Step::Release);
         steps
     }
 
-    /// The link to the replica failed. Receipts that waited for it stay held until the
-    /// role machine decides.
+    /// The link to a replica failed. Receipts that waited for an in-sync one stay held
+    /// until the role machine decides.
     pub fn detached(&mut self, link: LinkId, why: String, next_seq: Seq) -> Vec<Step> {
-        let Some(replica) = self.replica.take_if(|r| r.link == link) else {
+        let Some(index) = self.replicas.iter().position(|r| r.link == link) else {
             return Vec::new();
         };
-        // Receipts up to its release point had its copy; after it, once the role machine
-        // says to carry on alone, they will not. A replica never in sync was never relied
-        // on: this broker was serving alone already.
-        self.alone_from = replica
-            .in_sync
-            .then(|| replica.release_point(Seq::LAST).next());
-        self.lost_address = replica.advertised;
+        let replica = self.replicas.remove(index);
+        if !replica.in_sync {
+            // Never counted on: nothing to decide; what it held up (while joining) goes.
+            let why = format!("catching-up slave lost ({why})");
+            return vec![
+                Step::Stepped {
+                    from: self.role,
+                    to: self.role,
+                    why,
+                },
+                Step::Release,
+            ];
+        }
+        self.succession.retain(|l| *l != link);
+        // Receipts up to the point released had its copy; after it, once the role
+        // machine says to carry on alone, they will not.
+        if !self.frozen {
+            self.alone_from = Some(self.released.next());
+        }
+        self.to_probe.extend(replica.advertised);
         self.frozen = true;
-        self.step(&Event::SlaveLost(why), next_seq)
+        let others_in_sync = !self.succession.is_empty();
+        let mut steps = self.step(
+            &Event::SlaveLost {
+                why,
+                others_in_sync,
+            },
+            next_seq,
+        );
+        steps.push(Step::TellSuccession(self.succession_addresses()));
+        steps
+    }
+
+    /// On a slave: the succession its master told it last.
+    pub fn told_succession(&self) -> &[String] {
+        &self.told_succession
+    }
+
+    /// On a slave: the master told us the succession.
+    pub fn told(&mut self, succession: Vec<String>) {
+        self.told_succession = succession;
     }
 }
 

@@ -8,16 +8,19 @@
 //! on any change.
 //!
 //! `Probe` asks "is a master listening here?" before a broker takes a role that would
-//! make two masters: a slave probes its master before promoting itself, a master probes
-//! its lost slave before carrying on alone. Only a master has a replication listener, so
-//! any answer (`Alive`, or a refusal) means yes; `Alive` carries nothing from the store.
+//! make two masters: a slave probes its master and the other in-sync slaves before
+//! promoting itself, a master probes its lost slave before carrying on alone, a master
+//! with peers probes them before it starts. Every broker with a replication listener
+//! answers: a master `Alive` with its epoch, a slave `Following` with its master. Neither
+//! carries anything from the store. A slave answers a Hello with `Following` too, so a
+//! slave dialling it is sent on to the master.
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{EpochStart, Position, Record, Seq};
+use crate::journal::{Epoch, EpochStart, Position, Record, Seq};
 
 /// The protocol both sides must speak exactly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame either side accepts: above any one record (a segment at most), while
 /// batches are cut far below it.
@@ -54,7 +57,8 @@ pub enum SlaveMessage {
         seq: Seq,
     },
     HeartBeat,
-    /// Is a master listening here? Answered with `Alive`, then the link closes.
+    /// Is a master listening here? Answered with `Alive` or `Following`, then the link
+    /// closes.
     Probe,
 }
 
@@ -92,8 +96,21 @@ pub enum MasterMessage {
         reason: String,
     },
     HeartBeat,
-    /// The answer to `Probe`: a master listens here.
-    Alive,
+    /// The answer to `Probe`: a master listens here, in this epoch.
+    Alive {
+        epoch: Epoch,
+    },
+    /// The answer of a broker that is not a master, to a `Probe` or a `Hello`: its
+    /// epoch, whether it may take over should its master die (an in-sync slave), and
+    /// its master's replication address if it has one.
+    Following {
+        epoch: Epoch,
+        candidate: bool,
+        master: Option<String>,
+    },
+    /// The in-sync slaves' replication addresses, first to take over first; sent to
+    /// every slave whenever the set changes.
+    Succession(Vec<String>),
     /// The master is stopping cleanly (SIGTERM): it has closed its listeners and released
     /// what it will release, and sends nothing more. Only after this may a slave that was
     /// in sync keep that standing while it dials again (v3).

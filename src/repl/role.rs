@@ -1,43 +1,62 @@
 //! The role state machine: which role a broker plays and what it must do when something
 //! happens. No I/O, no clock: `step(role, event, policy)` returns the next role and the
 //! actions to take, so every transition is a row in a table test. `repl::group` wraps it
-//! with the replica bookkeeping, and the core carries the actions out.
+//! with the replicas' bookkeeping, and the core carries the actions out.
 //!
 //! Invariants:
 //! - A slave keeps its client listener closed while it connects, catches up or mirrors.
 //! - A slave that never reached in-sync never promotes itself; it keeps dialling.
-//! - A slave that was in sync keeps that standing while it dials again only when its
-//!   master said it was stopping (SIGTERM): if the dial then finds no master, it probes
-//!   and may promote. A master that merely answered a probe may carry on alone without
-//!   it, so that slave dials as one that is not in sync.
+//! - Of the in-sync slaves, the first in the master's succession order that is alive
+//!   promotes; the others find it and follow it (`ProbeMaster`, `CheckSuccession`).
+//! - A slave promotes after a lost link only once a probe found no master at its
+//!   master's address; after the master said it was stopping (SIGTERM), without one.
 //! - Promotion starts a new epoch before the client listener opens.
-//! - Losing the slave never degrades silently: the master either stops or says so.
-//! - Neither side takes a step that could make two masters on the strength of a lost
-//!   link alone: a slave probes its master before promoting itself, a master probes its
-//!   slave's replication listener before carrying on alone (see `repl::probe`).
+//! - Losing an in-sync slave never degrades silently: the master stops, or probes the
+//!   slave's replication listener (a master there means it took over, and this broker
+//!   stops) and then carries on with the others or alone, and says so.
+//! - A broker configured as master with `peers` first asks them: a live master with a
+//!   newer epoch makes it that master's slave instead (rejoin after a failover).
 
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Recovered; a master with `peers` asks them for a live master first.
     Starting,
     /// A master with `wait_for_slave`: no clients until a slave is in sync.
     WaitingForSlave,
     /// A master serving clients with no slave in sync.
     MasterAlone,
-    /// A master that lost its in-sync slave, asking whether the slave took over.
+    /// A master that lost an in-sync slave, asking whether the slave took over.
     MasterCheckingSlave,
-    /// A master whose slave acknowledges every record before the client's receipt.
+    /// A master whose in-sync slaves acknowledge every record before the client's receipt.
     MasterWithSlave,
     SlaveConnecting,
     SlaveCatchingUp,
     SlaveMirroring,
-    /// A slave that lost its master, asking whether it is really gone.
+    /// An in-sync slave that lost its master, asking whether it is really gone and
+    /// which in-sync slave takes over.
     SlaveCheckingMaster,
-    /// A slave that was in sync whose master said it was stopping: dialling it again. It
-    /// holds everything the master receipted, so it may promote if the master is gone.
-    SlaveRedialing,
     Stopped,
+}
+
+impl Role {
+    /// A master's roles: it serves clients (or waits for a slave to) and accepts slaves.
+    pub fn is_master(self) -> bool {
+        matches!(
+            self,
+            Role::WaitingForSlave
+                | Role::MasterAlone
+                | Role::MasterCheckingSlave
+                | Role::MasterWithSlave
+        )
+    }
+
+    /// Roles in which this broker may promote itself should its master die: it holds
+    /// every record its master receipted.
+    pub fn is_candidate(self) -> bool {
+        matches!(self, Role::SlaveMirroring | Role::SlaveCheckingMaster)
+    }
 }
 
 impl fmt::Display for Role {
@@ -52,34 +71,50 @@ impl fmt::Display for Role {
             Role::SlaveCatchingUp => "slave-catching-up",
             Role::SlaveMirroring => "slave-mirroring",
             Role::SlaveCheckingMaster => "slave-checking-master",
-            Role::SlaveRedialing => "slave-redialing",
             Role::Stopped => "stopped",
         };
         f.write_str(name)
     }
 }
 
-/// The three ActiveMQ options, plus whether this broker starts as a slave.
+/// The ActiveMQ options, whether this broker starts as a slave, and the group's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub is_slave: bool,
+    /// `replication.peers` is not empty: a master asks them for a live master first.
+    pub has_peers: bool,
     pub wait_for_slave: bool,
     pub shutdown_on_slave_failure: bool,
     pub shutdown_on_master_failure: bool,
+    /// `replication.max_slaves`: slaves attached at once.
+    pub max_slaves: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Started,
+    /// A peer is a live master with a newer epoch: join it (the server now dials it).
+    MasterFound,
+    /// No peer is a live master: start as configured.
+    NoMasterFound,
+    /// A peer is a live master this store must not follow (and why).
+    PeerConflict(String),
     /// A slave's Hello was accepted; it is catching up.
     SlaveAttached,
-    /// The slave acknowledged everything up to its in-sync point.
+    /// A slave holds every record receipted so far and is counted on from now.
     SlaveInSync,
-    SlaveLost(String),
-    /// The lost slave's replication listener answered: it is a master now.
+    /// An in-sync slave was lost; `others_in_sync` says whether any is left.
+    SlaveLost {
+        why: String,
+        others_in_sync: bool,
+    },
+    /// A lost slave's replication listener answered as a master: it took over.
     SlaveTookOver,
-    /// No master answered at the lost slave's address (and why).
-    SlaveGone(String),
+    /// No master answered at the lost slaves' addresses (and why).
+    SlaveGone {
+        why: String,
+        others_in_sync: bool,
+    },
     /// Our master welcomed us; catch-up begins.
     MasterReached,
     /// We hold everything the master had when we attached.
@@ -88,11 +123,15 @@ pub enum Event {
     MasterLost(String),
     /// The lost master answered a probe: it is alive.
     MasterAnswered,
-    /// The lost master did not answer a probe (and why).
+    /// The lost master did not answer, and no slave before us in the succession is
+    /// left to take over (and why).
     MasterGone(String),
+    /// Another broker is the master now (an in-sync slave took over, or the broker we
+    /// dialled named its master): the server dials it next.
+    MasterMoved,
     /// Our master refused us (credentials, protocol, divergence): retrying cannot help.
     MasterRefused(String),
-    /// Our master, alive, dropped us and carries on alone: dial again, never promote.
+    /// Our master, alive, dropped us and carries on: dial again, never promote.
     DroppedByMaster(String),
     /// Our master said it is stopping cleanly: it released nothing we do not hold.
     MasterStopping,
@@ -102,21 +141,31 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     OpenClientListener,
+    /// Opens the replication listener if it is not open: it answers probes as a slave
+    /// until this broker is a master, then accepts slaves.
     OpenReplicationListener,
+    /// Ask the peers for a live master; answer with `MasterFound`, `NoMasterFound` or
+    /// `PeerConflict`.
+    FindMaster,
     DialMaster,
-    /// Ask the lost master whether it is alive; answer with `MasterAnswered`/`MasterGone`.
+    /// Probe the lost master, then the succession; answer with `MasterAnswered`,
+    /// `MasterMoved` or `MasterGone`.
     ProbeMaster,
-    /// Ask the lost slave's address whether a master listens there; answer with
+    /// As `ProbeMaster`, without probing a master that said it is stopping.
+    CheckSuccession,
+    /// Ask the lost slaves' addresses whether a master listens there; answer with
     /// `SlaveTookOver`/`SlaveGone`.
     ProbeSlave,
     /// Start a new epoch as master (a record, and the store's epoch history).
     Promote,
-    /// Forget the slave: receipts wait for the local journal only, and say so loudly.
+    /// No slave is in sync: receipts wait for the local journal only, and say so loudly.
     /// Records in store.toml that this broker serves alone first (`alone_since`).
     ContinueAlone,
+    /// The lost slave did not take over and others are in sync: release again.
+    Resume,
     /// A slave is in sync: record in store.toml that receipts no longer go out alone.
     RecordInSync,
-    /// Stop without releasing receipts that still wait for the slave.
+    /// Stop without releasing receipts that still wait for a slave.
     Exit(i32),
 }
 
@@ -124,10 +173,28 @@ pub enum Action {
 pub const EXIT_SLAVE_FAILED: i32 = 3;
 /// Exit code when a slave stops because its master failed (`shutdown_on_master_failure`).
 pub const EXIT_MASTER_FAILED: i32 = 4;
-/// Exit code when the master refused this slave.
+/// Exit code when the master refused this slave, or a peer is a master it must not join.
 pub const EXIT_REFUSED: i32 = 5;
 /// Exit code when a master finds that its lost slave has taken over.
 pub const EXIT_SUPERSEDED: i32 = 6;
+
+/// How a master starts once it knows no peer is a master.
+fn start_as_master(policy: Policy, why: &str) -> (Role, Vec<Action>, String) {
+    use Action::*;
+    if policy.wait_for_slave {
+        (
+            Role::WaitingForSlave,
+            vec![OpenReplicationListener],
+            format!("{why}; wait_for_slave: no clients until a slave is in sync"),
+        )
+    } else {
+        (
+            Role::MasterAlone,
+            vec![ContinueAlone, OpenReplicationListener, OpenClientListener],
+            why.to_string(),
+        )
+    }
+}
 
 /// The next role, the actions to take, and why (for the log line).
 pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, String) {
@@ -139,19 +206,22 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         (Stopped, _) => (Stopped, vec![], "already stopped".into()),
         (Starting, Started) if policy.is_slave => (
             SlaveConnecting,
-            vec![DialMaster],
+            vec![OpenReplicationListener, DialMaster],
             "configured as a slave".into(),
         ),
-        (Starting, Started) if policy.wait_for_slave => (
-            WaitingForSlave,
-            vec![OpenReplicationListener],
-            "wait_for_slave: no clients until a slave is in sync".into(),
+        (Starting, Started) if policy.has_peers => (
+            Starting,
+            vec![OpenReplicationListener, FindMaster],
+            "configured as a master: asking the peers for a live master first".into(),
         ),
-        (Starting, Started) => (
-            MasterAlone,
-            vec![ContinueAlone, OpenReplicationListener, OpenClientListener],
-            "configured as a master".into(),
+        (Starting, Started) => start_as_master(policy, "configured as a master"),
+        (Starting, NoMasterFound) => start_as_master(policy, "no peer is a master"),
+        (Starting, MasterFound) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "a peer is the master with a newer epoch: joining it as its slave".into(),
         ),
+        (Starting, PeerConflict(why)) => (Stopped, vec![Exit(EXIT_REFUSED)], why.clone()),
         (WaitingForSlave, SlaveInSync) => (
             MasterWithSlave,
             vec![RecordInSync, OpenClientListener],
@@ -162,36 +232,56 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             vec![RecordInSync],
             "slave in sync".into(),
         ),
-        (MasterWithSlave, SlaveLost(why)) if policy.shutdown_on_slave_failure => (
+        (MasterWithSlave | MasterCheckingSlave, SlaveInSync) => {
+            (role, vec![], "another slave in sync".into())
+        }
+        (
+            MasterWithSlave | MasterCheckingSlave,
+            SlaveLost {
+                why,
+                others_in_sync: false,
+            },
+        ) if policy.shutdown_on_slave_failure => (
             Stopped,
             vec![Exit(EXIT_SLAVE_FAILED)],
-            format!("slave lost ({why}); shutdown_on_slave_failure"),
+            format!("the last in-sync slave lost ({why}); shutdown_on_slave_failure"),
         ),
-        (MasterWithSlave, SlaveLost(why)) => (
+        (MasterWithSlave, SlaveLost { why, .. }) => (
             MasterCheckingSlave,
             vec![ProbeSlave],
-            format!("slave lost ({why}); checking whether it took over"),
+            format!("in-sync slave lost ({why}); checking whether it took over"),
+        ),
+        // The group probes this one's address after the probe under way.
+        (MasterCheckingSlave, SlaveLost { why, .. }) => (
+            MasterCheckingSlave,
+            vec![],
+            format!("another in-sync slave lost ({why})"),
         ),
         (MasterCheckingSlave, SlaveTookOver) => (
             Stopped,
             vec![Exit(EXIT_SUPERSEDED)],
-            "the slave has taken over as master: stopping without releasing the receipts it does not hold; restart this broker as its slave".into(),
+            "a lost slave has taken over as master: stopping without releasing the receipts it does not hold; restart this broker and it joins the new master".into(),
         ),
-        (MasterCheckingSlave, SlaveGone(why)) => (
+        (
+            MasterCheckingSlave,
+            SlaveGone {
+                why,
+                others_in_sync: true,
+            },
+        ) => (
+            MasterWithSlave,
+            vec![Resume],
+            format!("no master at the slave's address ({why}); carrying on with the slaves in sync"),
+        ),
+        (MasterCheckingSlave, SlaveGone { why, .. }) => (
             MasterAlone,
             vec![ContinueAlone],
             format!("no master at the slave's address ({why}); continuing without a copy"),
         ),
-        // A slave that was still catching up was not relied on yet: forget it.
-        (WaitingForSlave | MasterAlone, SlaveLost(why)) => (
-            role,
-            vec![ContinueAlone],
-            format!("catching-up slave lost ({why})"),
-        ),
-        (WaitingForSlave | MasterAlone, SlaveAttached) => {
+        (WaitingForSlave | MasterAlone | MasterWithSlave | MasterCheckingSlave, SlaveAttached) => {
             (role, vec![], "slave attached; catching up".into())
         }
-        (SlaveConnecting | SlaveRedialing, MasterReached) => {
+        (SlaveConnecting, MasterReached) => {
             (SlaveCatchingUp, vec![], "master accepted us".into())
         }
         (SlaveCatchingUp, InSyncWithMaster) => {
@@ -200,32 +290,39 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         (SlaveCatchingUp | SlaveMirroring, DroppedByMaster(why)) => (
             SlaveConnecting,
             vec![DialMaster],
-            format!("the master dropped us ({why}) and carries on alone; not promoting"),
+            format!("the master dropped us ({why}) and carries on; not promoting"),
         ),
         (SlaveConnecting | SlaveCatchingUp, MasterLost(why)) => (
             SlaveConnecting,
             vec![DialMaster],
             format!("master unreachable ({why}); never in sync, so not promoting"),
         ),
-        (
-            SlaveConnecting | SlaveCatchingUp | SlaveMirroring | SlaveRedialing,
-            MasterRefused(why),
-        ) => (
+        (SlaveConnecting | SlaveCatchingUp, MasterStopping) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "the master is stopping; never in sync, so not promoting".into(),
+        ),
+        (SlaveConnecting | SlaveCheckingMaster, MasterMoved) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "another broker is the master: dialling it".into(),
+        ),
+        (SlaveConnecting | SlaveCatchingUp | SlaveMirroring, MasterRefused(why)) => (
             Stopped,
             vec![Exit(EXIT_REFUSED)],
             format!("master refused us: {why}"),
         ),
-        (SlaveMirroring | SlaveRedialing, MasterLost(why)) if policy.shutdown_on_master_failure => (
+        (SlaveMirroring, MasterLost(why)) if policy.shutdown_on_master_failure => (
             Stopped,
             vec![Exit(EXIT_MASTER_FAILED)],
             format!("master lost ({why}); shutdown_on_master_failure"),
         ),
-        (SlaveMirroring | SlaveRedialing, MasterLost(why)) => (
+        (SlaveMirroring, MasterLost(why)) => (
             SlaveCheckingMaster,
             vec![ProbeMaster],
             format!("master lost ({why}); checking that it is gone"),
         ),
-        // A master that answers may carry on alone (its probe of us finds no master
+        // A master that answers may carry on without us (its probe of us finds no master
         // here) and receipt what we never get: we are no longer one it relies on.
         (SlaveCheckingMaster, MasterAnswered) => (
             SlaveConnecting,
@@ -237,24 +334,17 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             vec![Exit(EXIT_MASTER_FAILED)],
             "the master is stopping; shutdown_on_master_failure".into(),
         ),
-        // It closed its listeners first and released only what we acknowledged: if it is
-        // gone when we dial, we hold all it receipted.
+        // It closed its listeners first and released only what we acknowledged: the
+        // first in-sync slave takes over at once, without a probe it could still answer.
         (SlaveMirroring, MasterStopping) => (
-            SlaveRedialing,
-            vec![DialMaster],
-            "the master is stopping: dialling it again, promoting if it is gone".into(),
+            SlaveCheckingMaster,
+            vec![CheckSuccession],
+            "the master is stopping: the first in-sync slave takes over".into(),
         ),
-        (SlaveRedialing, DroppedByMaster(why)) => (
-            SlaveConnecting,
-            vec![DialMaster],
-            format!("the master dropped us ({why}) and carries on alone; not promoting"),
-        ),
-        // The replication listener opens first, so that the old master, should it wake
-        // now, finds a master at our address and stops rather than carry on alone.
         (SlaveCheckingMaster, MasterGone(why)) => (
             MasterAlone,
             vec![OpenReplicationListener, Promote, OpenClientListener],
-            format!("master lost and silent ({why}); promoting"),
+            format!("master gone ({why}); promoting"),
         ),
         (role, event) => (role, vec![], format!("ignored {event:?}")),
     };
@@ -270,9 +360,11 @@ mod tests {
 
     const MASTER: Policy = Policy {
         is_slave: false,
+        has_peers: false,
         wait_for_slave: false,
         shutdown_on_slave_failure: false,
         shutdown_on_master_failure: false,
+        max_slaves: 4,
     };
 
     fn with(f: impl Fn(&mut Policy)) -> Policy {
@@ -289,43 +381,60 @@ mod tests {
             p.shutdown_on_master_failure = true
         });
         let waits = with(|p| p.wait_for_slave = true);
+        let peers = with(|p| p.has_peers = true);
         let strict_master = with(|p| p.shutdown_on_slave_failure = true);
-        let lost = || SlaveLost("link closed".into());
+        let lost = |others_in_sync| SlaveLost {
+            why: "link closed".into(),
+            others_in_sync,
+        };
+        let gone_slave = |others_in_sync| SlaveGone {
+            why: "refused".into(),
+            others_in_sync,
+        };
         let gone = || MasterLost("connection reset".into());
+        let alone = vec![ContinueAlone, OpenReplicationListener, OpenClientListener];
         #[rustfmt::skip]
         let table: Vec<(Role, Event, Policy, Role, Vec<Action>)> = vec![
-            (Starting, Started, MASTER, MasterAlone, vec![ContinueAlone, OpenReplicationListener, OpenClientListener]),
+            (Starting, Started, MASTER, MasterAlone, alone.clone()),
             (Starting, Started, waits, WaitingForSlave, vec![OpenReplicationListener]),
-            (Starting, Started, slave, SlaveConnecting, vec![DialMaster]),
+            (Starting, Started, slave, SlaveConnecting, vec![OpenReplicationListener, DialMaster]),
+            // A master with peers asks them first, and joins a live master it finds.
+            (Starting, Started, peers, Starting, vec![OpenReplicationListener, FindMaster]),
+            (Starting, NoMasterFound, peers, MasterAlone, alone.clone()),
+            (Starting, MasterFound, peers, SlaveConnecting, vec![DialMaster]),
+            (Starting, PeerConflict("same epoch".into()), peers, Stopped, vec![Exit(EXIT_REFUSED)]),
             (WaitingForSlave, SlaveAttached, waits, WaitingForSlave, vec![]),
             (WaitingForSlave, SlaveInSync, waits, MasterWithSlave, vec![RecordInSync, OpenClientListener]),
-            (WaitingForSlave, lost(), waits, WaitingForSlave, vec![ContinueAlone]),
             (MasterAlone, SlaveAttached, MASTER, MasterAlone, vec![]),
             (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![RecordInSync]),
-            (MasterAlone, lost(), strict_master, MasterAlone, vec![ContinueAlone]),
-            (MasterWithSlave, lost(), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
+            (MasterWithSlave, SlaveInSync, MASTER, MasterWithSlave, vec![]),
+            (MasterWithSlave, SlaveAttached, MASTER, MasterWithSlave, vec![]),
+            (MasterWithSlave, lost(false), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
+            (MasterWithSlave, lost(true), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
+            (MasterCheckingSlave, lost(true), MASTER, MasterCheckingSlave, vec![]),
             (MasterCheckingSlave, SlaveTookOver, MASTER, Stopped, vec![Exit(EXIT_SUPERSEDED)]),
-            (MasterCheckingSlave, SlaveGone("refused".into()), MASTER, MasterAlone, vec![ContinueAlone]),
+            (MasterCheckingSlave, gone_slave(false), MASTER, MasterAlone, vec![ContinueAlone]),
+            (MasterCheckingSlave, gone_slave(true), MASTER, MasterWithSlave, vec![Resume]),
             (MasterCheckingSlave, SlaveAttached, MASTER, MasterCheckingSlave, vec![]),
-            (MasterWithSlave, lost(), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
+            (MasterCheckingSlave, SlaveInSync, MASTER, MasterCheckingSlave, vec![]),
+            // shutdown_on_slave_failure stops when no slave is left in sync.
+            (MasterWithSlave, lost(false), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
+            (MasterWithSlave, lost(true), strict_master, MasterCheckingSlave, vec![ProbeSlave]),
+            (MasterCheckingSlave, lost(false), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
             (SlaveConnecting, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveConnecting, MasterReached, slave, SlaveCatchingUp, vec![]),
+            (SlaveConnecting, MasterMoved, slave, SlaveConnecting, vec![DialMaster]),
             (SlaveConnecting, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
             (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
+            (SlaveCatchingUp, MasterStopping, slave, SlaveConnecting, vec![DialMaster]),
             (SlaveMirroring, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
             (SlaveCheckingMaster, MasterAnswered, slave, SlaveConnecting, vec![DialMaster]),
-            // A master stopping with SIGTERM says so: the slave that was in sync dials,
-            // finds no master, probes and promotes.
-            (SlaveMirroring, MasterStopping, slave, SlaveRedialing, vec![DialMaster]),
-            (SlaveMirroring, MasterStopping, strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
-            (SlaveCatchingUp, MasterStopping, slave, SlaveCatchingUp, vec![]),
-            (SlaveRedialing, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
-            (SlaveRedialing, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
-            (SlaveRedialing, MasterReached, slave, SlaveCatchingUp, vec![]),
-            (SlaveRedialing, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveRedialing, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
+            (SlaveCheckingMaster, MasterMoved, slave, SlaveConnecting, vec![DialMaster]),
             (SlaveCheckingMaster, MasterGone("refused".into()), slave, MasterAlone, vec![OpenReplicationListener, Promote, OpenClientListener]),
+            // A master stopping with SIGTERM says so: the succession decides at once.
+            (SlaveMirroring, MasterStopping, slave, SlaveCheckingMaster, vec![CheckSuccession]),
+            (SlaveMirroring, MasterStopping, strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
             (SlaveCheckingMaster, Shutdown, slave, Stopped, vec![Exit(0)]),
             (SlaveMirroring, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
             (SlaveMirroring, MasterRefused("x".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
@@ -336,7 +445,9 @@ mod tests {
             (Stopped, Started, MASTER, Stopped, vec![]),
             // Events that do not apply to a role change nothing.
             (MasterWithSlave, gone(), MASTER, MasterWithSlave, vec![]),
+            (MasterAlone, MasterMoved, MASTER, MasterAlone, vec![]),
             (SlaveMirroring, SlaveInSync, slave, SlaveMirroring, vec![]),
+            (SlaveMirroring, MasterFound, slave, SlaveMirroring, vec![]),
         ];
         for (role, event, policy, next, actions) in table {
             let (got_role, got_actions, why) = step(role, &event, policy);
@@ -357,7 +468,6 @@ mod tests {
             SlaveCatchingUp,
             SlaveMirroring,
             SlaveCheckingMaster,
-            SlaveRedialing,
         ] {
             for event in [
                 Started,
@@ -365,6 +475,9 @@ mod tests {
                 InSyncWithMaster,
                 SlaveInSync,
                 SlaveAttached,
+                MasterMoved,
+                MasterAnswered,
+                MasterStopping,
             ] {
                 let (_, actions, _) = step(role, &event, slave);
                 assert!(!actions.contains(&OpenClientListener), "{role} + {event:?}");

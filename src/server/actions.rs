@@ -14,7 +14,7 @@ use super::store::{prepare_store, read_standing, recover};
 use crate::config::{Config, Endpoint};
 use crate::core::{Input, Store};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, StoreMeta, JOURNAL_DIR};
+use crate::journal::{Epoch, Journal, Seq, StoreMeta, JOURNAL_DIR};
 use crate::link::probe::{self, Probed};
 use crate::link::{master, slave};
 use crate::repl::message::CatchUp;
@@ -34,6 +34,10 @@ const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub(super) enum Done {
     /// An event for the role machine (a probe's answer, a dial that failed).
     Event(Event),
+    /// Another broker is the master: dial it from now on, then step the event.
+    Follow(Endpoint, Event),
+    /// No master answered at the lost slaves' addresses, and why.
+    SlavesGone(String),
     /// The master welcomed us on this link.
     Welcomed(Box<slave::Link>),
     /// The local store could not be read or prepared: the broker must stop.
@@ -46,58 +50,72 @@ impl Shell {
             Action::OpenClientListener => self.open_client_listener().await,
             Action::OpenReplicationListener => self.open_replication_listener().await,
             Action::DialMaster => self.dial_master().await,
-            Action::ProbeMaster => {
-                let Some(master) = self.config.replication.master_connector_uri.clone() else {
-                    self.finish(Done::Event(Event::MasterGone(
-                        "no master_connector_uri".into(),
-                    )));
-                    return Ok(());
-                };
+            Action::FindMaster => {
+                let peers = self.config.replication.peers.clone();
                 let patience = probe_patience(&self.config);
-                self.start(async move {
-                    Done::Event(
-                        match probe::probe(&master, patience, 1, Duration::ZERO).await {
-                            Probed::Master => Event::MasterAnswered,
-                            Probed::NoMaster(why) => Event::MasterGone(why),
-                        },
-                    )
-                });
-                Ok(())
-            }
-            Action::ProbeSlave => {
-                let address = self.core.lost_slave_address().map(str::to_string);
-                let Some(endpoint) = address.as_deref().and_then(|a| Endpoint::parse(a).ok())
-                else {
-                    self.finish(Done::Event(Event::SlaveGone(
-                        "the slave gave no replication address".into(),
-                    )));
-                    return Ok(());
-                };
-                let patience = probe_patience(&self.config);
-                self.start(async move {
-                    Done::Event(match probe::probe(&endpoint, patience, 3, PROBE_GAP).await {
-                        Probed::Master => {
-                            log::error!("replication: the lost slave answers as a master at {endpoint}: it has taken over");
-                            Event::SlaveTookOver
-                        }
-                        Probed::NoMaster(why) => Event::SlaveGone(why),
-                    })
-                });
+                let (epoch, empty) = (self.core.epoch(), self.core.next_seq() == Seq(1));
+                self.start(async move { find_master(peers, patience, epoch, empty).await });
                 Ok(())
             }
             Action::Exit(code) => {
                 self.exit = Some(code);
                 Ok(())
             }
-            // The core carries these out itself.
-            Action::Promote | Action::ContinueAlone | Action::RecordInSync => Ok(()),
+            // The core and the group carry these out themselves.
+            Action::Promote
+            | Action::ContinueAlone
+            | Action::Resume
+            | Action::RecordInSync
+            | Action::ProbeSlave
+            | Action::ProbeMaster
+            | Action::CheckSuccession => Ok(()),
         }
     }
 
+    /// Asks each lost slave's address whether a master listens there.
+    pub(super) fn probe_slaves(&mut self, addresses: Vec<String>) {
+        let patience = probe_patience(&self.config);
+        self.start(async move {
+            let mut why = "the lost slaves gave no replication address".to_string();
+            for address in addresses {
+                let Ok(endpoint) = Endpoint::parse(&address) else {
+                    continue;
+                };
+                match probe_lost_slave(&endpoint, patience).await {
+                    Probed::Master(_) => {
+                        log::error!("replication: the lost slave answers as a master at {endpoint}: it has taken over");
+                        return Done::Event(Event::SlaveTookOver);
+                    }
+                    Probed::NotMaster { .. } => why = format!("{endpoint} is not a master"),
+                    Probed::NoMaster(no) => why = format!("{endpoint}: {no}"),
+                }
+            }
+            Done::SlavesGone(why)
+        });
+    }
+
+    /// Our master is lost (or said it is stopping): decides, with the succession, whether
+    /// this broker dials it again, follows another slave that took over, or promotes.
+    pub(super) fn check_succession(&mut self, probe_master: bool, succession: Vec<String>) {
+        let check = Succession {
+            master: self.master.clone().filter(|_| probe_master),
+            own: self.replication_address.clone(),
+            members: succession,
+            epoch: self.core.epoch(),
+            patience: probe_patience(&self.config),
+        };
+        self.start(check.run());
+    }
     /// Takes back what a task came back with.
     pub(super) async fn take_done(&mut self, done: Done) -> Result<()> {
         match done {
             Done::Event(event) => self.inputs_push(Input::Role(event)),
+            Done::Follow(master, event) => {
+                log::info!("replication: the master is now {master}");
+                self.master = Some(master);
+                self.inputs_push(Input::Role(event));
+            }
+            Done::SlavesGone(why) => self.inputs_push(Input::SlavesGone(why)),
             Done::Welcomed(link) => self.welcomed(*link).await?,
             Done::Failed(error) => return Err(error),
         }
@@ -161,12 +179,10 @@ impl Shell {
     }
 
     fn master_name(&self) -> String {
-        self.config
-            .replication
-            .master_connector_uri
+        self.master
             .as_ref()
             .map(|m| m.to_string())
-            .unwrap_or_default()
+            .unwrap_or_else(|| "(none known)".into())
     }
 
     async fn bind(endpoint: &Endpoint, what: &str) -> Result<TcpListener> {
@@ -208,15 +224,31 @@ impl Shell {
         Ok(())
     }
 
+    /// Opens the replication listener once: it answers probes from the start, and
+    /// accepts slaves while this broker is a master.
     async fn open_replication_listener(&mut self) -> Result<()> {
         let Some(bind) = self.config.replication.bind.clone() else {
             return Ok(());
         };
+        if self.replication_address.is_some() {
+            return Ok(());
+        }
         let listener = Self::bind(&bind, "replication").await?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::net("reading a listener address", e))?;
+        // Where the others probe us and where our successors find us: the bound port,
+        // which is known only now for an ephemeral bind.
+        let advertised = match &self.config.replication.advertised_uri {
+            Some(uri) => uri.to_string(),
+            None => format!("tcp://{local}"),
+        };
+        self.replication_address = Some(advertised);
         let context = master::Context {
             config: self.config.clone(),
             events: self.link_sender.clone(),
             journal_dir: self.config.data_dir().join(JOURNAL_DIR),
+            presence: self.presence.clone(),
         };
         self.serve(master::serve(listener, context));
         Ok(())
@@ -236,13 +268,22 @@ impl Shell {
                 backoff.as_millis()
             );
         }
-        let config = self.config.clone();
-        let master = self.master_name();
+        let Some(master) = self.master.clone() else {
+            self.finish(Done::Event(Event::MasterLost("no master known".into())));
+            return Ok(());
+        };
+        let dial = Dial {
+            config: self.config.clone(),
+            master,
+            advertised: self.replication_address.clone(),
+            others: self.others(),
+            epoch: self.core.epoch(),
+        };
         self.start(async move {
             if !backoff.is_zero() {
                 runtime::sleep(backoff).await;
             }
-            dial(config, &master).await
+            dial.run().await
         });
         Ok(())
     }
@@ -261,22 +302,209 @@ impl Shell {
     }
 }
 
-/// One attempt to reach the master with this store's standing.
-async fn dial(config: Arc<Config>, master: &str) -> Done {
-    let reading = config.clone();
-    let standing = match runtime::spawn_blocking(move || read_standing(&reading)).await {
-        Ok(standing) => standing,
-        Err(error) => return Done::Failed(error),
-    };
-    match slave::connect(&config, standing).await {
-        Ok(link) => Done::Welcomed(Box::new(link)),
-        Err(slave::DialError::Refused(reason)) => {
-            log::error!("replication: master {master} refused this slave: {reason}");
-            Done::Event(Event::MasterRefused(reason))
+impl Shell {
+    /// The other brokers this one knows of: the configured peers and the succession the
+    /// master told, without itself.
+    fn others(&self) -> Vec<Endpoint> {
+        let own = self.replication_address.as_deref();
+        let told = self
+            .core
+            .succession()
+            .iter()
+            .filter_map(|a| Endpoint::parse(a).ok());
+        let mut others: Vec<Endpoint> = Vec::new();
+        for endpoint in self.config.replication.peers.iter().cloned().chain(told) {
+            if Some(endpoint.to_string().as_str()) != own && !others.contains(&endpoint) {
+                others.push(endpoint);
+            }
         }
-        Err(slave::DialError::Unreachable(why)) => {
-            log::warn!("replication: master {master} unreachable ({why})");
-            Done::Event(Event::MasterLost(why))
+        others
+    }
+}
+
+/// One attempt to reach the master with this store's standing.
+struct Dial {
+    config: Arc<Config>,
+    master: Endpoint,
+    advertised: Option<String>,
+    /// Where to ask for the master should it be unreachable.
+    others: Vec<Endpoint>,
+    epoch: Epoch,
+}
+
+impl Dial {
+    async fn run(self) -> Done {
+        let reading = self.config.clone();
+        let standing = match runtime::spawn_blocking(move || read_standing(&reading)).await {
+            Ok(standing) => standing,
+            Err(error) => return Done::Failed(error),
+        };
+        let master = &self.master;
+        let advertised = self.advertised.clone();
+        match slave::connect(&self.config, master, advertised, standing).await {
+            Ok(link) => Done::Welcomed(Box::new(link)),
+            Err(slave::DialError::Refused(reason)) => {
+                log::error!("replication: master {master} refused this slave: {reason}");
+                Done::Event(Event::MasterRefused(reason))
+            }
+            Err(slave::DialError::Redirect(to)) => {
+                log::info!("replication: {master} is not the master; it follows {to}");
+                let patience = probe_patience(&self.config);
+                match Endpoint::parse(&to) {
+                    Ok(to) => match follow(&to, patience, self.epoch).await {
+                        Some(done) => done,
+                        None => Done::Event(Event::MasterLost(format!(
+                            "{master} follows {to}, which is not a master this store can follow"
+                        ))),
+                    },
+                    Err(why) => Done::Event(Event::MasterLost(format!(
+                        "{master} follows an unreadable address {to:?}: {why}"
+                    ))),
+                }
+            }
+            Err(slave::DialError::Unreachable(why)) => {
+                log::warn!("replication: master {master} unreachable ({why})");
+                // Another broker may have taken over: ask the ones we know.
+                let patience = probe_patience(&self.config);
+                for other in self.others.iter().filter(|o| *o != master) {
+                    if let Some(done) = follow(other, patience, self.epoch).await {
+                        return done;
+                    }
+                }
+                Done::Event(Event::MasterLost(why))
+            }
+        }
+    }
+}
+
+/// Follows `address` if a master at least as new as this store's epoch answers there.
+async fn follow(address: &Endpoint, patience: Duration, epoch: Epoch) -> Option<Done> {
+    match probe::probe(address, patience, 1, Duration::ZERO).await {
+        Probed::Master(Some(theirs)) if theirs >= epoch => {
+            Some(Done::Follow(address.clone(), Event::MasterMoved))
+        }
+        _ => None,
+    }
+}
+
+/// A master with peers asks them for a live master before it starts: it joins one whose
+/// epoch is newer than its store's (or any, with an empty store), and refuses to start
+/// next to one that is not newer.
+async fn find_master(peers: Vec<Endpoint>, patience: Duration, epoch: Epoch, empty: bool) -> Done {
+    let mut hints: Vec<Endpoint> = Vec::new();
+    let mut asked = peers.clone();
+    let mut queue = peers;
+    while let Some(peer) = (!queue.is_empty()).then(|| queue.remove(0)) {
+        match probe::probe(&peer, patience, 1, Duration::ZERO).await {
+            Probed::Master(Some(theirs)) if theirs > epoch || empty => {
+                log::info!("replication: peer {peer} is the master in epoch {theirs} (this store is at epoch {epoch})");
+                return Done::Follow(peer, Event::MasterFound);
+            }
+            Probed::Master(theirs) => {
+                let theirs = theirs.map_or("an unknown epoch".into(), |e| format!("epoch {e}"));
+                return Done::Event(Event::PeerConflict(format!(
+                    "peer {peer} is a live master in {theirs}, not newer than this store's epoch {epoch}: starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
+                )));
+            }
+            Probed::NotMaster {
+                master: Some(master),
+                ..
+            } => {
+                // A slave names its master: ask it too, once.
+                if let Ok(master) = Endpoint::parse(&master) {
+                    if !asked.contains(&master) {
+                        asked.push(master.clone());
+                        hints.push(master.clone());
+                        queue.push(master);
+                    }
+                }
+            }
+            Probed::NotMaster { master: None, .. } => {}
+            Probed::NoMaster(why) => log::info!("replication: peer {peer}: {why}"),
+        }
+    }
+    Done::Event(Event::NoMasterFound)
+}
+
+/// Probes a lost slave: while it answers as an in-sync slave it may be deciding to take
+/// over, so it is asked again until it is a master, or not a candidate, or gone.
+async fn probe_lost_slave(address: &Endpoint, patience: Duration) -> Probed {
+    let deadline = std::time::Instant::now() + patience * 4;
+    loop {
+        let probed = probe::probe(address, patience, 3, PROBE_GAP).await;
+        let deciding = matches!(
+            probed,
+            Probed::NotMaster {
+                candidate: true,
+                ..
+            }
+        );
+        if !deciding || std::time::Instant::now() >= deadline {
+            return probed;
+        }
+        runtime::sleep(PROBE_GAP).await;
+    }
+}
+
+/// A slave's decision after its master was lost: dial it again if it answers; follow an
+/// in-sync slave that took over; wait while one before us in the succession may still
+/// take over; promote when none did.
+struct Succession {
+    /// The lost master, to probe first (`None`: it said it was stopping).
+    master: Option<Endpoint>,
+    /// This broker's replication address, to find its place in `members`.
+    own: Option<String>,
+    /// The in-sync slaves' addresses, first to take over first.
+    members: Vec<String>,
+    epoch: Epoch,
+    patience: Duration,
+}
+
+impl Succession {
+    async fn run(self) -> Done {
+        let place = self
+            .own
+            .as_ref()
+            .and_then(|own| self.members.iter().position(|m| m == own));
+        // A slave without an address comes after every member the master listed.
+        let before_us = |index: usize| place.is_none_or(|p| index < p);
+        let deadline = std::time::Instant::now() + self.patience * 4;
+        let mut why = "the master said it was stopping".to_string();
+        loop {
+            if let Some(master) = &self.master {
+                match probe::probe(master, self.patience, 1, Duration::ZERO).await {
+                    Probed::Master(_) => return Done::Event(Event::MasterAnswered),
+                    Probed::NotMaster { .. } => why = format!("{master} is not a master"),
+                    Probed::NoMaster(no) => why = no,
+                }
+            }
+            let mut waiting_for = None;
+            for (index, member) in self.members.iter().enumerate() {
+                if Some(index) == place {
+                    continue;
+                }
+                let Ok(endpoint) = Endpoint::parse(member) else {
+                    continue;
+                };
+                match probe::probe(&endpoint, self.patience, 1, Duration::ZERO).await {
+                    Probed::Master(Some(theirs)) if theirs > self.epoch => {
+                        log::info!("replication: in-sync slave {endpoint} has taken over (epoch {theirs}): following it");
+                        return Done::Follow(endpoint, Event::MasterMoved);
+                    }
+                    Probed::NotMaster {
+                        candidate: true, ..
+                    } if before_us(index) => waiting_for = Some(endpoint),
+                    _ => {}
+                }
+            }
+            let Some(first) = waiting_for else {
+                return Done::Event(Event::MasterGone(why));
+            };
+            if std::time::Instant::now() >= deadline {
+                log::warn!("replication: {first}, before this slave in the succession, is still deciding: not promoting; dialling the master again");
+                return Done::Event(Event::MasterAnswered);
+            }
+            runtime::sleep(PROBE_GAP).await;
         }
     }
 }

@@ -21,11 +21,12 @@ use futures::{FutureExt, StreamExt};
 use super::actions::Done;
 use crate::broker::{Fetch, SessionId};
 use crate::config::Config;
+use crate::config::Endpoint;
 use crate::core::{Attached, Core, Input, Outgoing, Output, Request};
 use crate::error::Result;
 use crate::journal::{self, Journal, ReadBatch, Reader, Seq};
 use crate::link::slave::{Heard, Mirror};
-use crate::link::{LinkEvent, Shipment};
+use crate::link::{LinkEvent, Presence, SharedPresence, Shipment};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::role::Event;
 use crate::session::{MemoryGauge, Room, SessionEvent};
@@ -77,6 +78,14 @@ pub(super) struct Shell {
     attach_replies: HashMap<LinkId, oneshot::Sender<Result<Attached, Refusal>>>,
     /// The open link to our master, on a slave.
     pub(super) mirror: Option<Mirror>,
+    /// The master this broker dials as a slave: `master_connector_uri` at first, then
+    /// whichever broker took over or a peer named.
+    pub(super) master: Option<Endpoint>,
+    /// Where this broker's replication listener is, once open (told to the master, and
+    /// by it to the other slaves).
+    pub(super) replication_address: Option<String>,
+    /// What the replication listener answers, kept current after every core step.
+    pub(super) presence: SharedPresence,
     done: mpsc::UnboundedReceiver<Done>,
     pub(super) done_sender: mpsc::UnboundedSender<Done>,
     signals: mpsc::UnboundedReceiver<i32>,
@@ -138,6 +147,8 @@ impl Shell {
                 let _ = fetched_report.unbounded_send(batch);
             }),
         );
+        let config_master = config.replication.master_connector_uri.clone();
+        let core_epoch = core.epoch();
         Shell {
             memory: MemoryGauge::new(config.broker.max_memory.bytes()),
             next_status: due_in(config.broker.status_interval_ms),
@@ -157,6 +168,13 @@ impl Shell {
             live: HashMap::new(),
             attach_replies: HashMap::new(),
             mirror: None,
+            master: config_master,
+            replication_address: None,
+            presence: Arc::new(std::sync::Mutex::new(Presence::NotMaster {
+                epoch: core_epoch,
+                candidate: false,
+                master: None,
+            })),
             done,
             done_sender,
             signals,
@@ -244,6 +262,9 @@ impl Shell {
                 self.inputs.push_back(Input::Replicate(records))
             }
             Wake::Mirror(Heard::Nothing) => {}
+            Wake::Mirror(Heard::Succession(succession)) => {
+                self.inputs.push_back(Input::Succession(succession))
+            }
             Wake::Mirror(Heard::Role(event)) => {
                 if !matches!(event, Event::InSyncWithMaster) {
                     self.mirror = None;
@@ -347,6 +368,30 @@ impl Shell {
         if took > SLOW_STEP {
             log::warn!("the core took {} ms for one {kind} input", took.as_millis());
         }
+        self.update_presence();
+    }
+
+    /// Keeps what the replication listener answers in step with the role, before any
+    /// output of this step is carried out: a broker that decided to promote answers
+    /// probes as a master from this moment.
+    fn update_presence(&mut self) {
+        let (role, epoch) = (self.core.role(), self.core.epoch());
+        let presence = if role.is_master() {
+            Presence::Master { epoch }
+        } else {
+            Presence::NotMaster {
+                epoch,
+                candidate: role.is_candidate(),
+                master: self.master.as_ref().map(Endpoint::to_string),
+            }
+        };
+        let mut current = self
+            .presence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != presence {
+            *current = presence;
+        }
     }
 
     fn session_event(&mut self, event: SessionEvent) {
@@ -426,6 +471,15 @@ impl Shell {
                 if let Some(live) = self.live.get(&link) {
                     let _ = live.unbounded_send(Shipment::InSync);
                 }
+            }
+            Output::TellSuccession(succession) => {
+                for live in self.live.values() {
+                    let _ = live.unbounded_send(Shipment::Succession(succession.clone()));
+                }
+            }
+            Output::ProbeSlaves(addresses) => self.probe_slaves(addresses),
+            Output::CheckSuccession { master, succession } => {
+                self.check_succession(master, succession)
             }
             Output::Read(batch) => self.reader.read(batch),
             waits => return Some(waits),
