@@ -143,14 +143,19 @@ enum Cli {
         #[structopt(long, parse(from_os_str))]
         data_dir: PathBuf,
     },
-    /// Starts a pair from the shipped configs, sends, kills the master, consumes from the slave.
+    /// Starts a master and its slaves from the shipped configs, sends, kills the master,
+    /// consumes from the slave that took over, and restarts the old master as a slave.
     Demo {
-        /// The folder holding master.toml and slave.toml.
+        /// The folder holding master.toml and slave.toml, and group/ for --slaves 2.
         #[structopt(long, parse(from_os_str), default_value = "configs")]
         configs: PathBuf,
         /// Messages to send.
         #[structopt(long, default_value = "1000")]
         count: usize,
+        /// Slaves: 1 runs the pair (configs/master.toml, slave.toml), 2 the group of three
+        /// (configs/group/).
+        #[structopt(long, default_value = "1")]
+        slaves: usize,
     },
 }
 
@@ -288,7 +293,11 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             consumer_rate,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
-        Cli::Demo { configs, count } => tools::demo::run(&configs, count),
+        Cli::Demo {
+            configs,
+            count,
+            slaves,
+        } => tools::demo::run(&configs, count, slaves),
     }
 }
 

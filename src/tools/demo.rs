@@ -1,7 +1,10 @@
-//! `mirrormq demo`: the main job in one command. Starts a master and a slave from the two
-//! shipped configs (with their data in a temporary folder), sends persistent messages
-//! through a failover URL, kills the master with SIGKILL, and consumes every message from
-//! the promoted slave, saying what happened at each step.
+//! `mirrormq demo`: the main job in one command. Starts a master and its slaves from the
+//! shipped configs (configs/master.toml and slave.toml, or with `--slaves 2` the group in
+//! configs/group/), with their data in a temporary folder; sends persistent messages
+//! through a failover URL; kills the master with SIGKILL; shows one slave taking over and
+//! the other following it; consumes every message through the same URL; and restarts the
+//! old master with its own config, which rejoins as a slave. It says what happened at
+//! each step.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,7 +14,7 @@ use futures::StreamExt;
 
 use crate::tools::process::BrokerProcess;
 use mirrormq::client::{AckMode, Client};
-use mirrormq::config::Config;
+use mirrormq::config::{Config, Endpoint};
 use mirrormq::error::{Error, Result};
 use mirrormq::runtime;
 
@@ -39,7 +42,7 @@ fn stage_config(shipped: &Path, dir: &Path, name: &str) -> Result<(PathBuf, Conf
     Ok((path, config))
 }
 
-fn port_open(endpoint: &mirrormq::config::Endpoint) -> bool {
+fn port_open(endpoint: &Endpoint) -> bool {
     std::net::TcpStream::connect_timeout(
         &match endpoint.socket_addr().parse() {
             Ok(addr) => addr,
@@ -50,27 +53,74 @@ fn port_open(endpoint: &mirrormq::config::Endpoint) -> bool {
     .is_ok()
 }
 
-pub fn run(configs: &Path, count: usize) -> Result<i32> {
+/// The shipped configs of a master with `slaves` slaves, the master first.
+fn shipped(configs: &Path, slaves: usize) -> Result<Vec<(PathBuf, &'static str)>> {
+    match slaves {
+        1 => Ok(vec![
+            (configs.join("master.toml"), "master"),
+            (configs.join("slave.toml"), "slave"),
+        ]),
+        2 => Ok(["a", "b", "c"]
+            .into_iter()
+            .zip(["broker-a", "broker-b", "broker-c"])
+            .map(|(x, name)| (configs.join("group").join(format!("broker-{x}.toml")), name))
+            .collect()),
+        n => Err(Error::Protocol(format!(
+            "--slaves {n}: the shipped configs hold a pair (1) and a group of three (2)"
+        ))),
+    }
+}
+
+/// One broker of the demo: its staged config, what it says, and its process once started.
+struct Member {
+    name: &'static str,
+    path: PathBuf,
+    config: Config,
+    process: Option<BrokerProcess>,
+}
+
+impl Member {
+    fn start(&mut self, dir: &Path) -> Result<&mut BrokerProcess> {
+        let log = dir.join(format!("{}.log", self.name));
+        Ok(self.process.insert(BrokerProcess::start(&self.path, &log)?))
+    }
+
+    fn process(&mut self) -> &mut BrokerProcess {
+        self.process.as_mut().expect("started")
+    }
+
+    fn stomp(&self) -> &Endpoint {
+        &self.config.stomp.bind
+    }
+}
+
+pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
     let dir = tempfile::Builder::new()
         .prefix("mirrormq-demo-")
         .tempdir()
         .map_err(|e| Error::io("a temporary folder", e))?;
-    let (master_config, master) = stage_config(&configs.join("master.toml"), dir.path(), "master")?;
-    let (slave_config, slave) = stage_config(&configs.join("slave.toml"), dir.path(), "slave")?;
-    let endpoints = [
-        Some(&master.stomp.bind),
-        Some(&slave.stomp.bind),
-        master.replication.bind.as_ref(),
-        slave.replication.bind.as_ref(),
-    ];
-    if let Some(busy) = endpoints.into_iter().flatten().find(|e| port_open(e)) {
+    let shipped = shipped(configs, slaves)?;
+    let mut members = Vec::new();
+    for (path, name) in &shipped {
+        let (staged, config) = stage_config(path, dir.path(), name)?;
+        members.push(Member {
+            name,
+            path: staged,
+            config,
+            process: None,
+        });
+    }
+    let endpoints = members
+        .iter()
+        .flat_map(|m| [Some(m.stomp()), m.config.replication.bind.as_ref()])
+        .flatten();
+    if let Some(busy) = endpoints.into_iter().find(|e| port_open(e)) {
         return Err(Error::Protocol(format!("{busy} is already in use (a broker still running?); the demo needs the ports of the shipped configs")));
     }
-    let url = format!(
-        "failover:({},{})?randomize=false",
-        master.stomp.bind, slave.stomp.bind
-    );
-    let login = master
+    let stomp: Vec<String> = members.iter().map(|m| m.stomp().to_string()).collect();
+    let url = format!("failover:({})?randomize=false", stomp.join(","));
+    let login = members[0]
+        .config
         .users
         .first()
         .map(|u| (u.name.clone(), u.password.clone()));
@@ -78,45 +128,127 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
         login.as_ref().map(|l| l.0.as_str()),
         login.as_ref().map(|l| l.1.as_str()),
     );
+    let files: Vec<String> = shipped.iter().map(|(p, _)| p.display().to_string()).collect();
     println!(
-        "mirrormq demo: a master/slave pair from {} and {}",
-        configs.join("master.toml").display(),
-        configs.join("slave.toml").display()
+        "mirrormq demo: a master and {slaves} slave(s) from {}",
+        files.join(", ")
     );
     println!(
         "   (data and logs in {}; clients use {url})",
         dir.path().display()
     );
 
-    let mut master_broker = BrokerProcess::start(&master_config, &dir.path().join("master.log"))?;
-    master_broker.wait_for("stomp: listening", PATIENCE)?;
+    let master = &mut members[0];
+    let pid = master.start(dir.path())?.pid();
+    master.process().wait_for("stomp: listening", PATIENCE)?;
     println!(
-        "1. master started (pid {}): clients on {}, slave link on {}",
-        master_broker.pid(),
-        master.stomp.bind,
+        "1. {} (pid {pid}) is up as the master: clients on {}, replication on {}",
+        master.name,
+        master.stomp(),
         master
+            .config
             .replication
             .bind
             .as_ref()
             .map(|b| b.to_string())
             .unwrap_or_default()
     );
-    let mut slave_broker = BrokerProcess::start(&slave_config, &dir.path().join("slave.log"))?;
-    slave_broker.wait_for("-> slave-mirroring", PATIENCE)?;
-    let closed = !port_open(&slave.stomp.bind);
+    let mut closed = true;
+    for slave in &mut members[1..] {
+        let pid = slave.start(dir.path())?.pid();
+        slave.process().wait_for("-> slave-mirroring", PATIENCE)?;
+        let shut = !port_open(slave.stomp());
+        closed &= shut;
+        println!(
+            "2. {} (pid {pid}) is up as a slave, mirroring the master; its client port {} is {}",
+            slave.name,
+            slave.stomp(),
+            if shut {
+                "closed, as it must be"
+            } else {
+                "OPEN (unexpected)"
+            }
+        );
+    }
+
+    let sent = send(&url, login, passcode, count)?;
     println!(
-        "2. slave started (pid {}): mirroring the master; its client port {} is {}",
-        slave_broker.pid(),
-        slave.stomp.bind,
-        if closed {
-            "closed, as it must be"
-        } else {
-            "OPEN (unexpected)"
-        }
+        "3. sent {count} persistent messages to {QUEUE}: {} receipted in {} ms ({:.0} msg/s); each receipt means fsynced on the master AND held by every slave in sync",
+        sent.0,
+        sent.1.as_millis(),
+        sent.0 as f64 / sent.1.as_secs_f64().max(1e-9)
     );
 
-    let sent = runtime::block_on(async {
-        let client = Client::connect(&url, login, passcode)
+    let killed_at = Instant::now();
+    members[0].process().kill();
+    println!("4. kill -9 of the master (pid {})", members[0].process().pid());
+    let new = loop {
+        if let Some(new) = (1..members.len()).find(|&i| port_open(members[i].stomp())) {
+            break new;
+        }
+        if killed_at.elapsed() > PATIENCE {
+            return Err(Error::Protocol(format!(
+                "no slave took over; see the logs in {}",
+                dir.path().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    println!(
+        "5. {} took over: its client port opened {} ms after the kill",
+        members[new].name,
+        killed_at.elapsed().as_millis()
+    );
+    for other in (1..members.len()).filter(|&i| i != new) {
+        let member = &mut members[other];
+        member.process().wait_for("following it", PATIENCE)?;
+        member.process().wait_for("-> slave-mirroring", PATIENCE)?;
+        println!(
+            "   {} follows it: it mirrors the new master and its client port stays closed",
+            member.name
+        );
+    }
+
+    let bodies = receive(&url, login, passcode, sent.0)?;
+    let unique: HashSet<&String> = bodies.iter().collect();
+    let in_order = bodies
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == format!("message {i}"));
+    let missing = sent.0 - unique.len().min(sent.0);
+    println!(
+        "6. consumed {} messages from {} through the same URL: {} unique, {missing} missing, {}",
+        bodies.len(),
+        members[new].name,
+        unique.len(),
+        if in_order { "in order" } else { "NOT in order" }
+    );
+
+    let old = &mut members[0];
+    old.start(dir.path())?;
+    old.process().wait_for("-> slave-mirroring", PATIENCE)?;
+    println!(
+        "7. {} restarted with its own config: it found the new master among its peers and mirrors it as a slave",
+        old.name
+    );
+    drop(members);
+    println!("8. stopped every broker; done");
+    Ok(if missing == 0 && unique.len() == bodies.len() && closed {
+        0
+    } else {
+        1
+    })
+}
+
+/// Sends `count` persistent messages; how many were receipted, and how long it took.
+fn send(
+    url: &str,
+    login: Option<&str>,
+    passcode: Option<&str>,
+    count: usize,
+) -> Result<(usize, Duration)> {
+    runtime::block_on(async {
+        let client = Client::connect(url, login, passcode)
             .await
             .map_err(|e| Error::Protocol(e.to_string()))?;
         let started = Instant::now();
@@ -136,33 +268,18 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
             .await
             .map_err(|e| Error::Protocol(e.to_string()))?;
         Ok::<_, Error>((count - failed, elapsed))
-    })?;
-    println!(
-        "3. sent {count} persistent messages to {QUEUE}: {} receipted in {} ms ({:.0} msg/s); each receipt means fsynced on the master AND held by the slave",
-        sent.0,
-        sent.1.as_millis(),
-        sent.0 as f64 / sent.1.as_secs_f64().max(1e-9)
-    );
+    })
+}
 
-    let killed_at = Instant::now();
-    master_broker.kill();
-    println!("4. kill -9 of the master (pid {})", master_broker.pid());
-    while !port_open(&slave.stomp.bind) {
-        if killed_at.elapsed() > PATIENCE {
-            return Err(Error::Protocol(format!(
-                "the slave did not take over; see {}",
-                slave_broker.log().display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    println!(
-        "5. the slave took over: its client port opened {} ms after the kill",
-        killed_at.elapsed().as_millis()
-    );
-
-    let bodies = runtime::block_on(async {
-        let client = Client::connect(&url, login, passcode)
+/// Receives up to `count` messages (acknowledging each); their bodies.
+fn receive(
+    url: &str,
+    login: Option<&str>,
+    passcode: Option<&str>,
+    count: usize,
+) -> Result<Vec<String>> {
+    runtime::block_on(async {
+        let client = Client::connect(url, login, passcode)
             .await
             .map_err(|e| Error::Protocol(e.to_string()))?;
         let mut subscription = client
@@ -170,7 +287,7 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
             .await
             .map_err(|e| Error::Protocol(e.to_string()))?;
         let mut bodies = Vec::new();
-        while bodies.len() < sent.0 {
+        while bodies.len() < count {
             match runtime::timeout(Duration::from_secs(5), subscription.next()).await {
                 Some(Some(message)) => {
                     bodies.push(String::from_utf8_lossy(&message.body).into_owned());
@@ -187,24 +304,5 @@ pub fn run(configs: &Path, count: usize) -> Result<i32> {
             .await
             .map_err(|e| Error::Protocol(e.to_string()))?;
         Ok::<_, Error>(bodies)
-    })?;
-    let unique: HashSet<&String> = bodies.iter().collect();
-    let in_order = bodies
-        .iter()
-        .enumerate()
-        .all(|(i, b)| *b == format!("message {i}"));
-    let missing = sent.0 - unique.len().min(sent.0);
-    println!(
-        "6. consumed {} messages from the promoted slave through the same URL: {} unique, {missing} missing, {}",
-        bodies.len(),
-        unique.len(),
-        if in_order { "in order" } else { "NOT in order" }
-    );
-    drop(slave_broker);
-    println!("7. stopped the slave; done");
-    Ok(if missing == 0 && unique.len() == bodies.len() && closed {
-        0
-    } else {
-        1
     })
 }

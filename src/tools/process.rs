@@ -56,10 +56,6 @@ impl BrokerProcess {
         self.child.id()
     }
 
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-
     /// The whole lines this process logged since the last call.
     pub fn new_lines(&mut self) -> Vec<String> {
         let mut text = String::new();

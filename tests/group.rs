@@ -1,0 +1,239 @@
+//! The replication group with real processes: a master with two slaves, kill -9 of the
+//! master (exactly one slave takes over, the other follows it), an empty broker added
+//! under load, and an old master restarted with its own config that rejoins and takes
+//! the master's place back by a planned handover.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{free_port, Broker, Site, FAST_LINK, PATIENCE};
+
+/// One member of a group: its site, its fixed ports, and its broker once started.
+struct Member {
+    site: Site,
+    stomp: u16,
+    replication: u16,
+    broker: Option<Broker>,
+}
+
+impl Member {
+    fn new() -> Member {
+        Member {
+            site: Site::new(),
+            stomp: free_port(),
+            replication: free_port(),
+            broker: None,
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.replication)
+    }
+
+    fn broker(&self) -> &Broker {
+        self.broker.as_ref().expect("started")
+    }
+
+    fn broker_mut(&mut self) -> &mut Broker {
+        self.broker.as_mut().expect("started")
+    }
+
+    /// Writes this member's config: a slave of `master` if given, else a master; every
+    /// other member is a peer.
+    fn write_config(&self, master: Option<&Member>, peers: &[String]) -> std::path::PathBuf {
+        let own = self.address();
+        let peers: Vec<String> = peers
+            .iter()
+            .filter(|p| **p != own)
+            .map(|p| format!("\"{p}\""))
+            .collect();
+        let slave_of = master.map_or(String::new(), |m| {
+            format!("master_connector_uri = \"{}\"\n", m.address())
+        });
+        let replication = format!(
+            "[replication]\nbind = \"{own}\"\npeers = [{}]\n{slave_of}user = \"admin\"\npassword = \"admin\"\n{FAST_LINK}\n[[users]]\nname = \"admin\"\npassword = \"admin\"",
+            peers.join(", ")
+        );
+        self.site
+            .write_config_on_port(self.stomp, "", "", &replication)
+    }
+
+    /// Starts the broker on the config written last (or first).
+    fn start(&mut self, master: Option<&Member>, peers: &[String]) {
+        let config = self.write_config(master, peers);
+        self.broker = Some(Broker::spawn(&config));
+    }
+
+    /// Starts the broker again on the config it has, unchanged.
+    fn restart(&mut self) {
+        let config = self.site.dir.path().join("broker.toml");
+        self.broker = Some(Broker::spawn(&config));
+    }
+}
+
+/// `n` members: the first a master, the others its slaves, every one listing the others
+/// as peers; returns once every slave mirrors in sync.
+fn group(n: usize) -> Vec<Member> {
+    let mut members: Vec<Member> = (0..n).map(|_| Member::new()).collect();
+    let peers: Vec<String> = members.iter().map(Member::address).collect();
+    members[0].start(None, &peers);
+    members[0].broker_mut().wait_until_listening();
+    for i in 1..n {
+        let (first, rest) = members.split_at_mut(i);
+        rest[0].start(Some(&first[0]), &peers);
+    }
+    for member in &members[1..] {
+        member.broker().wait_for_role("slave-mirroring");
+    }
+    members
+}
+
+/// Waits until exactly one of `candidates` has promoted itself; returns its index.
+fn the_one_that_promoted(members: &[Member], candidates: &[usize]) -> usize {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let promoted: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| members[i].broker().log.text().contains("promoted: now master"))
+            .collect();
+        if let [one] = promoted[..] {
+            return one;
+        }
+        assert!(promoted.len() < 2, "two slaves promoted: {promoted:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slave promoted:\n{}",
+            candidates
+                .iter()
+                .map(|&i| members[i].broker().log.text())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        // Polls the logs of several processes; each has its own condition variable.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn killing_the_master_of_three_makes_exactly_one_slave_take_over_and_the_other_follow_it() {
+    let mut members = group(3);
+    let mut producer = members[0].broker().client();
+    for i in 0..50 {
+        producer.send_receipted("/queue/q", &format!("m{i}"), true);
+    }
+    members[0].broker_mut().kill9();
+    let new = the_one_that_promoted(&members, &[1, 2]);
+    let other = 3 - new;
+    let follower = members[other].broker();
+    follower
+        .log
+        .wait_for("following it", PATIENCE)
+        .unwrap_or_else(|| panic!("the other slave never followed:\n{}", follower.log.text()));
+    assert!(
+        follower.log.wait_for_count("-> slave-mirroring ", 2, PATIENCE),
+        "the other slave never mirrored the new master:\n{}",
+        follower.log.text()
+    );
+    members[new].broker_mut().wait_until_listening();
+    let mut client = members[new].broker().client();
+    client.send_receipted("/queue/q", "after-failover", true);
+    // The follower holds what the new master receipted: kill the new master too, and
+    // it takes over with every message.
+    members[new].broker_mut().kill9();
+    let last = the_one_that_promoted(&members, &[other]);
+    members[last].broker_mut().wait_until_listening();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    expected.push("after-failover".into());
+    assert_eq!(members[last].broker().client().drain("/queue/q", 51), expected);
+}
+
+#[test]
+fn an_empty_broker_added_to_a_pair_under_load_comes_in_sync_and_holds_every_receipt() {
+    let mut members = group(2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = members[0].broker().port;
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut client = common::Client::connect(port);
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) || sent < 200 {
+                client.send_receipted("/queue/load", &format!("l{sent}"), true);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let mut third = Member::new();
+    let peers: Vec<String> = [&members[0], &members[1], &third]
+        .iter()
+        .map(|m| m.address())
+        .collect();
+    third.start(Some(&members[0]), &peers);
+    third.broker().wait_for_role("slave-mirroring");
+    members[0]
+        .broker()
+        .log
+        .wait_for("another slave in sync", PATIENCE)
+        .expect("the master counts on both slaves");
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.join().unwrap();
+    members.push(third);
+    // Both slaves hold every receipted message: kill the master and the first slave,
+    // and the added one serves them all.
+    members[0].broker_mut().kill9();
+    members[1].broker_mut().kill9();
+    let promoted = the_one_that_promoted(&members, &[2]);
+    members[promoted].broker_mut().wait_until_listening();
+    let expected: Vec<String> = (0..sent).map(|i| format!("l{i}")).collect();
+    assert_eq!(
+        members[promoted].broker().client().drain("/queue/load", sent),
+        expected
+    );
+}
+
+#[test]
+fn an_old_master_restarted_with_its_own_config_rejoins_and_a_sigterm_hands_the_master_back() {
+    let mut members = group(2);
+    let mut client = members[0].broker().client();
+    for i in 0..20 {
+        client.send_receipted("/queue/q", &format!("before{i}"), true);
+    }
+    members[0].broker_mut().kill9();
+    members[1].broker().wait_for_role("master-alone");
+    members[1].broker_mut().wait_until_listening();
+    let mut client = members[1].broker().client();
+    for i in 0..20 {
+        client.send_receipted("/queue/q", &format!("during{i}"), true);
+    }
+    // The old master, with its config unchanged, finds the new master among its peers.
+    members[0].restart();
+    let old = members[0].broker();
+    old.log
+        .wait_for("joining it as its slave", PATIENCE)
+        .unwrap_or_else(|| panic!("the old master did not rejoin:\n{}", old.log.text()));
+    old.wait_for_role("slave-mirroring");
+    members[1]
+        .broker()
+        .log
+        .wait_for("-> master-with-slave", PATIENCE)
+        .expect("the new master counts on it");
+    client.send_receipted("/queue/q", "rejoined", true);
+    // Failback: SIGTERM of the new master hands over to the old one at once.
+    assert!(members[1].broker_mut().terminate().success());
+    members[0].broker().wait_for_role("master-alone");
+    members[0].broker_mut().wait_until_listening();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("before{i}")).collect();
+    expected.extend((0..20).map(|i| format!("during{i}")));
+    expected.push("rejoined".into());
+    let mut consumer = members[0].broker().client();
+    assert_eq!(consumer.drain("/queue/q", 41), expected);
+    consumer.disconnect();
+    // Nothing more, and so no duplicate: the next message is the one sent next.
+    let mut client = members[0].broker().client();
+    client.send_receipted("/queue/q", "end", true);
+    assert_eq!(client.drain("/queue/q", 1), ["end"]);
+}
