@@ -135,6 +135,13 @@ pub struct ReplicationConfig {
     /// Slaves a master accepts at once; more are refused until one leaves.
     #[serde(default = "defaults::max_slaves")]
     pub max_slaves: usize,
+    /// Slaves in sync a master needs to take persistent work (KahaDB's
+    /// minimumReplicas); with fewer, persistent SENDs, ACKs and COMMITs wait.
+    #[serde(default)]
+    pub min_replicas: usize,
+    /// How long work waits for `min_replicas` before its session gets an ERROR.
+    #[serde(default = "defaults::min_replicas_timeout_ms")]
+    pub min_replicas_timeout_ms: u64,
     /// Credentials the slave presents to its master.
     pub user: Option<String>,
     pub password: Option<String>,
@@ -264,6 +271,9 @@ mod defaults {
     }
     pub fn max_slaves() -> usize {
         4
+    }
+    pub fn min_replicas_timeout_ms() -> u64 {
+        10_000
     }
     pub fn repl_heartbeat_ms() -> u64 {
         200
@@ -445,6 +455,16 @@ impl Config {
             (1..=64).contains(&r.max_slaves),
             "replication.max_slaves",
             "must be from 1 to 64",
+        )?;
+        check(
+            r.min_replicas <= r.max_slaves,
+            "replication.min_replicas",
+            "must be at most replication.max_slaves",
+        )?;
+        check(
+            r.min_replicas_timeout_ms >= 1,
+            "replication.min_replicas_timeout_ms",
+            "must be at least 1",
         )?;
         check(
             r.peers.len() <= 64,

@@ -8,7 +8,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::client::Got;
 use common::{free_port, Broker, Site, FAST_LINK, PATIENCE};
+use mirrormq::stomp::Command;
 
 /// One member of a group: its site, its fixed ports, and its broker once started.
 struct Member {
@@ -41,8 +43,13 @@ impl Member {
     }
 
     /// Writes this member's config: a slave of `master` if given, else a master; every
-    /// other member is a peer.
-    fn write_config(&self, master: Option<&Member>, peers: &[String]) -> std::path::PathBuf {
+    /// other member is a peer; `extra` goes in [replication].
+    fn write_config(
+        &self,
+        master: Option<&Member>,
+        peers: &[String],
+        extra: &str,
+    ) -> std::path::PathBuf {
         let own = self.address();
         let peers: Vec<String> = peers
             .iter()
@@ -53,16 +60,16 @@ impl Member {
             format!("master_connector_uri = \"{}\"\n", m.address())
         });
         let replication = format!(
-            "[replication]\nbind = \"{own}\"\npeers = [{}]\n{slave_of}user = \"admin\"\npassword = \"admin\"\n{FAST_LINK}\n[[users]]\nname = \"admin\"\npassword = \"admin\"",
+            "[replication]\nbind = \"{own}\"\npeers = [{}]\n{slave_of}user = \"admin\"\npassword = \"admin\"\n{FAST_LINK}\n{extra}\n[[users]]\nname = \"admin\"\npassword = \"admin\"",
             peers.join(", ")
         );
         self.site
             .write_config_on_port(self.stomp, "", "", &replication)
     }
 
-    /// Starts the broker on the config written last (or first).
-    fn start(&mut self, master: Option<&Member>, peers: &[String]) {
-        let config = self.write_config(master, peers);
+    /// Starts the broker on a new config (see `write_config`).
+    fn start(&mut self, master: Option<&Member>, peers: &[String], extra: &str) {
+        let config = self.write_config(master, peers, extra);
         self.broker = Some(Broker::spawn(&config));
     }
 
@@ -76,13 +83,20 @@ impl Member {
 /// `n` members: the first a master, the others its slaves, every one listing the others
 /// as peers; returns once every slave mirrors in sync.
 fn group(n: usize) -> Vec<Member> {
+    group_with(n, "")
+}
+
+/// `group`, with `extra` in every member's [replication].
+fn group_with(n: usize, extra: &str) -> Vec<Member> {
     let mut members: Vec<Member> = (0..n).map(|_| Member::new()).collect();
     let peers: Vec<String> = members.iter().map(Member::address).collect();
-    members[0].start(None, &peers);
-    members[0].broker_mut().wait_until_listening();
+    members[0].start(None, &peers, extra);
+    if !extra.contains("wait_for_slave = true") {
+        members[0].broker_mut().wait_until_listening();
+    }
     for i in 1..n {
         let (first, rest) = members.split_at_mut(i);
-        rest[0].start(Some(&first[0]), &peers);
+        rest[0].start(Some(&first[0]), &peers, extra);
     }
     for member in &members[1..] {
         member.broker().wait_for_role("slave-mirroring");
@@ -97,7 +111,13 @@ fn the_one_that_promoted(members: &[Member], candidates: &[usize]) -> usize {
         let promoted: Vec<usize> = candidates
             .iter()
             .copied()
-            .filter(|&i| members[i].broker().log.text().contains("promoted: now master"))
+            .filter(|&i| {
+                members[i]
+                    .broker()
+                    .log
+                    .text()
+                    .contains("promoted: now master")
+            })
             .collect();
         if let [one] = promoted[..] {
             return one;
@@ -133,7 +153,9 @@ fn killing_the_master_of_three_makes_exactly_one_slave_take_over_and_the_other_f
         .wait_for("following it", PATIENCE)
         .unwrap_or_else(|| panic!("the other slave never followed:\n{}", follower.log.text()));
     assert!(
-        follower.log.wait_for_count("-> slave-mirroring ", 2, PATIENCE),
+        follower
+            .log
+            .wait_for_count("-> slave-mirroring ", 2, PATIENCE),
         "the other slave never mirrored the new master:\n{}",
         follower.log.text()
     );
@@ -147,7 +169,10 @@ fn killing_the_master_of_three_makes_exactly_one_slave_take_over_and_the_other_f
     members[last].broker_mut().wait_until_listening();
     let mut expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     expected.push("after-failover".into());
-    assert_eq!(members[last].broker().client().drain("/queue/q", 51), expected);
+    assert_eq!(
+        members[last].broker().client().drain("/queue/q", 51),
+        expected
+    );
 }
 
 #[test]
@@ -172,7 +197,7 @@ fn an_empty_broker_added_to_a_pair_under_load_comes_in_sync_and_holds_every_rece
         .iter()
         .map(|m| m.address())
         .collect();
-    third.start(Some(&members[0]), &peers);
+    third.start(Some(&members[0]), &peers, "");
     third.broker().wait_for_role("slave-mirroring");
     members[0]
         .broker()
@@ -190,7 +215,10 @@ fn an_empty_broker_added_to_a_pair_under_load_comes_in_sync_and_holds_every_rece
     members[promoted].broker_mut().wait_until_listening();
     let expected: Vec<String> = (0..sent).map(|i| format!("l{i}")).collect();
     assert_eq!(
-        members[promoted].broker().client().drain("/queue/load", sent),
+        members[promoted]
+            .broker()
+            .client()
+            .drain("/queue/load", sent),
         expected
     );
 }
@@ -236,4 +264,66 @@ fn an_old_master_restarted_with_its_own_config_rejoins_and_a_sigterm_hands_the_m
     let mut client = members[0].broker().client();
     client.send_receipted("/queue/q", "end", true);
     assert_eq!(client.drain("/queue/q", 1), ["end"]);
+}
+
+/// `min_replicas = 2` with one slave: a receipted SEND waits, unapplied, until a second
+/// slave is in sync, and then is receipted; with one slave again, a SEND waits
+/// `min_replicas_timeout_ms` and gets an ERROR that says why, and is never delivered.
+#[test]
+fn min_replicas_holds_sends_until_enough_slaves_are_in_sync_and_errors_them_after_the_timeout() {
+    let extra = "min_replicas = 2\nmin_replicas_timeout_ms = 1500";
+    let mut members = group_with(2, extra);
+    let mut client = members[0].broker().client();
+    client.send_frame(
+        Command::Send,
+        &[
+            ("destination", "/queue/q"),
+            ("persistent", "true"),
+            ("receipt", "held"),
+        ],
+        b"waited",
+    );
+    members[0]
+        .broker()
+        .log
+        .wait_for("1 slave(s) in sync, 2 needed", PATIENCE)
+        .expect("the master says why the SEND waits");
+    let mut third = Member::new();
+    let peers: Vec<String> = [&members[0], &members[1], &third]
+        .iter()
+        .map(|m| m.address())
+        .collect();
+    third.start(Some(&members[0]), &peers, extra);
+    third.broker().wait_for_role("slave-mirroring");
+    let receipt = client.expect(Command::Receipt);
+    assert_eq!(receipt.header("receipt-id"), Some("held"));
+    members.push(third);
+
+    members[2].broker_mut().kill9();
+    members[0]
+        .broker()
+        .log
+        .wait_for("slave lost", PATIENCE)
+        .expect("the master notices");
+    client.send_frame(
+        Command::Send,
+        &[
+            ("destination", "/queue/q"),
+            ("persistent", "true"),
+            ("receipt", "late"),
+        ],
+        b"refused",
+    );
+    let error = client.expect_error("1 slave(s) in sync, 2 needed");
+    assert_eq!(error.header("receipt-id"), Some("late"));
+    // Only the first message was applied: a consumer gets it and nothing after it.
+    let mut consumer = members[0].broker().client();
+    assert_eq!(consumer.drain("/queue/q", 1), ["waited"]);
+    assert!(
+        matches!(
+            consumer.read(std::time::Duration::from_millis(300)),
+            Got::Silent
+        ),
+        "the refused SEND was delivered"
+    );
 }

@@ -143,7 +143,12 @@ impl Core {
         }
     }
 
-    fn fail_session(&mut self, session: SessionId, message: &str, receipt: Option<String>) {
+    pub(super) fn fail_session(
+        &mut self,
+        session: SessionId,
+        message: &str,
+        receipt: Option<String>,
+    ) {
         let mut frame = Frame::error(message);
         if let Some(receipt) = receipt {
             frame = frame.with_header("receipt-id", receipt);

@@ -120,6 +120,9 @@ pub enum Input {
     AloneRecorded,
     /// Bodies read back from the journal (`Output::Read`).
     Fetched(Vec<(Fetch, Fetched)>),
+    /// The clock, in ms from any fixed start: stepped every 100 ms while requests wait
+    /// for replicas (`Core::holding`), to time them out.
+    Clock(u64),
     /// Time to look for journal segments worth compacting (every
     /// `broker.compact_interval_ms`).
     Compact,
@@ -213,12 +216,27 @@ impl Input {
             Input::AloneRecorded => "alone recorded",
             Input::Fetched(_) => "fetched",
             Input::Compact => "compact",
+            Input::Clock(_) => "clock",
             Input::Tick => "tick",
         }
     }
 }
 
 impl Request {
+    /// The receipt the client asked for with this request, if any.
+    pub fn receipt(&self) -> Option<&str> {
+        match self {
+            Request::Send { receipt, .. }
+            | Request::Subscribe { receipt, .. }
+            | Request::Unsubscribe { receipt, .. }
+            | Request::Ack { receipt, .. }
+            | Request::Nack { receipt, .. }
+            | Request::Commit { receipt, .. } => receipt.as_deref(),
+            Request::Barrier { receipt, .. } => Some(receipt),
+            Request::Written { .. } | Request::Close => None,
+        }
+    }
+
     /// Bytes of the messages this request adds, which the session reserved on the memory
     /// gauge before sending it.
     pub fn message_bytes(&self) -> usize {

@@ -11,11 +11,14 @@
 //!
 //! - `io`: the inputs and outputs.
 //! - `client`: what clients' requests do.
+//! - `held`: persistent work held back while fewer slaves are in sync than
+//!   `replication.min_replicas`.
 //! - `paging`: reading paged-out bodies back, and compacting the journal.
 //! - `replication`: attaching slaves (master side), applying a master's records (slave
 //!   side), promotion, and the role machine's actions.
 
 mod client;
+mod held;
 mod io;
 mod paging;
 mod replication;
@@ -67,6 +70,8 @@ pub struct Core {
     receipts: VecDeque<Pending>,
     /// Journal compaction in progress, and the sparse segments seen at the last look.
     compaction: paging::Compaction,
+    /// Requests waiting for enough slaves in sync (`replication.min_replicas`).
+    held: held::Held,
     out: Vec<Output>,
 }
 
@@ -89,6 +94,7 @@ impl Core {
             acked_to_master: None,
             receipts: VecDeque::new(),
             compaction: paging::Compaction::default(),
+            held: held::Held::default(),
             out: Vec::new(),
         }
     }
@@ -96,7 +102,12 @@ impl Core {
     /// Takes one input; what it wants done waits in `take_outputs`.
     pub fn step(&mut self, input: Input) {
         match input {
-            Input::Client(session, request) => self.request(session, request),
+            Input::Client(session, request) => {
+                if let Some(request) = self.hold(session, request) {
+                    self.request(session, request)
+                }
+            }
+            Input::Clock(now_ms) => self.clock(now_ms),
             Input::Durable(seq) => self.durable(seq),
             Input::Attach {
                 link,
@@ -132,6 +143,7 @@ impl Core {
                 self.read_ahead();
             }
         }
+        self.release_held();
     }
 
     /// Moves what the inputs so far want done to the end of `outputs`, in order.

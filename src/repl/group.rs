@@ -154,6 +154,20 @@ impl Group {
         self.role
     }
 
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Slaves in sync now.
+    pub fn in_sync_count(&self) -> usize {
+        self.succession.len()
+    }
+
+    /// In-sync slaves this master needs: one to count as replicated, or `min_replicas`.
+    fn needed(&self) -> usize {
+        self.policy.min_replicas.max(1)
+    }
+
     /// The attached replicas, in the order they attached.
     pub fn replicas(&self) -> &[Replica] {
         &self.replicas
@@ -338,7 +352,12 @@ impl Group {
             self.alone_from = None;
             steps.push(Step::TellInSync(link));
             steps.push(Step::TellSuccession(self.succession_addresses()));
-            steps.extend(self.step(&Event::SlaveInSync, next_seq));
+            // With wait_for_slave, the client port opens once as many are in sync as the
+            // master needs.
+            let waits = self.role == Role::WaitingForSlave && self.succession.len() < self.needed();
+            if !waits {
+                steps.extend(self.step(&Event::SlaveInSync, next_seq));
+            }
         }
         steps.push(Step::Release);
         steps
@@ -371,14 +390,8 @@ impl Group {
         }
         self.to_probe.extend(replica.advertised);
         self.frozen = true;
-        let others_in_sync = !self.succession.is_empty();
-        let mut steps = self.step(
-            &Event::SlaveLost {
-                why,
-                others_in_sync,
-            },
-            next_seq,
-        );
+        let enough_left = self.succession.len() >= self.needed();
+        let mut steps = self.step(&Event::SlaveLost { why, enough_left }, next_seq);
         steps.push(Step::TellSuccession(self.succession_addresses()));
         steps
     }

@@ -88,6 +88,11 @@ pub struct Policy {
     pub shutdown_on_master_failure: bool,
     /// `replication.max_slaves`: slaves attached at once.
     pub max_slaves: usize,
+    /// `replication.min_replicas`: slaves in sync a master needs to take persistent work
+    /// (and, with `wait_for_slave`, to open its client port).
+    pub min_replicas: usize,
+    /// `replication.min_replicas_timeout_ms`: how long work waits for them.
+    pub min_replicas_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +108,11 @@ pub enum Event {
     SlaveAttached,
     /// A slave holds every record receipted so far and is counted on from now.
     SlaveInSync,
-    /// An in-sync slave was lost; `others_in_sync` says whether any is left.
+    /// An in-sync slave was lost; `enough_left` says whether the slaves left in sync are
+    /// as many as the master needs (one, or `min_replicas`).
     SlaveLost {
         why: String,
-        others_in_sync: bool,
+        enough_left: bool,
     },
     /// A lost slave's replication listener answered as a master: it took over.
     SlaveTookOver,
@@ -239,12 +245,12 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             MasterWithSlave | MasterCheckingSlave,
             SlaveLost {
                 why,
-                others_in_sync: false,
+                enough_left: false,
             },
         ) if policy.shutdown_on_slave_failure => (
             Stopped,
             vec![Exit(EXIT_SLAVE_FAILED)],
-            format!("the last in-sync slave lost ({why}); shutdown_on_slave_failure"),
+            format!("in-sync slave lost ({why}), fewer left than this master needs; shutdown_on_slave_failure"),
         ),
         (MasterWithSlave, SlaveLost { why, .. }) => (
             MasterCheckingSlave,
@@ -365,6 +371,8 @@ mod tests {
         shutdown_on_slave_failure: false,
         shutdown_on_master_failure: false,
         max_slaves: 4,
+        min_replicas: 0,
+        min_replicas_timeout_ms: 5000,
     };
 
     fn with(f: impl Fn(&mut Policy)) -> Policy {
@@ -383,9 +391,9 @@ mod tests {
         let waits = with(|p| p.wait_for_slave = true);
         let peers = with(|p| p.has_peers = true);
         let strict_master = with(|p| p.shutdown_on_slave_failure = true);
-        let lost = |others_in_sync| SlaveLost {
+        let lost = |enough_left| SlaveLost {
             why: "link closed".into(),
-            others_in_sync,
+            enough_left,
         };
         let gone_slave = |others_in_sync| SlaveGone {
             why: "refused".into(),
@@ -417,7 +425,8 @@ mod tests {
             (MasterCheckingSlave, gone_slave(true), MASTER, MasterWithSlave, vec![Resume]),
             (MasterCheckingSlave, SlaveAttached, MASTER, MasterCheckingSlave, vec![]),
             (MasterCheckingSlave, SlaveInSync, MASTER, MasterCheckingSlave, vec![]),
-            // shutdown_on_slave_failure stops when no slave is left in sync.
+            // shutdown_on_slave_failure stops when fewer slaves are left in sync than the
+            // master needs.
             (MasterWithSlave, lost(false), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
             (MasterWithSlave, lost(true), strict_master, MasterCheckingSlave, vec![ProbeSlave]),
             (MasterCheckingSlave, lost(false), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),

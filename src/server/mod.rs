@@ -65,6 +65,8 @@ fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<S
         is_slave: replication.master_connector_uri.is_some(),
         has_peers: !replication.peers.is_empty(),
         max_slaves: replication.max_slaves,
+        min_replicas: replication.min_replicas,
+        min_replicas_timeout_ms: replication.min_replicas_timeout_ms,
         wait_for_slave: replication.wait_for_slave,
         shutdown_on_slave_failure: replication.shutdown_on_slave_failure,
         shutdown_on_master_failure: replication.shutdown_on_master_failure,

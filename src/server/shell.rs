@@ -37,6 +37,9 @@ pub(super) const REQUEST_QUEUE: usize = 4096;
 const LINK_QUEUE: usize = 1024;
 /// Session events taken per turn before the core dispatches and the journal is pumped.
 const BATCH: usize = 512;
+/// How often the core's clock ticks while requests wait for replicas: their timeout is
+/// this precise.
+const CLOCK_TICK: Duration = Duration::from_millis(100);
 /// A core step longer than this is logged: replication heart-beats wait for it.
 const SLOW_STEP: Duration = Duration::from_millis(100);
 
@@ -105,6 +108,10 @@ pub(super) struct Shell {
     next_status: Option<Instant>,
     /// When to look for segments to compact next.
     next_compaction: Option<Instant>,
+    /// The start of the core's clock (`Input::Clock`), and when it is next due while
+    /// requests wait for replicas.
+    clock_start: Instant,
+    next_clock: Instant,
 }
 
 /// The channels a shell reads, made before the journal that reports into one of them.
@@ -185,6 +192,8 @@ impl Shell {
             outputs: Vec::new(),
             exit: None,
             dial_backoff: Duration::ZERO,
+            clock_start: Instant::now(),
+            next_clock: Instant::now(),
         }
     }
 
@@ -200,6 +209,7 @@ impl Shell {
             self.wake(wake).await?;
             self.status();
             self.compaction().await?;
+            self.clock().await?;
         }
         let code = self.exit.unwrap_or(0);
         Ok(self.stop(code).await)
@@ -208,7 +218,8 @@ impl Shell {
     /// Waits for the next thing to do, until the next status line is due at the latest.
     async fn wait(&mut self) -> Wake {
         let accepting = self.accepting();
-        let next = [self.next_status, self.next_compaction];
+        let clock = self.core.holding().then_some(self.next_clock);
+        let next = [self.next_status, self.next_compaction, clock];
         let until_due = next
             .iter()
             .flatten()
@@ -552,6 +563,17 @@ impl Shell {
         }
         self.next_compaction = due_in(self.config.broker.compact_interval_ms);
         self.turn(Input::Compact).await
+    }
+
+    /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas.
+    async fn clock(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if !self.core.holding() || now < self.next_clock {
+            return Ok(());
+        }
+        self.next_clock = now + CLOCK_TICK;
+        let ms = now.duration_since(self.clock_start).as_millis() as u64;
+        self.turn(Input::Clock(ms)).await
     }
 
     /// Logs the status line when it is due.

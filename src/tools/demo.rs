@@ -128,7 +128,10 @@ pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
         login.as_ref().map(|l| l.0.as_str()),
         login.as_ref().map(|l| l.1.as_str()),
     );
-    let files: Vec<String> = shipped.iter().map(|(p, _)| p.display().to_string()).collect();
+    let files: Vec<String> = shipped
+        .iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
     println!(
         "mirrormq demo: a master and {slaves} slave(s) from {}",
         files.join(", ")
@@ -181,7 +184,10 @@ pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
 
     let killed_at = Instant::now();
     members[0].process().kill();
-    println!("4. kill -9 of the master (pid {})", members[0].process().pid());
+    println!(
+        "4. kill -9 of the master (pid {})",
+        members[0].process().pid()
+    );
     let new = loop {
         if let Some(new) = (1..members.len()).find(|&i| port_open(members[i].stomp())) {
             break new;

@@ -11,6 +11,8 @@ const MASTER: Policy = Policy {
     shutdown_on_slave_failure: false,
     shutdown_on_master_failure: false,
     max_slaves: 4,
+    min_replicas: 0,
+    min_replicas_timeout_ms: 5000,
 };
 
 /// The steps to carry out, without the log entries.
