@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Fault injection against a master/slave pair under a verifying load (issue: prove that
+# Fault injection against a master and its slaves under a verifying load (prove that
 # nothing receipted is ever lost). Builds the release binary, then runs
 # `mirrormq chaos --cycles N`: kill -9 of the master, SIGSTOP of the master, kill -9 of
-# the slave, SIGSTOP of the slave, in turn, each followed by the automatic restart of the
-# broker that went down as the new slave. Prints lost (must be 0), duplicates and each
+# a slave, SIGSTOP of a slave, in turn, each followed by the automatic restart of the
+# broker that went down, which rejoins. Prints lost (must be 0), duplicates and each
 # fault's longest receipt stall; exits non-zero on any loss.
 #
 # Usage: scripts/chaos.sh [CYCLES] [extra `mirrormq chaos` options]
-#        CYCLES defaults to 100; e.g. scripts/chaos.sh 8 --interval-ms 500
+#        CYCLES defaults to 100; e.g. scripts/chaos.sh 8 --interval-ms 500, or
+#        scripts/chaos.sh 40 --slaves 2 for a master with two slaves
 # Environment: MIRRORMQ=path/to/mirrormq skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -127,7 +127,7 @@ pub struct ReplicationConfig {
     /// slave follows whichever broker becomes the master.
     pub master_connector_uri: Option<Endpoint>,
     /// The other brokers' replication addresses. A broker configured as master asks
-    /// them first and joins a live master with a newer epoch as its slave, so a broker
+    /// them first and joins a live master as its slave, so a broker
     /// restarted after a failover rejoins with its config unchanged; a slave whose
     /// master cannot be reached asks them where the master is now.
     #[serde(default)]

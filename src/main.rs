@@ -78,6 +78,9 @@ enum Cli {
         /// Faults to strike, in turn: kill -9 master, SIGSTOP master, kill -9 slave, SIGSTOP slave.
         #[structopt(long, default_value = "100")]
         cycles: usize,
+        /// Slaves beside the master: 1 runs a pair, 2 a group of three.
+        #[structopt(long, default_value = "1")]
+        slaves: usize,
         /// Milliseconds of load between the pair healing and the next fault.
         #[structopt(long, default_value = "2000")]
         interval_ms: u64,
@@ -275,6 +278,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
         }
         Cli::Chaos {
             cycles,
+            slaves,
             interval_ms,
             pause_ms,
             producers,
@@ -284,6 +288,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             consumer_rate,
         } => tools::chaos::run(&tools::chaos::Options {
             cycles,
+            slaves,
             interval: Duration::from_millis(interval_ms),
             pause: Duration::from_millis(pause_ms),
             producers,

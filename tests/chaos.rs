@@ -1,17 +1,21 @@
-//! `mirrormq chaos`, short: each of the four faults once against a real pair under load.
+//! `mirrormq chaos`, short: each of the four faults against a real pair under load, and
+//! against a master with two slaves (every slave struck by both slave faults).
 //! scripts/chaos.sh runs the full 100 cycles.
 
 mod common;
 
 use std::process::Command;
 
-#[test]
-fn four_faults_lose_no_receipted_message() {
+/// Runs `mirrormq chaos` for `cycles` with `slaves`; checks that nothing receipted was
+/// lost and every fault struck `each` times.
+fn chaos_loses_nothing(slaves: &str, cycles: &str, each: usize) {
     let output = Command::new(common::binary())
         .args([
             "chaos",
+            "--slaves",
+            slaves,
             "--cycles",
-            "4",
+            cycles,
             "--interval-ms",
             "300",
             "--pause-ms",
@@ -35,7 +39,7 @@ fn four_faults_lose_no_receipted_message() {
         "SIGSTOP slave",
     ] {
         assert!(
-            report.contains(&format!("{fault:<15} n=1 ")),
+            report.contains(&format!("{fault:<15} n={each:<3} ")),
             "{fault}:\n{report}"
         );
     }
@@ -46,4 +50,14 @@ fn four_faults_lose_no_receipted_message() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(receipted > 0, "the load made progress:\n{report}");
+}
+
+#[test]
+fn four_faults_on_a_pair_lose_no_receipted_message() {
+    chaos_loses_nothing("1", "4", 1);
+}
+
+#[test]
+fn eight_faults_on_a_master_with_two_slaves_lose_no_receipted_message() {
+    chaos_loses_nothing("2", "8", 2);
 }

@@ -14,8 +14,8 @@
 //! - Losing an in-sync slave never degrades silently: the master stops, or probes the
 //!   slave's replication listener (a master there means it took over, and this broker
 //!   stops) and then carries on with the others or alone, and says so.
-//! - A broker configured as master with `peers` first asks them: a live master with a
-//!   newer epoch makes it that master's slave instead (rejoin after a failover).
+//! - A broker configured as master with `peers` first asks them: a live master at least
+//!   as new as its store makes it that master's slave instead (rejoin after a failover).
 
 use std::fmt;
 
@@ -98,7 +98,8 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Started,
-    /// A peer is a live master with a newer epoch: join it (the server now dials it).
+    /// A peer is a live master at least as new as this store: join it (the server now
+    /// dials it).
     MasterFound,
     /// No peer is a live master: start as configured.
     NoMasterFound,
@@ -225,7 +226,7 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         (Starting, MasterFound) => (
             SlaveConnecting,
             vec![DialMaster],
-            "a peer is the master with a newer epoch: joining it as its slave".into(),
+            "a peer is the master: joining it as its slave".into(),
         ),
         (Starting, PeerConflict(why)) => (Stopped, vec![Exit(EXIT_REFUSED)], why.clone()),
         (WaitingForSlave, SlaveInSync) => (

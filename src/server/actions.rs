@@ -388,22 +388,22 @@ async fn follow(address: &Endpoint, patience: Duration, epoch: Epoch) -> Option<
 }
 
 /// A master with peers asks them for a live master before it starts: it joins one whose
-/// epoch is newer than its store's (or any, with an empty store), and refuses to start
-/// next to one that is not newer.
+/// epoch is at least its store's (or any, with an empty store; the catch-up then decides
+/// whether their histories agree), and refuses to start next to an older one.
 async fn find_master(peers: Vec<Endpoint>, patience: Duration, epoch: Epoch, empty: bool) -> Done {
     let mut hints: Vec<Endpoint> = Vec::new();
     let mut asked = peers.clone();
     let mut queue = peers;
     while let Some(peer) = (!queue.is_empty()).then(|| queue.remove(0)) {
         match probe::probe(&peer, patience, 1, Duration::ZERO).await {
-            Probed::Master(Some(theirs)) if theirs > epoch || empty => {
+            Probed::Master(Some(theirs)) if theirs >= epoch || empty => {
                 log::info!("replication: peer {peer} is the master in epoch {theirs} (this store is at epoch {epoch})");
                 return Done::Follow(peer, Event::MasterFound);
             }
             Probed::Master(theirs) => {
                 let theirs = theirs.map_or("an unknown epoch".into(), |e| format!("epoch {e}"));
                 return Done::Event(Event::PeerConflict(format!(
-                    "peer {peer} is a live master in {theirs}, not newer than this store's epoch {epoch}: starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
+                    "peer {peer} is a live master in {theirs}, older than this store's epoch {epoch}: following it or starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
                 )));
             }
             Probed::NotMaster {

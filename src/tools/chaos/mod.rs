@@ -1,32 +1,36 @@
-//! `mirrormq chaos`: the pair under a verifying load while faults strike, Jepsen-style.
+//! `mirrormq chaos`: a master and its slaves under a verifying load while faults strike,
+//! Jepsen-style.
 //!
-//! Two brokers start as master and slave on free loopback ports with their data in a
-//! work directory. Producers and consumers run through the failover URL (see `load`).
-//! Every cycle waits for the pair to be healthy (a master with an in-sync slave), lets
-//! the load run, then strikes one fault in turn: kill -9 of the master, kill -9 of the
-//! slave, SIGSTOP of the master or the slave for longer than every timeout, then SIGCONT.
-//! A broker that died (or stopped itself on finding that its slave took over) is
-//! restarted as the slave of the survivor and catches up by itself (`pair::heal`).
+//! A master and `--slaves` slaves start on free loopback ports with their data in a work
+//! directory, each listing the others as peers. Producers and consumers run through the
+//! failover URL (see `load`). Every cycle waits for the group to be healthy (a master
+//! with every slave in sync), lets the load run, then strikes one fault in turn: kill -9
+//! of the master, SIGSTOP of the master, kill -9 of a slave, SIGSTOP of a slave (each
+//! slave in turn), a SIGSTOP lasting longer than every timeout. A broker that died (or
+//! stopped itself on finding that a slave took over) is restarted with its config
+//! unchanged and rejoins by itself (`group::heal`).
 //! At the end the load drains and every receipted message must have been delivered:
 //! the report gives lost (must be 0), duplicates, and each fault's failover time (from
-//! the fault to the next receipt); the exit code is 1 on any loss, panic, or a pair that
+//! the fault to the next receipt); the exit code is 1 on any loss, panic, or a group that
 //! did not heal.
 
+pub mod group;
 pub mod load;
-pub mod pair;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use group::{Group, Node};
 use load::{Load, Tally, Target};
 use mirrormq::error::{Error, Result};
 use mirrormq::runtime;
-use pair::{Node, Pair};
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub cycles: usize,
-    /// Load time between the pair healing and the next fault.
+    /// Slaves beside the master.
+    pub slaves: usize,
+    /// Load time between the group healing and the next fault.
     pub interval: Duration,
     /// How long a SIGSTOP lasts: longer than the link's and the clients' timeouts.
     pub pause: Duration,
@@ -68,7 +72,7 @@ impl Fault {
     }
 }
 
-/// Time allowed for the pair to heal after a fault.
+/// Time allowed for the group to heal after a fault.
 const HEAL_PATIENCE: Duration = Duration::from_secs(60);
 /// Time allowed for a receipt after a fault is over.
 const RECEIPT_PATIENCE: Duration = Duration::from_secs(30);
@@ -85,16 +89,39 @@ pub fn run(options: &Options) -> Result<i32> {
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let memory = &options.max_memory;
-    let mut pair = Pair::new([Node::new("a", &dir, memory)?, Node::new("b", &dir, memory)?]);
-    eprintln!("chaos: brokers a and b in {}", dir.display());
-    pair.nodes[0].start(None)?;
-    let master_port = pair.nodes[0].repl_port();
-    pair.nodes[1].start(Some(master_port))?;
-    pair.heal(HEAL_PATIENCE)?;
+    const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+    if options.slaves == 0 || options.slaves >= NAMES.len() {
+        return Err(Error::Protocol(format!(
+            "--slaves {}: from 1 to {}",
+            options.slaves,
+            NAMES.len() - 1
+        )));
+    }
+    let nodes = NAMES[..=options.slaves]
+        .iter()
+        .map(|name| Node::new(name, &dir, memory))
+        .collect::<Result<Vec<_>>>()?;
+    let mut group = Group::new(nodes);
+    eprintln!(
+        "chaos: brokers {} in {}",
+        NAMES[..=options.slaves].join(", "),
+        dir.display()
+    );
+    group.nodes[0].start(None)?;
+    let master_port = group.nodes[0].repl_port();
+    for node in &mut group.nodes[1..] {
+        node.start(Some(master_port))?;
+    }
+    group.heal(HEAL_PATIENCE)?;
+    let ports: Vec<String> = group
+        .nodes
+        .iter()
+        .map(|n| format!("tcp://127.0.0.1:{}", n.stomp_port))
+        .collect();
     let target = Target {
         url: format!(
-            "failover:(tcp://127.0.0.1:{},tcp://127.0.0.1:{})?randomize=false&maxReconnectDelay=100",
-            pair.nodes[0].stomp_port, pair.nodes[1].stomp_port
+            "failover:({})?randomize=false&maxReconnectDelay=100",
+            ports.join(",")
         ),
         login: "admin".into(),
         passcode: "admin".into(),
@@ -111,10 +138,12 @@ pub fn run(options: &Options) -> Result<i32> {
     let outcome = (|| -> Result<()> {
         for cycle in 0..options.cycles {
             let fault = FAULTS[cycle % FAULTS.len()];
-            wait_while_healthy(&mut pair, options.interval)?;
+            // Slave faults strike each slave in turn.
+            let which = cycle / FAULTS.len();
+            wait_while_healthy(&mut group, options.interval)?;
             let struck = Instant::now();
-            strike(&mut pair, fault, options.pause, &load)?;
-            let healed = pair.heal(HEAL_PATIENCE)?;
+            strike(&mut group, fault, which, options.pause, &load)?;
+            let healed = group.heal(HEAL_PATIENCE)?;
             let failover = load.ledger.longest_stall_since(struck);
             eprintln!(
                 "chaos: cycle {}/{}: {}: receipts stalled {} ms at most; healthy again after {} ms; {} receipted so far",
@@ -131,8 +160,8 @@ pub fn run(options: &Options) -> Result<i32> {
     })();
     runtime::block_on(load.stop_producing());
     let tally = runtime::block_on(load.drain(Duration::from_secs(20)));
-    let panics: Vec<String> = pair.nodes.iter().flat_map(|n| n.panics.clone()).collect();
-    report(&tally, &failovers, &pair, started.elapsed(), &panics);
+    let panics: Vec<String> = group.nodes.iter().flat_map(|n| n.panics.clone()).collect();
+    report(&tally, &failovers, &group, started.elapsed(), &panics);
     if let Err(error) = &outcome {
         eprintln!("chaos: FAILED: {error}");
     }
@@ -147,26 +176,34 @@ pub fn run(options: &Options) -> Result<i32> {
     Ok(i32::from(failed))
 }
 
-/// Lets the load run for `interval`, failing if the pair breaks meanwhile.
-fn wait_while_healthy(pair: &mut Pair, interval: Duration) -> Result<()> {
+/// Lets the load run for `interval`, failing if the group breaks meanwhile.
+fn wait_while_healthy(group: &mut Group, interval: Duration) -> Result<()> {
     let until = Instant::now() + interval;
     while Instant::now() < until {
-        pair.poll()?;
+        group.poll()?;
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }
 
-/// Strikes `fault` and waits until receipts flow again.
-fn strike(pair: &mut Pair, fault: Fault, pause: Duration, load: &Load) -> Result<()> {
-    let master = pair
+/// Strikes `fault` (at the `which`th slave, for a slave fault) and waits until receipts
+/// flow again.
+fn strike(
+    group: &mut Group,
+    fault: Fault,
+    which: usize,
+    pause: Duration,
+    load: &Load,
+) -> Result<()> {
+    let master = group
         .master()
         .ok_or_else(|| Error::Protocol("no master to strike".into()))?;
+    let slaves: Vec<usize> = (0..group.nodes.len()).filter(|&i| i != master).collect();
     let target = match fault {
         Fault::KillMaster | Fault::PauseMaster => master,
-        Fault::KillSlave | Fault::PauseSlave => 1 - master,
+        Fault::KillSlave | Fault::PauseSlave => slaves[which % slaves.len()],
     };
-    let node = &mut pair.nodes[target];
+    let node = &mut group.nodes[target];
     let process = node
         .process
         .as_mut()
@@ -182,7 +219,7 @@ fn strike(pair: &mut Pair, fault: Fault, pause: Duration, load: &Load) -> Result
     // A receipt after the fault is over, from whichever broker serves now.
     let over = Instant::now();
     loop {
-        pair.poll()?;
+        group.poll()?;
         if load.ledger.last_receipt().is_some_and(|at| at > over) {
             return Ok(());
         }
@@ -192,9 +229,9 @@ fn strike(pair: &mut Pair, fault: Fault, pause: Duration, load: &Load) -> Result
                 fault.name()
             )));
         }
-        // Restart a killed broker meanwhile, so a pair whose survivor never took over
+        // Restart a killed broker meanwhile, so a group whose survivors never took over
         // can serve again.
-        pair.restart_what_is_down()?;
+        group.restart_what_is_down()?;
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -202,16 +239,20 @@ fn strike(pair: &mut Pair, fault: Fault, pause: Duration, load: &Load) -> Result
 fn report(
     tally: &Tally,
     failovers: &[(Fault, Duration)],
-    pair: &Pair,
+    group: &Group,
     elapsed: Duration,
     panics: &[String],
 ) {
+    let restarts: Vec<String> = group
+        .nodes
+        .iter()
+        .map(|n| format!("{} {}", n.name, n.restarts))
+        .collect();
     println!(
-        "chaos: {} faults in {:.0} s; restarts: a {}, b {}",
+        "chaos: {} faults in {:.0} s; restarts: {}",
         failovers.len(),
         elapsed.as_secs_f64(),
-        pair.nodes[0].restarts,
-        pair.nodes[1].restarts
+        restarts.join(", ")
     );
     println!(
         "receipted {}, delivered {} (unique), lost {}, duplicates delivered {}, delivered without a receipt {}, send errors {}",

@@ -1,6 +1,7 @@
-//! The two brokers under test: their configs, processes, the role each last logged, and
-//! healing after a fault (a broker that exited is restarted as the slave of the one that
-//! is master, or as master if the survivor never took over).
+//! The brokers under test: their configs, processes, the role each last logged, and
+//! healing after a fault. Every broker lists the others as peers, so one that exited is
+//! restarted with its config unchanged and finds the master by itself; only when no
+//! survivor took over (none was in sync) is it restarted as master.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub struct Node {
     pub restarts: usize,
     /// `broker.max_memory` of its config: a small one pages bodies out under the faults.
     max_memory: String,
+    /// The other brokers' replication ports, its peers.
+    pub peers: Vec<u16>,
 }
 
 impl Node {
@@ -42,6 +45,7 @@ impl Node {
             panics: Vec::new(),
             restarts: 0,
             max_memory: max_memory.to_string(),
+            peers: Vec::new(),
         })
     }
 
@@ -49,25 +53,42 @@ impl Node {
         self.dir.join("broker.log")
     }
 
-    /// Starts the broker as master, or as the slave of the broker at `master_repl_port`.
+    /// Writes its config, as master or as the slave of the broker at `master_repl_port`,
+    /// and starts it.
     pub fn start(&mut self, master_repl_port: Option<u16>) -> Result<()> {
         let slave_part = master_repl_port.map_or(String::new(), |port| {
-            format!("master_connector_uri = \"tcp://127.0.0.1:{port}\"\nuser = \"admin\"\npassword = \"admin\"\n")
+            format!("master_connector_uri = \"tcp://127.0.0.1:{port}\"\n")
         });
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|port| format!("\"tcp://127.0.0.1:{port}\""))
+            .collect();
         let config = format!(
             "[broker]\nname = \"{name}\"\ndata_dir = {data:?}\nmax_memory = {memory:?}\n\n\
              [stomp]\nbind = \"tcp://127.0.0.1:{stomp}\"\n\n\
-             [replication]\nbind = \"tcp://127.0.0.1:{repl}\"\n{slave_part}\n\
+             [replication]\nbind = \"tcp://127.0.0.1:{repl}\"\npeers = [{peers}]\n{slave_part}\
+             user = \"admin\"\npassword = \"admin\"\n\n\
              [[users]]\nname = \"admin\"\npassword = \"admin\"\n",
+            peers = peers.join(", "),
             name = self.name,
             data = self.dir.join("data").display().to_string(),
             memory = self.max_memory,
             stomp = self.stomp_port,
             repl = self.repl_port,
         );
-        let path = self.dir.join("broker.toml");
+        let path = self.config_path();
         std::fs::write(&path, config).map_err(|e| Error::io(&path, e))?;
-        self.process = Some(BrokerProcess::start(&path, &self.log_path())?);
+        self.restart()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("broker.toml")
+    }
+
+    /// Starts it again with its config unchanged.
+    pub fn restart(&mut self) -> Result<()> {
+        self.process = Some(BrokerProcess::start(&self.config_path(), &self.log_path())?);
         self.set_role("starting");
         Ok(())
     }
@@ -125,78 +146,98 @@ fn free_port() -> Result<u16> {
         .map_err(|e| Error::net("finding a free port", e))
 }
 
-/// How long both brokers may claim the master role: a paused master still claims it
-/// until it wakes, finds its slave took over, and stops.
+/// How long two brokers may claim the master role: a paused master still claims it
+/// until it wakes, finds that a slave took over, and stops.
 const TWO_MASTERS_GRACE: Duration = Duration::from_secs(10);
+/// How long survivors may all dial without one of them being master before a broker
+/// that is down is restarted as master (none of them was in sync to take over).
+const NO_MASTER_GRACE: Duration = Duration::from_secs(3);
 
-pub struct Pair {
-    pub nodes: [Node; 2],
-    both_masters_since: Option<Instant>,
+pub struct Group {
+    pub nodes: Vec<Node>,
+    two_masters_since: Option<Instant>,
 }
 
-impl Pair {
-    pub fn new(nodes: [Node; 2]) -> Pair {
-        Pair {
+impl Group {
+    /// The nodes, each listing the others as peers.
+    pub fn new(mut nodes: Vec<Node>) -> Group {
+        let ports: Vec<u16> = nodes.iter().map(Node::repl_port).collect();
+        for node in &mut nodes {
+            node.peers = ports
+                .iter()
+                .copied()
+                .filter(|p| *p != node.repl_port)
+                .collect();
+        }
+        Group {
             nodes,
-            both_masters_since: None,
+            two_masters_since: None,
         }
     }
 
     /// Index of the broker serving as master, if exactly one does.
     pub fn master(&self) -> Option<usize> {
-        match (self.nodes[0].is_master(), self.nodes[1].is_master()) {
-            (true, false) => Some(0),
-            (false, true) => Some(1),
+        let mut masters = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_master());
+        match (masters.next(), masters.next()) {
+            (Some(one), None) => Some(one),
             _ => None,
         }
     }
 
+    /// A master relying on every other broker, each mirroring it.
     pub fn healthy(&self) -> bool {
         self.master().is_some_and(|m| {
-            self.nodes[m].role == "master-with-slave" && self.nodes[1 - m].role == "slave-mirroring"
+            self.nodes[m].role == "master-with-slave"
+                && (0..self.nodes.len())
+                    .filter(|&i| i != m)
+                    .all(|i| self.nodes[i].role == "slave-mirroring")
         })
     }
 
-    /// Reads both logs; fails on a second master or on an exit that needs the operator.
+    /// Reads every log; fails on a second master or on an exit that needs the operator.
     pub fn poll(&mut self) -> Result<()> {
-        for i in 0..2 {
-            if let Some(code) = self.nodes[i].poll() {
-                log::info!(
-                    "chaos: broker {} exited with code {code}",
-                    self.nodes[i].name
-                );
-                // 0: stopped; 6: found its slave had taken over (restart it as slave).
+        for node in &mut self.nodes {
+            if let Some(code) = node.poll() {
+                log::info!("chaos: broker {} exited with code {code}", node.name);
+                // 0: stopped; 6: found its slave had taken over (restart it).
                 // Anything else (refused as diverged, a journal failure) needs a person.
                 if code != 6 && code != 0 && code != -1 {
                     return Err(Error::Protocol(format!(
                         "broker {} exited with code {code}; see {}",
-                        self.nodes[i].name,
-                        self.nodes[i].log_path().display()
+                        node.name,
+                        node.log_path().display()
                     )));
                 }
             }
         }
-        if self.nodes[0].is_master() && self.nodes[1].is_master() {
-            let since = *self.both_masters_since.get_or_insert_with(Instant::now);
+        let masters = self.nodes.iter().filter(|n| n.is_master()).count();
+        if masters > 1 {
+            let since = *self.two_masters_since.get_or_insert_with(Instant::now);
             if since.elapsed() > TWO_MASTERS_GRACE {
                 return Err(Error::Protocol(format!(
-                    "both brokers have been masters for {TWO_MASTERS_GRACE:?}"
+                    "{masters} brokers have been masters for {TWO_MASTERS_GRACE:?}"
                 )));
             }
         } else {
-            self.both_masters_since = None;
+            self.two_masters_since = None;
         }
         Ok(())
     }
 
-    /// Restarts what is down until the pair is a master with an in-sync slave again.
+    /// Restarts what is down until the group is a master with every other broker in
+    /// sync again.
     pub fn heal(&mut self, patience: Duration) -> Result<Duration> {
         let started = Instant::now();
         while !self.healthy() {
             if started.elapsed() > patience {
+                let roles: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} is {}", n.name, n.role))
+                    .collect();
                 return Err(Error::Protocol(format!(
-                    "the pair did not heal within {patience:?}: {} is {}, {} is {}",
-                    self.nodes[0].name, self.nodes[0].role, self.nodes[1].name, self.nodes[1].role
+                    "the group did not heal within {patience:?}: {}",
+                    roles.join(", ")
                 )));
             }
             self.restart_what_is_down()?;
@@ -205,40 +246,25 @@ impl Pair {
         Ok(started.elapsed())
     }
 
-    /// Reads both logs, and restarts a broker that is down: as the slave of a survivor
-    /// that is master, or as master if the survivor never took over.
+    /// Reads every log, and restarts a broker that is down with its config unchanged: it
+    /// finds the master among its peers. If no survivor is master and none took over
+    /// (each is down or has dialled for a while), it is restarted as master: it holds
+    /// the data.
     pub fn restart_what_is_down(&mut self) -> Result<()> {
         self.poll()?;
-        for i in 0..2 {
-            let other = 1 - i;
-            if self.nodes[i].alive() {
-                continue;
-            }
-            let survivor = &self.nodes[other];
-            let start_as = if survivor.is_master() {
-                Some(Some(survivor.repl_port()))
-            } else if !survivor.alive()
-                || (survivor.role == "slave-connecting"
-                    && survivor.role_since.elapsed() > Duration::from_secs(3))
-            {
-                // The survivor never took over: this broker holds the data.
-                Some(None)
-            } else {
-                None
-            };
-            if let Some(master_port) = start_as {
-                let node = &mut self.nodes[i];
+        let any_master = self.nodes.iter().any(Node::is_master);
+        let none_will = self.nodes.iter().all(|n| {
+            !n.alive() || (n.role == "slave-connecting" && n.role_since.elapsed() > NO_MASTER_GRACE)
+        });
+        for node in self.nodes.iter_mut().filter(|n| !n.alive()) {
+            if any_master {
+                log::info!("chaos: restarting broker {} with its config", node.name);
                 node.restarts += 1;
-                log::info!(
-                    "chaos: restarting broker {} as {}",
-                    node.name,
-                    if master_port.is_some() {
-                        "slave"
-                    } else {
-                        "master"
-                    }
-                );
-                node.start(master_port)?;
+                node.restart()?;
+            } else if none_will {
+                log::info!("chaos: restarting broker {} as master", node.name);
+                node.restarts += 1;
+                return node.start(None);
             }
         }
         Ok(())
