@@ -135,6 +135,13 @@ pub struct ReplicationConfig {
     /// Slaves a master accepts at once; more are refused until one leaves.
     #[serde(default = "defaults::max_slaves")]
     pub max_slaves: usize,
+    /// Concurrent streams a slave copies the master's store over when it holds nothing
+    /// the master can append to (an empty or stale slave).
+    #[serde(default = "defaults::sync_streams")]
+    pub sync_streams: usize,
+    /// Bytes a second such a copy takes at most, over all its streams (none: as fast as
+    /// the disks and the network allow), to leave the master's disk to its clients.
+    pub sync_max_rate: Option<ByteSize>,
     /// Slaves in sync a master needs to take persistent work (KahaDB's
     /// minimumReplicas); with fewer, persistent SENDs, ACKs and COMMITs wait.
     #[serde(default)]
@@ -271,6 +278,9 @@ mod defaults {
     }
     pub fn max_slaves() -> usize {
         4
+    }
+    pub fn sync_streams() -> usize {
+        2
     }
     pub fn min_replicas_timeout_ms() -> u64 {
         10_000
@@ -455,6 +465,11 @@ impl Config {
             (1..=64).contains(&r.max_slaves),
             "replication.max_slaves",
             "must be from 1 to 64",
+        )?;
+        check(
+            (1..=16).contains(&r.sync_streams),
+            "replication.sync_streams",
+            "must be from 1 to 16",
         )?;
         check(
             r.min_replicas <= r.max_slaves,

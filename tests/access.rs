@@ -113,14 +113,15 @@ fn passwords_never_reach_the_log_even_at_trace_level() {
         "peer",
     )))
     .unwrap();
+    // An empty store is told to copy the master's first: the credentials passed.
     assert!(matches!(
         read_master_message(&mut good).unwrap().0,
-        MasterMessage::Welcome { .. }
+        MasterMessage::CopyStore
     ));
     drop(good);
     master
         .log
-        .wait_for("slave lost", PATIENCE)
+        .wait_for("it copies the store", PATIENCE)
         .expect("the peer is let go");
     let mut not_utf8 = slave_frame(&hello("operator", SECRET, PROTOCOL_VERSION, "peer"));
     let at = not_utf8

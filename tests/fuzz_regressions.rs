@@ -166,7 +166,7 @@ mod seeds {
     use mirrormq::journal::segment;
     use mirrormq::journal::{Epoch, EpochStart, Journal, Position, Record, Seq, JOURNAL_DIR};
     use mirrormq::repl::message::{
-        CatchUp, MasterMessage, SlaveMessage, Standing, PROTOCOL_VERSION,
+        CatchUp, MasterMessage, SegmentFile, SlaveMessage, Standing, PROTOCOL_VERSION,
     };
     use mirrormq::stomp::{self, Command, Frame, Version};
 
@@ -312,6 +312,17 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
             SlaveMessage::Ack { seq: Seq(7) },
             SlaveMessage::HeartBeat,
             SlaveMessage::Probe,
+            SlaveMessage::CopyHello {
+                protocol: PROTOCOL_VERSION,
+                user: "slave".into(),
+                password: "secret".into(),
+            },
+            SlaveMessage::Fetch {
+                name: "00000000000000000001.seg".into(),
+                offset: 1 << 20,
+                len: 1 << 20,
+                have: Some(0x81c8_30e2),
+            },
         ];
         let records = ops()
             .iter()
@@ -355,8 +366,27 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
                 "tcp://127.0.0.1:62002".into(),
                 "tcp://127.0.0.1:62003".into(),
             ]),
+            MasterMessage::CopyStore,
+            MasterMessage::Manifest {
+                store_id: "584b40ac5e65eac15cc6a94e32f3eb9a".into(),
+                epochs: standing().epochs,
+                segments: vec![SegmentFile {
+                    name: "00000000000000000001.seg".into(),
+                    len: 32 << 20,
+                }],
+            },
+            MasterMessage::Chunk {
+                offset: 0,
+                data: bytes::Bytes::from_static(b"MMQJRNL1\x01\0\0\0\0\0\0\0"),
+                checksum: 0x1234_5678,
+            },
+            MasterMessage::Zeros { offset: 1 << 20 },
+            MasterMessage::Same { offset: 2 << 20 },
+            MasterMessage::Missing {
+                name: "00000000000000000001.seg".into(),
+            },
         ];
-        let names = ["hello", "ack", "heartbeat", "probe"];
+        let names = ["hello", "ack", "heartbeat", "probe", "copy-hello", "fetch"];
         let mut seeds = Vec::new();
         let mut slave_stream = Vec::new();
         for (name, message) in names.iter().zip(&slave) {
@@ -375,6 +405,12 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
             "alive",
             "following",
             "succession",
+            "copy-store",
+            "manifest",
+            "chunk",
+            "zeros",
+            "same",
+            "missing",
         ];
         let mut master_stream = Vec::new();
         for (name, message) in names.iter().zip(&master) {

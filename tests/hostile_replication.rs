@@ -124,8 +124,11 @@ fn hostile_replication(port: u16, seed: u64, index: usize, secrets: &[Vec<u8>]) 
         eprintln!("replication case {index} {label}: reset {reset}, {messages:?}");
     }
     match messages.first() {
+        // CopyStore carries nothing from the store: a well-formed Hello of another store
+        // is told to copy, which needs its own authenticated streams.
         None
         | Some(MasterMessage::Alive { .. })
+        | Some(MasterMessage::CopyStore)
         | Some(MasterMessage::Refused { retry: false, .. }) => {}
         Some(MasterMessage::Refused {
             reason,
@@ -261,21 +264,21 @@ fn authenticated_garbage(rng: &mut Rng, round: usize) -> (&'static str, Vec<u8>)
     }
 }
 
-/// Authenticates as a slave, takes the Welcome, throws garbage and hangs up: the master
-/// must drop the link (closing it) and carry on.
-fn authenticated_round(port: u16, seed: u64, round: usize) -> &'static str {
+/// Authenticates as a slave with an empty journal of the master's store `store`, takes
+/// the Welcome, throws garbage and hangs up: the master must drop the link (closing it)
+/// and carry on.
+fn authenticated_round(port: u16, store: &str, seed: u64, round: usize) -> &'static str {
     let mut rng = Rng::for_case(seed ^ 0xa5a5, round);
     let (label, garbage) = authenticated_garbage(&mut rng, round);
     let context = format!("seed {seed} authenticated round {round} ({label})");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_nodelay(true).unwrap();
-    let store = format!("fake-{round}");
     stream
         .write_all(&slave_frame(&hello(
             "admin",
             "admin",
             PROTOCOL_VERSION,
-            &store,
+            store,
         )))
         .unwrap();
     let (welcome, mut received) =
@@ -325,9 +328,10 @@ fn a_peer_that_authenticates_then_sends_garbage_is_dropped_and_nothing_is_lost()
 
     let stop = Arc::new(AtomicBool::new(false));
     let good = well_behaved(pair.master.port, "/queue/good", stop.clone());
+    let store = store_id(&pair.master);
     let mut seen = BTreeMap::new();
     for round in 0..ROUNDS {
-        let label = std::panic::catch_unwind(|| authenticated_round(port, seed, round))
+        let label = std::panic::catch_unwind(|| authenticated_round(port, &store, seed, round))
             .unwrap_or_else(|_| panic!("master log:\n{}", pair.master.log.text()));
         *seen.entry(label).or_insert(0) += 1;
         // The link is gone once the role machine heard of it; a peer the master came
@@ -374,18 +378,19 @@ fn a_peer_that_authenticates_then_sends_garbage_is_dropped_and_nothing_is_lost()
 }
 
 /// A master with a replication listener and no slave, one stored message, and an
-/// authenticated peer that has its Welcome.
+/// authenticated peer (an empty journal of the master's store) that has its Welcome.
 fn master_with_a_welcomed_peer(site: &Site) -> (Broker, TcpStream, Seq) {
     let master = site.start("", "", &master_replication(""));
     master.client().send_receipted("/queue/q", "stored", true);
     let port = master.wait_for_port("replication");
+    let store = store_id(&master);
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .write_all(&slave_frame(&hello(
             "admin",
             "admin",
             PROTOCOL_VERSION,
-            "peer",
+            &store,
         )))
         .unwrap();
     match read_master_message(&mut stream).unwrap().0 {
@@ -440,4 +445,85 @@ fn an_ack_beyond_what_the_master_shipped_is_not_taken_as_in_sync() {
         !log.contains("-> master-with-slave"),
         "the master relied on a slave that acknowledged records it was never sent:\n{log}"
     );
+}
+
+/// A copy stream that asks for anything but a chunk of a segment file (a path outside the
+/// journal, another file of the store, too many bytes) is closed with nothing sent; one
+/// with a wrong password gets nothing at all; a good one gets its chunk, and the master
+/// serves its clients throughout.
+#[test]
+fn a_copy_stream_gets_segment_bytes_only_and_only_after_authentication() {
+    let site = Site::new();
+    let master = site.start("", "", &master_replication(""));
+    master.client().send_receipted("/queue/q", "stored", true);
+    let port = master.wait_for_port("replication");
+    let copy_hello = |password: &str| SlaveMessage::CopyHello {
+        protocol: PROTOCOL_VERSION,
+        user: "admin".into(),
+        password: password.into(),
+    };
+    // A wrong password: refused, no manifest.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(&slave_frame(&copy_hello("wrong")))
+        .unwrap();
+    let (answer, _) = read_master_message(&mut stream).unwrap();
+    assert!(
+        matches!(answer, MasterMessage::Refused { retry: false, .. }),
+        "{answer:?}"
+    );
+    let fetches = [
+        ("../store.toml", 0, 1024),
+        ("/etc/passwd", 0, 1024),
+        ("store.toml", 0, 1024),
+        ("00000000000000000001.seg/../../store.toml", 0, 1024),
+        ("1.seg", 0, 1024),
+        ("00000000000000000001.seg", 0, u32::MAX),
+    ];
+    for (name, offset, len) in fetches {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(&slave_frame(&copy_hello("admin")))
+            .unwrap();
+        let (manifest, _) = read_master_message(&mut stream).unwrap();
+        assert!(
+            matches!(manifest, MasterMessage::Manifest { .. }),
+            "{manifest:?}"
+        );
+        let fetch = SlaveMessage::Fetch {
+            name: name.into(),
+            offset,
+            len,
+            have: None,
+        };
+        stream.write_all(&slave_frame(&fetch)).unwrap();
+        let (rest, _) = read_until_closed(&mut stream, CLOSE_WITHIN)
+            .unwrap_or_else(|e| panic!("{name}: the master {e}"));
+        assert!(rest.is_empty(), "{name}: the master answered {rest:?}");
+    }
+    // A good fetch: the segment's header, checked.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(&slave_frame(&copy_hello("admin")))
+        .unwrap();
+    let (manifest, _) = read_master_message(&mut stream).unwrap();
+    let MasterMessage::Manifest { segments, .. } = manifest else {
+        panic!("{manifest:?}");
+    };
+    let fetch = SlaveMessage::Fetch {
+        name: segments[0].name.clone(),
+        offset: 0,
+        len: 8,
+        have: None,
+    };
+    stream.write_all(&slave_frame(&fetch)).unwrap();
+    match read_master_message(&mut stream).unwrap().0 {
+        MasterMessage::Chunk { data, checksum, .. } => {
+            assert_eq!(&data[..], b"MMQJRNL1");
+            assert_eq!(checksum, crc32fast::hash(b"MMQJRNL1"));
+        }
+        other => panic!("expected a chunk, got {other:?}"),
+    }
+    assert!(round_trip(master.port).is_ok(), "the master still serves");
+    assert!(!master.log.text().contains("panicked"));
 }

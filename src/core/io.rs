@@ -104,6 +104,8 @@ pub enum Input {
     /// Our master told us the succession (slave side): the in-sync slaves' addresses,
     /// first to take over first.
     Succession(Vec<String>),
+    /// A copy of the master's store is this slave's store now (not yet welcomed).
+    StoreReplaced(Box<Store>),
     /// Our master welcomed us (slave side): mirror into this store from now on.
     Welcomed(Box<Store>),
     /// Our master welcomed us with a catch-up that appends to our journal as it is: mirror
@@ -209,6 +211,7 @@ impl Input {
             Input::Detach { .. } => "detach",
             Input::SlavesGone(_) => "slaves gone",
             Input::Succession(_) => "succession",
+            Input::StoreReplaced(_) => "store replaced",
             Input::Welcomed(_) => "welcomed",
             Input::WelcomedInPlace { .. } => "welcomed in place",
             Input::Replicate(_) => "replicate",

@@ -125,6 +125,7 @@ impl Core {
             }
             Input::Succession(succession) => self.group.told(succession),
             Input::Welcomed(store) => self.welcomed(store),
+            Input::StoreReplaced(store) => self.take_store(*store),
             Input::WelcomedInPlace { store_id, epochs } => self.welcomed_in_place(store_id, epochs),
             Input::Replicate(records) => self.replicate(records),
             Input::Role(event) => self.role_event(event),

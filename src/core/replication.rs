@@ -43,6 +43,19 @@ impl Core {
                 return self.out.push(Output::Attached { link, result });
             }
         };
+        if let CatchUp::Replace { .. } = catch_up {
+            // The slave copies the segment files first (`link::copy`), unattached, and
+            // says Hello again with the copy: nothing to plan or hold for it here.
+            let attached = Attached {
+                store_id: self.store_id.clone(),
+                epochs: self.epochs.clone(),
+                catch_up,
+                next_seq: self.next_seq,
+                in_sync_at: self.next_seq.prev(),
+            };
+            let result = Ok(attached);
+            return self.out.push(Output::Attached { link, result });
+        }
         // Non-durable records below `next_seq` are not on disk to be caught up.
         let in_sync_at = self.log.last_durable_seq().max(catch_up.from().prev());
         let steps = match self
@@ -102,12 +115,20 @@ impl Core {
     /// Our master welcomed us: mirror into `store` (recovered afresh after the store was
     /// made the master's), at the pace `slave_ack` allows.
     pub(super) fn welcomed(&mut self, store: Box<Store>) {
-        let store = *store;
+        let (store_id, epochs) = (store.store_id.clone(), store.epochs.clone());
+        self.take_store(*store);
+        self.mirror_from_now(store_id, epochs);
+    }
+
+    /// Takes a store recovered afresh (made the master's, or copied from it).
+    pub(super) fn take_store(&mut self, store: Store) {
         self.broker = store.broker;
         self.log = store.log;
         self.next_seq = store.next_seq;
         self.durable_seq = store.next_seq.prev();
-        self.mirror_from_now(store.store_id, store.epochs);
+        self.epoch = store.epochs.last().map_or(self.epoch, |e| e.epoch);
+        self.store_id = store.store_id;
+        self.epochs = store.epochs;
     }
 
     /// Our master welcomed us to append to the journal as it is: the store the core holds

@@ -91,12 +91,13 @@ fn send(core: &mut Core, body: &str, receipt: &str) -> Vec<Output> {
     outputs(core)
 }
 
-/// A slave with an empty store asks to attach on `link`.
+/// A slave with an empty journal of the master's store (store "A") asks to attach on
+/// `link`.
 fn attach_empty_slave(core: &mut Core, link: LinkId, advertised: Option<&str>) {
     core.step(Input::Attach {
         link,
         standing: Standing {
-            store_id: "B".into(),
+            store_id: "A".into(),
             epochs: Vec::new(),
             last: None,
             alone_since: None,
@@ -141,7 +142,7 @@ fn with_a_slave_a_receipt_waits_for_both_the_disk_and_the_slave() {
         _ => None,
     });
     let attached = attached.expect("the empty store is attached at once");
-    assert_eq!(attached.catch_up, CatchUp::Replace { from: Seq(1) });
+    assert_eq!(attached.catch_up, CatchUp::Append { from: Seq(1) });
     core.step(Input::ReplicaAck { link, seq: Seq(0) });
     let out = outputs(&mut core);
     assert!(out

@@ -205,6 +205,24 @@ fn corrupt(path: &Path, offset: u64, reason: String) -> Error {
     }
 }
 
+/// Zeros a copied segment after its last whole record: it was copied while the master
+/// wrote it, so a chunk copied early may hold half a record, or zeros before records a
+/// later chunk brought. Returns where the data ends.
+pub fn cut_after_last_record(path: &Path) -> Result<u64> {
+    let data = bytes::Bytes::from(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    let mut offset = segment::HEADER_LEN as usize;
+    while let Slot::Entry(_, next) = segment::read_slot(&data, offset) {
+        offset = next;
+    }
+    if data
+        .get(offset..)
+        .is_some_and(|rest| rest.iter().any(|b| *b != 0))
+    {
+        zero_range(path, offset as u64, data.len() - offset)?;
+    }
+    Ok(offset as u64)
+}
+
 fn zero_range(path: &Path, offset: u64, len: usize) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)

@@ -106,17 +106,24 @@ pub fn path_for(dir: &Path, first_seq: Seq) -> PathBuf {
     dir.join(format!("{:020}{SUFFIX}", first_seq.0))
 }
 
+/// The first seq a segment file name stands for; `None` for any other name (so a name a
+/// peer sent cannot point outside the journal folder).
+pub fn first_seq_of(name: &str) -> Option<Seq> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().map(Seq)
+}
+
 /// Segment files in `dir`, oldest first, with their first seqs.
 pub fn list(dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
     let mut segments = Vec::new();
     for item in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = item.map_err(|e| Error::io(dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(first) = name
-            .strip_suffix(SUFFIX)
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            segments.push((Seq(first), path));
+        if let Some(first) = first_seq_of(name) {
+            segments.push((first, path));
         }
     }
     segments.sort();

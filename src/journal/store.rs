@@ -63,9 +63,13 @@ impl StoreMeta {
 
     /// Reads an existing identity without creating one (for `verify`).
     pub fn load(dir: &Path) -> Result<StoreMeta> {
-        let path = Self::path(dir);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        Self::parse(&text, &path)
+        Self::load_from(&Self::path(dir))
+    }
+
+    /// Reads an identity from `path` (a copy's install marker).
+    pub fn load_from(path: &Path) -> Result<StoreMeta> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
     }
 
     fn parse(text: &str, path: &Path) -> Result<StoreMeta> {
@@ -83,14 +87,21 @@ impl StoreMeta {
 
     /// Replaces the file atomically and durably.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let path = Self::path(dir);
-        let temporary = dir.join(format!("{STORE_FILE}.tmp"));
+        self.save_as(&Self::path(dir))
+    }
+
+    /// Writes the identity to `path` atomically and durably.
+    pub fn save_as(&self, path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = std::path::PathBuf::from(temporary);
         let text = toml::to_string(self).map_err(|e| Error::Codec(e.to_string()))?;
         std::fs::write(&temporary, text).map_err(|e| Error::io(&temporary, e))?;
         std::fs::File::open(&temporary)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(&temporary, e))?;
-        std::fs::rename(&temporary, &path).map_err(|e| Error::io(&path, e))?;
+        std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?;
         sync_dir(dir)
     }
 

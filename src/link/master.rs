@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::{catchup, LinkEvent, Presence, SharedPresence, Shipment};
+use super::{catchup, copy, LinkEvent, Presence, SharedPresence, Shipment};
 use crate::codec;
 use crate::config::Config;
 use crate::core::Attached;
@@ -100,6 +100,26 @@ fn answer(presence: Presence) -> MasterMessage {
     }
 }
 
+/// The protocol-version and credential checks every slave stream passes first.
+fn admit(context: &Context, protocol: u32, user: &str, password: &str) -> Result<(), Refusal> {
+    if protocol != PROTOCOL_VERSION {
+        return Err(format!("protocol version mismatch: the slave speaks {protocol}, this master speaks {PROTOCOL_VERSION}").into());
+    }
+    if context.config.requires_login() && !context.config.authenticate(user, password) {
+        return Err(format!("authentication failed for user {user:?}").into());
+    }
+    Ok(())
+}
+
+/// Answers a slave's Hello while this broker is not a master: where the master is.
+async fn say_not_master(stream: &TcpStream, peer: &str, presence: Presence) {
+    log::info!(
+        "replication: {peer} said Hello, but this broker is not a master: answered {presence:?}"
+    );
+    say_last(stream, &answer(presence), Duration::from_secs(1)).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
 /// Tells a probing broker what listens here; nothing from the store is sent.
 async fn answer_probe(stream: &TcpStream, peer: &str, presence: Presence) {
     log::info!("replication: {peer} probed: answered {presence:?}");
@@ -132,6 +152,20 @@ async fn handle(stream: TcpStream, mut context: Context) {
         Some(Ok(Some(SlaveMessage::Probe))) => {
             return answer_probe(&stream, &peer, context.presence()).await
         }
+        Some(Ok(Some(SlaveMessage::CopyHello {
+            protocol,
+            user,
+            password,
+        }))) => {
+            if let Err(refusal) = admit(&context, protocol, &user, &password) {
+                return refuse(&stream, &peer, refusal).await;
+            }
+            if let presence @ Presence::NotMaster { .. } = context.presence() {
+                return say_not_master(&stream, &peer, presence).await;
+            }
+            let data_dir = context.config.data_dir().to_path_buf();
+            return copy::serve(stream, data_dir, silence, peer).await;
+        }
         Some(Ok(Some(_))) => {
             return refuse(&stream, &peer, "expected Hello first".to_string()).await
         }
@@ -141,23 +175,11 @@ async fn handle(stream: TcpStream, mut context: Context) {
             return;
         }
     };
-    if protocol != PROTOCOL_VERSION {
-        let reason = format!("protocol version mismatch: the slave speaks {protocol}, this master speaks {PROTOCOL_VERSION}");
-        return refuse(&stream, &peer, reason).await;
-    }
-    if context.config.requires_login() && !context.config.authenticate(&user, &password) {
-        return refuse(
-            &stream,
-            &peer,
-            format!("authentication failed for user {user:?}"),
-        )
-        .await;
+    if let Err(refusal) = admit(&context, protocol, &user, &password) {
+        return refuse(&stream, &peer, refusal).await;
     }
     if let presence @ Presence::NotMaster { .. } = context.presence() {
-        log::info!("replication: {peer} said Hello, but this broker is not a master: answered {presence:?}");
-        say_last(&stream, &answer(presence), Duration::from_secs(1)).await;
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-        return;
+        return say_not_master(&stream, &peer, presence).await;
     }
     let link = LinkId(NEXT_LINK.fetch_add(1, Ordering::Relaxed));
     let (reply, answer) = oneshot::channel();
@@ -177,6 +199,16 @@ async fn handle(stream: TcpStream, mut context: Context) {
         Ok(Err(refusal)) => return refuse(&stream, &peer, refusal).await,
         Err(_) => return,
     };
+    if let CatchUp::Replace { .. } = attached.catch_up {
+        // Nothing to append to: the slave copies the segment files over copy streams,
+        // resumably, then says Hello again with the copy as its store.
+        log::info!("replication: slave {peer} holds nothing this master can append to: it copies the store (Replace)");
+        say_last(&stream, &MasterMessage::CopyStore, Duration::from_secs(1)).await;
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let why = "sent to copy the store".to_string();
+        let _ = context.events.send(LinkEvent::Detached { link, why }).await;
+        return;
+    }
     let reason = match serve_slave(&stream, link, &context, attached, live_rx, standing.last).await
     {
         // The master is stopping: the slave may take over, as after a crash.

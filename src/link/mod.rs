@@ -8,12 +8,15 @@
 //!   open link (`slave::Mirror`) itself, so the acknowledgements the core outputs are
 //!   written by the task that owns the socket, with no hand-off.
 //! - `catchup`: the master's read of the journal for a slave's catch-up.
+//! - `copy`: an empty or stale slave's copy of the master's segment files, over
+//!   concurrent, resumable streams.
 //! - `probe`: "is a master listening there?", asked before promoting or carrying on alone.
 //!
 //! A master's links talk to the server only through [`LinkEvent`]s, in order, on one
 //! channel; the slave's `Mirror` is read and written by the server's shell itself.
 
 mod catchup;
+pub mod copy;
 pub mod master;
 pub mod probe;
 pub mod slave;

@@ -32,6 +32,8 @@ pub enum DialError {
     Refused(String),
     /// The broker dialled is not a master; it follows this one.
     Redirect(String),
+    /// The master has nothing this store can append to: copy its store first.
+    Copy,
 }
 
 /// What the master said when it welcomed us.
@@ -104,6 +106,7 @@ pub async fn connect(
             reason,
             retry: true,
         }))) => Err(DialError::Unreachable(reason)),
+        Some(Ok(Some(MasterMessage::CopyStore))) => Err(DialError::Copy),
         Some(Ok(Some(MasterMessage::Following {
             master: Some(master),
             ..

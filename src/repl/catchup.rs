@@ -41,6 +41,12 @@ fn epoch_of(epochs: &[EpochStart], seq: Seq) -> Option<Epoch> {
 
 pub fn plan(master: &MasterView, slave: &Standing) -> Result<CatchUp, String> {
     let Some(last) = slave.last else {
+        // An empty journal of this very store (a copy of an empty store, or a slave
+        // whose copy ended before any record) appends from the first record, if the
+        // master still has it; any other empty store copies the master's.
+        if slave.store_id == master.store_id && master.first_retained <= Seq::FIRST {
+            return Ok(CatchUp::Append { from: Seq::FIRST });
+        }
         return Ok(CatchUp::Replace {
             from: master.first_retained,
         });

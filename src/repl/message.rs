@@ -60,6 +60,29 @@ pub enum SlaveMessage {
     /// Is a master listening here? Answered with `Alive` or `Following`, then the link
     /// closes.
     Probe,
+    /// The first message of a copy stream (a slave copying the master's segment files,
+    /// after `CopyStore`): answered with `Manifest`, then `Fetch`es.
+    CopyHello {
+        protocol: u32,
+        user: String,
+        password: String,
+    },
+    /// Send `len` bytes of segment file `name` from `offset`, unless their CRC-32 is
+    /// `have` (the slave holds them already): answered with `Chunk`, `Zeros`, `Same` or
+    /// `Missing`.
+    Fetch {
+        name: String,
+        offset: u64,
+        len: u32,
+        have: Option<u32>,
+    },
+}
+
+/// One segment file of the master's store, as a copy stream lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentFile {
+    pub name: String,
+    pub len: u64,
 }
 
 /// How the slave's store will be brought level with the master's.
@@ -111,6 +134,33 @@ pub enum MasterMessage {
     /// The in-sync slaves' replication addresses, first to take over first; sent to
     /// every slave whenever the set changes.
     Succession(Vec<String>),
+    /// The answer to a Hello whose store holds nothing this master can append to: copy
+    /// the master's segment files over copy streams (`CopyHello`), then say Hello again.
+    CopyStore,
+    /// The answer to `CopyHello`: the store's identity and its segment files now.
+    Manifest {
+        store_id: String,
+        epochs: Vec<EpochStart>,
+        segments: Vec<SegmentFile>,
+    },
+    /// Bytes of the file asked for, from `offset`, and their CRC-32.
+    Chunk {
+        offset: u64,
+        data: bytes::Bytes,
+        checksum: u32,
+    },
+    /// The bytes asked for are all zeros (the preallocated end of a segment).
+    Zeros {
+        offset: u64,
+    },
+    /// The slave holds the bytes asked for already (their CRC-32 matched).
+    Same {
+        offset: u64,
+    },
+    /// The file is gone (the master deleted the segment): list the store again.
+    Missing {
+        name: String,
+    },
     /// The master is stopping cleanly (SIGTERM): it has closed its listeners and released
     /// what it will release, and sends nothing more. Only after this may a slave that was
     /// in sync keep that standing while it dials again (v3).

@@ -32,6 +32,9 @@ pub enum Role {
     /// A master whose in-sync slaves acknowledge every record before the client's receipt.
     MasterWithSlave,
     SlaveConnecting,
+    /// A slave copying the master's segment files (it held nothing the master could
+    /// append to); it says Hello again once the copy is its store.
+    SlaveCopying,
     SlaveCatchingUp,
     SlaveMirroring,
     /// An in-sync slave that lost its master, asking whether it is really gone and
@@ -68,6 +71,7 @@ impl fmt::Display for Role {
             Role::MasterWithSlave => "master-with-slave",
             Role::MasterCheckingSlave => "master-checking-slave",
             Role::SlaveConnecting => "slave-connecting",
+            Role::SlaveCopying => "slave-copying",
             Role::SlaveCatchingUp => "slave-catching-up",
             Role::SlaveMirroring => "slave-mirroring",
             Role::SlaveCheckingMaster => "slave-checking-master",
@@ -122,6 +126,10 @@ pub enum Event {
         why: String,
         others_in_sync: bool,
     },
+    /// Our master has nothing we can append to: copy its store first.
+    CopyNeeded,
+    /// The copy of the master's store is our store now.
+    StoreCopied,
     /// Our master welcomed us; catch-up begins.
     MasterReached,
     /// We hold everything the master had when we attached.
@@ -155,6 +163,9 @@ pub enum Action {
     /// `PeerConflict`.
     FindMaster,
     DialMaster,
+    /// Copy the master's segment files into this store (`link::copy`); answer with
+    /// `StoreCopied`, or `MasterLost` if the copy broke off (the next one resumes it).
+    CopyStore,
     /// Probe the lost master, then the succession; answer with `MasterAnswered`,
     /// `MasterMoved` or `MasterGone`.
     ProbeMaster,
@@ -291,6 +302,21 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
         (SlaveConnecting, MasterReached) => {
             (SlaveCatchingUp, vec![], "master accepted us".into())
         }
+        (SlaveConnecting, CopyNeeded) => (
+            SlaveCopying,
+            vec![CopyStore],
+            "this store holds nothing the master can append to: copying the master's".into(),
+        ),
+        (SlaveCopying, StoreCopied) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            "copied the master's store: dialling it to catch up".into(),
+        ),
+        (SlaveCopying, MasterLost(why)) => (
+            SlaveConnecting,
+            vec![DialMaster],
+            format!("the copy broke off ({why}); the next one resumes it"),
+        ),
         (SlaveCatchingUp, InSyncWithMaster) => {
             (SlaveMirroring, vec![], "caught up with the master".into())
         }
@@ -314,7 +340,10 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             vec![DialMaster],
             "another broker is the master: dialling it".into(),
         ),
-        (SlaveConnecting | SlaveCatchingUp | SlaveMirroring, MasterRefused(why)) => (
+        (
+            SlaveConnecting | SlaveCopying | SlaveCatchingUp | SlaveMirroring,
+            MasterRefused(why),
+        ) => (
             Stopped,
             vec![Exit(EXIT_REFUSED)],
             format!("master refused us: {why}"),
@@ -434,6 +463,12 @@ mod tests {
             (SlaveConnecting, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveConnecting, MasterReached, slave, SlaveCatchingUp, vec![]),
             (SlaveConnecting, MasterMoved, slave, SlaveConnecting, vec![DialMaster]),
+            // An empty or stale slave copies the master's files, then dials again.
+            (SlaveConnecting, CopyNeeded, slave, SlaveCopying, vec![CopyStore]),
+            (SlaveCopying, StoreCopied, slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveCopying, gone(), slave, SlaveConnecting, vec![DialMaster]),
+            (SlaveCopying, MasterRefused("password".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
+            (SlaveCopying, MasterStopping, slave, SlaveCopying, vec![]),
             (SlaveConnecting, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
             (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
             (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
@@ -475,6 +510,7 @@ mod tests {
         let slave = with(|p| p.is_slave = true);
         for role in [
             SlaveConnecting,
+            SlaveCopying,
             SlaveCatchingUp,
             SlaveMirroring,
             SlaveCheckingMaster,
@@ -488,6 +524,8 @@ mod tests {
                 MasterMoved,
                 MasterAnswered,
                 MasterStopping,
+                CopyNeeded,
+                StoreCopied,
             ] {
                 let (_, actions, _) = step(role, &event, slave);
                 assert!(!actions.contains(&OpenClientListener), "{role} + {event:?}");

@@ -16,7 +16,7 @@ use crate::core::{Input, Store};
 use crate::error::{Error, Result};
 use crate::journal::{Epoch, Journal, Seq, StoreMeta, JOURNAL_DIR};
 use crate::link::probe::{self, Probed};
-use crate::link::{master, slave};
+use crate::link::{copy, master, slave};
 use crate::repl::message::CatchUp;
 use crate::repl::role::{Action, Event};
 use crate::runtime::{self, TcpListener};
@@ -38,6 +38,8 @@ pub(super) enum Done {
     Follow(Endpoint, Event),
     /// No master answered at the lost slaves' addresses, and why.
     SlavesGone(String),
+    /// The master's store is copied and ready to install.
+    Copied(copy::Copied),
     /// The master welcomed us on this link.
     Welcomed(Box<slave::Link>),
     /// The local store could not be read or prepared: the broker must stop.
@@ -50,6 +52,25 @@ impl Shell {
             Action::OpenClientListener => self.open_client_listener().await,
             Action::OpenReplicationListener => self.open_replication_listener().await,
             Action::DialMaster => self.dial_master().await,
+            Action::CopyStore => {
+                let Some(master) = self.master.clone() else {
+                    self.finish(Done::Event(Event::MasterLost("no master known".into())));
+                    return Ok(());
+                };
+                let config = self.config.clone();
+                self.start(async move {
+                    match copy::copy(config, master).await {
+                        Ok(copied) => Done::Copied(copied),
+                        Err(why) => {
+                            log::warn!(
+                                "replication: the copy of the master's store broke off: {why}"
+                            );
+                            Done::Event(Event::MasterLost(why))
+                        }
+                    }
+                });
+                Ok(())
+            }
             Action::FindMaster => {
                 let peers = self.config.replication.peers.clone();
                 let patience = probe_patience(&self.config);
@@ -116,6 +137,7 @@ impl Shell {
                 self.inputs_push(Input::Role(event));
             }
             Done::SlavesGone(why) => self.inputs_push(Input::SlavesGone(why)),
+            Done::Copied(copied) => self.install_copy(copied).await?,
             Done::Welcomed(link) => self.welcomed(*link).await?,
             Done::Failed(error) => return Err(error),
         }
@@ -164,6 +186,29 @@ impl Shell {
         self.journal = journal;
         self.mirror = Some(slave::Mirror::new(link, &self.config));
         self.inputs_push(Input::Welcomed(Box::new(store)));
+        Ok(())
+    }
+
+    /// The copy is done: the journal stops, the copy becomes the store (`recover`
+    /// installs it), and the core takes the recovered store before dialling again.
+    async fn install_copy(&mut self, copied: copy::Copied) -> Result<()> {
+        log::info!(
+            "replication: installing the copy of store {} ({} MiB sent, {} MiB held already, of {} MiB)",
+            copied.store_id,
+            copied.sent >> 20,
+            copied.held >> 20,
+            copied.total >> 20
+        );
+        self.stop_journal().await;
+        let (config, report) = (self.config.clone(), self.journal_report.clone());
+        let (journal, store) = runtime::spawn_blocking(move || -> Result<(Journal, Store)> {
+            let (journal, store, _) = recover(&config, report)?;
+            Ok((journal, store))
+        })
+        .await?;
+        self.journal = journal;
+        self.inputs_push(Input::StoreReplaced(Box::new(store)));
+        self.inputs_push(Input::Role(Event::StoreCopied));
         Ok(())
     }
 
@@ -346,6 +391,10 @@ impl Dial {
             Err(slave::DialError::Refused(reason)) => {
                 log::error!("replication: master {master} refused this slave: {reason}");
                 Done::Event(Event::MasterRefused(reason))
+            }
+            Err(slave::DialError::Copy) => {
+                log::info!("replication: master {master} has nothing this store can append to: replacing it with a copy of the master's (Replace)");
+                Done::Event(Event::CopyNeeded)
             }
             Err(slave::DialError::Redirect(to)) => {
                 log::info!("replication: {master} is not the master; it follows {to}");

@@ -1,6 +1,8 @@
 //! The store at start-up: replaying the journal into a broker, reading a slave's
 //! position for its Hello, and making a slave's store the master's before it mirrors.
 
+use std::path::Path;
+
 use futures::channel::mpsc;
 
 use crate::broker::Broker;
@@ -9,6 +11,7 @@ use crate::core::Store;
 use crate::error::{Error, Result};
 use crate::journal::recovery::{self, Mode};
 use crate::journal::{segment, Journal, Recovered, Seq, StoreMeta, JOURNAL_DIR};
+use crate::link::copy::{INSTALL, SYNC_DIR};
 use crate::link::slave::Welcome;
 use crate::repl::message::{CatchUp, Standing};
 
@@ -18,6 +21,7 @@ pub fn recover(
     config: &Config,
     events: mpsc::UnboundedSender<crate::journal::Event>,
 ) -> Result<(Journal, Store, Recovered)> {
+    install_copy(config.data_dir())?;
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
     broker.set_paging(Some(page_above(config)));
     let report = Box::new(move |event| {
@@ -109,4 +113,50 @@ pub(super) fn prepare_store(config: &Config, welcome: &Welcome) -> Result<()> {
         alone_since: None,
     };
     meta.save(config.data_dir())
+}
+
+/// Makes a finished copy of the master's store (`sync/` with its install marker, see
+/// `link::copy`) this store: the journal is swapped for it and store.toml takes the
+/// master's identity. Each step can be repeated, so a crash halfway is finished at the
+/// next start: `sync/INSTALL` → rename `journal` to `journal.old` and `sync` to
+/// `journal`; `journal/INSTALL` → save store.toml from it, remove it; then remove
+/// `journal.old`.
+pub fn install_copy(data_dir: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| Error::io(path, e)
+    };
+    let sync = data_dir.join(SYNC_DIR);
+    let journal = data_dir.join(JOURNAL_DIR);
+    let old = data_dir.join(format!("{JOURNAL_DIR}.old"));
+    if sync.join(INSTALL).exists() {
+        if journal.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            }
+            std::fs::rename(&journal, &old).map_err(io(&journal))?;
+        }
+        std::fs::rename(&sync, &journal).map_err(io(&sync))?;
+        sync_dir(data_dir)?;
+    }
+    let marker = journal.join(INSTALL);
+    if marker.exists() {
+        let meta = StoreMeta::load_from(&marker)?;
+        meta.save(data_dir)?;
+        std::fs::remove_file(&marker).map_err(io(&marker))?;
+        log::info!(
+            "replication: this store is now a copy of store {}",
+            meta.store_id
+        );
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
