@@ -113,11 +113,12 @@ pub struct StompConfig {
     pub max_transaction_frames: usize,
 }
 
-/// `[replication]`: the master/slave pair. Empty for a standalone broker.
+/// `[replication]`: a master and its slaves. Empty for a standalone broker.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicationConfig {
-    /// Where this broker accepts a slave (as master, or once promoted).
+    /// This broker's replication listener: a master accepts slaves there, a slave
+    /// answers the other brokers' probes there (and accepts slaves once promoted).
     pub bind: Option<Endpoint>,
     /// Where a master reaches this broker's replication listener, if not at `bind` (a
     /// proxy or NAT between them): a master that loses this slave probes there to learn

@@ -109,19 +109,18 @@ fn a_stopped_slave_cannot_hang_the_master_and_rejoins_without_promoting() {
         .wait_for("slave lost", PATIENCE)
         .expect("the master gave up on the stopped slave");
     pair.slave.signal("CONT");
-    // Told it was dropped, the slave dials again instead of promoting next to a live master.
-    pair.slave
-        .log
-        .wait_for("the master dropped us", PATIENCE)
-        .expect("the slave learns it was dropped");
+    // Told it was dropped, or finding on waking that its master still answers a probe
+    // (its own heart-beat clock may fire first), the slave dials again instead of
+    // promoting next to a live master.
     let rejoined = pair
         .slave
         .log
         .wait_for_count("-> slave-mirroring", 2, PATIENCE);
+    let log = pair.slave.log.text();
+    assert!(rejoined && !log.contains("promoted:"), "{log}");
     assert!(
-        rejoined && !pair.slave.log.text().contains("promoted:"),
-        "{}",
-        pair.slave.log.text()
+        log.contains("the master dropped us") || log.contains("the master still answers"),
+        "{log}"
     );
     client.send_receipted("/queue/q", "after", true);
 }
@@ -155,9 +154,9 @@ fn wait_for_slave_keeps_the_client_port_closed_until_a_slave_is_in_sync() {
 }
 
 /// A master stopped with SIGTERM while a client is still connected takes a moment to
-/// let its sessions go. It must not answer the slave's probe meanwhile, and the slave,
-/// in sync when the link closed, keeps that standing while it dials again: either way it
-/// finds no master and promotes. The race is timing-dependent, so it runs several times.
+/// let its sessions go. It says it is stopping, and its in-sync slave takes over at once
+/// without probing it (a stopping master could still answer). The race this once lost is
+/// timing-dependent, so it runs several times.
 #[test]
 fn a_master_stopped_with_sigterm_hands_over_to_its_in_sync_slave_every_time() {
     for round in 0..5 {

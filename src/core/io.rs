@@ -97,6 +97,8 @@ pub enum Input {
     },
     /// The slave on `link` holds every record up to `seq` (see `config::SlaveAck`).
     ReplicaAck { link: LinkId, seq: Seq },
+    /// The slave on `link` has `bytes` of records unacknowledged, the oldest `ms` old.
+    ReplicaLag { link: LinkId, bytes: u64, ms: u64 },
     /// The link failed (closed, silent, or acknowledgements too late).
     Detach { link: LinkId, why: String },
     /// No master answered at the lost slaves' addresses (`Output::ProbeSlaves`), and why.
@@ -208,6 +210,7 @@ impl Input {
             Input::Durable(_) => "durable",
             Input::Attach { .. } => "attach",
             Input::ReplicaAck { .. } => "replica ack",
+            Input::ReplicaLag { .. } => "replica lag",
             Input::Detach { .. } => "detach",
             Input::SlavesGone(_) => "slaves gone",
             Input::Succession(_) => "succession",

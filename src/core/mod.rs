@@ -118,6 +118,7 @@ impl Core {
                 let steps = self.group.acknowledged(link, seq, self.next_seq);
                 self.carry_out(steps);
             }
+            Input::ReplicaLag { link, bytes, ms } => self.group.lag(link, bytes, ms),
             Input::Detach { link, why } => self.detach(link, why),
             Input::SlavesGone(why) => {
                 let steps = self.group.slaves_gone(why, self.next_seq);

@@ -3,8 +3,10 @@
 //! master it answers probes and Hellos with `Following` (see `Presence`).
 //!
 //! Nothing from the store is sent before the slave's Hello has passed the
-//! protocol-version and credential checks and the core has agreed to the attach (no
-//! other slave, histories compatible). Then: the catch-up records, read from the journal
+//! protocol-version and credential checks and the core has agreed to the attach (a
+//! master, fewer than `max_slaves` attached, histories compatible; a store with nothing
+//! to append to is told to copy the master's first, see `copy`). Then: the catch-up
+//! records, read from the journal
 //! on disk, and the live records the core ships, batched, with heart-beats when idle,
 //! while the slave's acknowledgements are read on the same task. The slave is declared
 //! lost when the link closes, when it is silent for `heartbeat_ms × heartbeat_misses`,
@@ -334,14 +336,30 @@ async fn serve_slave(
     // The highest seq written to the slave: an acknowledgement above it is a lie that
     // would release receipts for records the slave does not hold.
     let mut shipped = from.prev();
-    let mut unacked: VecDeque<(Seq, Instant)> = VecDeque::new();
+    // Each batch written and not yet acknowledged: its last seq, when, and its bytes.
+    let mut unacked: VecDeque<(Seq, Instant, usize)> = VecDeque::new();
     let mut last_heard = Instant::now();
     let mut last_written = Instant::now();
+    let mut last_lag = Instant::now();
     loop {
+        if last_lag.elapsed() >= heartbeat {
+            // How far the slave is behind, for the status line.
+            last_lag = Instant::now();
+            let lag = LinkEvent::Lag {
+                link,
+                bytes: unacked.iter().map(|(_, _, bytes)| *bytes as u64).sum(),
+                ms: unacked
+                    .front()
+                    .map_or(0, |(_, sent, _)| sent.elapsed().as_millis() as u64),
+            };
+            if events.send(lag).await.is_err() {
+                return Err("the core stopped".to_string().into());
+            }
+        }
         if last_heard.elapsed() > silence {
             return Err(format!("the slave was silent for {} ms", silence.as_millis()).into());
         }
-        if let Some((seq, sent)) = unacked.front() {
+        if let Some((seq, sent, _)) = unacked.front() {
             if sent.elapsed() > ack_timeout {
                 return Err(format!(
                     "the slave did not acknowledge seq {seq} within {} ms",
@@ -390,7 +408,7 @@ async fn serve_slave(
                         .into());
                     }
                     Some(Ok(SlaveMessage::Ack { seq })) => {
-                        while unacked.front().is_some_and(|(s, _)| *s <= seq) {
+                        while unacked.front().is_some_and(|(s, _, _)| *s <= seq) {
                             unacked.pop_front();
                         }
                         let acked = LinkEvent::Acked { link, seq };
@@ -412,7 +430,8 @@ async fn serve_slave(
             Some(Wake::Shipment(Some(Ok(Shipment::Record(first))))) => {
                 let (batch, then) = gather(first, source)?;
                 if let Some(last) = batch.last() {
-                    unacked.push_back((last.seq, Instant::now()));
+                    let bytes = batch.iter().map(|r| r.payload.len()).sum();
+                    unacked.push_back((last.seq, Instant::now(), bytes));
                     shipped = last.seq;
                 }
                 write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await?;

@@ -73,6 +73,9 @@ pub enum LinkEvent {
     },
     /// The slave holds every record up to `seq`.
     Acked { link: LinkId, seq: Seq },
+    /// What the slave has not acknowledged yet: bytes of records, and the age of the
+    /// oldest (every heart-beat interval, for the status line).
+    Lag { link: LinkId, bytes: u64, ms: u64 },
     /// The link ended, and why.
     Detached { link: LinkId, why: String },
 }

@@ -44,6 +44,10 @@ pub struct Replica {
     /// Where the slave's replication listener is: probed when it is lost, and told to
     /// the other slaves as its place in the succession.
     pub advertised: Option<String>,
+    /// Bytes of records shipped and not acknowledged, and the age of the oldest (ms), as
+    /// the link last measured them: for the status line only.
+    pub lag_bytes: u64,
+    pub lag_ms: u64,
 }
 
 impl Replica {
@@ -325,6 +329,8 @@ impl Group {
             in_sync_at,
             in_sync: false,
             advertised,
+            lag_bytes: 0,
+            lag_ms: 0,
         });
         Ok(self.step(&Event::SlaveAttached, next_seq))
     }
@@ -350,8 +356,9 @@ impl Group {
             self.succession.push(link);
             self.serving_alone = false;
             self.alone_from = None;
-            steps.push(Step::TellInSync(link));
+            // The succession first: a slave that knows it is in sync knows who else is.
             steps.push(Step::TellSuccession(self.succession_addresses()));
+            steps.push(Step::TellInSync(link));
             // With wait_for_slave, the client port opens once as many are in sync as the
             // master needs.
             let waits = self.role == Role::WaitingForSlave && self.succession.len() < self.needed();
@@ -385,15 +392,21 @@ impl Group {
         self.succession.retain(|l| *l != link);
         // Receipts up to the point released had its copy; after it, once the role
         // machine says to carry on alone, they will not.
-        if !self.frozen {
-            self.alone_from = Some(self.released.next());
-        }
+        self.alone_from.get_or_insert(self.released.next());
         self.to_probe.extend(replica.advertised);
         self.frozen = true;
         let enough_left = self.succession.len() >= self.needed();
         let mut steps = self.step(&Event::SlaveLost { why, enough_left }, next_seq);
         steps.push(Step::TellSuccession(self.succession_addresses()));
         steps
+    }
+
+    /// The link's measure of how far the replica on `link` is behind.
+    pub fn lag(&mut self, link: LinkId, bytes: u64, ms: u64) {
+        if let Some(replica) = self.replicas.iter_mut().find(|r| r.link == link) {
+            replica.lag_bytes = bytes;
+            replica.lag_ms = ms;
+        }
     }
 
     /// On a slave: the succession its master told it last.

@@ -162,7 +162,7 @@ pub enum MasterMessage {
         name: String,
     },
     /// The master is stopping cleanly (SIGTERM): it has closed its listeners and released
-    /// what it will release, and sends nothing more. Only after this may a slave that was
-    /// in sync keep that standing while it dials again (v3).
+    /// what it will release, and sends nothing more. The first in-sync slave of the
+    /// succession takes over without probing it; the others follow that one.
     Stopping,
 }

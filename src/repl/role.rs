@@ -264,6 +264,23 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
             vec![Exit(EXIT_SLAVE_FAILED)],
             format!("in-sync slave lost ({why}), fewer left than this master needs; shutdown_on_slave_failure"),
         ),
+        // Waiting for min_replicas slaves, one in sync was lost: no client was served,
+        // but it may have taken over all the same.
+        (WaitingForSlave, SlaveLost { why, .. }) => (
+            WaitingForSlave,
+            vec![ProbeSlave],
+            format!("in-sync slave lost ({why}); checking whether it took over"),
+        ),
+        (WaitingForSlave, SlaveTookOver) => (
+            Stopped,
+            vec![Exit(EXIT_SUPERSEDED)],
+            "a lost slave has taken over as master: stopping; restart this broker and it joins the new master".into(),
+        ),
+        (WaitingForSlave, SlaveGone { why, .. }) => (
+            WaitingForSlave,
+            vec![Resume],
+            format!("no master at the slave's address ({why}); still waiting for slaves"),
+        ),
         (MasterWithSlave, SlaveLost { why, .. }) => (
             MasterCheckingSlave,
             vec![ProbeSlave],
@@ -443,6 +460,9 @@ mod tests {
             (Starting, PeerConflict("same epoch".into()), peers, Stopped, vec![Exit(EXIT_REFUSED)]),
             (WaitingForSlave, SlaveAttached, waits, WaitingForSlave, vec![]),
             (WaitingForSlave, SlaveInSync, waits, MasterWithSlave, vec![RecordInSync, OpenClientListener]),
+            (WaitingForSlave, lost(false), waits, WaitingForSlave, vec![ProbeSlave]),
+            (WaitingForSlave, SlaveTookOver, waits, Stopped, vec![Exit(EXIT_SUPERSEDED)]),
+            (WaitingForSlave, gone_slave(false), waits, WaitingForSlave, vec![Resume]),
             (MasterAlone, SlaveAttached, MASTER, MasterAlone, vec![]),
             (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![RecordInSync]),
             (MasterWithSlave, SlaveInSync, MASTER, MasterWithSlave, vec![]),

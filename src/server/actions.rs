@@ -147,10 +147,10 @@ impl Shell {
     /// The master welcomed us. When our journal is a prefix of the master's (`Append`),
     /// nothing on disk changes but `store.toml`, and the core already holds what a
     /// recovery would rebuild: it mirrors on at once. (Replaying a big store here would
-    /// leave the link silent for seconds, and a master drops a silent slave.) Otherwise
-    /// the journal stops (it has written what it had), the store is made the master's and
-    /// recovered afresh, and the core mirrors into it. Until then the journal ran, so a
-    /// slave that promotes after a failed dial can write.
+    /// leave the link silent for seconds, and a master drops a silent slave.) A master
+    /// sends `Replace` no more (a store it cannot append to copies its files first, see
+    /// `install_copy`); should one come, the journal stops, the store is made the
+    /// master's and recovered afresh, and the core mirrors into it.
     async fn welcomed(&mut self, link: slave::Link) -> Result<()> {
         self.dial_backoff = Duration::ZERO;
         log::info!(
@@ -438,41 +438,50 @@ async fn follow(address: &Endpoint, patience: Duration, epoch: Epoch) -> Option<
 
 /// A master with peers asks them for a live master before it starts: it joins one whose
 /// epoch is at least its store's (or any, with an empty store; the catch-up then decides
-/// whether their histories agree), and refuses to start next to an older one.
+/// whether their histories agree), and refuses to start next to an older one. While a
+/// peer answers as an in-sync slave, it may be about to take over (this broker's old
+/// slaves, still deciding): it asks again, for at most four probe patiences.
 async fn find_master(peers: Vec<Endpoint>, patience: Duration, epoch: Epoch, empty: bool) -> Done {
-    let mut hints: Vec<Endpoint> = Vec::new();
-    let mut asked = peers.clone();
-    let mut queue = peers;
-    while let Some(peer) = (!queue.is_empty()).then(|| queue.remove(0)) {
-        match probe::probe(&peer, patience, 1, Duration::ZERO).await {
-            Probed::Master(Some(theirs)) if theirs >= epoch || empty => {
-                log::info!("replication: peer {peer} is the master in epoch {theirs} (this store is at epoch {epoch})");
-                return Done::Follow(peer, Event::MasterFound);
-            }
-            Probed::Master(theirs) => {
-                let theirs = theirs.map_or("an unknown epoch".into(), |e| format!("epoch {e}"));
-                return Done::Event(Event::PeerConflict(format!(
-                    "peer {peer} is a live master in {theirs}, older than this store's epoch {epoch}: following it or starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
-                )));
-            }
-            Probed::NotMaster {
-                master: Some(master),
-                ..
-            } => {
-                // A slave names its master: ask it too, once.
-                if let Ok(master) = Endpoint::parse(&master) {
-                    if !asked.contains(&master) {
-                        asked.push(master.clone());
-                        hints.push(master.clone());
-                        queue.push(master);
+    let deadline = std::time::Instant::now() + patience * 4;
+    loop {
+        let mut asked = peers.clone();
+        let mut queue = peers.clone();
+        let mut deciding = None;
+        while let Some(peer) = (!queue.is_empty()).then(|| queue.remove(0)) {
+            match probe::probe(&peer, patience, 1, Duration::ZERO).await {
+                Probed::Master(Some(theirs)) if theirs >= epoch || empty => {
+                    log::info!("replication: peer {peer} is the master in epoch {theirs} (this store is at epoch {epoch})");
+                    return Done::Follow(peer, Event::MasterFound);
+                }
+                Probed::Master(theirs) => {
+                    let theirs = theirs.map_or("an unknown epoch".into(), |e| format!("epoch {e}"));
+                    return Done::Event(Event::PeerConflict(format!(
+                        "peer {peer} is a live master in {theirs}, older than this store's epoch {epoch}: following it or starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
+                    )));
+                }
+                Probed::NotMaster { candidate, master } => {
+                    if candidate {
+                        deciding = Some(peer.clone());
+                    }
+                    // A slave names its master: ask it too, once.
+                    if let Some(master) = master.and_then(|m| Endpoint::parse(&m).ok()) {
+                        if !asked.contains(&master) {
+                            asked.push(master.clone());
+                            queue.push(master);
+                        }
                     }
                 }
+                Probed::NoMaster(why) => log::info!("replication: peer {peer}: {why}"),
             }
-            Probed::NotMaster { master: None, .. } => {}
-            Probed::NoMaster(why) => log::info!("replication: peer {peer}: {why}"),
+        }
+        match deciding {
+            Some(peer) if std::time::Instant::now() < deadline => {
+                log::info!("replication: peer {peer} is an in-sync slave that may be taking over: asking again");
+                runtime::sleep(PROBE_GAP).await;
+            }
+            _ => return Done::Event(Event::NoMasterFound),
         }
     }
-    Done::Event(Event::NoMasterFound)
 }
 
 /// Probes a lost slave: while it answers as an in-sync slave it may be deciding to take
@@ -542,15 +551,17 @@ impl Succession {
                     }
                     Probed::NotMaster {
                         candidate: true, ..
-                    } if before_us(index) => waiting_for = Some(endpoint),
+                    } if before_us(index) => {
+                        waiting_for.get_or_insert(endpoint);
+                    }
                     _ => {}
                 }
             }
-            let Some(first) = waiting_for else {
+            let Some(earlier) = waiting_for else {
                 return Done::Event(Event::MasterGone(why));
             };
             if std::time::Instant::now() >= deadline {
-                log::warn!("replication: {first}, before this slave in the succession, is still deciding: not promoting; dialling the master again");
+                log::warn!("replication: {earlier}, before this slave in the succession, is still deciding: not promoting; dialling the master again");
                 return Done::Event(Event::MasterAnswered);
             }
             runtime::sleep(PROBE_GAP).await;

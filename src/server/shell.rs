@@ -442,6 +442,9 @@ impl Shell {
             LinkEvent::Acked { link, seq } => {
                 self.inputs.push_back(Input::ReplicaAck { link, seq })
             }
+            LinkEvent::Lag { link, bytes, ms } => {
+                self.inputs.push_back(Input::ReplicaLag { link, bytes, ms })
+            }
             LinkEvent::Detached { link, why } => {
                 self.live.remove(&link);
                 self.attach_replies.remove(&link);

@@ -137,8 +137,8 @@ fn a_caught_up_replica_joins_behind_what_was_released_then_is_in_sync() {
     assert_eq!(
         work(group.acknowledged(LinkId(4), Seq(135), Seq(141))),
         vec![
-            Step::TellInSync(LinkId(4)),
             Step::TellSuccession(vec!["tcp://127.0.0.1:4".into()]),
+            Step::TellInSync(LinkId(4)),
             Step::Role(Action::RecordInSync),
             Step::Release
         ]
