@@ -47,7 +47,7 @@ enum Cli {
         #[structopt(long, default_value = "64")]
         window: usize,
         /// Extra header NAME:VALUE (repeatable).
-        #[structopt(long = "header")]
+        #[structopt(long = "header", number_of_values = 1)]
         headers: Vec<String>,
         /// Send this file's contents as the body.
         #[structopt(long, parse(from_os_str), conflicts_with = "body")]
@@ -131,6 +131,10 @@ enum Cli {
         /// that a single consumer gets each exactly once, in each producer's order.
         #[structopt(long)]
         verify: bool,
+        /// An extra header on every SEND, `NAME:VALUE` (repeatable), e.g.
+        /// `x-queue-type:quorum` for RabbitMQ's quorum queues.
+        #[structopt(long = "header", number_of_values = 1)]
+        headers: Vec<String>,
         /// auto, client or client-individual.
         #[structopt(long, default_value = "client-individual")]
         ack: String,
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             window,
             transient,
             verify,
+            headers,
             ack,
             prefetch,
             json,
@@ -273,6 +278,17 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                 ack,
                 prefetch,
                 verify,
+                headers: headers
+                    .iter()
+                    .map(|h| match h.split_once(':') {
+                        Some((name, value)) if !name.is_empty() => {
+                            Ok((name.to_string(), value.to_string()))
+                        }
+                        _ => Err(mirrormq::error::Error::Protocol(format!(
+                            "--header {h:?}: expected NAME:VALUE"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
             };
             tools::bench::run(&mode, target, load, json)
         }

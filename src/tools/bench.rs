@@ -45,6 +45,8 @@ pub struct Load {
     pub ack: AckMode,
     pub prefetch: Option<u32>,
     pub verify: bool,
+    /// Extra headers on every SEND.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What a consumer saw of the producers' numbering (`--verify`).
@@ -233,6 +235,7 @@ async fn produce(
     for (producer, client) in clients.into_iter().enumerate() {
         let (target, load, body, done) = (target.clone(), load.clone(), body.clone(), done.clone());
         producers.push(runtime::spawn(async move {
+            let load = &load;
             let sends = (0..load.count).map(|index| {
                 let (client, body, target) = (client.clone(), body.clone(), &target);
                 async move {
@@ -248,6 +251,9 @@ async fn produce(
                     }
                     if load.verify {
                         headers.push((SEQ, seq.as_str()));
+                    }
+                    for (name, value) in &load.headers {
+                        headers.push((name.as_str(), value.as_str()));
                     }
                     client
                         .send(&target.destination, body, &headers)
