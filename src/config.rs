@@ -472,6 +472,12 @@ impl Config {
             "replication.sync_streams",
             "must be from 1 to 16",
         )?;
+        // Slower, a stream would wait between fetches longer than a master waits for one.
+        check(
+            r.sync_max_rate.is_none_or(|rate| rate.bytes() >= 1 << 20),
+            "replication.sync_max_rate",
+            "must be at least 1MiB (a second)",
+        )?;
         check(
             r.min_replicas <= r.max_slaves,
             "replication.min_replicas",

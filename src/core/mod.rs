@@ -325,10 +325,12 @@ impl Core {
             .map(|r| {
                 let at = r.advertised.as_deref().unwrap_or("?");
                 format!(
-                    "[{at} {} acked {} lag {}]",
+                    "[{at} {} acked {} lag {} records {} KiB {} ms]",
                     r.state(),
                     r.acked,
-                    last.since(r.acked)
+                    last.since(r.acked),
+                    r.lag_bytes / 1024,
+                    r.lag_ms
                 )
             })
             .collect::<Vec<_>>();

@@ -44,9 +44,83 @@ pub const SYNC_DIR: &str = "sync";
 
 // ---- the master's side ----------------------------------------------------------------
 
+/// Copy streams a master serves at once, from all slaves together: a peer that opens more
+/// is refused (and may try again), so copies cannot take every thread and file handle.
+pub const MAX_STREAMS: usize = 64;
+
+/// The copies a master is serving, by slave address: bytes sent and the store's size, for
+/// the status line; and how many streams are open.
+#[derive(Debug, Clone, Default)]
+pub struct Copies(
+    Arc<Mutex<std::collections::BTreeMap<String, (u64, u64)>>>,
+    Arc<AtomicU64>,
+);
+
+impl Copies {
+    /// Takes a stream's place, if one is free; it is given back when the result drops.
+    pub fn admit(&self) -> Option<StreamSlot> {
+        let open = self.1.fetch_add(1, Ordering::SeqCst);
+        let slot = StreamSlot(self.1.clone());
+        (open < MAX_STREAMS as u64).then_some(slot)
+    }
+
+    fn update(&self, peer: &str, change: impl FnOnce(&mut (u64, u64))) {
+        let mut copies = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        change(copies.entry(peer.to_string()).or_default());
+    }
+
+    fn forget(&self, peer: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+    }
+
+    /// "[ADDR sent X of Y MiB] ...", or `None` while nothing is copied.
+    pub fn status(&self) -> Option<String> {
+        let copies = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (!copies.is_empty()).then(|| {
+            copies
+                .iter()
+                .map(|(peer, (sent, total))| {
+                    format!("[{peer} sent {} of {} MiB]", sent >> 20, total >> 20)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+}
+
+/// One open copy stream's place among `MAX_STREAMS`.
+pub struct StreamSlot(Arc<AtomicU64>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Forgets a stream's copy when its task ends, however it ends.
+struct Served<'a> {
+    copies: &'a Copies,
+    peer: &'a str,
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.copies.forget(self.peer);
+    }
+}
+
 /// Serves one copy stream whose `CopyHello` passed the checks: the manifest, then every
 /// `Fetch` until the slave closes the stream or falls silent for longer than `silence`.
-pub async fn serve(stream: TcpStream, data_dir: PathBuf, silence: Duration, peer: String) {
+pub async fn serve(
+    stream: TcpStream,
+    data_dir: PathBuf,
+    silence: Duration,
+    peer: String,
+    copies: Copies,
+) {
     let listing = data_dir.clone();
     let manifest = match runtime::spawn_blocking(move || manifest(&listing)).await {
         Ok(manifest) => manifest,
@@ -64,6 +138,16 @@ pub async fn serve(stream: TcpStream, data_dir: PathBuf, silence: Duration, peer
         "replication: copy stream from {peer}: {} MiB in the store",
         files >> 20
     );
+    // Streams from one slave count together (the peer's address without its port).
+    let slave = peer
+        .rsplit_once(':')
+        .map_or(peer.as_str(), |(host, _)| host)
+        .to_string();
+    copies.update(&slave, |(_, total)| *total = files);
+    let _served = Served {
+        copies: &copies,
+        peer: &slave,
+    };
     let journal = data_dir.join(JOURNAL_DIR);
     let patience = silence.max(Duration::from_secs(30));
     let mut requests = codec::frames::<_, SlaveMessage>(stream.clone(), MAX_FRAME).boxed();
@@ -104,12 +188,17 @@ pub async fn serve(stream: TcpStream, data_dir: PathBuf, silence: Duration, peer
                 return;
             }
         };
+        let sent = match &answer {
+            MasterMessage::Chunk { data, .. } => data.len() as u64,
+            _ => 0,
+        };
         if runtime::timeout(patience, codec::write_frame(&mut writer, &answer))
             .await
             .is_none_or(|written| written.is_err())
         {
             return;
         }
+        copies.update(&slave, |(done, _)| *done += sent);
     }
 }
 
@@ -548,12 +637,16 @@ fn local_checksum(path: &Path, offset: u64, len: u32) -> crate::Result<u32> {
     Ok(crc32fast::hash(&data))
 }
 
+/// Writes a chunk and syncs it. Unsynced, the copy's dirty pages pile up by the hundred
+/// megabytes, and on a disk the master shares (ext4's ordered mode) its next fsync waits
+/// for their write-back: the master's receipts stall while the copy runs.
 fn write_at(path: &Path, offset: u64, data: &[u8]) -> crate::Result<()> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| crate::Error::io(path, e))?;
     file.write_all_at(data, offset)
+        .and_then(|()| file.sync_data())
         .map_err(|e| crate::Error::io(path, e))
 }
 

@@ -46,6 +46,8 @@ pub struct Context {
     pub events: mpsc::Sender<LinkEvent>,
     pub journal_dir: PathBuf,
     pub presence: SharedPresence,
+    /// The store copies this master serves, for the status line.
+    pub copies: copy::Copies,
 }
 
 impl Context {
@@ -166,7 +168,19 @@ async fn handle(stream: TcpStream, mut context: Context) {
                 return say_not_master(&stream, &peer, presence).await;
             }
             let data_dir = context.config.data_dir().to_path_buf();
-            return copy::serve(stream, data_dir, silence, peer).await;
+            let copies = context.copies.clone();
+            let Some(_slot) = copies.admit() else {
+                let reason = format!(
+                    "{} copy streams are open already; try again later",
+                    copy::MAX_STREAMS
+                );
+                let refusal = Refusal {
+                    reason,
+                    retry: true,
+                };
+                return refuse(&stream, &peer, refusal).await;
+            };
+            return copy::serve(stream, data_dir, silence, peer, copies).await;
         }
         Some(Ok(Some(_))) => {
             return refuse(&stream, &peer, "expected Hello first".to_string()).await

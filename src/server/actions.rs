@@ -207,6 +207,8 @@ impl Shell {
         })
         .await?;
         self.journal = journal;
+        // The copy is done: the next dial is at once, not after a failed one's backoff.
+        self.dial_backoff = Duration::ZERO;
         self.inputs_push(Input::StoreReplaced(Box::new(store)));
         self.inputs_push(Input::Role(Event::StoreCopied));
         Ok(())
@@ -294,6 +296,7 @@ impl Shell {
             events: self.link_sender.clone(),
             journal_dir: self.config.data_dir().join(JOURNAL_DIR),
             presence: self.presence.clone(),
+            copies: self.copies.clone(),
         };
         self.serve(master::serve(listener, context));
         Ok(())
