@@ -550,6 +550,26 @@ run_rabbitmq() {
   stop_group rabbitmq
 }
 
+# put_section NAME: the Markdown on stdin, from <!-- NAME:start --> to <!-- NAME:end -->,
+# replaces that section of $OUT (or is appended, the first time); the rest is kept.
+put_section() {
+  local section
+  section=$(cat)
+  [ -n "$section" ] || die "no $1 section was written"
+  SECTION=$section python3 - "$OUT" "$1" <<'PY'
+import os, sys
+path, name = sys.argv[1:3]
+section = os.environ["SECTION"] + "\n"
+text = open(path).read() if os.path.exists(path) else ""
+start, end = text.find(f"<!-- {name}:start -->"), text.find(f"<!-- {name}:end -->")
+if start >= 0 and end > start:
+    text = text[:start] + section + text[end + len(f"<!-- {name}:end -->\n"):]
+else:
+    text = text.rstrip("\n") + ("\n\n" if text else "") + section
+open(path, "w").write(text)
+PY
+}
+
 # ---------------------------------------------------------------- backlog mode
 BACKLOG=$TMP/backlog.tsv # broker measure value
 : >"$BACKLOG"
@@ -643,7 +663,7 @@ write_backlog_section() {
   BACKLOG_ELAPSED_S=$(($(date +%s) - STARTED_S)) V_GIT=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "?") \
     BACKLOG="$BACKLOG" BACKLOG_COUNT="$BACKLOG_COUNT" PAIR_MAX_MEMORY="$PAIR_MAX_MEMORY" \
     IN_MEMORY_COUNT="$IN_MEMORY_COUNT" OUT="$OUT" QUICK="$QUICK" STARTED_AT="$STARTED_AT" \
-    M_FSYNC="$M_FSYNC" AMQ_HEAP="$AMQ_HEAP" python3 - <<'PY'
+    M_FSYNC="$M_FSYNC" AMQ_HEAP="$AMQ_HEAP" python3 - <<'PY' | put_section backlog
 import os
 from collections import defaultdict
 e = os.environ
@@ -697,15 +717,7 @@ w(f"The pair runs with `max_memory = \"{mm}\"` (512MiB is the shipped default); 
 w("messages keep a 72-byte slot in memory and their bodies are read back from the journal")
 w("ahead of the consumer. ActiveMQ and RabbitMQ are set up as in \"Method\" below.")
 w("<!-- backlog:end -->")
-section = "\n".join(out) + "\n"
-path = e["OUT"]
-text = open(path).read() if os.path.exists(path) else ""
-start, end = text.find("<!-- backlog:start -->"), text.find("<!-- backlog:end -->")
-if start >= 0 and end > start:
-    text = text[:start] + section + text[end + len("<!-- backlog:end -->\n"):]
-else:
-    text = text.rstrip("\n") + ("\n\n" if text else "") + section
-open(path, "w").write(text)
+print("\n".join(out))
 PY
 }
 
@@ -952,7 +964,7 @@ write_group_section() {
   export RESULTS OUT QUICK STARTED_AT RUNS SIZE N_P1W1 N_P8W1 N_P1W64 N_P8W64 N_CONSUME RMQC_CHECK V_GIT \
     SYNCS SYNC_DISK_MBPS SYNC_LOOPBACK
   V_GIT=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "?")
-  GROUP_ELAPSED_S=$(($(date +%s) - STARTED_S)) python3 - <<'PY'
+  GROUP_ELAPSED_S=$(($(date +%s) - STARTED_S)) python3 - <<'PY' | put_section group
 import os, re, statistics
 from collections import defaultdict
 e = os.environ
@@ -1031,15 +1043,7 @@ for label, cap, _, line in syncs:
     w(f"| {name} | {sync:,.0f} | {sync / disk:.2f} | {during:,.0f} | {during / alone:.2f} | "
       f"{int(lat['p50']) / 1000:.2f} / {int(lat['p99']) / 1000:.2f} / {int(lat['max']) / 1000:.1f} | {'yes' if ok else '**no**'} |")
 w("<!-- group:end -->")
-section = "\n".join(out) + "\n"
-path = e["OUT"]
-text = open(path).read() if os.path.exists(path) else ""
-start, end = text.find("<!-- group:start -->"), text.find("<!-- group:end -->")
-if start >= 0 and end > start:
-    text = text[:start] + section + text[end + len("<!-- group:end -->\n"):]
-else:
-    text = text.rstrip("\n") + ("\n\n" if text else "") + section
-open(path, "w").write(text)
+print("\n".join(out))
 PY
 }
 

@@ -137,16 +137,7 @@ fn segments_are_deleted_once_their_messages_are_acknowledged() {
     let mut client = broker.client();
     let body = "x".repeat(1024);
     for i in 0..300 {
-        let receipt = format!("r{i}");
-        client.send_frame(
-            Command::Send,
-            &[
-                ("destination", "/queue/big"),
-                ("persistent", "true"),
-                ("receipt", &receipt),
-            ],
-            body.as_bytes(),
-        );
+        client.send_persistent("/queue/big", &format!("r{i}"), body.as_bytes());
     }
     for _ in 0..300 {
         client.expect(Command::Receipt);

@@ -7,13 +7,12 @@ mod common;
 use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Command as Process, Stdio};
-use std::time::Duration;
 
 use futures::StreamExt;
 use mirrormq::client::{AckMode, Client, ClientError};
 use mirrormq::runtime;
 
-use common::{Pair, PATIENCE};
+use common::{ride, Pair, PATIENCE};
 
 fn url(pair: &Pair) -> String {
     let slave_port = pair.slave.wait_for_port_later();
@@ -28,59 +27,11 @@ fn a_producer_rides_through_a_master_kill_and_nothing_is_lost_or_duplicated() {
     let mut pair = Pair::start("", "");
     let url = url(&pair);
     let total = 3000;
-    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
-    let producer_url = url.clone();
-    let producer = std::thread::spawn(move || {
-        runtime::block_on(async move {
-            let client = Client::connect(&producer_url, Some("admin"), Some("admin"))
-                .await
-                .unwrap();
-            let sends = (0..total).map(|i| {
-                let client = client.clone();
-                async move {
-                    client
-                        .send("/queue/ride", format!("m{i}"), &[("persistent", "true")])
-                        .await
-                }
-            });
-            let mut results = futures::stream::iter(sends).buffer_unordered(32);
-            let mut receipted = 0;
-            while let Some(result) = results.next().await {
-                result.expect("every send is receipted, across the failover");
-                receipted += 1;
-                if receipted == total / 3 {
-                    // Ask the test to kill the master now, and carry on sending.
-                    let _ = killed_tx.send(());
-                }
-            }
-            drop(results);
-            client.disconnect().await.unwrap();
-            receipted
-        })
-    });
-    killed_rx
-        .recv_timeout(PATIENCE)
-        .expect("a third was receipted");
+    let (producer, third) = ride::produce_through(&url, "/queue/ride", total);
+    third.recv_timeout(PATIENCE).expect("a third was receipted");
     pair.master.kill9();
     assert_eq!(producer.join().unwrap(), total);
-
-    let bodies = runtime::block_on(async {
-        let client = Client::connect(&url, Some("admin"), Some("admin"))
-            .await
-            .unwrap();
-        let mut subscription = client
-            .subscribe("/queue/ride", AckMode::ClientIndividual)
-            .await
-            .unwrap();
-        let mut bodies = Vec::new();
-        while let Some(Some(message)) =
-            runtime::timeout(Duration::from_secs(2), subscription.next()).await
-        {
-            bodies.push(String::from_utf8_lossy(&message.body).into_owned());
-            client.ack(&message).await.unwrap();
-        }
-        bodies
-    });
+    let bodies = ride::consume_all(&url, "/queue/ride");
     let unique: HashSet<&String> = bodies.iter().collect();
     if unique.len() != total {
         eprintln!(

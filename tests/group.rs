@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::client::Got;
-use common::{free_port, Broker, Site, FAST_LINK, PATIENCE};
+use common::{free_port, ride, Broker, Site, FAST_LINK, PATIENCE};
 use mirrormq::stomp::Command;
 
 /// One member of a group: its site, its fixed ports, and its broker once started.
@@ -361,15 +361,7 @@ fn a_slave_killed_halfway_through_its_copy_resumes_from_what_it_holds() {
     let mut client = master.broker().client();
     for i in 0..192 {
         let receipt = format!("r{i}");
-        client.send_frame(
-            Command::Send,
-            &[
-                ("destination", "/queue/big"),
-                ("persistent", "true"),
-                ("receipt", &receipt),
-            ],
-            format!("{i}:{body}").as_bytes(),
-        );
+        client.send_persistent("/queue/big", &receipt, format!("{i}:{body}").as_bytes());
         assert_eq!(
             client.expect(Command::Receipt).header("receipt-id"),
             Some(receipt.as_str())
@@ -408,10 +400,6 @@ fn a_slave_killed_halfway_through_its_copy_resumes_from_what_it_holds() {
 /// URL rides through: every message receipted, none lost, none delivered twice.
 #[test]
 fn a_sigterm_of_the_master_under_load_hands_over_with_no_loss_and_no_duplicate() {
-    use futures::StreamExt;
-    use mirrormq::client::{AckMode, Client};
-    use mirrormq::runtime;
-
     let mut members = group(3);
     let ports: Vec<String> = members
         .iter()
@@ -422,42 +410,8 @@ fn a_sigterm_of_the_master_under_load_hands_over_with_no_loss_and_no_duplicate()
         ports.join(",")
     );
     let total = 3000;
-    let (halfway_tx, halfway_rx) = std::sync::mpsc::channel::<()>();
-    let producer_url = url.clone();
-    let producer = std::thread::spawn(move || {
-        runtime::block_on(async move {
-            let client = Client::connect(&producer_url, Some("admin"), Some("admin"))
-                .await
-                .unwrap();
-            let sends = (0..total).map(|i| {
-                let client = client.clone();
-                async move {
-                    client
-                        .send(
-                            "/queue/handover",
-                            format!("m{i}"),
-                            &[("persistent", "true")],
-                        )
-                        .await
-                }
-            });
-            let mut results = futures::stream::iter(sends).buffer_unordered(32);
-            let mut receipted = 0;
-            while let Some(result) = results.next().await {
-                result.expect("every send is receipted, across the handover");
-                receipted += 1;
-                if receipted == total / 3 {
-                    let _ = halfway_tx.send(());
-                }
-            }
-            drop(results);
-            client.disconnect().await.unwrap();
-            receipted
-        })
-    });
-    halfway_rx
-        .recv_timeout(PATIENCE)
-        .expect("a third was receipted");
+    let (producer, third) = ride::produce_through(&url, "/queue/handover", total);
+    third.recv_timeout(PATIENCE).expect("a third was receipted");
     assert!(members[0].broker_mut().terminate().success());
     let new = the_one_that_promoted(&members, &[1, 2]);
     let other = members[3 - new].broker();
@@ -467,23 +421,7 @@ fn a_sigterm_of_the_master_under_load_hands_over_with_no_loss_and_no_duplicate()
         other.log.text()
     );
     assert_eq!(producer.join().unwrap(), total);
-    let bodies = runtime::block_on(async {
-        let client = Client::connect(&url, Some("admin"), Some("admin"))
-            .await
-            .unwrap();
-        let mut subscription = client
-            .subscribe("/queue/handover", AckMode::ClientIndividual)
-            .await
-            .unwrap();
-        let mut bodies = Vec::new();
-        while let Some(Some(message)) =
-            runtime::timeout(std::time::Duration::from_secs(2), subscription.next()).await
-        {
-            bodies.push(String::from_utf8_lossy(&message.body).into_owned());
-            client.ack(&message).await.unwrap();
-        }
-        bodies
-    });
+    let bodies = ride::consume_all(&url, "/queue/handover");
     let unique: std::collections::HashSet<&String> = bodies.iter().collect();
     assert_eq!(unique.len(), total, "every receipted message is there");
     assert_eq!(bodies.len(), total, "and none twice");

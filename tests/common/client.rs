@@ -71,6 +71,19 @@ impl Client {
         let _ = self.stream.write_all(&out);
     }
 
+    /// A persistent SEND of `body` asking for `receipt`, without waiting for it.
+    pub fn send_persistent(&mut self, destination: &str, receipt: &str, body: &[u8]) {
+        self.send_frame(
+            Command::Send,
+            &[
+                ("destination", destination),
+                ("persistent", "true"),
+                ("receipt", receipt),
+            ],
+            body,
+        );
+    }
+
     /// SEND with a receipt, waiting for the RECEIPT.
     pub fn send_receipted(&mut self, destination: &str, body: &str, persistent: bool) {
         let receipt = format!("r-{body}");

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod hostile;
 pub mod proxy;
+pub mod ride;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
