@@ -345,7 +345,15 @@ async fn serve_slave(
     let reader = futures::io::BufReader::with_capacity(64 << 10, stream.clone());
     let mut acks = codec::frames::<_, SlaveMessage>(reader, MAX_FRAME).boxed();
     let mut disk = disk.map(|item| item.map(Shipment::Record));
-    let mut live = live.map(Ok);
+    // The shell hands over a turn's records at once; the batches are cut here.
+    let mut live = live
+        .flat_map(|shipment| {
+            futures::stream::iter(match shipment {
+                Shipment::Records(records) => records.into_iter().map(Shipment::Record).collect(),
+                other => vec![other],
+            })
+        })
+        .map(Ok);
     let mut catching_up = true;
     // The highest seq written to the slave: an acknowledgement above it is a lie that
     // would release receipts for records the slave does not hold.
@@ -468,6 +476,7 @@ fn notice_message(notice: Shipment) -> MasterMessage {
         Shipment::InSync => MasterMessage::InSync,
         Shipment::Succession(succession) => MasterMessage::Succession(succession),
         Shipment::Record(record) => MasterMessage::Records(vec![record]),
+        Shipment::Records(records) => MasterMessage::Records(records),
     }
 }
 

@@ -34,6 +34,8 @@ use crate::repl::message::Standing;
 #[derive(Debug)]
 pub enum Shipment {
     Record(Record),
+    /// Records shipped together (one turn of the core's).
+    Records(Vec<Record>),
     /// The slave has acknowledged its in-sync point: tell it the master relies on it.
     InSync,
     /// The in-sync slaves' addresses, first to take over first.

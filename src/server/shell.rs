@@ -81,6 +81,8 @@ pub(super) struct Shell {
     pub(super) link_sender: mpsc::Sender<LinkEvent>,
     /// Each attached slave's shipment queue, by link.
     live: HashMap<LinkId, mpsc::UnboundedSender<Shipment>>,
+    /// Records for each link, gathered in this turn.
+    shipping: HashMap<LinkId, Vec<crate::journal::Record>>,
     attach_replies: HashMap<LinkId, oneshot::Sender<Result<Attached, Refusal>>>,
     /// The open link to our master, on a slave.
     pub(super) mirror: Option<Mirror>,
@@ -180,6 +182,7 @@ impl Shell {
             link_events,
             link_sender,
             live: HashMap::new(),
+            shipping: HashMap::new(),
             attach_replies: HashMap::new(),
             mirror: None,
             master: config_master,
@@ -291,6 +294,21 @@ impl Shell {
         self.run_inputs().await
     }
 
+    /// Hands each link the records gathered for it this turn, in one message.
+    fn ship(&mut self) {
+        for (link, records) in self.shipping.iter_mut() {
+            if records.is_empty() {
+                continue;
+            }
+            let records = std::mem::take(records);
+            if let Some(live) = self.live.get(link) {
+                // A link that has gone reports itself detached.
+                let _ = live.unbounded_send(Shipment::Records(records));
+            }
+        }
+        self.shipping.retain(|link, _| self.live.contains_key(link));
+    }
+
     /// What our master said. Records already read off the link join them, so that one
     /// step applies them and one acknowledgement covers them: an acknowledgement per
     /// frame cost both sides a core step and a write each, which slowed a master with
@@ -400,6 +418,7 @@ impl Shell {
             }
             self.outputs = outputs;
         }
+        self.ship();
         self.journal.pump();
         self.update_memory();
         Ok(())
@@ -511,18 +530,17 @@ impl Shell {
                     let _ = reply.send(result);
                 }
             }
-            Output::Ship { link, record } => {
-                if let Some(live) = self.live.get(&link) {
-                    // A link that has gone reports itself detached.
-                    let _ = live.unbounded_send(Shipment::Record(record));
-                }
-            }
+            // Gathered per link and handed over once a turn (`ship`): a channel message
+            // per record and slave cost the master more than the slave's whole link.
+            Output::Ship { link, record } => self.shipping.entry(link).or_default().push(record),
             Output::TellInSync(link) => {
+                self.ship();
                 if let Some(live) = self.live.get(&link) {
                     let _ = live.unbounded_send(Shipment::InSync);
                 }
             }
             Output::TellSuccession(succession) => {
+                self.ship();
                 for live in self.live.values() {
                     let _ = live.unbounded_send(Shipment::Succession(succession.clone()));
                 }
