@@ -8,16 +8,19 @@
 //! journal segments were deleted are not rebuilt after a restart.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use super::message::{Destination, NewMessage};
 
 /// The header a client stamps on each SEND (see `client::DEDUP_HEADER`).
 pub const DEDUP_HEADER: &str = "dedup-id";
 
+/// One destination's window. Each id is allocated once and shared by the order and the
+/// set: this runs for every message on the master and on every slave.
 #[derive(Debug, Default)]
 struct Seen {
-    order: VecDeque<String>,
-    ids: HashSet<String>,
+    order: VecDeque<Arc<str>>,
+    ids: HashSet<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -56,13 +59,20 @@ impl DedupWindow {
         if self.per_destination == 0 {
             return;
         }
-        let seen = self.seen.entry(message.destination.clone()).or_default();
-        if seen.ids.insert(id.to_string()) {
-            seen.order.push_back(id.to_string());
-            if seen.order.len() > self.per_destination {
-                if let Some(oldest) = seen.order.pop_front() {
-                    seen.ids.remove(&oldest);
-                }
+        // The destination is cloned only the first time it is seen.
+        let seen = match self.seen.get_mut(&message.destination) {
+            Some(seen) => seen,
+            None => self.seen.entry(message.destination.clone()).or_default(),
+        };
+        if seen.ids.contains(id) {
+            return;
+        }
+        let id: Arc<str> = Arc::from(id);
+        seen.ids.insert(id.clone());
+        seen.order.push_back(id);
+        if seen.order.len() > self.per_destination {
+            if let Some(oldest) = seen.order.pop_front() {
+                seen.ids.remove(&oldest);
             }
         }
     }
