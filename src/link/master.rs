@@ -364,25 +364,27 @@ async fn serve_slave(
     let mut last_written = Instant::now();
     let mut last_lag = Instant::now();
     loop {
-        if last_lag.elapsed() >= heartbeat {
+        // One clock reading a turn: this loop turns for every batch and acknowledgement.
+        let now = Instant::now();
+        if now.duration_since(last_lag) >= heartbeat {
             // How far the slave is behind, for the status line.
-            last_lag = Instant::now();
+            last_lag = now;
             let lag = LinkEvent::Lag {
                 link,
                 bytes: unacked.iter().map(|(_, _, bytes)| *bytes as u64).sum(),
-                ms: unacked
-                    .front()
-                    .map_or(0, |(_, sent, _)| sent.elapsed().as_millis() as u64),
+                ms: unacked.front().map_or(0, |(_, sent, _)| {
+                    now.duration_since(*sent).as_millis() as u64
+                }),
             };
             if events.send(lag).await.is_err() {
                 return Err("the core stopped".to_string().into());
             }
         }
-        if last_heard.elapsed() > silence {
+        if now.duration_since(last_heard) > silence {
             return Err(format!("the slave was silent for {} ms", silence.as_millis()).into());
         }
         if let Some((seq, sent, _)) = unacked.front() {
-            if sent.elapsed() > ack_timeout {
+            if now.duration_since(*sent) > ack_timeout {
                 return Err(format!(
                     "the slave did not acknowledge seq {seq} within {} ms",
                     ack_timeout.as_millis()
@@ -390,7 +392,7 @@ async fn serve_slave(
                 .into());
             }
         }
-        if last_written.elapsed() >= heartbeat {
+        if now.duration_since(last_written) >= heartbeat {
             write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?;
             last_written = Instant::now();
         }

@@ -624,8 +624,11 @@ impl Shell {
 
     /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas.
     async fn clock(&mut self) -> Result<()> {
+        if !self.core.holding() {
+            return Ok(());
+        }
         let now = Instant::now();
-        if !self.core.holding() || now < self.next_clock {
+        if now < self.next_clock {
             return Ok(());
         }
         self.next_clock = now + CLOCK_TICK;
