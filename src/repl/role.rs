@@ -19,6 +19,11 @@
 
 use std::fmt;
 
+mod event;
+pub use event::{
+    Action, Event, EXIT_MASTER_FAILED, EXIT_REFUSED, EXIT_SLAVE_FAILED, EXIT_SUPERSEDED,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Recovered; a master with `peers` asks them for a live master first.
@@ -99,102 +104,20 @@ pub struct Policy {
     pub min_replicas_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Started,
-    /// A peer is a live master at least as new as this store: join it (the server now
-    /// dials it).
-    MasterFound,
-    /// No peer is a live master: start as configured.
-    NoMasterFound,
-    /// A peer is a live master this store must not follow (and why).
-    PeerConflict(String),
-    /// A slave's Hello was accepted; it is catching up.
-    SlaveAttached,
-    /// A slave holds every record receipted so far and is counted on from now.
-    SlaveInSync,
-    /// An in-sync slave was lost; `enough_left` says whether the slaves left in sync are
-    /// as many as the master needs (one, or `min_replicas`).
-    SlaveLost {
-        why: String,
-        enough_left: bool,
-    },
-    /// A lost slave's replication listener answered as a master: it took over.
-    SlaveTookOver,
-    /// No master answered at the lost slaves' addresses (and why).
-    SlaveGone {
-        why: String,
-        others_in_sync: bool,
-    },
-    /// Our master has nothing we can append to: copy its store first.
-    CopyNeeded,
-    /// The copy of the master's store is our store now.
-    StoreCopied,
-    /// Our master welcomed us; catch-up begins.
-    MasterReached,
-    /// We hold everything the master had when we attached.
-    InSyncWithMaster,
-    /// The link to our master closed, went silent, or could not be opened.
-    MasterLost(String),
-    /// The lost master answered a probe: it is alive.
-    MasterAnswered,
-    /// The lost master did not answer, and no slave before us in the succession is
-    /// left to take over (and why).
-    MasterGone(String),
-    /// Another broker is the master now (an in-sync slave took over, or the broker we
-    /// dialled named its master): the server dials it next.
-    MasterMoved,
-    /// Our master refused us (credentials, protocol, divergence): retrying cannot help.
-    MasterRefused(String),
-    /// Our master, alive, dropped us and carries on: dial again, never promote.
-    DroppedByMaster(String),
-    /// Our master said it is stopping cleanly: it released nothing we do not hold.
-    MasterStopping,
-    Shutdown,
+impl Policy {
+    /// A master with every option at its default: what the tests start from.
+    #[cfg(test)]
+    pub const MASTER: Policy = Policy {
+        is_slave: false,
+        has_peers: false,
+        wait_for_slave: false,
+        shutdown_on_slave_failure: false,
+        shutdown_on_master_failure: false,
+        max_slaves: 4,
+        min_replicas: 0,
+        min_replicas_timeout_ms: 5000,
+    };
 }
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    OpenClientListener,
-    /// Opens the replication listener if it is not open: it answers probes as a slave
-    /// until this broker is a master, then accepts slaves.
-    OpenReplicationListener,
-    /// Ask the peers for a live master; answer with `MasterFound`, `NoMasterFound` or
-    /// `PeerConflict`.
-    FindMaster,
-    DialMaster,
-    /// Copy the master's segment files into this store (`link::copy`); answer with
-    /// `StoreCopied`, or `MasterLost` if the copy broke off (the next one resumes it).
-    CopyStore,
-    /// Probe the lost master, then the succession; answer with `MasterAnswered`,
-    /// `MasterMoved` or `MasterGone`.
-    ProbeMaster,
-    /// As `ProbeMaster`, without probing a master that said it is stopping.
-    CheckSuccession,
-    /// Ask the lost slaves' addresses whether a master listens there; answer with
-    /// `SlaveTookOver`/`SlaveGone`.
-    ProbeSlave,
-    /// Start a new epoch as master (a record, and the store's epoch history).
-    Promote,
-    /// No slave is in sync: receipts wait for the local journal only, and say so loudly.
-    /// Records in store.toml that this broker serves alone first (`alone_since`).
-    ContinueAlone,
-    /// The lost slave did not take over and others are in sync: release again.
-    Resume,
-    /// A slave is in sync: record in store.toml that receipts no longer go out alone.
-    RecordInSync,
-    /// Stop without releasing receipts that still wait for a slave.
-    Exit(i32),
-}
-
-/// Exit code when a master stops because its slave failed (`shutdown_on_slave_failure`).
-pub const EXIT_SLAVE_FAILED: i32 = 3;
-/// Exit code when a slave stops because its master failed (`shutdown_on_master_failure`).
-pub const EXIT_MASTER_FAILED: i32 = 4;
-/// Exit code when the master refused this slave, or a peer is a master it must not join.
-pub const EXIT_REFUSED: i32 = 5;
-/// Exit code when a master finds that its lost slave has taken over.
-pub const EXIT_SUPERSEDED: i32 = 6;
 
 /// How a master starts once it knows no peer is a master.
 fn start_as_master(policy: Policy, why: &str) -> (Role, Vec<Action>, String) {
@@ -405,151 +328,4 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use Action::*;
-    use Event::*;
-    use Role::*;
-
-    const MASTER: Policy = Policy {
-        is_slave: false,
-        has_peers: false,
-        wait_for_slave: false,
-        shutdown_on_slave_failure: false,
-        shutdown_on_master_failure: false,
-        max_slaves: 4,
-        min_replicas: 0,
-        min_replicas_timeout_ms: 5000,
-    };
-
-    fn with(f: impl Fn(&mut Policy)) -> Policy {
-        let mut policy = MASTER;
-        f(&mut policy);
-        policy
-    }
-
-    #[test]
-    fn every_transition() {
-        let slave = with(|p| p.is_slave = true);
-        let strict_slave = with(|p| {
-            p.is_slave = true;
-            p.shutdown_on_master_failure = true
-        });
-        let waits = with(|p| p.wait_for_slave = true);
-        let peers = with(|p| p.has_peers = true);
-        let strict_master = with(|p| p.shutdown_on_slave_failure = true);
-        let lost = |enough_left| SlaveLost {
-            why: "link closed".into(),
-            enough_left,
-        };
-        let gone_slave = |others_in_sync| SlaveGone {
-            why: "refused".into(),
-            others_in_sync,
-        };
-        let gone = || MasterLost("connection reset".into());
-        let alone = vec![ContinueAlone, OpenReplicationListener, OpenClientListener];
-        #[rustfmt::skip]
-        let table: Vec<(Role, Event, Policy, Role, Vec<Action>)> = vec![
-            (Starting, Started, MASTER, MasterAlone, alone.clone()),
-            (Starting, Started, waits, WaitingForSlave, vec![OpenReplicationListener]),
-            (Starting, Started, slave, SlaveConnecting, vec![OpenReplicationListener, DialMaster]),
-            // A master with peers asks them first, and joins a live master it finds.
-            (Starting, Started, peers, Starting, vec![OpenReplicationListener, FindMaster]),
-            (Starting, NoMasterFound, peers, MasterAlone, alone.clone()),
-            (Starting, MasterFound, peers, SlaveConnecting, vec![DialMaster]),
-            (Starting, PeerConflict("same epoch".into()), peers, Stopped, vec![Exit(EXIT_REFUSED)]),
-            (WaitingForSlave, SlaveAttached, waits, WaitingForSlave, vec![]),
-            (WaitingForSlave, SlaveInSync, waits, MasterWithSlave, vec![RecordInSync, OpenClientListener]),
-            (WaitingForSlave, lost(false), waits, WaitingForSlave, vec![ProbeSlave]),
-            (WaitingForSlave, SlaveTookOver, waits, Stopped, vec![Exit(EXIT_SUPERSEDED)]),
-            (WaitingForSlave, gone_slave(false), waits, WaitingForSlave, vec![Resume]),
-            (MasterAlone, SlaveAttached, MASTER, MasterAlone, vec![]),
-            (MasterAlone, SlaveInSync, MASTER, MasterWithSlave, vec![RecordInSync]),
-            (MasterWithSlave, SlaveInSync, MASTER, MasterWithSlave, vec![]),
-            (MasterWithSlave, SlaveAttached, MASTER, MasterWithSlave, vec![]),
-            (MasterWithSlave, lost(false), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
-            (MasterWithSlave, lost(true), MASTER, MasterCheckingSlave, vec![ProbeSlave]),
-            (MasterCheckingSlave, lost(true), MASTER, MasterCheckingSlave, vec![]),
-            (MasterCheckingSlave, SlaveTookOver, MASTER, Stopped, vec![Exit(EXIT_SUPERSEDED)]),
-            (MasterCheckingSlave, gone_slave(false), MASTER, MasterAlone, vec![ContinueAlone]),
-            (MasterCheckingSlave, gone_slave(true), MASTER, MasterWithSlave, vec![Resume]),
-            (MasterCheckingSlave, SlaveAttached, MASTER, MasterCheckingSlave, vec![]),
-            (MasterCheckingSlave, SlaveInSync, MASTER, MasterCheckingSlave, vec![]),
-            // shutdown_on_slave_failure stops when fewer slaves are left in sync than the
-            // master needs.
-            (MasterWithSlave, lost(false), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
-            (MasterWithSlave, lost(true), strict_master, MasterCheckingSlave, vec![ProbeSlave]),
-            (MasterCheckingSlave, lost(false), strict_master, Stopped, vec![Exit(EXIT_SLAVE_FAILED)]),
-            (SlaveConnecting, gone(), slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveConnecting, MasterReached, slave, SlaveCatchingUp, vec![]),
-            (SlaveConnecting, MasterMoved, slave, SlaveConnecting, vec![DialMaster]),
-            // An empty or stale slave copies the master's files, then dials again.
-            (SlaveConnecting, CopyNeeded, slave, SlaveCopying, vec![CopyStore]),
-            (SlaveCopying, StoreCopied, slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveCopying, gone(), slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveCopying, MasterRefused("password".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
-            (SlaveCopying, MasterStopping, slave, SlaveCopying, vec![]),
-            (SlaveConnecting, MasterRefused("diverged".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
-            (SlaveCatchingUp, gone(), slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveCatchingUp, InSyncWithMaster, slave, SlaveMirroring, vec![]),
-            (SlaveCatchingUp, MasterStopping, slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveMirroring, gone(), slave, SlaveCheckingMaster, vec![ProbeMaster]),
-            (SlaveCheckingMaster, MasterAnswered, slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveCheckingMaster, MasterMoved, slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveCheckingMaster, MasterGone("refused".into()), slave, MasterAlone, vec![OpenReplicationListener, Promote, OpenClientListener]),
-            // A master stopping with SIGTERM says so: the succession decides at once.
-            (SlaveMirroring, MasterStopping, slave, SlaveCheckingMaster, vec![CheckSuccession]),
-            (SlaveMirroring, MasterStopping, strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
-            (SlaveCheckingMaster, Shutdown, slave, Stopped, vec![Exit(0)]),
-            (SlaveMirroring, gone(), strict_slave, Stopped, vec![Exit(EXIT_MASTER_FAILED)]),
-            (SlaveMirroring, MasterRefused("x".into()), slave, Stopped, vec![Exit(EXIT_REFUSED)]),
-            (SlaveMirroring, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
-            (SlaveCatchingUp, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
-            (MasterWithSlave, Shutdown, MASTER, Stopped, vec![Exit(0)]),
-            (SlaveMirroring, Shutdown, slave, Stopped, vec![Exit(0)]),
-            (Stopped, Started, MASTER, Stopped, vec![]),
-            // Events that do not apply to a role change nothing.
-            (MasterWithSlave, gone(), MASTER, MasterWithSlave, vec![]),
-            (MasterAlone, MasterMoved, MASTER, MasterAlone, vec![]),
-            (SlaveMirroring, SlaveInSync, slave, SlaveMirroring, vec![]),
-            (SlaveMirroring, MasterFound, slave, SlaveMirroring, vec![]),
-        ];
-        for (role, event, policy, next, actions) in table {
-            let (got_role, got_actions, why) = step(role, &event, policy);
-            assert_eq!(
-                (got_role, &got_actions),
-                (next, &actions),
-                "{role} + {event:?}: {why}"
-            );
-            assert!(!why.is_empty());
-        }
-    }
-
-    #[test]
-    fn a_slave_opens_clients_only_by_promotion() {
-        let slave = with(|p| p.is_slave = true);
-        for role in [
-            SlaveConnecting,
-            SlaveCopying,
-            SlaveCatchingUp,
-            SlaveMirroring,
-            SlaveCheckingMaster,
-        ] {
-            for event in [
-                Started,
-                MasterReached,
-                InSyncWithMaster,
-                SlaveInSync,
-                SlaveAttached,
-                MasterMoved,
-                MasterAnswered,
-                MasterStopping,
-                CopyNeeded,
-                StoreCopied,
-            ] {
-                let (_, actions, _) = step(role, &event, slave);
-                assert!(!actions.contains(&OpenClientListener), "{role} + {event:?}");
-            }
-        }
-    }
-}
+mod tests;

@@ -32,6 +32,9 @@ use crate::repl::group::{LinkId, Refusal};
 use crate::repl::role::Event;
 use crate::session::{MemoryGauge, Room, SessionEvent};
 
+mod links;
+mod timers;
+
 /// Depth of the queue from sessions into the core: full means producers wait.
 pub(super) const REQUEST_QUEUE: usize = 4096;
 /// Depth of the queue from the replication links into the core.
@@ -294,58 +297,6 @@ impl Shell {
         self.run_inputs().await
     }
 
-    /// Hands each link the records gathered for it this turn, in one message.
-    fn ship(&mut self) {
-        for (link, records) in self.shipping.iter_mut() {
-            if records.is_empty() {
-                continue;
-            }
-            let records = std::mem::take(records);
-            if let Some(live) = self.live.get(link) {
-                // A link that has gone reports itself detached.
-                let _ = live.unbounded_send(Shipment::Records(records));
-            }
-        }
-        self.shipping.retain(|link, _| self.live.contains_key(link));
-    }
-
-    /// What our master said. Records already read off the link join them, so that one
-    /// step applies them and one acknowledgement covers them: an acknowledgement per
-    /// frame cost both sides a core step and a write each, which slowed a master with
-    /// two slaves by a fifth.
-    fn heard(&mut self, heard: Heard) {
-        match heard {
-            Heard::Records(mut records) => {
-                let mut then = None;
-                while let Some(mirror) = self.mirror.as_mut() {
-                    if records.len() >= MAX_COALESCED {
-                        break;
-                    }
-                    match mirror.next().now_or_never() {
-                        Some(Heard::Records(more)) => records.extend(more),
-                        Some(Heard::Nothing) | None => break,
-                        Some(other) => {
-                            then = Some(other);
-                            break;
-                        }
-                    }
-                }
-                self.inputs.push_back(Input::Replicate(records));
-                if let Some(heard) = then {
-                    self.heard(heard);
-                }
-            }
-            Heard::Nothing => {}
-            Heard::Succession(succession) => self.inputs.push_back(Input::Succession(succession)),
-            Heard::Role(event) => {
-                if !matches!(event, Event::InSyncWithMaster) {
-                    self.mirror = None;
-                }
-                self.inputs.push_back(Input::Role(event));
-            }
-        }
-    }
-
     /// Takes what else is waiting on the journal's, the links' and the sessions'
     /// channels, so one dispatch and one journal hand-off serve the whole batch.
     fn take_ready(&mut self) {
@@ -437,29 +388,6 @@ impl Shell {
         self.update_presence();
     }
 
-    /// Keeps what the replication listener answers in step with the role, before any
-    /// output of this step is carried out: a broker that decided to promote answers
-    /// probes as a master from this moment.
-    fn update_presence(&mut self) {
-        let (role, epoch) = (self.core.role(), self.core.epoch());
-        let presence = if role.is_master() {
-            Presence::Master { epoch }
-        } else {
-            Presence::NotMaster {
-                epoch,
-                candidate: role.is_candidate(),
-                master: self.master.as_ref().map(Endpoint::to_string),
-            }
-        };
-        let mut current = self
-            .presence
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *current != presence {
-            *current = presence;
-        }
-    }
-
     fn session_event(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Open {
@@ -474,37 +402,6 @@ impl Shell {
                 self.inputs.push_back(Input::Client(session, request))
             }
             SessionEvent::WaitForRoom(room, waiter) => self.room_waiters.push((room, waiter)),
-        }
-    }
-
-    fn link_event(&mut self, event: LinkEvent) {
-        match event {
-            LinkEvent::Attach {
-                link,
-                standing,
-                advertised,
-                live,
-                reply,
-            } => {
-                self.live.insert(link, live);
-                self.attach_replies.insert(link, reply);
-                self.inputs.push_back(Input::Attach {
-                    link,
-                    standing,
-                    advertised,
-                });
-            }
-            LinkEvent::Acked { link, seq } => {
-                self.inputs.push_back(Input::ReplicaAck { link, seq })
-            }
-            LinkEvent::Lag { link, bytes, ms } => {
-                self.inputs.push_back(Input::ReplicaLag { link, bytes, ms })
-            }
-            LinkEvent::Detached { link, why } => {
-                self.live.remove(&link);
-                self.attach_replies.remove(&link);
-                self.inputs.push_back(Input::Detach { link, why });
-            }
         }
     }
 
@@ -607,50 +504,6 @@ impl Shell {
             self.sessions.remove(&session);
             self.inputs
                 .push_back(Input::Client(session, Request::Close));
-        }
-    }
-
-    /// Steps `Input::Compact` when it is due.
-    async fn compaction(&mut self) -> Result<()> {
-        let Some(at) = self.next_compaction else {
-            return Ok(());
-        };
-        if Instant::now() < at {
-            return Ok(());
-        }
-        self.next_compaction = due_in(self.config.broker.compact_interval_ms);
-        self.turn(Input::Compact).await
-    }
-
-    /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas.
-    async fn clock(&mut self) -> Result<()> {
-        if !self.core.holding() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now < self.next_clock {
-            return Ok(());
-        }
-        self.next_clock = now + CLOCK_TICK;
-        let ms = now.duration_since(self.clock_start).as_millis() as u64;
-        self.turn(Input::Clock(ms)).await
-    }
-
-    /// Logs the status line when it is due.
-    fn status(&mut self) {
-        let Some(at) = self.next_status else { return };
-        if Instant::now() >= at {
-            let copies = self
-                .copies
-                .status()
-                .map_or(String::new(), |c| format!(" copying to {c}"));
-            log::info!(
-                "status: role {}, {}{copies}",
-                self.core.role(),
-                self.core.status()
-            );
-            let interval = Duration::from_millis(self.config.broker.status_interval_ms);
-            self.next_status = Some(Instant::now() + interval);
         }
     }
 

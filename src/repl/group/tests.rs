@@ -4,16 +4,7 @@
 
 use super::*;
 
-const MASTER: Policy = Policy {
-    is_slave: false,
-    has_peers: false,
-    wait_for_slave: false,
-    shutdown_on_slave_failure: false,
-    shutdown_on_master_failure: false,
-    max_slaves: 4,
-    min_replicas: 0,
-    min_replicas_timeout_ms: 5000,
-};
+const MASTER: Policy = Policy::MASTER;
 
 /// The steps to carry out, without the log entries.
 fn work(steps: Vec<Step>) -> Vec<Step> {

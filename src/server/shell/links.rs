@@ -1,0 +1,113 @@
+//! The shell's side of replication: what the master's links report, the records of a
+//! turn handed to them, what our own master says, and what the replication listener
+//! answers (`Presence`).
+
+use super::*;
+
+impl Shell {
+    /// Hands each link the records gathered for it this turn, in one message.
+    pub(super) fn ship(&mut self) {
+        for (link, records) in self.shipping.iter_mut() {
+            if records.is_empty() {
+                continue;
+            }
+            let records = std::mem::take(records);
+            if let Some(live) = self.live.get(link) {
+                // A link that has gone reports itself detached.
+                let _ = live.unbounded_send(Shipment::Records(records));
+            }
+        }
+        self.shipping.retain(|link, _| self.live.contains_key(link));
+    }
+
+    /// What our master said. Records already read off the link join them, so that one
+    /// step applies them and one acknowledgement covers them: an acknowledgement per
+    /// frame cost both sides a core step and a write each, which slowed a master with
+    /// two slaves by a fifth.
+    pub(super) fn heard(&mut self, heard: Heard) {
+        match heard {
+            Heard::Records(mut records) => {
+                let mut then = None;
+                while let Some(mirror) = self.mirror.as_mut() {
+                    if records.len() >= MAX_COALESCED {
+                        break;
+                    }
+                    match mirror.next().now_or_never() {
+                        Some(Heard::Records(more)) => records.extend(more),
+                        Some(Heard::Nothing) | None => break,
+                        Some(other) => {
+                            then = Some(other);
+                            break;
+                        }
+                    }
+                }
+                self.inputs.push_back(Input::Replicate(records));
+                if let Some(heard) = then {
+                    self.heard(heard);
+                }
+            }
+            Heard::Nothing => {}
+            Heard::Succession(succession) => self.inputs.push_back(Input::Succession(succession)),
+            Heard::Role(event) => {
+                if !matches!(event, Event::InSyncWithMaster) {
+                    self.mirror = None;
+                }
+                self.inputs.push_back(Input::Role(event));
+            }
+        }
+    }
+
+    /// Keeps what the replication listener answers in step with the role, before any
+    /// output of this step is carried out: a broker that decided to promote answers
+    /// probes as a master from this moment.
+    pub(super) fn update_presence(&mut self) {
+        let (role, epoch) = (self.core.role(), self.core.epoch());
+        let presence = if role.is_master() {
+            Presence::Master { epoch }
+        } else {
+            Presence::NotMaster {
+                epoch,
+                candidate: role.is_candidate(),
+                master: self.master.as_ref().map(Endpoint::to_string),
+            }
+        };
+        let mut current = self
+            .presence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != presence {
+            *current = presence;
+        }
+    }
+
+    pub(super) fn link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Attach {
+                link,
+                standing,
+                advertised,
+                live,
+                reply,
+            } => {
+                self.live.insert(link, live);
+                self.attach_replies.insert(link, reply);
+                self.inputs.push_back(Input::Attach {
+                    link,
+                    standing,
+                    advertised,
+                });
+            }
+            LinkEvent::Acked { link, seq } => {
+                self.inputs.push_back(Input::ReplicaAck { link, seq })
+            }
+            LinkEvent::Lag { link, bytes, ms } => {
+                self.inputs.push_back(Input::ReplicaLag { link, bytes, ms })
+            }
+            LinkEvent::Detached { link, why } => {
+                self.live.remove(&link);
+                self.attach_replies.remove(&link);
+                self.inputs.push_back(Input::Detach { link, why });
+            }
+        }
+    }
+}
