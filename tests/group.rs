@@ -80,6 +80,11 @@ impl Member {
     }
 }
 
+/// The replication addresses of `members`, their peers lists.
+fn addresses(members: &[&Member]) -> Vec<String> {
+    members.iter().map(|m| m.address()).collect()
+}
+
 /// `n` members: the first a master, the others its slaves, every one listing the others
 /// as peers; returns once every slave mirrors in sync.
 fn group(n: usize) -> Vec<Member> {
@@ -193,10 +198,7 @@ fn an_empty_broker_added_to_a_pair_under_load_comes_in_sync_and_holds_every_rece
         })
     };
     let mut third = Member::new();
-    let peers: Vec<String> = [&members[0], &members[1], &third]
-        .iter()
-        .map(|m| m.address())
-        .collect();
+    let peers = addresses(&[&members[0], &members[1], &third]);
     third.start(Some(&members[0]), &peers, "");
     third.broker().wait_for_role("slave-mirroring");
     members[0]
@@ -289,10 +291,7 @@ fn min_replicas_holds_sends_until_enough_slaves_are_in_sync_and_errors_them_afte
         .wait_for("1 slave(s) in sync, 2 needed", PATIENCE)
         .expect("the master says why the SEND waits");
     let mut third = Member::new();
-    let peers: Vec<String> = [&members[0], &members[1], &third]
-        .iter()
-        .map(|m| m.address())
-        .collect();
+    let peers = addresses(&[&members[0], &members[1], &third]);
     third.start(Some(&members[0]), &peers, extra);
     third.broker().wait_for_role("slave-mirroring");
     let receipt = client.expect(Command::Receipt);
@@ -353,7 +352,7 @@ fn copy_figures(log: &str) -> (u64, u64) {
 fn a_slave_killed_halfway_through_its_copy_resumes_from_what_it_holds() {
     let mut master = Member::new();
     let mut slave = Member::new();
-    let peers = vec![master.address(), slave.address()];
+    let peers = addresses(&[&master, &slave]);
     master.start(None, &peers, "");
     master.broker_mut().wait_until_listening();
     // About 48 MiB of bodies.

@@ -46,14 +46,7 @@ impl Core {
         if let CatchUp::Replace { .. } = catch_up {
             // The slave copies the segment files first (`link::copy`), unattached, and
             // says Hello again with the copy: nothing to plan or hold for it here.
-            let attached = Attached {
-                store_id: self.store_id.clone(),
-                epochs: self.epochs.clone(),
-                catch_up,
-                next_seq: self.next_seq,
-                in_sync_at: self.next_seq.prev(),
-            };
-            let result = Ok(attached);
+            let result = Ok(self.attached(catch_up, self.next_seq.prev()));
             return self.out.push(Output::Attached { link, result });
         }
         // Non-durable records below `next_seq` are not on disk to be caught up.
@@ -70,16 +63,22 @@ impl Core {
         };
         // The link reads segments while it catches the slave up.
         self.hold_deletions();
-        let attached = Attached {
+        let attached = self.attached(catch_up, in_sync_at);
+        self.pending_attach.push((link, attached));
+        self.carry_out(steps);
+        self.complete_attach();
+    }
+
+    /// What a slave's link is told of its attach: this store, its plan, and where the
+    /// live records begin.
+    fn attached(&self, catch_up: CatchUp, in_sync_at: Seq) -> Attached {
+        Attached {
             store_id: self.store_id.clone(),
             epochs: self.epochs.clone(),
             catch_up,
             next_seq: self.next_seq,
             in_sync_at,
-        };
-        self.pending_attach.push((link, attached));
-        self.carry_out(steps);
-        self.complete_attach();
+        }
     }
 
     /// Hands each attach to its link once every catch-up record is on disk.
