@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod admin;
 mod values;
+pub use admin::AdminConfig;
 pub use values::{ByteSize, Endpoint};
 
 /// Upper bound of `stomp.max_pending_frames`: far above any useful queue, far below
@@ -32,6 +34,9 @@ pub struct Config {
     pub replication: ReplicationConfig,
     #[serde(default)]
     pub users: Vec<User>,
+    /// Off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// `[broker]`: identity, storage and delivery policy.
@@ -197,6 +202,9 @@ pub enum SlaveAck {
 pub struct User {
     pub name: String,
     pub password: String,
+    /// May use the admin console and API (`[admin]`).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 impl fmt::Debug for User {
@@ -205,6 +213,7 @@ impl fmt::Debug for User {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("password", &"<hidden>")
+            .field("admin", &self.admin)
             .finish()
     }
 }
@@ -426,7 +435,10 @@ impl Config {
                 "names must be unique",
             )?;
         }
-        Ok(())
+        match &self.admin {
+            Some(admin) => admin.validate(&self.users),
+            None => Ok(()),
+        }
     }
 
     /// Whether CONNECT must carry a known login and passcode.
@@ -436,12 +448,26 @@ impl Config {
 
     /// Checks a login/passcode in time that does not depend on where they differ.
     pub fn authenticate(&self, login: &str, passcode: &str) -> bool {
+        self.authenticate_among(login, passcode, |_| true)
+    }
+
+    /// Checks an admin's login the same way, among the users with `admin = true`.
+    pub fn authenticate_admin(&self, login: &str, passcode: &str) -> bool {
+        self.authenticate_among(login, passcode, |user| user.admin)
+    }
+
+    fn authenticate_among(
+        &self,
+        login: &str,
+        passcode: &str,
+        counts: impl Fn(&User) -> bool,
+    ) -> bool {
         let mut accepted = false;
         for user in &self.users {
             // Compare every entry fully so timing reveals neither the name nor the prefix.
             let ok = constant_time_eq(user.name.as_bytes(), login.as_bytes())
                 & constant_time_eq(user.password.as_bytes(), passcode.as_bytes());
-            accepted |= ok;
+            accepted |= ok & counts(user);
         }
         accepted
     }

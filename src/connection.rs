@@ -5,6 +5,7 @@
 //! is an error. The buffer never holds much more than the parser's frame-size limit,
 //! because the parser refuses an unfinished frame past it.
 
+use crate::meter::METERS;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::stomp::{self, Frame, ParseError, ParseLimits, Parsed, Version};
@@ -70,6 +71,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Parsed::Frame { frame, consumed } => {
                         self.start += consumed;
                         self.incomplete = 0;
+                        METERS.frames_in.add(1);
                         return Ok(Some(Inbound::Frame(frame)));
                     }
                     Parsed::HeartBeat { consumed } => {
@@ -93,6 +95,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Err(ReadError::TruncatedFrame)
                 };
             }
+            METERS.bytes_in.add(n as u64);
             self.buffer.extend_from_slice(&self.chunk[..n]);
         }
     }
@@ -121,6 +124,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Adds a frame to the pending batch.
     pub fn queue(&mut self, frame: &Frame) {
+        METERS.frames_out.add(1);
         stomp::encode(frame, self.version, &mut self.buffer);
     }
 
@@ -138,6 +142,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if !self.buffer.is_empty() {
             self.inner.write_all(&self.buffer).await?;
             self.inner.flush().await?;
+            METERS.bytes_out.add(self.buffer.len() as u64);
             self.buffer.clear();
         }
         Ok(())

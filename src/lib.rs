@@ -34,6 +34,7 @@
 //! built on the client and are not part of this library. docs/architecture.md walks
 //! through the same picture in more detail.
 
+pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod codec;
@@ -42,8 +43,10 @@ pub mod connection;
 pub mod core;
 pub mod deadline;
 pub mod error;
+pub mod http;
 pub mod journal;
 pub mod link;
+pub mod meter;
 pub mod repl;
 pub mod runtime;
 pub mod server;

@@ -4,16 +4,20 @@
 //!
 //! ```text
 //! server, verify                      wiring, and the read-only store check
-//! link, session, connection, client   sockets: replication link, clients, client library
+//! link, session, connection, client,  sockets: replication link, clients, client library,
+//!   admin                               the admin listener
 //! core                                the pure state machine
 //! stomp, broker, journal, repl        models: wire format, state, records, replication
-//! error, deadline, runtime, codec, config   the foundation and the seams
+//! error, deadline, runtime, codec,    the foundation and the seams
+//!   http, meter, config
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const FOUNDATION: &[&str] = &["error", "deadline", "runtime", "codec", "config"];
+const FOUNDATION: &[&str] = &[
+    "error", "deadline", "runtime", "codec", "http", "meter", "config",
+];
 
 /// Each module and the modules it may name (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -21,9 +25,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("deadline", &[]),
     ("runtime", &["deadline"]),
     ("codec", &["error", "runtime"]),
-    ("config", &["error"]),
+    ("http", &[]),
+    ("meter", &[]),
+    ("config", &["error", "http"]),
     ("stomp", &["error"]),
-    ("journal", &["error", "codec"]),
+    ("journal", &["error", "codec", "meter"]),
     ("broker", &["error", "codec", "journal"]),
     ("repl", &["error", "codec", "journal"]),
     (
@@ -32,7 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "error", "codec", "config", "stomp", "broker", "journal", "repl",
         ],
     ),
-    ("connection", &["error", "runtime", "stomp"]),
+    ("connection", &["error", "runtime", "stomp", "meter"]),
     ("client", &["error", "runtime", "stomp", "connection"]),
     (
         "link",
@@ -50,6 +56,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "broker",
             "core",
             "connection",
+            "meter",
+        ],
+    ),
+    (
+        "admin",
+        &[
+            "error", "runtime", "config", "http", "meter", "broker", "journal", "core",
         ],
     ),
     ("verify", &["error", "broker", "journal"]),
@@ -57,7 +70,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "server",
         &[
             "error", "runtime", "codec", "config", "stomp", "broker", "journal", "repl", "core",
-            "link", "session",
+            "link", "session", "admin",
         ],
     ),
 ];

@@ -41,7 +41,10 @@ impl Broker {
                     .push(key);
                 self.dirty.insert(name.clone());
             }
-            Destination::Topic(name) => self.topics.entry(name.clone()).or_default().push(key),
+            Destination::Topic(name) => {
+                self.topics.entry(name.clone()).or_default().push(key);
+                self.topic_counts.entry(name.clone()).or_default();
+            }
         }
         self.consumers.insert(
             key,
@@ -73,6 +76,7 @@ impl Broker {
                     keys.retain(|k| *k != key);
                     if keys.is_empty() {
                         self.topics.remove(name);
+                        self.topic_counts.remove(name);
                     }
                 }
                 Vec::new()

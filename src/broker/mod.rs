@@ -7,6 +7,7 @@
 //! of them implies a durable change (a message dead-lettered, an ack validated) it
 //! returns the `Op` for the caller to sequence and apply.
 
+mod admin;
 mod consumers;
 mod dedup;
 mod message;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use crate::codec;
 use crate::journal::{EpochStart, Record, Seq};
+pub use admin::{AdminRefusal, Browsed, BrowsedBody, DestinationStats};
 use consumers::Consumer;
 use dedup::DedupWindow;
 pub use dedup::DEDUP_HEADER;
@@ -29,7 +31,7 @@ pub use message::{
     AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
 };
 pub use op::{Carried, Op, Removal};
-pub use paging::{Fetch, Loaded};
+pub use paging::{message_from, Fetch, Loaded};
 use queue::{Held, Queue, Slot};
 
 /// What one `apply` changed, for the journal's segment accounting.
@@ -69,6 +71,8 @@ pub struct Broker {
     /// A body stayed or came back in memory since eviction last found nothing more to
     /// page out.
     evictable: bool,
+    /// Messages published to and delivered from each subscribed topic (`admin.rs`).
+    topic_counts: HashMap<String, admin::TopicCounts>,
 }
 
 /// Prefix of the queue a poison message of queue `NAME` moves to.
@@ -89,6 +93,7 @@ impl Broker {
             page_above: None,
             unplaced: Vec::new(),
             evictable: false,
+            topic_counts: HashMap::new(),
         }
     }
 
@@ -132,7 +137,21 @@ impl Broker {
                     self.consume(removal, &mut applied);
                 }
             }
-            Op::DeadLetter(removal) => self.dead_letter(removal, &mut applied),
+            Op::DeadLetter(removal) => {
+                let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
+                self.relocate(removal, &dlq, &mut applied)
+            }
+            Op::Move { to, removals } => {
+                for removal in removals {
+                    self.relocate(removal, to, &mut applied);
+                }
+            }
+            Op::DeleteQueue { queue, removals } => {
+                for removal in removals {
+                    self.consume(removal, &mut applied);
+                }
+                self.forget_queue(queue);
+            }
             Op::EpochStarted { .. } => applied.durable = true,
             Op::Carry(carried) => {
                 for carried in carried {
@@ -167,6 +186,8 @@ impl Broker {
             }
             Destination::Topic(name) => {
                 // Topics hold nothing: the message goes to whoever subscribes right now.
+                let subscribers = self.topics.get(name).map_or(0, Vec::len);
+                self.count_published(name, subscribers);
                 for key in self.topics.get(name).into_iter().flatten() {
                     if let Some(consumer) = self.consumers.get(key) {
                         self.topic_deliveries.push(Delivery {
@@ -190,14 +211,12 @@ impl Broker {
     /// Puts a ready slot in its place in `queue`.
     fn put_ready(&mut self, queue: &str, slot: Slot) {
         self.memory += slot.memory();
-        match self.queues.get_mut(queue) {
-            Some(existing) => existing.insert(slot),
-            None => self
-                .queues
-                .entry(queue.to_string())
-                .or_default()
-                .insert(slot),
-        }
+        let existing = match self.queues.get_mut(queue) {
+            Some(existing) => existing,
+            None => self.queues.entry(queue.to_string()).or_default(),
+        };
+        existing.counts.arrived(&slot);
+        existing.insert(slot);
         self.mark_dirty(queue);
     }
 
@@ -210,7 +229,9 @@ impl Broker {
 
     /// Takes a message out of its queue and out of its holder's in-flight list.
     fn take(&mut self, queue: &str, id: MessageId) -> Option<Slot> {
-        let (slot, holder) = self.queues.get_mut(queue)?.remove(id)?;
+        let stored = self.queues.get_mut(queue)?;
+        let (slot, holder) = stored.remove(id)?;
+        stored.counts.left(&slot);
         self.memory -= slot.memory();
         if let Some(holder) = holder {
             if let Some(consumer) = self.consumers.get_mut(&holder) {
@@ -238,18 +259,19 @@ impl Broker {
         }
     }
 
-    fn dead_letter(&mut self, removal: &Removal, applied: &mut Applied) {
+    /// Moves a stored message to the back of queue `to` (a dead-letter queue, or where
+    /// an operator moved it); its headers say where it came from.
+    fn relocate(&mut self, removal: &Removal, to: &str, applied: &mut Applied) {
         let Some(mut slot) = self.take(&removal.queue, removal.id) else {
             applied.mentioned.push(removal.id.seq);
             return;
         };
         applied.mentioned.push(slot.record);
         applied.durable |= slot.persistent();
-        let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
         match slot.held {
             Held::InMemory => {
                 if let Some(message) = &slot.message {
-                    let moved = dead_lettered(message, &dlq);
+                    let moved = relocated(message, to);
                     slot.load(moved);
                 }
             }
@@ -258,7 +280,7 @@ impl Broker {
             Held::Paged | Held::Unreadable => {}
         }
         slot.redeliveries = 0;
-        self.put_ready(&dlq, slot);
+        self.put_ready(to, slot);
     }
 
     /// Applies one message of a compaction record: the message now lives in `record`.
@@ -298,10 +320,12 @@ impl Broker {
     pub fn drop_transient(&mut self) {
         let memory = &mut self.memory;
         for queue in self.queues.values_mut() {
+            let counts = &mut queue.counts;
             queue.ready.retain(|slot| {
                 let keep = slot.persistent();
                 if !keep {
                     *memory -= slot.memory();
+                    counts.left(slot);
                 }
                 keep
             });
@@ -347,19 +371,22 @@ impl Broker {
     }
 }
 
-/// A message as it is stored once moved to `dlq`: the header `original-destination`
-/// says where it came from.
-fn dead_lettered(message: &Message, dlq: &str) -> Arc<Message> {
+/// A message as it is stored once moved to queue `to`: its destination is `to`, and the
+/// header `original-destination` says where it was sent (the first queue it left, when
+/// it moved more than once).
+fn relocated(message: &Message, to: &str) -> Arc<Message> {
     let mut headers = message.headers.clone();
-    headers.push((
-        "original-destination".into(),
-        message.destination.to_string(),
-    ));
+    if !headers.iter().any(|(name, _)| name == ORIGINAL_DESTINATION) {
+        headers.push((ORIGINAL_DESTINATION.into(), message.destination.to_string()));
+    }
     Arc::new(Message {
         id: message.id,
-        destination: Destination::Queue(dlq.to_string()),
+        destination: Destination::Queue(to.to_string()),
         headers,
         body: message.body.clone(),
         persistent: message.persistent,
     })
 }
+
+/// The header a dead-lettered or moved message carries: the destination it was sent to.
+pub const ORIGINAL_DESTINATION: &str = "original-destination";

@@ -44,6 +44,13 @@ pub enum Op {
     /// Compaction: stored messages written forward, whole, so the old segments that
     /// held them can be deleted. Each keeps its id, queue and place in its queue.
     Carry(Vec<Carried>),
+    /// An operator moved these messages (each from its queue) to queue `to`, in order.
+    Move { to: String, removals: Vec<Removal> },
+    /// An operator deleted `queue`: these messages went with it.
+    DeleteQueue {
+        queue: String,
+        removals: Vec<Removal>,
+    },
 }
 
 /// One message a `Carry` record holds.

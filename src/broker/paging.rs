@@ -274,6 +274,12 @@ impl Broker {
     }
 }
 
+/// The message a fetch asked for, out of the record a read gave (a browse of a paged-out
+/// message reads it so, without loading it into the queue).
+pub fn message_from(fetch: &Fetch, fetched: Fetched) -> Result<Arc<Message>, String> {
+    message_in(&decoded(fetch, fetched)?, fetch.id, &fetch.queue)
+}
+
 /// The record a read gave, decoded, or why there is none.
 fn decoded(fetch: &Fetch, fetched: Fetched) -> Result<Op, String> {
     match fetched {
@@ -314,7 +320,7 @@ fn message_in(op: &Op, id: MessageId, queue: &str) -> Result<Arc<Message>, Strin
 pub(super) fn stored_message(id: MessageId, new: &NewMessage, queue: &str) -> Arc<Message> {
     let message = Message::new(id, new);
     match &new.destination {
-        Destination::Queue(name) if name != queue => super::dead_lettered(&message, queue),
+        Destination::Queue(name) if name != queue => super::relocated(&message, queue),
         _ => message,
     }
 }

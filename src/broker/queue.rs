@@ -139,6 +139,8 @@ pub(super) struct Queue {
     pub read_ahead_to: Option<MessageId>,
     /// The last message eviction has paged out or passed (`paging::evict`).
     pub evicted_to: Option<MessageId>,
+    /// What the admin API shows: arrivals, departures, bytes stored.
+    pub counts: super::admin::QueueCounts,
 }
 
 impl Queue {

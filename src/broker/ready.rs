@@ -154,7 +154,6 @@ impl Ready {
             .take_while(move |slot| slot.seq < seq)
     }
 
-    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
         self.chunks.iter().flatten()
     }

@@ -80,6 +80,7 @@ impl Core {
                 self.receipt_at(session, Some(receipt), last, close);
             }
             Request::Close => self.close_session(session),
+            Request::Admin(op) => self.admin(session, op),
         }
     }
 

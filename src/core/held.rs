@@ -43,7 +43,9 @@ impl Held {
 fn needs_replicas(request: &Request) -> bool {
     match request {
         Request::Send { message, .. } => message.persistent,
-        Request::Ack { .. } | Request::Nack { .. } | Request::Commit { .. } => true,
+        Request::Ack { .. } | Request::Nack { .. } | Request::Commit { .. } | Request::Admin(_) => {
+            true
+        }
         _ => false,
     }
 }

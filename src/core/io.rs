@@ -68,6 +68,9 @@ pub enum Request {
     },
     /// The connection is gone: requeue what it held.
     Close,
+    /// An operator's op from the admin API (`core/admin.rs`), on the admin call's own
+    /// session: answered by a RECEIPT whose id is the number of messages affected.
+    Admin(super::AdminOp),
 }
 
 /// The store a slave mirrors into, as recovered after its master welcomed it.
@@ -250,7 +253,7 @@ impl Request {
             | Request::Nack { receipt, .. }
             | Request::Commit { receipt, .. } => receipt.as_deref(),
             Request::Barrier { receipt, .. } => Some(receipt),
-            Request::Written { .. } | Request::Close => None,
+            Request::Written { .. } | Request::Close | Request::Admin(_) => None,
         }
     }
 

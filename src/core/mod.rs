@@ -17,6 +17,7 @@
 //! - `replication`: attaching slaves (master side), applying a master's records (slave
 //!   side), promotion, and the role machine's actions.
 
+mod admin;
 mod client;
 mod held;
 mod io;
@@ -27,6 +28,7 @@ mod tests;
 
 use std::collections::VecDeque;
 
+pub use admin::{AdminOp, CoreStatus, ReplicaStatus, RoleChange};
 pub use io::{AckRef, Attached, Input, Outgoing, Output, Request, Store};
 
 use crate::broker::{Broker, Op, SessionId};
@@ -72,6 +74,8 @@ pub struct Core {
     compaction: paging::Compaction,
     /// Requests waiting for enough slaves in sync (`replication.min_replicas`).
     held: held::Held,
+    /// The last role change, for the admin API.
+    last_change: Option<RoleChange>,
     out: Vec<Output>,
 }
 
@@ -95,6 +99,7 @@ impl Core {
             receipts: VecDeque::new(),
             compaction: paging::Compaction::default(),
             held: held::Held::default(),
+            last_change: None,
             out: Vec::new(),
         }
     }

@@ -223,8 +223,15 @@ impl Core {
     }
 
     /// Logs a step of the role machine: every change at info, with epoch and seq.
-    pub(super) fn log_step(&self, from: Role, to: Role, why: &str, acts: bool) {
+    pub(super) fn log_step(&mut self, from: Role, to: Role, why: &str, acts: bool) {
         if from != to {
+            self.last_change = Some(super::RoleChange {
+                from,
+                to,
+                why: why.to_string(),
+                at_seq: self.next_seq.prev(),
+                number: self.last_change.as_ref().map_or(1, |c| c.number + 1),
+            });
             log::info!("role: {from} -> {to} ({why}); {}", self.status());
         } else if acts {
             log::info!("role: {from} ({why})");

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::TrySendError;
 
-pub use reader::{Extent, Fetched, ReadBatch, Reader};
+pub use reader::{read_now, Extent, Fetched, ReadBatch, Reader};
 pub use record::{Applied, Epoch, Placement, Position, Record, Seq};
 pub use store::{EpochStart, StoreMeta};
 pub use writer::{Command, Event, Pace};

@@ -84,6 +84,12 @@ fn serve<T>(dir: &Path, receiver: &Receiver<Vec<(T, Extent)>>, report: &dyn Fn(R
     }
 }
 
+/// Reads `extents` at once on this thread (a browse of paged-out messages: a few, rarely;
+/// never call it on an executor thread).
+pub fn read_now(dir: &Path, extents: &[Extent]) -> Vec<Fetched> {
+    read_batch(dir, &mut Files::default(), extents)
+}
+
 /// The segment files one batch has opened, by first seq.
 #[derive(Default)]
 struct Files {

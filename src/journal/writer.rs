@@ -302,8 +302,12 @@ impl State {
             .file
             .write_all_at(&self.buffer, self.tail.offset)
             .map_err(io)?;
+        let syncing = Instant::now();
         self.tail.file.sync_data().map_err(io)?;
         self.last_sync = Instant::now();
+        crate::meter::METERS
+            .fsync
+            .observe(self.last_sync.duration_since(syncing));
         self.tail.offset += self.buffer.len() as u64;
         self.buffer.clear();
         if self.tail.offset > self.tail.capacity / 2 {

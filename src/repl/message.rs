@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::journal::{Epoch, EpochStart, Position, Record, Seq};
 
 /// The protocol both sides must speak exactly.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest frame either side accepts: above any one record (a segment at most), while
 /// batches are cut far below it.

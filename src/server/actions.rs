@@ -232,7 +232,7 @@ impl Shell {
             .unwrap_or_else(|| "(none known)".into())
     }
 
-    async fn bind(endpoint: &Endpoint, what: &str) -> Result<TcpListener> {
+    pub(super) async fn bind(endpoint: &Endpoint, what: &str) -> Result<TcpListener> {
         let listener = TcpListener::bind(endpoint.socket_addr())
             .await
             .map_err(|e| Error::net(format!("binding the {what} listener to {endpoint}"), e))?;
@@ -245,7 +245,7 @@ impl Shell {
 
     /// Runs an accept loop until the broker stops (which aborts it and so closes the
     /// listening socket at once).
-    fn serve(&mut self, accept: impl std::future::Future<Output = ()> + Send + 'static) {
+    pub(super) fn serve(&mut self, accept: impl std::future::Future<Output = ()> + Send + 'static) {
         let (handle, registration) = AbortHandle::new_pair();
         runtime::spawn(Abortable::new(accept, registration));
         self.listeners.push(handle);

@@ -30,8 +30,9 @@ use crate::link::slave::{Heard, Mirror};
 use crate::link::{LinkEvent, Presence, SharedPresence, Shipment};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::role::Event;
-use crate::session::{MemoryGauge, Room, SessionEvent};
+use crate::session::{MemoryGauge, Room, SessionEvent, SessionInfo};
 
+mod admin;
 mod links;
 mod timers;
 
@@ -54,6 +55,8 @@ struct SessionHandle {
     outbound: mpsc::Sender<Outgoing>,
     /// Shuts the socket down at once, for a client that stopped reading.
     kill: Box<dyn Fn() + Send>,
+    /// Who is on it; `None` for an admin call's own session.
+    info: Option<SessionInfo>,
 }
 
 /// What woke the shell.
@@ -64,6 +67,7 @@ enum Wake {
     Fetched(Option<ReadBatch<Fetch>>),
     Mirror(Heard),
     Done(Option<Done>),
+    Admin(Option<crate::admin::Call>),
     Signal,
     Idle,
 }
@@ -124,6 +128,15 @@ pub(super) struct Shell {
     /// requests wait for replicas.
     clock_start: Instant,
     next_clock: Instant,
+    /// Calls from the admin listener, and its sending end (for the listener).
+    admin_calls: mpsc::Receiver<crate::admin::Call>,
+    pub(super) admin_sender: mpsc::Sender<crate::admin::Call>,
+    /// Admin ops stepped so far (each gets a session of its own).
+    admin_sessions: u64,
+    /// The number of the core's last role change and when the shell saw it (Unix ms).
+    last_change: (u64, u64),
+    seq_clock: admin::SeqClock,
+    started_at_ms: u64,
 }
 
 /// The channels a shell reads, made before the journal that reports into one of them.
@@ -167,6 +180,7 @@ impl Shell {
             }),
         );
         let config_master = config.replication.master_connector_uri.clone();
+        let (admin_sender, admin_calls) = crate::admin::channel();
         let core_epoch = core.epoch();
         Shell {
             memory: MemoryGauge::new(config.broker.max_memory.bytes()),
@@ -209,12 +223,19 @@ impl Shell {
             dial_backoff: Duration::ZERO,
             clock_start: Instant::now(),
             next_clock: Instant::now(),
+            admin_calls,
+            admin_sender,
+            admin_sessions: 0,
+            last_change: (0, 0),
+            seq_clock: admin::SeqClock::default(),
+            started_at_ms: crate::session::unix_ms(),
         }
     }
 
     /// Runs the broker until the role machine, a signal or the journal stops it; returns
     /// the exit code.
     pub(super) async fn run(mut self) -> Result<i32> {
+        self.open_admin_listener().await?;
         self.turn(Input::Role(Event::Started)).await?;
         while self.exit.is_none() {
             if let Some(mirror) = &mut self.mirror {
@@ -223,6 +244,7 @@ impl Shell {
             let wake = self.wait().await;
             self.wake(wake).await?;
             self.status();
+            self.watch_core();
             self.compaction().await?;
             self.clock().await?;
         }
@@ -264,6 +286,7 @@ impl Shell {
                 event = self.link_events.next() => Wake::Link(event),
                 heard = heard.fuse() => Wake::Mirror(heard),
                 done = self.done.next() => Wake::Done(done),
+                call = self.admin_calls.next() => Wake::Admin(call),
                 event = sessions.fuse() => Wake::Session(event),
                 _ = self.signals.next() => Wake::Signal,
             }
@@ -287,6 +310,8 @@ impl Shell {
             Wake::Mirror(heard) => self.heard(heard),
             Wake::Done(Some(done)) => self.take_done(done).await?,
             Wake::Done(None) => {}
+            Wake::Admin(Some(call)) => self.admin_call(call),
+            Wake::Admin(None) => {}
             Wake::Signal => {
                 log::info!("signal: shutting down (no new connections; finishing journal writes)");
                 self.inputs.push_back(Input::Role(Event::Shutdown));
@@ -394,9 +419,17 @@ impl Shell {
                 session,
                 outbound,
                 kill,
+                info,
             } => {
-                self.sessions
-                    .insert(session, SessionHandle { outbound, kill });
+                let info = Some(info);
+                self.sessions.insert(
+                    session,
+                    SessionHandle {
+                        outbound,
+                        kill,
+                        info,
+                    },
+                );
             }
             SessionEvent::Request(session, request) => {
                 self.inputs.push_back(Input::Client(session, request))

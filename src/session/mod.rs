@@ -9,6 +9,7 @@
 mod acks;
 pub mod handshake;
 mod memory;
+mod timing;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -34,11 +35,22 @@ pub enum SessionEvent {
         outbound: mpsc::Sender<Outgoing>,
         /// Shuts the connection down at once (a slow consumer).
         kill: Box<dyn Fn() + Send>,
+        info: SessionInfo,
     },
     /// A request for the core.
     Request(SessionId, Request),
     /// Resolve once that limit has room (a producer waits on it).
     WaitForRoom(Room, oneshot::Sender<()>),
+}
+
+/// Who is on a session, for the admin API's connection list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub peer: String,
+    pub login: Option<String>,
+    pub version: String,
+    /// When CONNECT was accepted, in ms since the Unix epoch.
+    pub connected_at_ms: u64,
 }
 
 /// What every session shares.
@@ -132,6 +144,7 @@ struct Session {
     subscriptions: HashMap<String, Subscription>,
     next_sub: u64,
     transactions: HashMap<String, Transaction>,
+    receipt_clock: Arc<timing::ReceiptClock>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -191,6 +204,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         subscriptions: HashMap::new(),
         next_sub: 1,
         transactions: HashMap::new(),
+        receipt_clock: Arc::default(),
     };
     // CONNECTED goes first on the queue the writer drains, ahead of anything the core sends.
     let mut first = outbound.clone();
@@ -201,6 +215,12 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                 session: id,
                 outbound,
                 kill: kill_switch(&stream),
+                info: SessionInfo {
+                    peer,
+                    login: connect.header("login").map(str::to_string),
+                    version: negotiated.version.as_str().to_string(),
+                    connected_at_ms: unix_ms(),
+                },
             })
             .await
             .is_err()
@@ -214,7 +234,9 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         outbound_rx,
         shared.requests.clone(),
         id,
+        session.receipt_clock.clone(),
     ));
+    crate::meter::METERS.connections.add(1);
     let grace = shared.config.stomp.heartbeat_grace;
     let read_deadline = negotiated.expect_every.map(|every| every.mul_f64(grace));
     let flow = session.read_loop(&mut reader, read_deadline).await;
@@ -411,6 +433,9 @@ impl Session {
             self.receipt_now(receipt);
             return Ok(());
         }
+        if let Some(receipt) = &receipt {
+            self.receipt_clock.sent(receipt);
+        }
         self.wait_for_room(std::slice::from_ref(&message)).await?;
         self.shared.memory.reserve(std::slice::from_ref(&message));
         self.request(Request::Send { message, receipt }).await
@@ -522,4 +547,11 @@ fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, Fatal> {
             frame.command.as_str()
         ))),
     }
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

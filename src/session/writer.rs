@@ -60,6 +60,7 @@ pub async fn run(
     mut outbound: mpsc::Receiver<Outgoing>,
     mut requests: mpsc::Sender<SessionEvent>,
     session: SessionId,
+    receipt_clock: std::sync::Arc<super::timing::ReceiptClock>,
 ) {
     let mut writer = FrameWriter::new(&stream, version);
     'session: loop {
@@ -82,7 +83,12 @@ pub async fn run(
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
-                Outgoing::Frame(frame) => writer.queue(&frame),
+                Outgoing::Frame(frame) => {
+                    if frame.command == Command::Receipt {
+                        receipt_clock.receipted(frame.header("receipt-id"));
+                    }
+                    writer.queue(&frame)
+                }
                 Outgoing::Deliver(delivery) => {
                     writer.queue(&message_frame(&delivery, version));
                     if delivery.ack == AckMode::Auto {

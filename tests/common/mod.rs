@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod client;
 pub mod hostile;
 pub mod proxy;

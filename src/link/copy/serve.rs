@@ -47,6 +47,15 @@ impl Copies {
             .remove(peer);
     }
 
+    /// Each copy served: the slave's address, bytes sent, the store's size.
+    pub fn progress(&self) -> Vec<(String, u64, u64)> {
+        let copies = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        copies
+            .iter()
+            .map(|(peer, (sent, total))| (peer.clone(), *sent, *total))
+            .collect()
+    }
+
     /// "[ADDR sent X of Y MiB] ...", or `None` while nothing is copied.
     pub fn status(&self) -> Option<String> {
         let copies = self.0.lock().unwrap_or_else(|p| p.into_inner());

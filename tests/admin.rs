@@ -1,0 +1,248 @@
+//! The admin listener with real brokers: who gets in, what hostile requests get, what the
+//! API shows, and that an operator's purge, move and delete are mirrored to the slave
+//! and survive a kill -9 of the master; `/metrics` read by Prometheus's own parser.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command as Process;
+
+use common::admin::{admin_section, call, depth, eventually, json, queue};
+use common::client::body;
+use common::{Client, Site, PATIENCE};
+
+/// Sends raw bytes to the admin port and reads what comes back until it closes.
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+#[test]
+fn only_admins_get_in_and_hostile_requests_get_a_4xx_while_clients_are_served() {
+    let site = Site::new();
+    let limits = "max_connections = 3\nrequest_timeout_ms = 1000\nmax_head = \"1KiB\"\nmax_headers = 8\nmax_body = \"1KiB\"";
+    let users = "[[users]]\nname = \"app\"\npassword = \"app\"\n[[users]]\nname = \"admin\"\npassword = \"admin\"";
+    let broker = site.start("", "", &format!("{}{users}", admin_section(limits)));
+    let port = broker.wait_for_port("admin");
+
+    let anonymous = call(port, "GET", "/api/status", None);
+    assert_eq!(anonymous.status, 401);
+    let challenge = raw(port, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(challenge.contains("WWW-Authenticate: Basic"), "{challenge}");
+    assert_eq!(
+        call(port, "GET", "/api/status", Some("app:app")).status,
+        401
+    );
+    assert_eq!(
+        call(port, "GET", "/api/status", Some("ops:wrong")).status,
+        401
+    );
+    assert_eq!(
+        call(port, "GET", "/metrics", None).status,
+        401,
+        "metrics_public is off"
+    );
+    let status = json(port, "GET", "/api/status");
+    assert_eq!(status["role"], "master-alone");
+    assert_eq!(status["name"], "test");
+    assert_eq!(call(port, "GET", "/", Some("ops:ops")).status, 200);
+
+    let cases: [(&str, Vec<u8>); 7] = [
+        (
+            "431",
+            format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(2000)).into_bytes(),
+        ),
+        (
+            "431",
+            format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(9)).into_bytes(),
+        ),
+        (
+            "413",
+            b"POST /api/queues/a/purge HTTP/1.1\r\nContent-Length: 5000\r\n\r\n".to_vec(),
+        ),
+        ("400", b"\x00\x01\x02 garbage\r\n\r\n".to_vec()),
+        (
+            "501",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        ),
+        ("404", b"GET /../../etc/passwd HTTP/1.1\r\n\r\n".to_vec()),
+        // Sends half a request and stops: answered when request_timeout_ms runs out.
+        ("408", b"GET /api/status HTTP/1.1\r\nHost:".to_vec()),
+    ];
+    for (status, request) in &cases {
+        let answer = raw(port, request);
+        assert!(status_line(&answer).contains(status), "{status}: {answer}");
+    }
+
+    // max_connections: three silent connections hold every place; a fourth is turned away.
+    let silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let refused = common::admin::wait_for_status(port, 503);
+    assert!(
+        refused,
+        "a fourth connection is refused while three are open"
+    );
+    drop(silent);
+    let status = eventually(port, "/api/status", |s| s["role"] == "master-alone");
+    assert_eq!(status["is_master"], true);
+
+    // Clients were served all along, and the broker did not panic.
+    let mut client = Client::connect(broker.port);
+    client.send_receipted("/queue/still", "served", true);
+    assert_eq!(client.drain("/queue/still", 1), ["served"]);
+    assert!(
+        !broker.log.text().contains("panicked"),
+        "{}",
+        broker.log.text()
+    );
+}
+
+#[test]
+fn purge_move_and_delete_are_mirrored_and_survive_a_kill_of_the_master() {
+    let admin = admin_section("");
+    let pair = common::Pair::start(&admin, &admin);
+    let (mut master, slave) = (pair.master, pair.slave);
+    let (master_admin, slave_admin) = (master.wait_for_port("admin"), slave.wait_for_port("admin"));
+
+    let mut client = Client::connect(master.port);
+    let bodies: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    client.send_pipelined("/queue/a", &bodies);
+    client.send_many("/queue/b", 5);
+
+    let browsed = json(master_admin, "GET", "/api/queues/a/messages?limit=3");
+    let shown: Vec<&str> = browsed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["a0", "a1", "a2"], "browsing consumes nothing");
+    let queues = json(master_admin, "GET", "/api/queues");
+    assert_eq!(depth(&queues, "a"), Some(10));
+    assert_eq!(queue(&queues, "a").unwrap()["enqueued"], 10);
+
+    let moved = json(master_admin, "POST", "/api/queues/a/move?to=c");
+    assert_eq!(moved["affected"], 10);
+    assert_eq!(
+        json(master_admin, "POST", "/api/queues/b/purge")["affected"],
+        5
+    );
+    client.send_many("/queue/a", 2);
+    assert_eq!(json(master_admin, "DELETE", "/api/queues/a")["affected"], 2);
+    let missing = call(master_admin, "DELETE", "/api/queues/a", Some("ops:ops"));
+    assert_eq!(missing.status, 404);
+
+    // The slave mirrors each op: it got them as records.
+    let mirrored = eventually(slave_admin, "/api/queues", |q| {
+        depth(q, "c") == Some(10) && depth(q, "b") == Some(0) && depth(q, "a").is_none()
+    });
+    assert_eq!(queue(&mirrored, "c").unwrap()["enqueued"], 10);
+    let slave_status = json(slave_admin, "GET", "/api/status");
+    assert_eq!(slave_status["role"], "slave-mirroring");
+    let master_status = json(master_admin, "GET", "/api/status");
+    assert_eq!(master_status["replicas"][0]["state"], "in-sync");
+
+    master.kill9();
+    slave.wait_for_role("master-alone");
+    let promoted = eventually(slave_admin, "/api/status", |s| s["is_master"] == true);
+    assert_eq!(promoted["last_role_change"]["to"], "master-alone");
+    let queues = json(slave_admin, "GET", "/api/queues");
+    assert_eq!(
+        (
+            depth(&queues, "c"),
+            depth(&queues, "b"),
+            depth(&queues, "a")
+        ),
+        (Some(10), Some(0), None)
+    );
+    let mut consumer = Client::connect(slave.wait_for_port_later());
+    consumer.subscribe("/queue/c", "s", "client-individual", 100);
+    let messages = consumer.receive(10);
+    let got: Vec<String> = messages.iter().map(body).collect();
+    assert_eq!(got, bodies, "moved in order, nothing lost");
+    assert!(messages
+        .iter()
+        .all(|m| m.header("original-destination") == Some("/queue/a")));
+    for message in &messages {
+        consumer.ack(message, None);
+    }
+}
+
+#[test]
+fn metrics_parse_with_prometheus_own_parser() {
+    let site = Site::new();
+    let broker = site.start(
+        "",
+        "",
+        &format!("{}{}", admin_section("metrics_public = true"), users()),
+    );
+    let port = broker.wait_for_port("admin");
+    let mut client = Client::connect(broker.port);
+    client.send_many("/queue/metered", 7);
+    let answer = call(port, "GET", "/metrics", None);
+    assert_eq!(
+        answer.status, 200,
+        "metrics_public lets Prometheus in without a login"
+    );
+    let parser = format!(
+        "{}/target/test-deps/venv/bin/python",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    assert!(
+        std::path::Path::new(&parser).exists(),
+        "{parser} is missing: run scripts/test-deps.sh (scripts/test.sh does)"
+    );
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = {}\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value\n\
+        print(json.dumps(out))\n";
+    let mut child = Process::new(&parser)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&answer.body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the parser refused it:\n{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let samples: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let sample = |key: &str| {
+        samples[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key} in {samples}"))
+    };
+    assert_eq!(sample("mirrormq_queue_depth{\"queue\": \"metered\"}"), 7.0);
+    assert_eq!(
+        sample("mirrormq_queue_enqueued_total{\"queue\": \"metered\"}"),
+        7.0
+    );
+    assert_eq!(sample("mirrormq_is_master{}"), 1.0);
+    assert!(sample("mirrormq_receipts_total{}") >= 7.0);
+    assert!(sample("mirrormq_fsync_seconds_count{}") >= 1.0);
+    assert!(sample("mirrormq_receipt_latency_seconds_count{}") >= 7.0);
+    assert_eq!(
+        sample("mirrormq_receipt_latency_seconds_bucket{\"le\": \"+Inf\"}"),
+        sample("mirrormq_receipt_latency_seconds_count{}")
+    );
+}
+
+fn users() -> &'static str {
+    "[[users]]\nname = \"admin\"\npassword = \"admin\""
+}
