@@ -41,6 +41,10 @@ pub enum Error {
     /// A peer broke the protocol; it is told why and disconnected.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A tool (send, receive, demo, status, ...) cannot do what it was asked; the text
+    /// says why.
+    #[error("{0}")]
+    Tool(String),
     /// The broker is shutting down and cannot take the request.
     #[error("broker is shutting down")]
     ShuttingDown,

@@ -1,5 +1,6 @@
 //! The `mirrormq` command line: `broker` runs a broker; `send` and `receive` are a STOMP
-//! client with failover URLs; `verify` reads a whole store; `demo` tours the pair;
+//! client with failover URLs; `status` and `admin` use a broker's admin API; `verify`
+//! reads a whole store; `demo` tours the pair;
 //! `bench` is a load generator; `chaos` strikes faults at a pair under a verifying load.
 //! Logging is set up here (env_logger, RUST_LOG, default info) and nowhere else.
 
@@ -150,6 +151,21 @@ enum Cli {
         #[structopt(long, parse(from_os_str))]
         data_dir: PathBuf,
     },
+    /// Prints a broker's role, replicas and queues from its admin API.
+    Status {
+        #[structopt(flatten)]
+        api: AdminApi,
+        /// One JSON document instead of tables.
+        #[structopt(long)]
+        json: bool,
+    },
+    /// Purges, deletes, moves or browses a queue through a broker's admin API.
+    Admin {
+        #[structopt(flatten)]
+        api: AdminApi,
+        #[structopt(subcommand)]
+        operation: tools::admin::Operation,
+    },
     /// Starts a master and its slaves from the shipped configs, sends, kills the master,
     /// consumes from the slave that took over, and restarts the old master as a slave.
     Demo {
@@ -163,7 +179,34 @@ enum Cli {
         /// (configs/group/).
         #[structopt(long, default_value = "1")]
         slaves: usize,
+        /// Keep the brokers' data and logs (the demo says where) instead of deleting them.
+        #[structopt(long)]
+        keep: bool,
     },
+}
+
+/// A broker's admin API and an admin's login.
+#[derive(StructOpt)]
+struct AdminApi {
+    /// The broker's admin listener: http://HOST:PORT ([admin] bind; the shipped master's
+    /// is http://127.0.0.1:8161, the slave's :8162).
+    #[structopt(long, default_value = "http://127.0.0.1:8161")]
+    admin: String,
+    /// A [[users]] entry with admin = true.
+    #[structopt(long, env = "MIRRORMQ_LOGIN")]
+    login: Option<String>,
+    #[structopt(long, env = "MIRRORMQ_PASSCODE", hide_env_values = true)]
+    passcode: Option<String>,
+}
+
+impl AdminApi {
+    fn into_admin(self) -> tools::admin::Admin {
+        tools::admin::Admin {
+            url: self.admin,
+            login: self.login,
+            passcode: self.passcode,
+        }
+    }
 }
 
 #[derive(StructOpt)]
@@ -284,7 +327,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                         Some((name, value)) if !name.is_empty() => {
                             Ok((name.to_string(), value.to_string()))
                         }
-                        _ => Err(mirrormq::error::Error::Protocol(format!(
+                        _ => Err(mirrormq::error::Error::Tool(format!(
                             "--header {h:?}: expected NAME:VALUE"
                         ))),
                     })
@@ -314,11 +357,14 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             consumer_rate,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
+        Cli::Status { api, json } => tools::admin::status(&api.into_admin(), json),
+        Cli::Admin { api, operation } => tools::admin::operate(&api.into_admin(), &operation),
         Cli::Demo {
             configs,
             count,
             slaves,
-        } => tools::demo::run(&configs, count, slaves),
+            keep,
+        } => tools::demo::run(&configs, count, slaves, keep),
     }
 }
 
@@ -327,7 +373,7 @@ fn main() {
     match run(Cli::from_args()) {
         Ok(code) => std::process::exit(code),
         Err(error) => {
-            log::error!("{error}");
+            // Said once, on stderr: the logger's line would repeat it.
             eprintln!("mirrormq: {error}");
             std::process::exit(2);
         }

@@ -13,6 +13,7 @@ use crate::journal::{StoreMeta, JOURNAL_DIR};
 
 /// Prints the store's summary to stdout; exit code 0 if it is whole.
 pub fn run(data_dir: &Path) -> Result<i32> {
+    StoreMeta::check_dir(data_dir, true)?;
     let meta = StoreMeta::load(data_dir)?;
     let mut broker = Broker::new(u32::MAX, 0);
     // A store may hold many times any memory: count its messages, keep their bodies out.

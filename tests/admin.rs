@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command as Process;
 
-use common::admin::{admin_section, call, depth, eventually, json, queue};
+use common::admin::{admin_section, call, depth, eventually, json, queue, CLIENT_USER};
 use common::client::body;
 use common::{Client, Site, PATIENCE};
 
@@ -184,7 +184,7 @@ fn metrics_parse_with_prometheus_own_parser() {
     let broker = site.start(
         "",
         "",
-        &format!("{}{}", admin_section("metrics_public = true"), users()),
+        &format!("{}{CLIENT_USER}", admin_section("metrics_public = true")),
     );
     let port = broker.wait_for_port("admin");
     let mut client = Client::connect(broker.port);
@@ -241,8 +241,4 @@ fn metrics_parse_with_prometheus_own_parser() {
         sample("mirrormq_receipt_latency_seconds_bucket{\"le\": \"+Inf\"}"),
         sample("mirrormq_receipt_latency_seconds_count{}")
     );
-}
-
-fn users() -> &'static str {
-    "[[users]]\nname = \"admin\"\npassword = \"admin\""
 }

@@ -69,6 +69,11 @@ fn config_inputs_do_not_panic() {
     replay("config", harness::config);
 }
 
+#[test]
+fn http_request_inputs_do_not_panic() {
+    replay("http_request", harness::http_request);
+}
+
 /// One regression input, by name.
 fn regression(target: &str, name: &str) -> Vec<u8> {
     let path = fuzz_dir().join("regressions").join(target).join(name);

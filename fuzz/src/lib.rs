@@ -471,3 +471,48 @@ pub fn config(data: &[u8]) {
     }
     let _ = config.stomp.bind.socket_addr();
 }
+
+// ---------------------------------------------------------------------------------------
+// http_request
+
+/// `input = selector byte | bytes from an admin client`. The selector picks the default
+/// limits or tiny ones. The bytes are parsed as the admin listener reads them, then
+/// routed. Checked: a complete request took at most the bytes there were, every strict
+/// prefix of it is incomplete (never an error, never a request), routing never panics,
+/// and a browse's limit never exceeds the cap.
+pub fn http_request(data: &[u8]) {
+    use mirrormq::http::{parse_request, Limits};
+    let Some((&selector, buf)) = data.split_first() else {
+        return;
+    };
+    let limits = if selector & 0x80 == 0 {
+        Limits::default()
+    } else {
+        let knob = usize::from(selector & 0x7f);
+        Limits {
+            max_head: 16 + knob * 8,
+            max_headers: knob % 9,
+            max_body: knob % 17,
+        }
+    };
+    let Ok(Some((request, used))) = parse_request(buf, &limits) else {
+        return;
+    };
+    assert!(
+        used > 0 && used <= buf.len(),
+        "used {used} of {}",
+        buf.len()
+    );
+    if used <= 4096 {
+        for end in 0..used {
+            assert_eq!(
+                parse_request(&buf[..end], &limits),
+                Ok(None),
+                "a prefix of {end} bytes of a {used}-byte request"
+            );
+        }
+    }
+    if let Ok(mirrormq::admin::Route::Browse { limit, .. }) = mirrormq::admin::route(&request, 7) {
+        assert!(limit <= 7, "browse limit {limit} over the cap");
+    }
+}

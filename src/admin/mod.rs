@@ -34,7 +34,7 @@ use crate::core::{AdminOp, CoreStatus};
 use crate::http::{self, HttpError, Response};
 use crate::journal::Extent;
 use crate::runtime::{self, TcpListener, TcpStream};
-pub use routes::Route;
+pub use routes::{route, Route};
 
 /// The console page: one file, no build step, nothing fetched from elsewhere.
 const CONSOLE: &str = include_str!("console.html");

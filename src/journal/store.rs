@@ -62,6 +62,33 @@ impl StoreMeta {
     }
 
     /// Reads an existing identity without creating one (for `verify`).
+    /// Why `dir` cannot hold a store, if it cannot: a file in its place, or (when
+    /// `existing`, as `mirrormq verify` needs) no folder or no store.toml and journal/.
+    pub fn check_dir(dir: &Path, existing: bool) -> Result<()> {
+        let problem = |why: String| Err(Error::Config(format!("{}: {why}", dir.display())));
+        match std::fs::metadata(dir) {
+            Ok(meta) if !meta.is_dir() => {
+                return problem("is a file, not a folder (a store is a folder)".into())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && existing => {
+                return problem("no such folder".into())
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return problem(e.to_string()),
+            _ => {}
+        }
+        if existing {
+            for (name, what) in [(STORE_FILE, "file"), (super::JOURNAL_DIR, "folder")] {
+                if !dir.join(name).exists() {
+                    return problem(format!(
+                        "not a mirrormq store: it has no {name} {what} (a broker's data_dir holds {STORE_FILE} and {}/)",
+                        super::JOURNAL_DIR
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn load(dir: &Path) -> Result<StoreMeta> {
         Self::load_from(&Self::path(dir))
     }

@@ -117,7 +117,7 @@ async fn say_not_master(stream: &TcpStream, peer: &str, presence: Presence) {
 
 /// Tells a probing broker what listens here; nothing from the store is sent.
 async fn answer_probe(stream: &TcpStream, peer: &str, presence: Presence) {
-    log::info!("replication: {peer} probed: answered {presence:?}");
+    log::info!("replication: {peer} probed: answered {presence}");
     say_last(stream, &answer(presence), Duration::from_secs(1)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

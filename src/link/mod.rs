@@ -42,6 +42,27 @@ pub enum Shipment {
     Succession(Vec<String>),
 }
 
+impl std::fmt::Display for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presence::Master { epoch } => write!(f, "master in epoch {epoch}"),
+            Presence::NotMaster {
+                epoch,
+                candidate,
+                master,
+            } => {
+                let kind = if *candidate {
+                    "in-sync slave"
+                } else {
+                    "not a master"
+                };
+                let following = master.as_deref().unwrap_or("no master");
+                write!(f, "{kind} in epoch {epoch}, following {following}")
+            }
+        }
+    }
+}
+
 /// What this broker's replication listener says it is, kept current by the shell after
 /// every step of the core: a probe is answered from it, and a Hello goes to the core
 /// only while it says master.

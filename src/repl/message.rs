@@ -95,6 +95,20 @@ pub enum CatchUp {
     Replace { from: Seq },
 }
 
+impl std::fmt::Display for CatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatchUp::Append { from } => write!(f, "appending the master's records from seq {from}"),
+            CatchUp::Replace { from } => {
+                write!(
+                    f,
+                    "replacing the journal with the master's records from seq {from}"
+                )
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MasterMessage {
     Welcome {

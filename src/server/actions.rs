@@ -154,7 +154,7 @@ impl Shell {
     async fn welcomed(&mut self, link: slave::Link) -> Result<()> {
         self.dial_backoff = Duration::ZERO;
         log::info!(
-            "replication: welcomed by master {} ({:?}); in sync at seq {}",
+            "replication: welcomed by master {} ({}); in sync at seq {}",
             self.master_name(),
             link.welcome.catch_up,
             link.welcome.in_sync_at
@@ -396,7 +396,7 @@ impl Dial {
                 Done::Event(Event::MasterRefused(reason))
             }
             Err(slave::DialError::Copy) => {
-                log::info!("replication: master {master} has nothing this store can append to: replacing it with a copy of the master's (Replace)");
+                log::info!("replication: master {master} has nothing this store can append to: copying the master's store");
                 Done::Event(Event::CopyNeeded)
             }
             Err(slave::DialError::Redirect(to)) => {

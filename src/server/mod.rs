@@ -40,6 +40,7 @@ pub fn run(config: Config) -> Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
     let (signal_tx, signal_rx) = mpsc::unbounded::<i32>();
     watch_signals(stop.clone(), signal_tx)?;
+    crate::journal::StoreMeta::check_dir(config.data_dir(), false)?;
     let retry = Duration::from_millis(config.broker.lock_retry_ms);
     let Some(lock) = DataDirLock::acquire(config.data_dir(), retry, &stop)? else {
         log::info!("stopped while waiting for the data directory lock");

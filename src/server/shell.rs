@@ -494,27 +494,8 @@ impl Shell {
                     mirror.ack(seq).await;
                 }
             }
-            Output::RecordAloneSince(since) => {
-                if since.is_none() {
-                    log::info!("replication: a slave is in sync; receipts wait for its copy");
-                } else {
-                    log::warn!("replication: no slave: receipts now wait for this broker's journal only; messages have ONE copy until a slave attaches");
-                }
-                self.update_store_meta(move |meta| meta.alone_since = since)
-                    .await?;
-                if since.is_some() {
-                    self.inputs.push_back(Input::AloneRecorded);
-                }
-            }
-            Output::RecordEpochs(epochs) => {
-                // A promoted broker serves alone from its first seq until a slave is in sync.
-                let alone_since = epochs.last().map(|start| start.first_seq);
-                self.update_store_meta(move |meta| {
-                    meta.epochs = epochs;
-                    meta.alone_since = alone_since;
-                })
-                .await?;
-            }
+            Output::RecordAloneSince(since) => self.record_alone_since(since).await?,
+            Output::RecordEpochs(epochs) => self.record_epochs(epochs).await?,
             Output::Role(action) => self.role_action(action).await?,
             done => {
                 let _ = self.carry_out(done);

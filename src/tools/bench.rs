@@ -181,7 +181,7 @@ impl Report {
 }
 
 fn client_error(error: ClientError) -> Error {
-    Error::Protocol(error.to_string())
+    Error::Tool(error.to_string())
 }
 
 async fn connect(target: &Target) -> Result<Client> {

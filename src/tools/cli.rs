@@ -52,7 +52,7 @@ impl Progress {
 }
 
 fn client_error(error: ClientError) -> Error {
-    Error::Protocol(error.to_string())
+    Error::Tool(error.to_string())
 }
 
 /// What `send` sends.

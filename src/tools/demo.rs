@@ -65,7 +65,7 @@ fn shipped(configs: &Path, slaves: usize) -> Result<Vec<(PathBuf, &'static str)>
             .zip(["broker-a", "broker-b", "broker-c"])
             .map(|(x, name)| (configs.join("group").join(format!("broker-{x}.toml")), name))
             .collect()),
-        n => Err(Error::Protocol(format!(
+        n => Err(Error::Tool(format!(
             "--slaves {n}: the shipped configs hold a pair (1) and a group of three (2)"
         ))),
     }
@@ -94,11 +94,13 @@ impl Member {
     }
 }
 
-pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
-    let dir = tempfile::Builder::new()
+/// Runs the demo; with `keep`, its data and logs stay where it says.
+pub fn run(configs: &Path, count: usize, slaves: usize, keep: bool) -> Result<i32> {
+    let mut dir = tempfile::Builder::new()
         .prefix("mirrormq-demo-")
         .tempdir()
         .map_err(|e| Error::io("a temporary folder", e))?;
+    dir.disable_cleanup(keep);
     let shipped = shipped(configs, slaves)?;
     let mut members = Vec::new();
     for (path, name) in &shipped {
@@ -112,10 +114,13 @@ pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
     }
     let endpoints = members
         .iter()
-        .flat_map(|m| [Some(m.stomp()), m.config.replication.bind.as_ref()])
+        .flat_map(|m| {
+            let admin = m.config.admin.as_ref().map(|a| &a.bind);
+            [Some(m.stomp()), m.config.replication.bind.as_ref(), admin]
+        })
         .flatten();
     if let Some(busy) = endpoints.into_iter().find(|e| port_open(e)) {
-        return Err(Error::Protocol(format!("{busy} is already in use (a broker still running?); the demo needs the ports of the shipped configs")));
+        return Err(Error::Tool(format!("{busy} is already in use (a broker still running?); the demo needs the ports of the shipped configs")));
     }
     let stomp: Vec<String> = members.iter().map(|m| m.stomp().to_string()).collect();
     let url = format!("failover:({})?randomize=false", stomp.join(","));
@@ -137,15 +142,23 @@ pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
         files.join(", ")
     );
     println!(
-        "   (data and logs in {}; clients use {url})",
-        dir.path().display()
+        "   (data and logs in {}, {}; clients use {url})",
+        dir.path().display(),
+        if keep {
+            "kept afterwards (--keep)"
+        } else {
+            "deleted at the end unless you pass --keep"
+        }
     );
 
     let master = &mut members[0];
     let pid = master.start(dir.path())?.pid();
     master.process().wait_for("stomp: listening", PATIENCE)?;
+    let console = master.config.admin.as_ref().map_or(String::new(), |a| {
+        format!(", console on http://{}/", a.bind.socket_addr())
+    });
     println!(
-        "1. {} (pid {pid}) is up as the master: clients on {}, replication on {}",
+        "1. {} (pid {pid}) is up as the master: clients on {}, replication on {}{console}",
         master.name,
         master.stomp(),
         master
@@ -193,7 +206,7 @@ pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
             break new;
         }
         if killed_at.elapsed() > PATIENCE {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Tool(format!(
                 "no slave took over; see the logs in {}",
                 dir.path().display()
             )));
@@ -238,7 +251,14 @@ pub fn run(configs: &Path, count: usize, slaves: usize) -> Result<i32> {
         old.name
     );
     drop(members);
-    println!("8. stopped every broker; done");
+    if keep {
+        println!(
+            "8. stopped every broker; their data and logs are in {}",
+            dir.path().display()
+        );
+    } else {
+        println!("8. stopped every broker and deleted their data and logs; done");
+    }
     Ok(if missing == 0 && unique.len() == bodies.len() && closed {
         0
     } else {
@@ -256,7 +276,7 @@ fn send(
     runtime::block_on(async {
         let client = Client::connect(url, login, passcode)
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+            .map_err(|e| Error::Tool(e.to_string()))?;
         let started = Instant::now();
         let sends = (0..count).map(|i| {
             let client = client.clone();
@@ -272,7 +292,7 @@ fn send(
         client
             .disconnect()
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+            .map_err(|e| Error::Tool(e.to_string()))?;
         Ok::<_, Error>((count - failed, elapsed))
     })
 }
@@ -287,11 +307,11 @@ fn receive(
     runtime::block_on(async {
         let client = Client::connect(url, login, passcode)
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+            .map_err(|e| Error::Tool(e.to_string()))?;
         let mut subscription = client
             .subscribe(QUEUE, AckMode::ClientIndividual)
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+            .map_err(|e| Error::Tool(e.to_string()))?;
         let mut bodies = Vec::new();
         while bodies.len() < count {
             match runtime::timeout(Duration::from_secs(5), subscription.next()).await {
@@ -300,7 +320,7 @@ fn receive(
                     client
                         .ack(&message)
                         .await
-                        .map_err(|e| Error::Protocol(e.to_string()))?;
+                        .map_err(|e| Error::Tool(e.to_string()))?;
                 }
                 _ => break,
             }
@@ -308,7 +328,7 @@ fn receive(
         client
             .disconnect()
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+            .map_err(|e| Error::Tool(e.to_string()))?;
         Ok::<_, Error>(bodies)
     })
 }

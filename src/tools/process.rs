@@ -83,13 +83,13 @@ impl BrokerProcess {
                 return Ok(());
             }
             if let Some(status) = self.exited() {
-                return Err(Error::Protocol(format!(
+                return Err(Error::Tool(format!(
                     "a broker exited ({status}) before logging '{text}'; see {}",
                     self.log.display()
                 )));
             }
             if Instant::now() > deadline {
-                return Err(Error::Protocol(format!(
+                return Err(Error::Tool(format!(
                     "no '{text}' within {patience:?}; see {}",
                     self.log.display()
                 )));
@@ -119,7 +119,7 @@ impl BrokerProcess {
         if status.success() {
             Ok(())
         } else {
-            Err(Error::Protocol(format!(
+            Err(Error::Tool(format!(
                 "kill -{name} {} failed ({status})",
                 self.pid()
             )))

@@ -13,6 +13,9 @@ pub fn admin_section(extra: &str) -> String {
     format!("[admin]\nbind = \"tcp://127.0.0.1:0\"\n{extra}\n[[users]]\nname = \"ops\"\npassword = \"ops\"\nadmin = true\n")
 }
 
+/// The client user `Client::connect` logs in as, for a config that lists users.
+pub const CLIENT_USER: &str = "[[users]]\nname = \"admin\"\npassword = \"admin\"\n";
+
 /// Calls `method path` on the admin port with `credentials` (`login:password`, or none).
 pub fn call(port: u16, method: &str, path: &str, credentials: Option<&str>) -> Answer {
     let mut headers = Vec::new();

@@ -101,6 +101,7 @@ impl Driver {
         }
         let mut passes = 0u32;
         let mut last = String::new();
+        let mut said: Option<std::time::Instant> = None;
         loop {
             let mut order = self.order.clone();
             if options.randomize {
@@ -109,13 +110,25 @@ impl Driver {
             for address in order {
                 match self.open(&address).await {
                     Ok(connection) => return Ok(connection),
-                    Err(why) => {
+                    Err(Failure::Refused(why)) => {
+                        // Wrong credentials stay wrong: retrying would hide them.
+                        return Err(ClientError::Refused(format!("{address}: {why}")));
+                    }
+                    Err(Failure::Failed(why)) => {
                         log::debug!("client: {address}: {why}");
                         last = format!("{address}: {why}");
                     }
                 }
             }
             passes += 1;
+            // Say what it is trying, but at most once a second however fast it retries.
+            if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                log::warn!(
+                    "client: no broker accepted a connection (pass {passes}; last: {last}); retrying in {} ms",
+                    delay.as_millis()
+                );
+                said = Some(std::time::Instant::now());
+            }
             if limit.is_some_and(|limit| passes >= limit.max(1)) {
                 let addresses = self
                     .order
@@ -138,11 +151,12 @@ impl Driver {
         }
     }
 
-    async fn open(&self, address: &Address) -> Result<Connection, String> {
+    async fn open(&self, address: &Address) -> Result<Connection, Failure> {
+        let failed = |why: String| Failure::Failed(why);
         let stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(&address.socket_addr()))
             .await
-            .ok_or("connect timed out")?
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| failed("connect timed out".into()))?
+            .map_err(|e| failed(e.to_string()))?;
         let mut connect = Frame::new(Verb::Connect)
             .with_header("accept-version", "1.2")
             .with_header("host", address.host.clone())
@@ -154,16 +168,17 @@ impl Driver {
             connect = connect.with_header("passcode", passcode.clone());
         }
         let mut writer = FrameWriter::new(stream.clone(), Version::V1_2);
-        writer.send(&connect).await.map_err(|e| e.to_string())?;
+        writer
+            .send(&connect)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let mut reader = FrameReader::new(stream.clone(), ParseLimits::default());
         let connected = match runtime::timeout(CONNECT_TIMEOUT, reader.read(Version::V1_2)).await {
             Some(Ok(Some(Read::Frame(frame)))) if frame.command == Verb::Connected => frame,
-            Some(Ok(Some(Read::Frame(frame)))) => {
-                return Err(frame.header("message").unwrap_or("refused").to_string())
-            }
-            Some(Ok(_)) => return Err("closed before CONNECTED".into()),
-            Some(Err(error)) => return Err(error.to_string()),
-            None => return Err("no CONNECTED".into()),
+            Some(Ok(Some(Read::Frame(frame)))) => return Err(Failure::of_error(&frame)),
+            Some(Ok(_)) => return Err(failed("closed before CONNECTED".into())),
+            Some(Err(error)) => return Err(failed(error.to_string())),
+            None => return Err(failed("no CONNECTED".into())),
         };
         let (server_sends, server_wants) = connected
             .header("heart-beat")
@@ -183,6 +198,27 @@ impl Driver {
             arrivals,
             send_every,
         })
+    }
+}
+
+/// Why one address gave no connection.
+enum Failure {
+    /// Unreachable, closed, silent, or busy: another pass may succeed.
+    Failed(String),
+    /// The broker answered CONNECT with an ERROR (credentials, version): permanent.
+    Refused(String),
+}
+
+impl Failure {
+    /// An ERROR in answer to CONNECT. A broker at its connection limit says so ("too
+    /// many connections"), which passes; any other refusal would be the same next time.
+    fn of_error(frame: &Frame) -> Failure {
+        let message = frame.header("message").unwrap_or("refused").to_string();
+        if message.starts_with("too many connections") {
+            Failure::Failed(message)
+        } else {
+            Failure::Refused(message)
+        }
     }
 }
 

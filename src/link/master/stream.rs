@@ -98,7 +98,7 @@ pub(super) async fn serve_slave(
     };
     write(&mut writer, &welcome, ack_timeout).await?;
     log::info!(
-        "replication: slave {} attached ({:?}); in sync once it holds seq {}",
+        "replication: slave {} attached ({}); in sync once it holds seq {}",
         stream
             .peer_addr()
             .map(|a| a.to_string())

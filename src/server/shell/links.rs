@@ -1,6 +1,6 @@
 //! The shell's side of replication: what the master's links report, the records of a
 //! turn handed to them, what our own master says, and what the replication listener
-//! answers (`Presence`).
+//! answers (`Presence`), and what store.toml records of serving alone and of epochs.
 
 use super::*;
 
@@ -109,5 +109,43 @@ impl Shell {
                 self.inputs.push_back(Input::Detach { link, why });
             }
         }
+    }
+}
+
+impl Shell {
+    /// Records in store.toml that receipts go out with one copy from `since` (`Some`),
+    /// then steps `Input::AloneRecorded`; or that a slave is in sync again (`None`).
+    pub(super) async fn record_alone_since(&mut self, since: Option<Seq>) -> Result<()> {
+        let replication = &self.config.replication;
+        let standalone = replication.bind.is_none() && replication.peers.is_empty();
+        if since.is_none() {
+            log::info!("replication: a slave is in sync; receipts wait for its copy");
+        } else if standalone {
+            // Chosen in the config, so said once and not as a warning.
+            log::info!("standalone (no [replication] bind or peers): each message has one copy, on this broker's disk");
+        } else {
+            log::warn!("replication: no slave: receipts now wait for this broker's journal only; messages have ONE copy until a slave attaches");
+        }
+        self.update_store_meta(move |meta| meta.alone_since = since)
+            .await?;
+        if since.is_some() {
+            self.inputs_push(Input::AloneRecorded);
+        }
+        Ok(())
+    }
+
+    /// Records the store's epoch history after a promotion; the promoted broker serves
+    /// alone from its new epoch's first seq until a slave is in sync.
+    pub(super) async fn record_epochs(
+        &mut self,
+        epochs: Vec<crate::journal::EpochStart>,
+    ) -> Result<()> {
+        let alone_since = epochs.last().map(|start| start.first_seq);
+        log::warn!("replication: promoted with no slave in sync: messages have ONE copy until a slave attaches");
+        self.update_store_meta(move |meta| {
+            meta.epochs = epochs;
+            meta.alone_since = alone_since;
+        })
+        .await
     }
 }

@@ -202,7 +202,7 @@ impl Group {
                 // 0: stopped; 6: found its slave had taken over (restart it).
                 // Anything else (refused as diverged, a journal failure) needs a person.
                 if code != 6 && code != 0 && code != -1 {
-                    return Err(Error::Protocol(format!(
+                    return Err(Error::Tool(format!(
                         "broker {} exited with code {code}; see {}",
                         node.name,
                         node.log_path().display()
@@ -214,7 +214,7 @@ impl Group {
         if masters > 1 {
             let since = *self.two_masters_since.get_or_insert_with(Instant::now);
             if since.elapsed() > TWO_MASTERS_GRACE {
-                return Err(Error::Protocol(format!(
+                return Err(Error::Tool(format!(
                     "{masters} brokers have been masters for {TWO_MASTERS_GRACE:?}"
                 )));
             }
@@ -235,7 +235,7 @@ impl Group {
                     .iter()
                     .map(|n| format!("{} is {}", n.name, n.role))
                     .collect();
-                return Err(Error::Protocol(format!(
+                return Err(Error::Tool(format!(
                     "the group did not heal within {patience:?}: {}",
                     roles.join(", ")
                 )));

@@ -91,7 +91,7 @@ pub fn run(options: &Options) -> Result<i32> {
     let memory = &options.max_memory;
     const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
     if options.slaves == 0 || options.slaves >= NAMES.len() {
-        return Err(Error::Protocol(format!(
+        return Err(Error::Tool(format!(
             "--slaves {}: from 1 to {}",
             options.slaves,
             NAMES.len() - 1
@@ -132,7 +132,7 @@ pub fn run(options: &Options) -> Result<i32> {
         options.consumers,
         options.consumer_rate,
     ))
-    .map_err(|e| Error::Protocol(format!("starting the load: {e}")))?;
+    .map_err(|e| Error::Tool(format!("starting the load: {e}")))?;
     let started = Instant::now();
     let mut failovers: Vec<(Fault, Duration)> = Vec::new();
     let outcome = (|| -> Result<()> {
@@ -197,7 +197,7 @@ fn strike(
 ) -> Result<()> {
     let master = group
         .master()
-        .ok_or_else(|| Error::Protocol("no master to strike".into()))?;
+        .ok_or_else(|| Error::Tool("no master to strike".into()))?;
     let slaves: Vec<usize> = (0..group.nodes.len()).filter(|&i| i != master).collect();
     let target = match fault {
         Fault::KillMaster | Fault::PauseMaster => master,
@@ -207,7 +207,7 @@ fn strike(
     let process = node
         .process
         .as_mut()
-        .ok_or_else(|| Error::Protocol(format!("broker {} is not running", node.name)))?;
+        .ok_or_else(|| Error::Tool(format!("broker {} is not running", node.name)))?;
     match fault {
         Fault::KillMaster | Fault::KillSlave => process.kill(),
         Fault::PauseMaster | Fault::PauseSlave => {
@@ -224,7 +224,7 @@ fn strike(
             return Ok(());
         }
         if over.elapsed() > RECEIPT_PATIENCE {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Tool(format!(
                 "no receipt within {RECEIPT_PATIENCE:?} after {}",
                 fault.name()
             )));
