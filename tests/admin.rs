@@ -105,6 +105,24 @@ fn only_admins_get_in_and_hostile_requests_get_a_4xx_while_clients_are_served() 
         "{}",
         broker.log.text()
     );
+
+    // An operator lists the connections and closes this one.
+    let listed = json(port, "GET", "/api/connections");
+    let connections = listed["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 1, "{listed}");
+    assert_eq!(connections[0]["login"], "admin");
+    assert_eq!(connections[0]["version"], "1.2");
+    let id = connections[0]["id"].as_u64().unwrap();
+    let closed = json(port, "DELETE", &format!("/api/connections/{id}"));
+    assert_eq!(closed["affected"], 1);
+    client.expect_closed();
+    let gone = call(
+        port,
+        "DELETE",
+        &format!("/api/connections/{id}"),
+        Some("ops:ops"),
+    );
+    assert_eq!(gone.status, 404);
 }
 
 #[test]
@@ -151,6 +169,11 @@ fn purge_move_and_delete_are_mirrored_and_survive_a_kill_of_the_master() {
     assert_eq!(slave_status["role"], "slave-mirroring");
     let master_status = json(master_admin, "GET", "/api/status");
     assert_eq!(master_status["replicas"][0]["state"], "in-sync");
+    assert_eq!(
+        master_status["replicas"][0]["name"], "test",
+        "the slave's broker.name"
+    );
+    assert_eq!(slave_status["master"], master_status["replication_address"]);
 
     master.kill9();
     slave.wait_for_role("master-alone");

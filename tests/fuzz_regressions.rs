@@ -313,6 +313,7 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
                 password: "secret".into(),
                 standing: standing(),
                 advertised: Some("tcp://127.0.0.1:62002".into()),
+                name: "slave".into(),
             },
             SlaveMessage::Ack { seq: Seq(7) },
             SlaveMessage::HeartBeat,

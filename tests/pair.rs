@@ -407,6 +407,7 @@ fn the_replication_port_sends_nothing_from_the_store_to_a_wrong_version_or_wrong
             alone_since: None,
         },
         advertised: None,
+        name: "impostor".into(),
     };
     for (message, expected) in [
         (hello(99, "admin"), "protocol version mismatch"),

@@ -24,25 +24,18 @@ pub fn status(report: &StatusReport) -> String {
 
 pub fn status_value(report: &StatusReport) -> Value {
     let core = &report.core;
-    let copies = |address: &Option<String>| {
-        report
-            .copies
-            .iter()
-            .find(|(to, _, _)| address.as_deref().is_some_and(|a| a.ends_with(to.as_str())))
-            .map(|(_, sent, total)| json!({ "bytes_done": sent, "bytes_total": total }))
-    };
     let replicas: Vec<Value> = core
         .replicas
         .iter()
         .map(|r| {
             json!({
+                "name": report.replica_names.get(&r.link),
                 "address": r.address,
                 "state": r.state,
                 "acked_seq": r.acked.0,
                 "lag_records": r.lag_records,
                 "lag_bytes": r.lag_bytes,
                 "lag_ms": r.lag_ms,
-                "sync": copies(&r.address),
             })
         })
         .collect();

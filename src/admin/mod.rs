@@ -91,6 +91,8 @@ pub struct StatusReport {
     pub last_change_at_ms: Option<u64>,
     /// Copies of the store this master serves: slave address, bytes sent, total.
     pub copies: Vec<(String, u64, u64)>,
+    /// Each attached slave's `broker.name`, by link (as it said in its Hello).
+    pub replica_names: std::collections::HashMap<crate::repl::group::LinkId, String>,
 }
 
 /// `GET /api/queues` and `/api/topics`: each queue with the age of its oldest message.

@@ -9,6 +9,7 @@
 use super::{Core, Outgoing, Output};
 use crate::broker::{AdminRefusal, Browsed, BrowsedBody, DestinationStats, Op, SessionId};
 use crate::journal::{Epoch, Extent, Seq};
+use crate::repl::group::LinkId;
 use crate::repl::role::Role;
 use crate::stomp::Frame;
 
@@ -37,6 +38,7 @@ pub struct RoleChange {
 /// One attached slave, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaStatus {
+    pub link: LinkId,
     pub address: Option<String>,
     pub state: &'static str,
     pub acked: Seq,
@@ -83,6 +85,7 @@ impl Core {
                 .replicas()
                 .iter()
                 .map(|r| ReplicaStatus {
+                    link: r.link,
                     address: r.advertised.clone(),
                     state: r.state(),
                     acked: r.acked,

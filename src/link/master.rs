@@ -136,14 +136,15 @@ async fn handle(stream: TcpStream, mut context: Context) {
         codec::read_frame::<_, SlaveMessage>(&mut reader, MAX_HELLO),
     )
     .await;
-    let (protocol, user, password, standing, advertised) = match hello {
+    let (protocol, user, password, standing, advertised, name) = match hello {
         Some(Ok(Some(SlaveMessage::Hello {
             protocol,
             user,
             password,
             standing,
             advertised,
-        }))) => (protocol, user, password, standing, advertised),
+            name,
+        }))) => (protocol, user, password, standing, advertised, name),
         Some(Ok(Some(SlaveMessage::Probe))) => {
             return answer_probe(&stream, &peer, context.presence()).await
         }
@@ -195,6 +196,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
         link,
         standing: standing.clone(),
         advertised,
+        name,
         live,
         reply,
     };

@@ -91,6 +91,8 @@ pub enum LinkEvent {
         link: LinkId,
         standing: Standing,
         advertised: Option<String>,
+        /// The slave's `broker.name`.
+        name: String,
         live: mpsc::UnboundedSender<Shipment>,
         reply: oneshot::Sender<Result<Attached, Refusal>>,
     },

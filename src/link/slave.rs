@@ -74,6 +74,7 @@ pub async fn connect(
         password: replication.password.clone().unwrap_or_default(),
         standing,
         advertised,
+        name: config.broker.name.clone(),
     };
     let mut writer = &stream;
     codec::write_frame(&mut writer, &hello)

@@ -50,6 +50,8 @@ pub enum SlaveMessage {
         /// Where this slave's replication listener will be if it promotes itself: the
         /// master probes it there before carrying on alone.
         advertised: Option<String>,
+        /// The slave's `broker.name`, for the master's status and admin API.
+        name: String,
     },
     /// The slave holds every record up to and including `seq`: handed to its core with
     /// `slave_ack = "received"`, fsynced in its journal with `"durable"`.

@@ -88,6 +88,8 @@ pub(super) struct Shell {
     pub(super) link_sender: mpsc::Sender<LinkEvent>,
     /// Each attached slave's shipment queue, by link.
     live: HashMap<LinkId, mpsc::UnboundedSender<Shipment>>,
+    /// Each attached slave's `broker.name`, from its Hello (for the admin API).
+    replica_names: HashMap<LinkId, String>,
     /// Records for each link, gathered in this turn.
     shipping: HashMap<LinkId, Vec<crate::journal::Record>>,
     attach_replies: HashMap<LinkId, oneshot::Sender<Result<Attached, Refusal>>>,
@@ -200,6 +202,7 @@ impl Shell {
             link_sender,
             live: HashMap::new(),
             shipping: HashMap::new(),
+            replica_names: HashMap::new(),
             attach_replies: HashMap::new(),
             mirror: None,
             master: config_master,
@@ -455,6 +458,7 @@ impl Shell {
             Output::Attached { link, result } => {
                 if result.is_err() {
                     self.live.remove(&link);
+                    self.replica_names.remove(&link);
                 }
                 if let Some(reply) = self.attach_replies.remove(&link) {
                     let _ = reply.send(result);

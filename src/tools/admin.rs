@@ -118,6 +118,7 @@ pub fn status(admin: &Admin, json: bool) -> Result<i32> {
     }
     let replicas = rows(&status["replicas"], |r| {
         vec![
+            text(&r["name"]),
             text(&r["address"]),
             text(&r["state"]),
             text(&r["acked_seq"]),
@@ -128,7 +129,9 @@ pub fn status(admin: &Admin, json: bool) -> Result<i32> {
     });
     table(
         "replicas",
-        &["slave", "state", "acked", "lag", "lag KiB", "lag ms"],
+        &[
+            "slave", "address", "state", "acked", "lag", "lag KiB", "lag ms",
+        ],
         &replicas,
     );
     let queues = rows(&queues["queues"], |q| {

@@ -358,6 +358,7 @@ pub fn hello(user: &str, password: &str, protocol: u32, store_id: &str) -> Slave
             alone_since: None,
         },
         advertised: None,
+        name: "hostile".into(),
     }
 }
 

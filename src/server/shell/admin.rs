@@ -147,6 +147,7 @@ impl Shell {
             replication_address: self.replication_address.clone(),
             last_change_at_ms,
             copies: self.copies.progress(),
+            replica_names: self.replica_names.clone(),
         }
     }
 

@@ -86,9 +86,11 @@ impl Shell {
                 link,
                 standing,
                 advertised,
+                name,
                 live,
                 reply,
             } => {
+                self.replica_names.insert(link, name);
                 self.live.insert(link, live);
                 self.attach_replies.insert(link, reply);
                 self.inputs.push_back(Input::Attach {
@@ -105,6 +107,7 @@ impl Shell {
             }
             LinkEvent::Detached { link, why } => {
                 self.live.remove(&link);
+                self.replica_names.remove(&link);
                 self.attach_replies.remove(&link);
                 self.inputs.push_back(Input::Detach { link, why });
             }
