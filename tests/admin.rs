@@ -165,6 +165,8 @@ fn purge_move_and_delete_are_mirrored_and_survive_a_kill_of_the_master() {
         depth(q, "c") == Some(10) && depth(q, "b") == Some(0) && depth(q, "a").is_none()
     });
     assert_eq!(queue(&mirrored, "c").unwrap()["enqueued"], 10);
+    let refused = call(slave_admin, "POST", "/api/queues/c/purge", Some("ops:ops"));
+    assert_eq!(refused.status, 409, "a slave takes no operations");
     let slave_status = json(slave_admin, "GET", "/api/status");
     assert_eq!(slave_status["role"], "slave-mirroring");
     let master_status = json(master_admin, "GET", "/api/status");

@@ -130,6 +130,14 @@ impl Core {
 
     /// Plans, records and answers an operator's op.
     pub(super) fn admin(&mut self, session: SessionId, op: AdminOp) {
+        if !self.role().is_master() {
+            // A slave records only what its master sends: an op here would diverge it.
+            let why = format!(
+                "this broker is {}: only the master takes operations",
+                self.role()
+            );
+            return self.refuse(session, 409, why);
+        }
         let planned = match op {
             AdminOp::Purge { queue } => self.broker.purge_plan(&queue).map(Op::Ack),
             AdminOp::Delete { queue } => self

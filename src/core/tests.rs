@@ -328,4 +328,5 @@ fn a_subscriber_gets_the_message_and_its_session_closing_requeues_it() {
     assert_eq!(core.broker.message_count(), 1, "requeued, not lost");
 }
 
+mod admin;
 mod held;
