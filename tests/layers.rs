@@ -62,7 +62,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "admin",
         &[
-            "error", "runtime", "config", "http", "meter", "broker", "journal", "core",
+            "error", "runtime", "config", "http", "meter", "broker", "journal", "repl", "core",
         ],
     ),
     ("verify", &["error", "broker", "journal"]),

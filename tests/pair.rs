@@ -281,7 +281,7 @@ fn the_old_master_rejoins_as_the_new_slave_and_catches_up() {
     ));
     old.wait_for_role("slave-mirroring");
     assert!(
-        old.log.text().contains("Append"),
+        old.log.text().contains("appending the master's records"),
         "caught up by appending, not replaced:\n{}",
         old.log.text()
     );

@@ -271,7 +271,7 @@ fn an_old_master_whose_last_record_never_reached_its_slave_rejoins_by_itself() {
     let rejoined = Broker::spawn(&config);
     rejoined.wait_for_role("slave-mirroring");
     assert!(
-        rejoined.log.text().contains("Replace"),
+        rejoined.log.text().contains("copying the master's store"),
         "{}",
         rejoined.log.text()
     );

@@ -211,7 +211,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
     if let CatchUp::Replace { .. } = attached.catch_up {
         // Nothing to append to: the slave copies the segment files over copy streams,
         // resumably, then says Hello again with the copy as its store.
-        log::info!("replication: slave {peer} holds nothing this master can append to: it copies the store (Replace)");
+        log::info!("replication: slave {peer} holds nothing this master can append to: it copies the master's store");
         say_last(&stream, &MasterMessage::CopyStore, Duration::from_secs(1)).await;
         let _ = stream.shutdown(std::net::Shutdown::Both);
         let why = "sent to copy the store".to_string();
