@@ -121,7 +121,7 @@ fn passwords_never_reach_the_log_even_at_trace_level() {
     drop(good);
     master
         .log
-        .wait_for("it copies the store", PATIENCE)
+        .wait_for("it copies the master's store", PATIENCE)
         .expect("the peer is let go");
     let mut not_utf8 = slave_frame(&hello("operator", SECRET, PROTOCOL_VERSION, "peer"));
     let at = not_utf8
