@@ -267,3 +267,24 @@ fn metrics_parse_with_prometheus_own_parser() {
         sample("mirrormq_receipt_latency_seconds_count{}")
     );
 }
+
+#[test]
+fn a_lost_slave_is_shown_with_why() {
+    let admin = admin_section("");
+    let pair = common::Pair::start(&admin, &admin);
+    let (master, mut slave) = (pair.master, pair.slave);
+    let port = master.wait_for_port("admin");
+    let attached = eventually(port, "/api/status", |s| {
+        s["replicas"][0]["state"] == "in-sync"
+    });
+    assert_eq!(attached["lost_replicas"], serde_json::json!([]));
+    slave.kill9();
+    let status = eventually(port, "/api/status", |s| {
+        s["lost_replicas"][0]["name"] == "test"
+    });
+    assert_eq!(status["replicas"], serde_json::json!([]), "{status}");
+    let why = status["lost_replicas"][0]["why"].as_str().unwrap();
+    assert!(why.contains("closed") || why.contains("silent"), "{why}");
+    // Once the probe finds no master at the slave's address, the master serves alone.
+    eventually(port, "/api/status", |s| s["role"] == "master-alone");
+}

@@ -72,6 +72,11 @@ pub fn status_value(report: &StatusReport) -> Value {
         "min_replicas": core.min_replicas,
         "succession": core.succession,
         "replicas": replicas,
+        "lost_replicas": report.lost_replicas.iter().map(|lost| json!({
+            "name": lost.name,
+            "why": lost.why,
+            "at_ms": lost.at_ms,
+        })).collect::<Vec<Value>>(),
         "copies": copying,
     })
 }

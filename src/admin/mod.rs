@@ -93,6 +93,16 @@ pub struct StatusReport {
     pub copies: Vec<(String, u64, u64)>,
     /// Each attached slave's `broker.name`, by link (as it said in its Hello).
     pub replica_names: std::collections::HashMap<crate::repl::group::LinkId, String>,
+    /// Slaves whose links failed lately, newest first.
+    pub lost_replicas: Vec<LostReplica>,
+}
+
+/// A slave whose link failed: its name, why, and when (Unix ms).
+#[derive(Debug, Clone)]
+pub struct LostReplica {
+    pub name: String,
+    pub why: String,
+    pub at_ms: u64,
 }
 
 /// `GET /api/queues` and `/api/topics`: each queue with the age of its oldest message.

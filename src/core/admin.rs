@@ -101,6 +101,11 @@ impl Core {
         }
     }
 
+    /// Whether the slave on `link` is attached (one of the replicas).
+    pub fn has_replica(&self, link: LinkId) -> bool {
+        self.group.replicas().iter().any(|r| r.link == link)
+    }
+
     pub fn last_change(&self) -> Option<&RoleChange> {
         self.last_change.as_ref()
     }

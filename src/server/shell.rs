@@ -90,6 +90,8 @@ pub(super) struct Shell {
     live: HashMap<LinkId, mpsc::UnboundedSender<Shipment>>,
     /// Each attached slave's `broker.name`, from its Hello (for the admin API).
     replica_names: HashMap<LinkId, String>,
+    /// The slaves whose links failed lately, for the admin API.
+    lost_replicas: admin::LostReplicas,
     /// Records for each link, gathered in this turn.
     shipping: HashMap<LinkId, Vec<crate::journal::Record>>,
     attach_replies: HashMap<LinkId, oneshot::Sender<Result<Attached, Refusal>>>,
@@ -203,6 +205,7 @@ impl Shell {
             live: HashMap::new(),
             shipping: HashMap::new(),
             replica_names: HashMap::new(),
+            lost_replicas: admin::LostReplicas::default(),
             attach_replies: HashMap::new(),
             mirror: None,
             master: config_master,

@@ -17,6 +17,24 @@ const ADMIN_SESSIONS: u64 = 1 << 62;
 /// The seq clock keeps at most this many samples, thinning the oldest past it.
 const MAX_SAMPLES: usize = 8192;
 
+/// The slaves lost most recently (their link failed), newest first, at most `MAX_LOST`.
+#[derive(Debug, Default)]
+pub(super) struct LostReplicas(VecDeque<crate::admin::LostReplica>);
+
+/// Lost slaves the admin API remembers.
+const MAX_LOST: usize = 8;
+
+impl LostReplicas {
+    pub(super) fn lost(&mut self, name: String, why: String) {
+        self.0.push_front(crate::admin::LostReplica {
+            name,
+            why,
+            at_ms: unix_ms(),
+        });
+        self.0.truncate(MAX_LOST);
+    }
+}
+
 /// When the core reached each seq, sampled at most once a second, so the age of a
 /// message is known to within a second from the seq of its record. A message recorded
 /// before this broker started is at least as old as the first sample.
@@ -148,6 +166,7 @@ impl Shell {
             last_change_at_ms,
             copies: self.copies.progress(),
             replica_names: self.replica_names.clone(),
+            lost_replicas: self.lost_replicas.0.iter().cloned().collect(),
         }
     }
 

@@ -107,7 +107,12 @@ impl Shell {
             }
             LinkEvent::Detached { link, why } => {
                 self.live.remove(&link);
-                self.replica_names.remove(&link);
+                let name = self.replica_names.remove(&link);
+                // Only an attached slave is lost: a link that ended before (refused, or
+                // sent to copy the store first) was never one of the replicas.
+                if let Some(name) = name.filter(|_| self.core.has_replica(link)) {
+                    self.lost_replicas.lost(name, why.clone());
+                }
                 self.attach_replies.remove(&link);
                 self.inputs.push_back(Input::Detach { link, why });
             }
