@@ -89,7 +89,8 @@ pub struct Meters {
     pub connections: Counter,
     /// One `fdatasync` of the journal.
     pub fsync: Histogram,
-    /// From reading a SEND that asks for a receipt to writing its RECEIPT.
+    /// From reading a SEND that asks for a receipt to writing its RECEIPT: a sample, one
+    /// SEND at a time per connection (`session/timing.rs`).
     pub receipt_latency: Histogram,
 }
 

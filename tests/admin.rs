@@ -261,7 +261,8 @@ fn metrics_parse_with_prometheus_own_parser() {
     assert_eq!(sample("mirrormq_is_master{}"), 1.0);
     assert!(sample("mirrormq_receipts_total{}") >= 7.0);
     assert!(sample("mirrormq_fsync_seconds_count{}") >= 1.0);
-    assert!(sample("mirrormq_receipt_latency_seconds_count{}") >= 7.0);
+    // One SEND in flight per connection is timed at a time: at least the first.
+    assert!(sample("mirrormq_receipt_latency_seconds_count{}") >= 1.0);
     assert_eq!(
         sample("mirrormq_receipt_latency_seconds_bucket{\"le\": \"+Inf\"}"),
         sample("mirrormq_receipt_latency_seconds_count{}")

@@ -305,7 +305,7 @@ impl Collector for Snapshot {
         histogram(
             &mut encoder,
             "mirrormq_receipt_latency_seconds",
-            "From reading a SEND that asks for a receipt to writing its RECEIPT.",
+            "From reading a SEND that asks for a receipt to writing its RECEIPT (one SEND at a time per connection).",
             &METERS.receipt_latency,
         )
     }
