@@ -322,6 +322,7 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
                 protocol: PROTOCOL_VERSION,
                 user: "slave".into(),
                 password: "secret".into(),
+                name: "slave".into(),
             },
             SlaveMessage::Fetch {
                 name: "00000000000000000001.seg".into(),

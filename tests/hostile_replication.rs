@@ -461,6 +461,7 @@ fn a_copy_stream_gets_segment_bytes_only_and_only_after_authentication() {
         protocol: PROTOCOL_VERSION,
         user: "admin".into(),
         password: password.into(),
+        name: "hostile".into(),
     };
     // A wrong password: refused, no manifest.
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -152,6 +152,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
             protocol,
             user,
             password,
+            name,
         }))) => {
             if let Err(refusal) = admit(&context, protocol, &user, &password) {
                 return refuse(&stream, &peer, refusal).await;
@@ -172,7 +173,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
                 };
                 return refuse(&stream, &peer, refusal).await;
             };
-            return copy::serve(stream, data_dir, silence, peer, copies).await;
+            return copy::serve(stream, data_dir, silence, peer, name, copies).await;
         }
         Some(Ok(Some(_))) => {
             return refuse(&stream, &peer, "expected Hello first".to_string()).await

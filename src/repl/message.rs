@@ -68,6 +68,8 @@ pub enum SlaveMessage {
         protocol: u32,
         user: String,
         password: String,
+        /// The slave's `broker.name`: the master's status shows the copy under it.
+        name: String,
     },
     /// Send `len` bytes of segment file `name` from `offset`, unless their CRC-32 is
     /// `have` (the slave holds them already): answered with `Chunk`, `Zeros`, `Same` or

@@ -65,6 +65,7 @@ async fn open(config: &Config, master: &Endpoint) -> Result<(CopyStream, MasterM
         protocol: PROTOCOL_VERSION,
         user: replication.user.clone().unwrap_or_default(),
         password: replication.password.clone().unwrap_or_default(),
+        name: config.broker.name.clone(),
     };
     let mut writer = &stream;
     codec::write_frame(&mut writer, &hello)

@@ -99,6 +99,7 @@ pub async fn serve(
     data_dir: PathBuf,
     silence: Duration,
     peer: String,
+    name: String,
     copies: Copies,
 ) {
     let listing = data_dir.clone();
@@ -118,11 +119,11 @@ pub async fn serve(
         "replication: copy stream from {peer}: {} MiB in the store",
         files >> 20
     );
-    // Streams from one slave count together (the peer's address without its port).
-    let slave = peer
+    // Streams from one slave count together: its name and host (without the port).
+    let host = peer
         .rsplit_once(':')
-        .map_or(peer.as_str(), |(host, _)| host)
-        .to_string();
+        .map_or(peer.as_str(), |(host, _)| host);
+    let slave = format!("{name} at {host}");
     copies.update(&slave, |(_, total)| *total = files);
     let _served = Served {
         copies: &copies,
