@@ -29,7 +29,7 @@ fn status_line(answer: &str) -> &str {
 #[test]
 fn only_admins_get_in_and_hostile_requests_get_a_4xx_while_clients_are_served() {
     let site = Site::new();
-    let limits = "max_connections = 3\nrequest_timeout_ms = 1000\nmax_head = \"1KiB\"\nmax_headers = 8\nmax_body = \"1KiB\"";
+    let limits = "max_connections = 3\nrequest_timeout_ms = 1000\nmax_head = \"1KiB\"\nmax_headers = 8\nmax_body = \"1KiB\"\nmax_browse_bytes = \"1KiB\"";
     let users = "[[users]]\nname = \"app\"\npassword = \"app\"\n[[users]]\nname = \"admin\"\npassword = \"admin\"";
     let broker = site.start("", "", &format!("{}{users}", admin_section(limits)));
     let port = broker.wait_for_port("admin");
@@ -105,6 +105,21 @@ fn only_admins_get_in_and_hostile_requests_get_a_4xx_while_clients_are_served() 
         "{}",
         broker.log.text()
     );
+
+    // A browse reads and returns bodies up to max_browse_bytes, then lists the rest.
+    let big = "b".repeat(600);
+    for _ in 0..3 {
+        client.send_receipted("/queue/big", &big, true);
+    }
+    let browsed = json(port, "GET", "/api/queues/big/messages");
+    let messages = browsed["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{browsed}");
+    assert_eq!(messages[0]["body"], big.as_str());
+    assert!(
+        messages[1]["body"].is_null() && messages[2]["body"].is_null(),
+        "{browsed}"
+    );
+    assert_eq!(messages[2]["body_omitted"], "past admin.max_browse_bytes");
 
     // An operator lists the connections and closes this one.
     let listed = json(port, "GET", "/api/connections");
@@ -288,4 +303,43 @@ fn a_lost_slave_is_shown_with_why() {
     assert!(why.contains("closed") || why.contains("silent"), "{why}");
     // Once the probe finds no master at the slave's address, the master serves alone.
     eventually(port, "/api/status", |s| s["role"] == "master-alone");
+}
+
+#[test]
+fn an_op_still_waiting_for_replicas_when_its_request_times_out_is_dropped() {
+    let site = Site::new();
+    let master = site.start(
+        "",
+        "",
+        &format!(
+            "{}\n{}",
+            common::master_replication("min_replicas = 1"),
+            admin_section("request_timeout_ms = 300")
+        ),
+    );
+    let port = master.wait_for_port("admin");
+    let mut client = Client::connect(master.port);
+    // Non-persistent: min_replicas holds only persistent work, and the purge.
+    client.send_receipted("/queue/kept", "one", false);
+    client.send_receipted("/queue/kept", "two", false);
+    let timed_out = call(port, "POST", "/api/queues/kept/purge", Some("ops:ops"));
+    assert_eq!(
+        timed_out.status,
+        504,
+        "{}",
+        String::from_utf8_lossy(&timed_out.body)
+    );
+    // A slave comes in sync: the dropped purge does not run after all.
+    let replication = master.wait_for_port("replication");
+    let slave_site = Site::new();
+    let slave = common::Broker::spawn(&slave_site.write_config(
+        "broker.toml",
+        "",
+        "",
+        &common::slave_replication(replication, ""),
+    ));
+    slave.wait_for_role("slave-mirroring");
+    eventually(port, "/api/status", |s| s["in_sync"] == 1);
+    let queues = json(port, "GET", "/api/queues");
+    assert_eq!(depth(&queues, "kept"), Some(2), "{queues}");
 }

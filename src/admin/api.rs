@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::{Connection, DestinationsReport, StatusReport};
-use crate::broker::{message_from, Browsed, BrowsedBody, DestinationStats, Message};
+use crate::broker::{messages_from, Browsed, BrowsedBody, DestinationStats, Fetch, Message};
 use crate::journal::{read_now, Extent};
 
 pub fn error_body(status: u16, why: &str) -> String {
@@ -112,30 +112,59 @@ pub fn topics(report: &DestinationsReport) -> String {
     json!({ "topics": topics }).to_string()
 }
 
-/// A browsed message, its body read back from the journal if it was paged out.
+/// A browsed message: its body (read back from the journal if it was paged out), why
+/// there is none, or `None` past the browse's byte budget.
 pub struct Shown {
     pub item: Browsed,
-    pub message: Result<std::sync::Arc<Message>, String>,
+    pub message: Option<Result<std::sync::Arc<Message>, String>>,
 }
 
-/// Reads the paged-out messages of a browse (blocking: file reads).
-pub fn browsed(dir: &Path, items: Vec<(Browsed, Option<Extent>)>) -> Vec<Shown> {
-    let extents: Vec<Extent> = items.iter().filter_map(|(_, extent)| *extent).collect();
-    let mut fetched = read_now(dir, &extents).into_iter();
+/// The messages of a browse, bodies included while their sizes add up to at most
+/// `budget` bytes (`admin.max_browse_bytes`): the paged-out ones among those are read
+/// back (blocking: file reads), each record decoded once; the rest are listed without.
+pub fn browsed(dir: &Path, items: Vec<(Browsed, Option<Extent>)>, budget: usize) -> Vec<Shown> {
+    let mut spent = 0usize;
+    let within: Vec<bool> = items
+        .iter()
+        .map(|(item, _)| {
+            spent = spent.saturating_add(item.size as usize);
+            spent <= budget
+        })
+        .collect();
+    let reads: Vec<(Fetch, Extent)> = items
+        .iter()
+        .zip(&within)
+        .filter_map(
+            |((item, extent), within)| match (&item.body, extent, within) {
+                (BrowsedBody::Paged(fetch), Some(extent), true) => Some((fetch.clone(), *extent)),
+                _ => None,
+            },
+        )
+        .collect();
+    let extents: Vec<Extent> = reads.iter().map(|(_, extent)| *extent).collect();
+    let fetched = read_now(dir, &extents);
+    let mut read_back = messages_from(
+        reads
+            .into_iter()
+            .map(|(fetch, _)| fetch)
+            .zip(fetched)
+            .collect(),
+    )
+    .into_iter();
     items
         .into_iter()
-        .map(|(item, extent)| {
-            let message = match (&item.body, extent) {
+        .zip(within)
+        .map(|((item, extent), within)| {
+            let message = within.then(|| match (&item.body, extent) {
                 (BrowsedBody::InMemory(message), _) => Ok(message.clone()),
-                (BrowsedBody::Paged(fetch), Some(_)) => match fetched.next() {
-                    Some(read) => message_from(fetch, read),
-                    None => Err("not read".to_string()),
-                },
+                (BrowsedBody::Paged(_), Some(_)) => read_back
+                    .next()
+                    .unwrap_or_else(|| Err("not read".to_string())),
                 (BrowsedBody::Paged(_), None) => {
                     Err("its segment was compacted meanwhile".to_string())
                 }
                 (BrowsedBody::Unreadable, _) => Err("its record does not read back".to_string()),
-            };
+            });
             Shown { item, message }
         })
         .collect()
@@ -152,7 +181,8 @@ pub fn browse(queue: &str, shown: &[Shown]) -> String {
                 "size": item.size,
             });
             match &shown.message {
-                Ok(message) => {
+                None => value["body_omitted"] = json!("past admin.max_browse_bytes"),
+                Some(Ok(message)) => {
                     let headers: serde_json::Map<String, Value> = message
                         .headers
                         .iter()
@@ -170,7 +200,7 @@ pub fn browse(queue: &str, shown: &[Shown]) -> String {
                         }
                     }
                 }
-                Err(why) => value["unreadable"] = json!(why),
+                Some(Err(why)) => value["unreadable"] = json!(why),
             }
             value
         })

@@ -267,11 +267,18 @@ impl Collector for Snapshot {
             core.replicas
                 .iter()
                 .map(|r| {
-                    let name = r.address.clone().unwrap_or_else(|| "unknown".into());
-                    (
-                        vec![("replica", name), ("state", r.state.to_string())],
-                        value(r),
-                    )
+                    // The link id keeps two slaves of one name (or none) apart.
+                    let name = status
+                        .replica_names
+                        .get(&r.link)
+                        .cloned()
+                        .unwrap_or_default();
+                    let labels = vec![
+                        ("replica", name),
+                        ("link", r.link.0.to_string()),
+                        ("state", r.state.to_string()),
+                    ];
+                    (labels, value(r))
                 })
                 .collect()
         };

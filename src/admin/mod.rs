@@ -160,8 +160,14 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, calls: mpsc::Send
         runtime::spawn(async move {
             let open = shared.active.fetch_add(1, Ordering::SeqCst);
             if open >= shared.admin.max_connections {
+                // Read what came first: closing with a request unread can reset the
+                // connection and lose the 503 on the way.
+                let mut scratch = [0u8; 4096];
+                let _ = runtime::timeout(Duration::from_millis(100), (&stream).read(&mut scratch))
+                    .await;
                 let busy = Response::new(503, "text/plain", "too many admin connections\n");
-                respond(&stream, &busy, false).await;
+                let timeout = Duration::from_millis(shared.admin.request_timeout_ms);
+                respond(&stream, &busy, false, timeout).await;
             } else {
                 serve_one(&stream, &shared).await;
             }
@@ -176,10 +182,10 @@ async fn serve_one(stream: &TcpStream, shared: &Shared) {
     let request = match runtime::timeout(timeout, read_request(stream, &shared.admin)).await {
         Some(Ok(Some(request))) => request,
         Some(Ok(None)) => return,
-        Some(Err(error)) => return respond(stream, &refusal(&error), false).await,
+        Some(Err(error)) => return respond(stream, &refusal(&error), false, timeout).await,
         None => {
             let late = HttpError::new(408, "the request did not arrive in time");
-            return respond(stream, &refusal(&late), false).await;
+            return respond(stream, &refusal(&late), false, timeout).await;
         }
     };
     let head_only = request.method == "HEAD";
@@ -187,7 +193,7 @@ async fn serve_one(stream: &TcpStream, shared: &Shared) {
         Ok(response) => response,
         Err(error) => refusal(&error),
     };
-    respond(stream, &response, head_only).await;
+    respond(stream, &response, head_only, timeout).await;
 }
 
 /// The request on `stream`, or `None` if it closed before sending anything.
@@ -218,9 +224,14 @@ async fn read_request(
     }
 }
 
-async fn respond(mut stream: &TcpStream, response: &Response, head_only: bool) {
-    let _ = stream.write_all(&response.to_bytes(head_only)).await;
-    let _ = stream.flush().await;
+/// Writes the response within `timeout` (a client that does not read loses it), closes.
+async fn respond(mut stream: &TcpStream, response: &Response, head_only: bool, timeout: Duration) {
+    let bytes = response.to_bytes(head_only);
+    let written = async {
+        stream.write_all(&bytes).await?;
+        stream.flush().await
+    };
+    let _ = runtime::timeout(timeout, written).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
@@ -276,7 +287,9 @@ async fn answer(
             match ask(browse).await? {
                 Reply::Browse(Some(items)) => {
                     let dir = shared.config.data_dir().join(crate::journal::JOURNAL_DIR);
-                    let messages = runtime::spawn_blocking(move || api::browsed(&dir, items)).await;
+                    let budget = shared.admin.max_browse_bytes.bytes();
+                    let messages =
+                        runtime::spawn_blocking(move || api::browsed(&dir, items, budget)).await;
                     json(api::browse(&queue, &messages))
                 }
                 Reply::Browse(None) => Err(HttpError::new(404, format!("no queue named {queue}"))),

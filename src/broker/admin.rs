@@ -67,7 +67,7 @@ pub struct Browsed {
 #[derive(Debug, Clone)]
 pub enum BrowsedBody {
     InMemory(Arc<Message>),
-    /// Paged out: read it from the journal with this fetch (`message_from`).
+    /// Paged out: read it from the journal with this fetch (`messages_from`).
     Paged(Fetch),
     /// Its record did not read back.
     Unreadable,

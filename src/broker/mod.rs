@@ -31,7 +31,7 @@ pub use message::{
     AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
 };
 pub use op::{Carried, Op, Removal};
-pub use paging::{message_from, Fetch, Loaded};
+pub use paging::{messages_from, Fetch, Loaded};
 use queue::{Held, Queue, Slot};
 
 /// What one `apply` changed, for the journal's segment accounting.
@@ -151,6 +151,9 @@ impl Broker {
                     self.consume(removal, &mut applied);
                 }
                 self.forget_queue(queue);
+                // Written even when it removed nothing: a restart must not bring back
+                // the queue the sends before it made.
+                applied.durable = true;
             }
             Op::EpochStarted { .. } => applied.durable = true,
             Op::Carry(carried) => {
@@ -216,6 +219,16 @@ impl Broker {
             None => self.queues.entry(queue.to_string()).or_default(),
         };
         existing.counts.arrived(&slot);
+        // A message that goes in behind the read-ahead or eviction cursor (one moved or
+        // dead-lettered here, older than what the queue held) would never be read back
+        // or paged out: both look again from the head.
+        let id = slot.id();
+        if existing.read_ahead_to.is_some_and(|last| id <= last) {
+            existing.read_ahead_to = None;
+        }
+        if existing.evicted_to.is_some_and(|last| id <= last) {
+            existing.evicted_to = None;
+        }
         existing.insert(slot);
         self.mark_dirty(queue);
     }
@@ -371,17 +384,33 @@ impl Broker {
     }
 }
 
-/// A message as it is stored once moved to queue `to`: its destination is `to`, and the
-/// header `original-destination` says where it was sent (the first queue it left, when
-/// it moved more than once).
+/// A message as it is stored once moved to queue `to`: its destination is `to`, and,
+/// unless `to` is where it was sent, the header `original-destination` says where that
+/// was. It depends only on the message as sent and `to`, however often and through which
+/// queues it moved, so a copy kept in memory and one rebuilt from its record (a paged-out
+/// body, a restart, a slave) agree.
 fn relocated(message: &Message, to: &str) -> Arc<Message> {
-    let mut headers = message.headers.clone();
-    if !headers.iter().any(|(name, _)| name == ORIGINAL_DESTINATION) {
-        headers.push((ORIGINAL_DESTINATION.into(), message.destination.to_string()));
+    let sent_to = message
+        .headers
+        .iter()
+        .find(|(name, _)| name == ORIGINAL_DESTINATION)
+        .map_or_else(
+            || message.destination.to_string(),
+            |(_, value)| value.clone(),
+        );
+    let mut headers: Vec<(String, String)> = message
+        .headers
+        .iter()
+        .filter(|(name, _)| name != ORIGINAL_DESTINATION)
+        .cloned()
+        .collect();
+    let destination = Destination::Queue(to.to_string());
+    if sent_to != destination.to_string() {
+        headers.push((ORIGINAL_DESTINATION.into(), sent_to));
     }
     Arc::new(Message {
         id: message.id,
-        destination: Destination::Queue(to.to_string()),
+        destination,
         headers,
         body: message.body.clone(),
         persistent: message.persistent,

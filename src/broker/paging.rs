@@ -210,7 +210,12 @@ impl Broker {
         queue.paged -= 1;
         match message {
             Ok(message) => {
+                // The record's form may cost other than the slot said (a moved message
+                // carries `original-destination`): the queue's bytes follow.
+                let before = u64::from(slot.cost);
                 slot.load(message);
+                queue.counts.bytes =
+                    (queue.counts.bytes + u64::from(slot.cost)).saturating_sub(before);
                 self.memory = self.memory - SLOT_COST + slot.cost as usize;
                 self.evictable = true;
                 self.mark_dirty(&fetch.queue);
@@ -274,10 +279,22 @@ impl Broker {
     }
 }
 
-/// The message a fetch asked for, out of the record a read gave (a browse of a paged-out
-/// message reads it so, without loading it into the queue).
-pub fn message_from(fetch: &Fetch, fetched: Fetched) -> Result<Arc<Message>, String> {
-    message_in(&decoded(fetch, fetched)?, fetch.id, &fetch.queue)
+/// The messages the fetches asked for, out of the records the reads gave, each record
+/// decoded once however many of its messages are asked for (a browse of paged-out
+/// messages reads them so, without loading them into their queue).
+pub fn messages_from(batch: Vec<(Fetch, Fetched)>) -> Vec<Result<Arc<Message>, String>> {
+    let mut records: HashMap<Seq, Result<Op, String>> = HashMap::new();
+    batch
+        .into_iter()
+        .map(|(fetch, fetched)| {
+            let op = match records.entry(fetch.record) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(decoded(&fetch, fetched)),
+            };
+            let op = op.as_ref().map_err(String::clone)?;
+            message_in(op, fetch.id, &fetch.queue)
+        })
+        .collect()
 }
 
 /// The record a read gave, decoded, or why there is none.

@@ -32,6 +32,10 @@ pub struct AdminConfig {
     /// Most messages one browse returns.
     #[serde(default = "max_browse")]
     pub max_browse: usize,
+    /// Most message bytes one browse reads and returns: later messages are listed
+    /// without their bodies.
+    #[serde(default = "max_browse_bytes")]
+    pub max_browse_bytes: ByteSize,
 }
 
 fn max_connections() -> usize {
@@ -51,6 +55,9 @@ fn request_timeout_ms() -> u64 {
 }
 fn max_browse() -> usize {
     1000
+}
+fn max_browse_bytes() -> ByteSize {
+    ByteSize(4 << 20)
 }
 
 impl AdminConfig {
@@ -92,6 +99,11 @@ impl AdminConfig {
             (1..=100_000).contains(&self.max_browse),
             "admin.max_browse",
             "must be from 1 to 100000",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.max_browse_bytes.bytes()),
+            "admin.max_browse_bytes",
+            "must be from 1KiB to 1GiB",
         )
     }
 

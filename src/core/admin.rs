@@ -7,7 +7,7 @@
 //! the number of messages affected), or an ERROR with a `status` header (404, 409, 400).
 
 use super::{Core, Outgoing, Output};
-use crate::broker::{AdminRefusal, Browsed, BrowsedBody, DestinationStats, Op, SessionId};
+use crate::broker::{AdminRefusal, Browsed, BrowsedBody, DestinationStats, Op, Removal, SessionId};
 use crate::journal::{Epoch, Extent, Seq};
 use crate::repl::group::LinkId;
 use crate::repl::role::Role;
@@ -143,39 +143,62 @@ impl Core {
             );
             return self.refuse(session, 409, why);
         }
-        let planned = match op {
-            AdminOp::Purge { queue } => self.broker.purge_plan(&queue).map(Op::Ack),
-            AdminOp::Delete { queue } => self
-                .broker
-                .delete_plan(&queue)
-                .map(|removals| Op::DeleteQueue { queue, removals }),
+        let (queue, planned) = match &op {
+            AdminOp::Purge { queue } => (queue, self.broker.purge_plan(queue)),
+            AdminOp::Delete { queue } => (queue, self.broker.delete_plan(queue)),
             AdminOp::Move { from, to } if from == to => {
                 return self.refuse(session, 400, format!("{from} is the queue to move from"))
             }
-            AdminOp::Move { from, to } => self
-                .broker
-                .purge_plan(&from)
-                .map(|removals| Op::Move { to, removals }),
+            AdminOp::Move { from, .. } => (from, self.broker.purge_plan(from)),
         };
-        match planned {
-            Ok(op) => {
-                let affected = match &op {
-                    Op::Ack(removals)
-                    | Op::Move { removals, .. }
-                    | Op::DeleteQueue { removals, .. } => removals.len(),
-                    _ => 0,
-                };
-                log::info!("admin: {}", describe(&op));
-                let seq = self.record(op);
-                self.receipt_at(session, Some(affected.to_string()), seq, false);
-            }
+        let removals = match planned {
+            Ok(removals) => removals,
             Err(refusal @ AdminRefusal::NoSuchQueue(_)) => {
-                self.refuse(session, 404, refusal.to_string())
+                return self.refuse(session, 404, refusal.to_string())
             }
             Err(refusal @ AdminRefusal::HasConsumers(..)) => {
-                self.refuse(session, 409, refusal.to_string())
+                return self.refuse(session, 409, refusal.to_string())
             }
-        }
+        };
+        // One record per chunk, each well inside a segment (a purge of millions of
+        // messages as one record would not fit one, and the journal would stop).
+        let per_record = (self.log.segment_size() as usize / 4 / (queue.len() + 32)).max(1);
+        let chunks: Vec<Vec<Removal>> = removals
+            .chunks(per_record)
+            .map(<[Removal]>::to_vec)
+            .collect();
+        let affected = removals.len();
+        log::info!(
+            "admin: {} ({affected} message(s), {} record(s))",
+            describe(&op),
+            chunks.len().max(1)
+        );
+        let ops: Vec<Op> = match op {
+            AdminOp::Purge { .. } => chunks.into_iter().map(Op::Ack).collect(),
+            AdminOp::Move { to, .. } => chunks
+                .into_iter()
+                .map(|removals| Op::Move {
+                    to: to.clone(),
+                    removals,
+                })
+                .collect(),
+            // The last record deletes the queue: at least one, even for an empty queue.
+            AdminOp::Delete { queue } => {
+                let mut chunks = chunks;
+                if chunks.is_empty() {
+                    chunks.push(Vec::new());
+                }
+                chunks
+                    .into_iter()
+                    .map(|removals| Op::DeleteQueue {
+                        queue: queue.clone(),
+                        removals,
+                    })
+                    .collect()
+            }
+        };
+        let seq = self.record_all(ops);
+        self.receipt_at(session, Some(affected.to_string()), seq, false);
     }
 
     fn refuse(&mut self, session: SessionId, status: u16, why: String) {
@@ -186,19 +209,10 @@ impl Core {
 }
 
 /// An operator's op for the log.
-fn describe(op: &Op) -> String {
+fn describe(op: &AdminOp) -> String {
     match op {
-        Op::Ack(removals) => format!(
-            "purged {} message(s) from {}",
-            removals.len(),
-            removals
-                .first()
-                .map_or("an empty queue", |r| r.queue.as_str())
-        ),
-        Op::Move { to, removals } => format!("moved {} message(s) to {to}", removals.len()),
-        Op::DeleteQueue { queue, removals } => {
-            format!("deleted queue {queue} with {} message(s)", removals.len())
-        }
-        _ => "an op".to_string(),
+        AdminOp::Purge { queue } => format!("purge of queue {queue}"),
+        AdminOp::Delete { queue } => format!("delete of queue {queue}"),
+        AdminOp::Move { from, to } => format!("move from queue {from} to queue {to}"),
     }
 }

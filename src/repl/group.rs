@@ -265,8 +265,13 @@ impl Group {
             });
         }
         self.replicas
-            .push(Replica::new(link, in_sync_at, advertised));
-        Ok(self.step(&Event::SlaveAttached, next_seq))
+            .push(Replica::new(link, in_sync_at, next_seq, advertised));
+        let mut steps = self.step(&Event::SlaveAttached, next_seq);
+        // With nothing to catch up on, it is caught up already: no record may ever come
+        // to acknowledge (the master's last ones were non-persistent, and persistent work
+        // may be held for want of this very slave, `min_replicas`).
+        steps.extend(self.acknowledged(link, Seq::ZERO, next_seq));
+        Ok(steps)
     }
 
     /// The replica on `link` holds everything up to `seq`.
@@ -276,6 +281,10 @@ impl Group {
             return Vec::new();
         };
         replica.acked = replica.acked.max(seq);
+        if replica.acked >= replica.in_sync_at {
+            // Caught up: what it lacks before the live stream was never on disk.
+            replica.acked = replica.acked.max(replica.live_from.prev());
+        }
         if replica.gate_from.is_none() && replica.acked >= replica.in_sync_at {
             // Caught up: from here on receipts also wait for it, so it never falls
             // behind what is released again.

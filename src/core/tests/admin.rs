@@ -122,3 +122,42 @@ fn refusals_record_nothing() {
         "a slave takes no ops"
     );
 }
+
+/// A purge of more messages than one record should hold is several records, each well
+/// inside a segment, answered once with the total.
+#[test]
+fn a_large_purge_is_cut_into_records_that_fit_a_segment() {
+    let mut core = started(MASTER, SlaveAck::Received);
+    let count = 20_000;
+    for i in 0..count {
+        core.step(Input::Client(
+            SessionId(1),
+            Request::Send {
+                message: message(&i.to_string()),
+                receipt: None,
+            },
+        ));
+    }
+    core.step(Input::Durable(core.next_seq().prev()));
+    outputs(&mut core);
+    let purged = op(&mut core, AdminOp::Purge { queue: "q".into() });
+    let records: Vec<(usize, usize)> = purged
+        .iter()
+        .filter_map(|o| match o {
+            Output::Journal(Write::Append { entry, .. }) => match codec::decode(&entry.payload) {
+                Ok(Op::Ack(removals)) => Some((removals.len(), entry.payload.len())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(records.len() > 1, "{records:?}");
+    assert_eq!(records.iter().map(|(n, _)| n).sum::<usize>(), count);
+    // Log::empty(1 MiB) in these tests: a quarter of a segment at most.
+    assert!(
+        records.iter().all(|(_, bytes)| *bytes <= 256 << 10),
+        "{records:?}"
+    );
+    core.step(Input::Durable(core.next_seq().prev()));
+    assert_eq!(receipts(&outputs(&mut core)), [count.to_string()]);
+}

@@ -18,6 +18,10 @@ pub struct Replica {
     pub gate_from: Option<Seq>,
     /// The slave has caught up once it holds this seq (what was durable at its attach).
     pub in_sync_at: Seq,
+    /// The master's next seq at the attach: records from it on are shipped live; the
+    /// ones before that were never on disk (non-persistent) it can never hold, so once
+    /// caught up it counts as holding everything before this.
+    pub live_from: Seq,
     pub in_sync: bool,
     /// Where the slave's replication listener is: probed when it is lost, and told to
     /// the other slaves as its place in the succession.
@@ -30,12 +34,18 @@ pub struct Replica {
 
 impl Replica {
     /// A slave that has just attached: nothing acknowledged, catching up.
-    pub fn new(link: LinkId, in_sync_at: Seq, advertised: Option<String>) -> Replica {
+    pub fn new(
+        link: LinkId,
+        in_sync_at: Seq,
+        live_from: Seq,
+        advertised: Option<String>,
+    ) -> Replica {
         Replica {
             link,
             acked: Seq::ZERO,
             gate_from: None,
             in_sync_at,
+            live_from,
             in_sync: false,
             advertised,
             lag_bytes: 0,

@@ -302,3 +302,25 @@ fn no_slave_attaches_while_the_master_decides_what_a_lost_one_means() {
     group.acknowledged(LinkId(2), Seq(4), Seq(5));
     assert_eq!(group.role(), Role::MasterWithSlave);
 }
+
+/// Records 1..=2 were non-persistent (never on disk) and released; nothing is durable.
+/// A slave attaching then has nothing to catch up on and no record will come for it to
+/// acknowledge: it is in sync at its attach. One attaching after durable record 3 is
+/// in sync once it holds 3, though it never holds 1 and 2.
+#[test]
+fn a_slave_that_can_hold_nothing_more_is_in_sync_without_a_record() {
+    let mut group = started(MASTER);
+    group.release_point(Seq(2));
+    let steps = work(group.attach(LinkId(1), Seq(3), Seq(0), address(1)).unwrap());
+    assert!(steps.contains(&Step::TellInSync(LinkId(1))), "{steps:?}");
+
+    let mut group = started(MASTER);
+    group.release_point(Seq(3));
+    let steps = work(group.attach(LinkId(2), Seq(4), Seq(3), address(2)).unwrap());
+    assert!(
+        !steps.contains(&Step::TellInSync(LinkId(2))),
+        "catching up: {steps:?}"
+    );
+    let steps = group.acknowledged(LinkId(2), Seq(3), Seq(4));
+    assert!(steps.contains(&Step::TellInSync(LinkId(2))), "{steps:?}");
+}

@@ -126,7 +126,20 @@ impl Shell {
             .push_back(Input::Client(session, Request::Admin(op)));
         let mut closer = self.session_sender.clone();
         crate::runtime::spawn(async move {
-            let answer = match answers.next().await {
+            let mut reply = reply;
+            // The caller gave up (its request timed out): close the session, which drops
+            // the op if it still waits for replicas (it may have been applied already).
+            let answered = futures::select! {
+                answer = answers.next() => Some(answer),
+                _ = reply.cancellation().fuse() => None,
+            };
+            let Some(answered) = answered else {
+                let _ = closer
+                    .send(SessionEvent::Request(session, Request::Close))
+                    .await;
+                return;
+            };
+            let answer = match answered {
                 Some(Outgoing::Frame(frame)) if frame.command == Command::Receipt => {
                     let affected = frame.header("receipt-id").and_then(|n| n.parse().ok());
                     Ok(affected.unwrap_or(0))
