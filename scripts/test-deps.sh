@@ -2,6 +2,7 @@
 # Installs what the tests need beyond cargo, when missing (a fresh machine has none of
 # it), and is quick when everything is there:
 #   - Debian's chromium (the web console test drives it headless);
+#   - Debian's zookeeper (3.8, with a JRE: tests start their own servers from its jar);
 #   - tests/browser/node_modules: puppeteer-core, from tests/browser/package-lock.json;
 #   - target/test-deps/venv: Python with prometheus-client, whose exposition parser
 #     checks /metrics.
@@ -17,6 +18,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "test-deps: installing chromium (Debian package)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ ! -f /usr/share/java/zookeeper.jar ]; then
+  echo "test-deps: installing zookeeper (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq zookeeper >/dev/null
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

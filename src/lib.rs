@@ -53,5 +53,6 @@ pub mod server;
 pub mod session;
 pub mod stomp;
 pub mod verify;
+pub mod zk;
 
 pub use error::{Error, Result};

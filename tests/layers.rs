@@ -9,14 +9,14 @@
 //! core                                the pure state machine
 //! stomp, broker, journal, repl        models: wire format, state, records, replication
 //! error, deadline, runtime, codec,    the foundation and the seams
-//!   http, meter, config
+//!   http, meter, zk, config
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const FOUNDATION: &[&str] = &[
-    "error", "deadline", "runtime", "codec", "http", "meter", "config",
+    "error", "deadline", "runtime", "codec", "http", "meter", "zk", "config",
 ];
 
 /// Each module and the modules it may name (besides itself).
@@ -27,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("codec", &["error", "runtime"]),
     ("http", &[]),
     ("meter", &[]),
+    ("zk", &[]),
     ("config", &["error", "http"]),
     ("stomp", &["error"]),
     ("journal", &["error", "codec", "meter"]),

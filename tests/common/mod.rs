@@ -8,6 +8,7 @@ pub mod client;
 pub mod hostile;
 pub mod proxy;
 pub mod ride;
+pub mod zookeeper;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
