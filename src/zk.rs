@@ -175,34 +175,41 @@ impl Coordinator {
         }
     }
 
-    /// In one transaction: writes `epoch` at `epoch_path` if its version is still
-    /// `epoch_version` (or creates it, with `None`), and creates `master_path` as an
-    /// ephemeral node of this session holding `master`. True if both happened; false if
-    /// neither did because another broker moved first.
-    pub async fn claim(
-        &self,
-        epoch_path: &str,
-        epoch_version: Option<i32>,
-        epoch: &[u8],
-        master_path: &str,
-        master: &[u8],
-    ) -> Result<bool, String> {
+    /// In one transaction: writes the epoch and the in-sync set at the versions read
+    /// (creating either node where its version is `None`), and creates the master node
+    /// as an ephemeral node of this session. True if all of it happened; false if none
+    /// did because another broker moved first.
+    pub async fn claim(&self, claim: &Claim<'_>) -> Result<bool, String> {
         let mut writer = self.client.new_multi_writer();
         let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
         let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-        let queued = match epoch_version {
-            Some(version) => writer.add_set_data(epoch_path, epoch, Some(version)),
-            None => writer.add_create(epoch_path, epoch, &persistent),
-        }
-        .and_then(|()| writer.add_create(master_path, master, &ephemeral));
-        queued.map_err(|e| failed("claiming", master_path, e))?;
+        let mut queue = |path: &str, data: &[u8], version: Option<i32>| match version {
+            Some(version) => writer.add_set_data(path, data, Some(version)),
+            None => writer.add_create(path, data, &persistent),
+        };
+        queue(claim.epoch_path, claim.epoch, claim.epoch_version)
+            .and_then(|()| queue(claim.isr_path, claim.isr, claim.isr_version))
+            .and_then(|()| writer.add_create(claim.master_path, claim.master, &ephemeral))
+            .map_err(|e| failed("claiming", claim.master_path, e))?;
         match writer.commit().await {
             Ok(_) => Ok(true),
             Err(zookeeper_client::MultiWriteError::OperationFailed {
                 source: ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode,
                 ..
             }) => Ok(false),
-            Err(error) => Err(failed("claiming", master_path, error)),
+            Err(error) => Err(failed("claiming", claim.master_path, error)),
         }
     }
+}
+
+/// The nodes a claim writes, and the versions it read them at.
+pub struct Claim<'a> {
+    pub epoch_path: &'a str,
+    pub epoch_version: Option<i32>,
+    pub epoch: &'a [u8],
+    pub isr_path: &'a str,
+    pub isr_version: Option<i32>,
+    pub isr: &'a [u8],
+    pub master_path: &'a str,
+    pub master: &'a [u8],
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::zookeeper::Ensemble;
 use common::PATIENCE;
 use mirrormq::runtime;
-use mirrormq::zk::{Coordinator, Session};
+use mirrormq::zk::{Claim, Coordinator, Session};
 
 const TIMEOUT: Duration = Duration::from_millis(2000);
 
@@ -56,50 +56,64 @@ fn ephemeral_nodes_go_with_their_session_and_watches_say_so() {
     });
 }
 
+/// A claim as the election makes it: epoch `epoch` at `epoch_version`, the in-sync set
+/// reset to `name` at `isr_version`, and the master node naming `name`.
+fn claim(
+    coordinator: &Coordinator,
+    name: &str,
+    epoch: &str,
+    epoch_version: Option<i32>,
+    isr_version: Option<i32>,
+) -> bool {
+    let master = format!("name={name}\n");
+    let isr = format!("{name}\n");
+    runtime::block_on(coordinator.claim(&Claim {
+        epoch_path: "/g/epoch",
+        epoch_version,
+        epoch: epoch.as_bytes(),
+        isr_path: "/g/isr",
+        isr_version,
+        isr: isr.as_bytes(),
+        master_path: "/g/master",
+        master: master.as_bytes(),
+    }))
+    .unwrap()
+}
+
 #[test]
-fn a_claim_takes_the_epoch_and_the_master_node_together_or_neither() {
+fn a_claim_takes_the_epoch_the_in_sync_set_and_the_master_node_together_or_not_at_all() {
     let ensemble = Ensemble::start(1);
     let (a, b) = (connect(&ensemble), connect(&ensemble));
-    runtime::block_on(async {
-        a.ensure("/g").await.unwrap();
-        assert!(a
-            .claim("/g/epoch", None, b"1", "/g/master", b"a")
-            .await
-            .unwrap());
-        // The epoch exists: a claim that expects to create it fails, and makes nothing.
-        assert!(!b
-            .claim("/g/epoch", None, b"1", "/g/master", b"b")
-            .await
-            .unwrap());
-        let epoch = a.read("/g/epoch").await.unwrap().unwrap();
-        assert_eq!((epoch.data.as_slice(), epoch.version), (&b"1"[..], 0));
-        let master = a.read("/g/master").await.unwrap().unwrap();
-        assert_eq!(master.data, b"a");
-        // While the master node exists, a claim at the right epoch version fails whole.
-        assert!(!b
-            .claim("/g/epoch", Some(0), b"2", "/g/master", b"b")
-            .await
-            .unwrap());
-        assert_eq!(a.read("/g/epoch").await.unwrap().unwrap().data, b"1");
-        // The master steps down (a planned handover): the next claim takes epoch 2.
-        assert!(a.delete("/g/master", master.version).await.unwrap());
-        assert!(b
-            .claim("/g/epoch", Some(0), b"2", "/g/master", b"b")
-            .await
-            .unwrap());
-        // A claim at a stale epoch version fails, and the master node stays b's.
-        assert!(!a
-            .claim("/g/epoch", Some(0), b"2", "/g/master", b"a")
-            .await
-            .unwrap());
-        assert_eq!(a.read("/g/master").await.unwrap().unwrap().data, b"b");
-        assert_eq!(
-            a.set("/g/epoch", b"3", 0).await.unwrap(),
-            None,
-            "stale version"
-        );
-        assert_eq!(a.set("/g/epoch", b"3", 1).await.unwrap(), Some(2));
-    });
+    let read = |path: &str| runtime::block_on(a.read(path)).unwrap();
+    runtime::block_on(a.ensure("/g")).unwrap();
+    assert!(claim(&a, "a", "1", None, None));
+    // The nodes exist: a claim that expects to create them fails, and writes nothing.
+    assert!(!claim(&b, "b", "1", None, None));
+    let epoch = read("/g/epoch").unwrap();
+    assert_eq!((epoch.data.as_slice(), epoch.version), (&b"1"[..], 0));
+    assert_eq!(read("/g/isr").unwrap().data, b"a\n");
+    let master = read("/g/master").unwrap();
+    assert_eq!(master.data, b"name=a\n");
+    // While the master node exists, a claim at the right versions fails whole.
+    assert!(!claim(&b, "b", "2", Some(0), Some(0)));
+    assert_eq!(read("/g/epoch").unwrap().data, b"1");
+    assert_eq!(read("/g/isr").unwrap().data, b"a\n");
+    // The master steps down (a planned handover): the next claim takes epoch 2.
+    assert!(runtime::block_on(a.delete("/g/master", master.version)).unwrap());
+    assert!(claim(&b, "b", "2", Some(0), Some(0)));
+    assert_eq!(read("/g/isr").unwrap().data, b"b\n");
+    // A claim at stale versions fails, and the master node stays b's.
+    assert!(!claim(&a, "a", "2", Some(0), Some(0)));
+    assert_eq!(read("/g/master").unwrap().data, b"name=b\n");
+    assert_eq!(
+        runtime::block_on(a.set("/g/isr", b"b\na\n", 0)).unwrap(),
+        None,
+        "stale"
+    );
+    assert_eq!(
+        runtime::block_on(a.set("/g/isr", b"b\na\n", 1)).unwrap(),
+        Some(2)
+    );
 }
 
 #[test]

@@ -7,8 +7,11 @@
 //! - `role`: the role state machine.
 //! - `group`: the role together with the attached replica and the receipt gate: the one
 //!   state machine the core owns.
+//! - `election`: who should be master, from what ZooKeeper shows (groundwork of the
+//!   ZooKeeper election; not used by the broker yet).
 
 pub mod catchup;
+pub mod election;
 pub mod group;
 pub mod message;
 pub mod role;
