@@ -42,6 +42,7 @@ pub mod config;
 pub mod connection;
 pub mod core;
 pub mod deadline;
+pub mod election;
 pub mod error;
 pub mod http;
 pub mod journal;

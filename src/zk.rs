@@ -146,6 +146,15 @@ impl Coordinator {
         }
     }
 
+    /// The names of `path`'s children (none if it is gone).
+    pub async fn children(&self, path: &str) -> Result<Vec<String>, String> {
+        match self.client.list_children(path).await {
+            Ok(children) => Ok(children),
+            Err(ZkError::NoNode) => Ok(Vec::new()),
+            Err(error) => Err(failed("listing", path, error)),
+        }
+    }
+
     /// Creates `path` as an ephemeral node of this session; false if it exists.
     pub async fn create_ephemeral(&self, path: &str, data: &[u8]) -> Result<bool, String> {
         let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());

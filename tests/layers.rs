@@ -67,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("verify", &["error", "broker", "journal"]),
+    ("election", &["error", "runtime", "journal", "repl", "zk"]),
     (
         "server",
         &[
