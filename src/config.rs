@@ -15,8 +15,10 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 mod admin;
+mod election;
 mod values;
 pub use admin::AdminConfig;
+pub use election::ElectionConfig;
 pub use values::{ByteSize, Endpoint};
 
 /// Upper bound of `stomp.max_pending_frames`: far above any useful queue, far below
@@ -37,6 +39,9 @@ pub struct Config {
     /// Off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The master elected through ZooKeeper; absent: a static master and slaves.
+    #[serde(default)]
+    pub election: Option<ElectionConfig>,
 }
 
 /// `[broker]`: identity, storage and delivery policy.
@@ -434,6 +439,9 @@ impl Config {
                 "users.name",
                 "names must be unique",
             )?;
+        }
+        if let Some(election) = &self.election {
+            election.validate(&self.replication)?;
         }
         match &self.admin {
             Some(admin) => admin.validate(&self.users),

@@ -72,7 +72,8 @@ fn one_is_elected_the_others_follow_and_the_first_in_sync_takes_over() {
         ]
     );
     // c comes in sync first, then a: the master writes so.
-    runtime::block_on(b.write_isr(&["b".into(), "c".into(), "a".into()])).unwrap();
+    let isr = ["b", "c", "a"].map(|n| format!("tcp://127.0.0.1:1{n}"));
+    runtime::block_on(b.write_isr(&isr)).unwrap();
     // The master's session ends (kill -9): once it expires, c claims epoch 3, a follows.
     drop(b);
     let outcomes = elect_all(&[&a, &c], Some(Epoch(2)));
@@ -124,7 +125,8 @@ fn a_live_master_whose_link_broke_is_followed_again() {
         elect_all(&[&b], None),
         [Outcome::Elected { epoch: Epoch(2) }]
     );
-    runtime::block_on(b.write_isr(&["b".into(), "a".into()])).unwrap();
+    let isr = ["b", "a"].map(|n| format!("tcp://127.0.0.1:1{n}"));
+    runtime::block_on(b.write_isr(&isr)).unwrap();
     let started = std::time::Instant::now();
     let again = elect_all(&[&a], Some(Epoch(2)));
     assert_eq!(

@@ -72,7 +72,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "server",
         &[
             "error", "runtime", "codec", "config", "stomp", "broker", "journal", "repl", "core",
-            "link", "session", "admin",
+            "link", "session", "admin", "election", "zk",
         ],
     ),
 ];

@@ -130,6 +130,9 @@ pub enum Input {
     /// The clock, in ms from any fixed start: stepped every 100 ms while requests wait
     /// for replicas (`Core::holding`), to time them out.
     Clock(u64),
+    /// The election's session (`[election]`) is lost for now (`true`: no receipt may go
+    /// out, another broker may be elected), or alive again (`false`).
+    Fence(bool),
     /// Time to look for journal segments worth compacting (every
     /// `broker.compact_interval_ms`).
     Compact,
@@ -213,7 +216,11 @@ impl Input {
     pub fn may_dispatch(&self) -> bool {
         !matches!(
             self,
-            Input::ReplicaAck { .. } | Input::ReplicaLag { .. } | Input::Durable(_) | Input::Tick
+            Input::ReplicaAck { .. }
+                | Input::ReplicaLag { .. }
+                | Input::Durable(_)
+                | Input::Fence(_)
+                | Input::Tick
         )
     }
 
@@ -236,6 +243,7 @@ impl Input {
             Input::AloneRecorded => "alone recorded",
             Input::Fetched(_) => "fetched",
             Input::Compact => "compact",
+            Input::Fence(_) => "fence",
             Input::Clock(_) => "clock",
             Input::Tick => "tick",
         }

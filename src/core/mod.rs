@@ -141,6 +141,10 @@ impl Core {
             }
             Input::Fetched(fetched) => self.fetched(fetched),
             Input::Compact => self.compact(),
+            Input::Fence(fenced) => {
+                let step = self.group.fence(fenced);
+                self.carry_out(vec![step]);
+            }
             Input::Tick => {
                 for delivery in self.broker.dispatch() {
                     let session = delivery.consumer.session;

@@ -170,7 +170,7 @@ impl Elector {
                         epoch,
                     };
                     let epoch_text = epoch.to_string();
-                    let isr = election::isr_text(std::slice::from_ref(&self.me.name));
+                    let isr = election::isr_text(std::slice::from_ref(&self.me.replication));
                     let master_text = master.to_string();
                     let claim = Claim {
                         epoch_path: &self.paths.epoch,
@@ -199,7 +199,8 @@ impl Elector {
         }
     }
 
-    /// As master: the brokers that hold every receipted record, this one first. Written
+    /// As master: the replication addresses of the brokers that hold every receipted
+    /// record, this one first. Written
     /// before the master counts on a new slave, and before it releases receipts without
     /// a lost one.
     pub async fn write_isr(&self, members: &[String]) -> Result<(), String> {

@@ -6,7 +6,8 @@
 //!   goes with the master's session.
 //! - `epoch`: the last epoch claimed; a claim writes it at the version it read, in the
 //!   same transaction that creates `master`, so two claims of one epoch cannot both win.
-//! - `isr`: the brokers that hold every receipted record, in the order they came in sync
+//! - `isr`: the replication addresses of the brokers that hold every receipted record
+//!   (the master first), in the order they came in sync
 //!   (Kafka's in-sync replicas): the master writes it before it counts on a slave and
 //!   before it releases receipts without a lost one, and a claim resets it to the
 //!   claimant alone.
@@ -44,7 +45,7 @@ pub struct View {
     pub master: Option<MasterNode>,
     /// The `epoch` node's value and version.
     pub epoch: Option<(Epoch, i32)>,
-    /// The `isr` node's names and version.
+    /// The `isr` node's replication addresses and version.
     pub isr: Option<(Vec<String>, i32)>,
     pub candidates: Vec<Candidate>,
 }
@@ -81,12 +82,12 @@ pub fn decide(me: &Candidate, view: &View) -> Decision {
             epoch: master.epoch,
         };
     }
-    let live = |name: &str| view.candidates.iter().find(|c| c.name == name);
+    let live = |address: &str| view.candidates.iter().find(|c| c.replication == address);
     let chosen = match &view.isr {
         Some((isr, _)) if !isr.is_empty() => {
             // Only a broker that holds every receipted record may take over: the first
             // in-sync one that is running (they came in sync in this order).
-            match isr.iter().find_map(|name| live(name)) {
+            match isr.iter().find_map(|address| live(address)) {
                 Some(first) => first,
                 None => {
                     return Decision::Wait(format!(
@@ -175,9 +176,12 @@ impl Candidate {
     }
 }
 
-/// The `isr` node's text: one name a line.
-pub fn isr_text(names: &[String]) -> String {
-    names.iter().map(|name| format!("{name}\n")).collect()
+/// The `isr` node's text: one replication address a line.
+pub fn isr_text(addresses: &[String]) -> String {
+    addresses
+        .iter()
+        .map(|address| format!("{address}\n"))
+        .collect()
 }
 
 pub fn parse_isr(data: &[u8]) -> Result<Vec<String>, String> {

@@ -78,6 +78,9 @@ pub struct Group {
     released: Seq,
     /// On a slave: the succession its master told it last.
     told_succession: Vec<String>,
+    /// The election's session is not known to be alive (`[election]`): another broker
+    /// may be elected soon, so no receipt goes out.
+    fenced: bool,
 }
 
 impl Group {
@@ -93,7 +96,15 @@ impl Group {
             to_probe: Vec::new(),
             released: Seq::ZERO,
             told_succession: Vec::new(),
+            fenced: false,
         }
+    }
+
+    /// Fences receipts off (`true`: the election's session is lost for now) or lets them
+    /// out again; returns the release to carry out.
+    pub fn fence(&mut self, fenced: bool) -> Step {
+        self.fenced = fenced;
+        Step::Release
     }
 
     pub fn role(&self) -> Role {
@@ -136,7 +147,7 @@ impl Group {
     /// The highest seq whose receipt may go out: durable here and acknowledged by every
     /// gating replica. Nothing new while frozen.
     pub fn release_point(&mut self, durable: Seq) -> Seq {
-        if self.frozen {
+        if self.frozen || self.fenced {
             return self.released;
         }
         let point = self

@@ -44,6 +44,12 @@ pub(super) enum Done {
     Welcomed(Box<slave::Link>),
     /// The local store could not be read or prepared: the broker must stop.
     Failed(Error),
+    /// An election ended (`[election]`).
+    Election(Box<super::shell::Elected>),
+    /// The election session's state changed.
+    Coordination(crate::zk::Session),
+    /// Time to see whether a fenced master's session came back.
+    FenceCheck,
 }
 
 impl Shell {
@@ -71,6 +77,10 @@ impl Shell {
                 });
                 Ok(())
             }
+            Action::FindMaster if self.elects() => {
+                self.elect(None, false);
+                Ok(())
+            }
             Action::FindMaster => {
                 let peers = self.config.replication.peers.clone();
                 let patience = probe_patience(&self.config);
@@ -95,6 +105,11 @@ impl Shell {
 
     /// Asks each lost slave's address whether a master listens there.
     pub(super) fn probe_slaves(&mut self, addresses: Vec<String>) {
+        if self.elects() {
+            // A lost slave cannot have taken over while this master holds the master
+            // node: it leaves the in-sync set instead.
+            return self.drop_lost_slaves();
+        }
         let patience = probe_patience(&self.config);
         self.start(async move {
             let mut why = "the lost slaves gave no replication address".to_string();
@@ -118,6 +133,10 @@ impl Shell {
     /// Our master is lost (or said it is stopping): decides, with the succession, whether
     /// this broker dials it again, follows another slave that took over, or promotes.
     pub(super) fn check_succession(&mut self, probe_master: bool, succession: Vec<String>) {
+        if self.elects() {
+            let lost = self.election_epoch();
+            return self.elect(lost.or(Some(crate::journal::Epoch::FIRST)), probe_master);
+        }
         let check = Succession {
             master: self.master.clone().filter(|_| probe_master),
             own: self.replication_address.clone(),
@@ -140,6 +159,9 @@ impl Shell {
             Done::Copied(copied) => self.install_copy(copied).await?,
             Done::Welcomed(link) => self.welcomed(*link).await?,
             Done::Failed(error) => return Err(error),
+            Done::Election(elected) => self.elected(*elected),
+            Done::Coordination(state) => self.coordination(state),
+            Done::FenceCheck => self.fence_check(),
         }
         Ok(())
     }
@@ -214,7 +236,7 @@ impl Shell {
         Ok(())
     }
 
-    fn start(&mut self, task: impl std::future::Future<Output = Done> + Send + 'static) {
+    pub(super) fn start(&mut self, task: impl std::future::Future<Output = Done> + Send + 'static) {
         let done = self.done_sender.clone();
         runtime::spawn(async move {
             let _ = done.unbounded_send(task.await);
@@ -573,7 +595,7 @@ impl Succession {
 }
 
 /// How long a probe waits for an answer: as long as the link waits for a heart-beat.
-fn probe_patience(config: &Config) -> Duration {
+pub(super) fn probe_patience(config: &Config) -> Duration {
     let replication = &config.replication;
     Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses))
 }

@@ -64,7 +64,7 @@ fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<S
     let replication = &config.replication;
     let policy = Policy {
         is_slave: replication.master_connector_uri.is_some(),
-        has_peers: !replication.peers.is_empty(),
+        has_peers: !replication.peers.is_empty() || config.election.is_some(),
         max_slaves: replication.max_slaves,
         min_replicas: replication.min_replicas,
         min_replicas_timeout_ms: replication.min_replicas_timeout_ms,

@@ -33,8 +33,11 @@ use crate::repl::role::Event;
 use crate::session::{MemoryGauge, Room, SessionEvent, SessionInfo};
 
 mod admin;
+mod election;
 mod links;
 mod timers;
+
+pub(super) use election::Elected;
 
 /// Depth of the queue from sessions into the core: full means producers wait.
 pub(super) const REQUEST_QUEUE: usize = 4096;
@@ -141,6 +144,8 @@ pub(super) struct Shell {
     last_change: (u64, u64),
     seq_clock: admin::SeqClock,
     started_at_ms: u64,
+    /// This broker's part in the ZooKeeper election, once joined (`[election]`).
+    election: Option<election::Election>,
 }
 
 /// The channels a shell reads, made before the journal that reports into one of them.
@@ -235,6 +240,7 @@ impl Shell {
             last_change: (0, 0),
             seq_clock: admin::SeqClock::default(),
             started_at_ms: crate::session::unix_ms(),
+            election: None,
         }
     }
 
@@ -477,6 +483,8 @@ impl Shell {
                 }
             }
             Output::TellSuccession(succession) => {
+                // The in-sync set in ZooKeeper before the slaves hear it (`[election]`).
+                self.write_isr(&succession, None);
                 self.ship();
                 for live in self.live.values() {
                     let _ = live.unbounded_send(Shipment::Succession(succession.clone()));
@@ -579,6 +587,7 @@ impl Shell {
                 code.max(1)
             }
         };
+        self.resign().await;
         // Closing a link's queue ends it ("the master is stopping").
         self.live.clear();
         // Closing each channel ends its writer once it has written what is queued.

@@ -19,8 +19,12 @@ fn master(name: &str, epoch: u64) -> MasterNode {
     }
 }
 
+/// The in-sync set of brokers `names`, by their replication addresses.
 fn isr(names: &[&str], version: i32) -> Option<(Vec<String>, i32)> {
-    Some((names.iter().map(|n| n.to_string()).collect(), version))
+    Some((
+        names.iter().map(|n| format!("tcp://{n}:1")).collect(),
+        version,
+    ))
 }
 
 /// What each of a, b and c decides in `view` (their positions as in `view.candidates`,
