@@ -24,7 +24,7 @@ use crate::session::Shared;
 
 /// Pause between a master's probes of its lost slave: a slave that decided to promote
 /// itself opens its replication listener within this, so three probes cannot miss it.
-const PROBE_GAP: Duration = Duration::from_millis(50);
+pub(super) const PROBE_GAP: Duration = Duration::from_millis(50);
 /// Longest pause between a slave's attempts to reach its master.
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
 /// The first pause after a failed dial.
@@ -137,7 +137,7 @@ impl Shell {
             let lost = self.election_epoch();
             return self.elect(lost.or(Some(crate::journal::Epoch::FIRST)), probe_master);
         }
-        let check = Succession {
+        let check = super::succession::Succession {
             master: self.master.clone().filter(|_| probe_master),
             own: self.replication_address.clone(),
             members: succession,
@@ -526,71 +526,6 @@ async fn probe_lost_slave(address: &Endpoint, patience: Duration) -> Probed {
             return probed;
         }
         runtime::sleep(PROBE_GAP).await;
-    }
-}
-
-/// A slave's decision after its master was lost: dial it again if it answers; follow an
-/// in-sync slave that took over; wait while one before us in the succession may still
-/// take over; promote when none did.
-struct Succession {
-    /// The lost master, to probe first (`None`: it said it was stopping).
-    master: Option<Endpoint>,
-    /// This broker's replication address, to find its place in `members`.
-    own: Option<String>,
-    /// The in-sync slaves' addresses, first to take over first.
-    members: Vec<String>,
-    epoch: Epoch,
-    patience: Duration,
-}
-
-impl Succession {
-    async fn run(self) -> Done {
-        let place = self
-            .own
-            .as_ref()
-            .and_then(|own| self.members.iter().position(|m| m == own));
-        // A slave without an address comes after every member the master listed.
-        let before_us = |index: usize| place.is_none_or(|p| index < p);
-        let deadline = std::time::Instant::now() + self.patience * 4;
-        let mut why = "the master said it was stopping".to_string();
-        loop {
-            if let Some(master) = &self.master {
-                match probe::probe(master, self.patience, 1, Duration::ZERO).await {
-                    Probed::Master(_) => return Done::Event(Event::MasterAnswered),
-                    Probed::NotMaster { .. } => why = format!("{master} is not a master"),
-                    Probed::NoMaster(no) => why = no,
-                }
-            }
-            let mut waiting_for = None;
-            for (index, member) in self.members.iter().enumerate() {
-                if Some(index) == place {
-                    continue;
-                }
-                let Ok(endpoint) = Endpoint::parse(member) else {
-                    continue;
-                };
-                match probe::probe(&endpoint, self.patience, 1, Duration::ZERO).await {
-                    Probed::Master(Some(theirs)) if theirs > self.epoch => {
-                        log::info!("replication: in-sync slave {endpoint} has taken over (epoch {theirs}): following it");
-                        return Done::Follow(endpoint, Event::MasterMoved);
-                    }
-                    Probed::NotMaster {
-                        candidate: true, ..
-                    } if before_us(index) => {
-                        waiting_for.get_or_insert(endpoint);
-                    }
-                    _ => {}
-                }
-            }
-            let Some(earlier) = waiting_for else {
-                return Done::Event(Event::MasterGone(why));
-            };
-            if std::time::Instant::now() >= deadline {
-                log::warn!("replication: {earlier}, before this slave in the succession, is still deciding: not promoting; dialling the master again");
-                return Done::Event(Event::MasterAnswered);
-            }
-            runtime::sleep(PROBE_GAP).await;
-        }
     }
 }
 

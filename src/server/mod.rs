@@ -15,6 +15,7 @@ mod actions;
 mod flow;
 mod shell;
 mod store;
+mod succession;
 
 pub use store::recover;
 

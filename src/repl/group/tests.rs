@@ -324,3 +324,18 @@ fn a_slave_that_can_hold_nothing_more_is_in_sync_without_a_record() {
     let steps = group.acknowledged(LinkId(2), Seq(3), Seq(4));
     assert!(steps.contains(&Step::TellInSync(LinkId(2))), "{steps:?}");
 }
+
+/// A fenced master (its election session unreachable) releases nothing new until the
+/// fence is lifted, whatever the disk and the replicas hold.
+#[test]
+fn a_fenced_master_releases_nothing_until_the_fence_is_lifted() {
+    let mut group = started(MASTER);
+    with_in_sync(&mut group, 1, 0);
+    group.acknowledged(LinkId(1), Seq(5), Seq(6));
+    assert_eq!(group.release_point(Seq(3)), Seq(3));
+    assert_eq!(group.fence(true), Step::Release);
+    group.acknowledged(LinkId(1), Seq(9), Seq(10));
+    assert_eq!(group.release_point(Seq(9)), Seq(3), "fenced");
+    group.fence(false);
+    assert_eq!(group.release_point(Seq(9)), Seq(9));
+}
