@@ -75,7 +75,10 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Opens a session with `servers` (`host:port,host:port,...`); fails once no server
-    /// answered within `session_timeout`.
+    /// answered within `session_timeout`. With a connection timeout this long the client
+    /// pings every 3/20 of the session timeout and calls a server that stays silent for
+    /// 2/5 of it lost (Disconnected), and the session ended (Expired) after 7/5 of it
+    /// without a server: the election's fencing counts on those bounds.
     pub async fn connect(servers: &str, session_timeout: Duration) -> Result<Coordinator, String> {
         let client = Client::connector()
             .with_session_timeout(session_timeout)

@@ -21,15 +21,31 @@ struct Member {
 
 impl Member {
     fn new(name: &str, zookeeper: &str) -> Member {
+        Member::with(name, zookeeper, free_port(), "")
+    }
+
+    /// A member with `session_timeout_ms` of its own.
+    fn with_session(name: &str, zookeeper: &str, session_timeout_ms: u64) -> Member {
+        let member = Member::new(name, zookeeper);
+        let text = std::fs::read_to_string(&member.config).unwrap().replace(
+            "session_timeout_ms = 1000",
+            &format!("session_timeout_ms = {session_timeout_ms}"),
+        );
+        std::fs::write(&member.config, text).unwrap();
+        member
+    }
+
+    /// A member whose replication listener is on `replication` with `extra` lines in
+    /// `[replication]` (an `advertised_uri` through a proxy).
+    fn with(name: &str, zookeeper: &str, replication: u16, extra: &str) -> Member {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let text = format!(
             "[broker]\nname = \"{name}\"\ndata_dir = \"data\"\nstatus_interval_ms = 0\nlock_retry_ms = 50\n\
              [stomp]\nbind = \"tcp://127.0.0.1:{port}\"\n\
-             [replication]\nbind = \"tcp://127.0.0.1:{}\"\nuser = \"admin\"\npassword = \"admin\"\n{FAST_LINK}\n\
+             [replication]\nbind = \"tcp://127.0.0.1:{replication}\"\nuser = \"admin\"\npassword = \"admin\"\n{FAST_LINK}\n{extra}\n\
              [election]\nzookeeper = \"{zookeeper}\"\npath = \"/mirrormq/test\"\nsession_timeout_ms = 1000\n\
-             [[users]]\nname = \"admin\"\npassword = \"admin\"\n",
-            free_port()
+             [[users]]\nname = \"admin\"\npassword = \"admin\"\n"
         );
         let config = dir.path().join("broker.toml");
         std::fs::write(&config, text).unwrap();
@@ -58,8 +74,12 @@ fn the_master(members: &[Member], among: &[usize]) -> usize {
             let log = &members[i].broker().log;
             if log.text().contains("-> master-") {
                 // Its client port opens right after.
-                log.wait_for("stomp: listening", common::PATIENCE)
-                    .expect("the elected master opens its client port");
+                if log.wait_for("stomp: listening", common::PATIENCE).is_none() {
+                    panic!(
+                        "the elected master never opened its client port:\n{}",
+                        log.text()
+                    );
+                }
                 return i;
             }
         }
@@ -160,4 +180,135 @@ fn a_master_cut_from_zookeeper_stops_before_a_slave_is_elected() {
         bodies,
         "nothing receipted lost"
     );
+}
+
+/// Starts a, b and c on `zookeeper` (a's replication reached through `a_extra`), and
+/// waits until a is master and b and c mirror it.
+fn group_of_three(members: &mut [Member]) {
+    for member in members.iter_mut() {
+        member.start();
+    }
+    assert_eq!(the_master(members, &[0, 1, 2]), 0);
+    members[1].broker().wait_for_role("slave-mirroring");
+    members[2].broker().wait_for_role("slave-mirroring");
+}
+
+fn numbered(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// The master cut from its slaves, all of them still reaching ZooKeeper: the master
+/// takes them out of the in-sync set and serves on alone; the slaves, out of the set,
+/// never claim; healed, they rejoin; and the master holds everything receipted.
+#[test]
+fn a_master_cut_from_its_slaves_serves_on_and_no_slave_claims() {
+    let ensemble = Ensemble::start(1);
+    let replication = free_port();
+    let proxy = common::proxy::Proxy::start(replication);
+    let advertised = format!("advertised_uri = \"tcp://127.0.0.1:{}\"", proxy.port);
+    let mut members = vec![
+        Member::with("a", &ensemble.servers(), replication, &advertised),
+        Member::new("b", &ensemble.servers()),
+        Member::new("c", &ensemble.servers()),
+    ];
+    group_of_three(&mut members);
+    let mut client = Client::connect(members[0].port);
+    let before = numbered("before", 10);
+    client.send_pipelined("/queue/zk", &before);
+
+    proxy.cut();
+    members[0]
+        .broker()
+        .log
+        .wait_for(
+            "removed from the in-sync set in ZooKeeper",
+            common::PATIENCE,
+        )
+        .expect("the lost slaves leave the in-sync set");
+    let during = numbered("during", 5);
+    client.send_pipelined("/queue/zk", &during);
+    // Each slave waits out the master's node, finds it alive and dials it again.
+    for slave in &members[1..] {
+        slave
+            .broker()
+            .log
+            .wait_for("waiting for its session to expire", common::PATIENCE)
+            .expect("the slave waits for the master's node");
+        slave
+            .broker()
+            .log
+            .wait_for("-> slave-connecting", common::PATIENCE)
+            .expect("then dials the master again");
+    }
+    for slave in &members[1..] {
+        let log = slave.broker().log.text();
+        assert!(
+            !log.contains("-> master-"),
+            "a slave out of the set claimed:\n{log}"
+        );
+    }
+    proxy.heal();
+    for slave in &members[1..] {
+        assert!(slave
+            .broker()
+            .log
+            .wait_for_count("-> slave-mirroring", 2, common::PATIENCE));
+    }
+    let mut consumer = Client::connect(members[0].port);
+    let all: Vec<String> = before.into_iter().chain(during).collect();
+    assert_eq!(consumer.drain("/queue/zk", 15), all);
+}
+
+/// SIGSTOP of the master past its session timeout: a slave is elected meanwhile; woken,
+/// the old master finds its session ended and stops without a receipt more.
+#[test]
+fn a_master_stopped_past_its_session_stops_when_woken() {
+    let ensemble = Ensemble::start(1);
+    let mut members: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Member::new(name, &ensemble.servers()))
+        .collect();
+    group_of_three(&mut members);
+    let mut client = Client::connect(members[0].port);
+    let bodies = numbered("m", 10);
+    client.send_pipelined("/queue/zk", &bodies);
+    members[0].broker().signal("STOP");
+    let new = the_master(&members, &[1, 2]);
+    members[0].broker().signal("CONT");
+    let status = members[0].broker.as_mut().unwrap().wait();
+    assert_eq!(status.code(), Some(5), "{}", members[0].broker().log.text());
+    let mut consumer = Client::connect(members[new].port);
+    assert_eq!(consumer.drain("/queue/zk", 10), bodies);
+}
+
+/// A three-server ensemble: stopping any one server changes nothing: the master serves
+/// on and no one else is elected.
+#[test]
+fn a_three_server_ensemble_loses_any_one_server_and_nothing_changes() {
+    let mut ensemble = Ensemble::start(3);
+    // Reconnecting to another server, while the one stopped before rejoins its quorum,
+    // takes the client up to about a second here: sessions of 3 s ride through it.
+    let mut members: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Member::with_session(name, &ensemble.servers(), 3000))
+        .collect();
+    group_of_three(&mut members);
+    let mut client = Client::connect(members[0].port);
+    let mut sent = Vec::new();
+    for server in 0..3 {
+        ensemble.stop(server);
+        let batch = numbered(&format!("s{server}-"), 5);
+        client.send_pipelined("/queue/zk", &batch);
+        sent.extend(batch);
+        ensemble.restart(server);
+    }
+    for member in &members {
+        let log = member.broker().log.text();
+        assert!(!log.contains("stopping this master"), "{log}");
+    }
+    for slave in &members[1..] {
+        assert!(!slave.broker().log.text().contains("-> master-"));
+    }
+    let mut consumer = Client::connect(members[0].port);
+    assert_eq!(consumer.drain("/queue/zk", 15), sent);
 }

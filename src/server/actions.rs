@@ -48,8 +48,6 @@ pub(super) enum Done {
     Election(Box<super::shell::Elected>),
     /// The election session's state changed.
     Coordination(crate::zk::Session),
-    /// Time to see whether a fenced master's session came back.
-    FenceCheck,
 }
 
 impl Shell {
@@ -161,7 +159,6 @@ impl Shell {
             Done::Failed(error) => return Err(error),
             Done::Election(elected) => self.elected(*elected),
             Done::Coordination(state) => self.coordination(state),
-            Done::FenceCheck => self.fence_check(),
         }
         Ok(())
     }

@@ -5,9 +5,12 @@
 //! master whose session is lost, and resigning at a stop.
 //!
 //! Fencing: a master's client learns its session is unreachable (Disconnected) at most
-//! two thirds of the session timeout after the ensemble last heard from it; it stops
-//! releasing receipts at once, and unless the session is back within a further sixth of
-//! the timeout, stops, before the ensemble can end the session and elect another.
+//! two fifths of the session timeout after it last heard from the ensemble (the client's
+//! connection timeout, `zk.rs`): the master stops releasing receipts at once, well before
+//! the ensemble could end the session and elect another. Back (reconnected to any server
+//! within the timeout), the session is the same and so is the master: receipts flow
+//! again. Ended (Expired, which the client says at the latest 7/5 of the timeout after
+//! it last heard), the broker stops: its client port closes and its clients fail over.
 
 use std::sync::Arc;
 
@@ -253,18 +256,9 @@ impl Shell {
                 }
             }
             Session::Disconnected if is_master => {
-                let timeout = election.elector.session_timeout();
-                log::warn!(
-                    "election: ZooKeeper unreachable: no receipt goes out until the session is back (within {} ms, or this master stops)",
-                    (timeout / 6).as_millis()
-                );
+                log::warn!("election: ZooKeeper unreachable: no receipt goes out until the session is back");
                 election.fenced = true;
                 self.inputs_push(Input::Fence(true));
-                let done = self.done_sender.clone();
-                runtime::spawn(async move {
-                    runtime::sleep(timeout / 6).await;
-                    let _ = done.unbounded_send(Done::FenceCheck);
-                });
             }
             Session::Disconnected => {
                 log::warn!("election: ZooKeeper unreachable; a slave waits for it");
@@ -273,15 +267,6 @@ impl Shell {
                 log::error!("election: the ZooKeeper session ended; stopping (restart this broker to rejoin the group)");
                 self.exit = Some(EXIT_FENCED);
             }
-        }
-    }
-
-    /// A master fenced for a sixth of the session timeout stops: the ensemble may end
-    /// its session and elect another any moment now.
-    pub(in crate::server) fn fence_check(&mut self) {
-        if self.election.as_ref().is_some_and(|e| e.fenced) && self.core.role().is_master() {
-            log::error!("election: the ZooKeeper session is still unreachable: stopping this master before another can be elected (restart it to rejoin as a slave)");
-            self.exit = Some(EXIT_FENCED);
         }
     }
 
