@@ -312,3 +312,36 @@ fn a_three_server_ensemble_loses_any_one_server_and_nothing_changes() {
     let mut consumer = Client::connect(members[0].port);
     assert_eq!(consumer.drain("/queue/zk", 15), sent);
 }
+
+/// A slave cut from ZooKeeper (it still reaches its master): its session ends and it
+/// stops; the master takes it out of the in-sync set and serves on with the other.
+#[test]
+fn a_slave_cut_from_zookeeper_stops_and_the_master_serves_on() {
+    let ensemble = Ensemble::start(1);
+    let zk_port: u16 = ensemble
+        .servers()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = common::proxy::Proxy::start(zk_port);
+    let mut members = vec![
+        Member::new("a", &ensemble.servers()),
+        Member::new("b", &format!("127.0.0.1:{}", proxy.port)),
+        Member::new("c", &ensemble.servers()),
+    ];
+    group_of_three(&mut members);
+    let mut client = Client::connect(members[0].port);
+    let before = numbered("before", 5);
+    client.send_pipelined("/queue/zk", &before);
+    proxy.cut();
+    let status = members[1].broker.as_mut().unwrap().wait();
+    assert_eq!(status.code(), Some(5), "{}", members[1].broker().log.text());
+    let after = numbered("after", 5);
+    client.send_pipelined("/queue/zk", &after);
+    assert!(!members[2].broker().log.text().contains("-> master-"));
+    let mut consumer = Client::connect(members[0].port);
+    let all: Vec<String> = before.into_iter().chain(after).collect();
+    assert_eq!(consumer.drain("/queue/zk", 10), all);
+}

@@ -3,8 +3,9 @@
 //! and, as master, keep the in-sync set and resign. `repl::election::decide` makes every
 //! decision; this is its I/O, over the `zk` seam.
 //!
-//! Groundwork of the ZooKeeper issue: tested against real ZooKeeper servers
-//! (tests/election.rs), not yet used by the broker's role machine.
+//! The shell drives it for the role actions (`server/shell/election.rs`); tested here
+//! against real ZooKeeper servers (tests/election.rs) and in the broker
+//! (tests/zk_group.rs).
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Who should be master, decided from what ZooKeeper shows: pure, no session, no clock.
 //!
-//! Groundwork of the ZooKeeper election (the broker does not use it yet). Under the
-//! group's path, ZooKeeper holds (see `zk.rs` for the operations):
+//! The ZooKeeper election (`[election]`, driven by `election/`). Under the group's path, ZooKeeper holds (see `zk.rs` for the operations):
 //! - `master`: ephemeral, the elected master's name, replication address and epoch; it
 //!   goes with the master's session.
 //! - `epoch`: the last epoch claimed; a claim writes it at the version it read, in the

@@ -7,8 +7,7 @@
 //! - `role`: the role state machine.
 //! - `group`: the role together with the attached replica and the receipt gate: the one
 //!   state machine the core owns.
-//! - `election`: who should be master, from what ZooKeeper shows (groundwork of the
-//!   ZooKeeper election; not used by the broker yet).
+//! - `election`: who should be master, from what ZooKeeper shows (`[election]`).
 
 pub mod catchup;
 pub mod election;

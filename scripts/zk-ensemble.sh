@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A three-server ZooKeeper ensemble on this machine, for configs/zk/ (clients on
+# 127.0.0.1:2181, 2182 and 2183; quorum ports 2888x and 3888x). Uses Debian's
+# `zookeeper` package (installed when missing, as root or with sudo) and the JRE it
+# brings; data and logs in data/zk/N, pids in data/zk/N/pid.
+#
+#   scripts/zk-ensemble.sh start     # starts the three servers, waits until they serve
+#   scripts/zk-ensemble.sh stop      # stops the servers it started (by their pids)
+#   scripts/zk-ensemble.sh status    # what each server says (leader, follower, down)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)/data/zk
+JAR=/usr/share/java/zookeeper.jar
+
+srvr() { (exec 3<>/dev/tcp/127.0.0.1/"$1" && printf srvr >&3 && cat <&3) 2>/dev/null | grep Mode || echo "Mode: down"; }
+
+case "${1:-}" in
+  start)
+    if [ ! -f "$JAR" ]; then
+      if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq zookeeper >/dev/null
+    fi
+    for n in 1 2 3; do
+      dir="$ROOT/$n"
+      mkdir -p "$dir/data"
+      echo "$n" > "$dir/data/myid"
+      cat > "$dir/zoo.cfg" <<CFG
+# Written by scripts/zk-ensemble.sh. tickTime 250 ms: sessions from 500 ms to 5 s.
+tickTime=250
+initLimit=40
+syncLimit=20
+dataDir=$dir/data
+clientPort=218$n
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=srvr,ruok
+server.1=127.0.0.1:28881:38881
+server.2=127.0.0.1:28882:38882
+server.3=127.0.0.1:28883:38883
+CFG
+      if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        echo "zookeeper $n: already running (pid $(cat "$dir/pid"))"
+        continue
+      fi
+      nohup java -Xmx128m -cp "$JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
+        > "$dir/server.log" 2>&1 &
+      echo $! > "$dir/pid"
+      echo "zookeeper $n: started (pid $!), clients on 127.0.0.1:218$n"
+    done
+    for n in 1 2 3; do
+      for _ in $(seq 1 200); do
+        case "$(srvr 218$n)" in *leader* | *follower*) break ;; esac
+        sleep 0.1
+      done
+      echo "zookeeper $n: $(srvr 218$n)"
+    done
+    ;;
+  stop)
+    for n in 1 2 3; do
+      pidfile="$ROOT/$n/pid"
+      if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        kill "$(cat "$pidfile")" && echo "zookeeper $n: stopped"
+      fi
+      rm -f "$pidfile"
+    done
+    ;;
+  status)
+    for n in 1 2 3; do echo "zookeeper $n: $(srvr 218$n)"; done
+    ;;
+  *)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac
