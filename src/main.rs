@@ -182,6 +182,10 @@ enum Cli {
         /// Keep the brokers' data and logs (the demo says where) instead of deleting them.
         #[structopt(long)]
         keep: bool,
+        /// The group of three of configs/zk/, its master elected through ZooKeeper (the
+        /// demo runs scripts/zk-ensemble.sh to start and stop the ensemble).
+        #[structopt(long)]
+        zookeeper: bool,
     },
 }
 
@@ -364,7 +368,8 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             count,
             slaves,
             keep,
-        } => tools::demo::run(&configs, count, slaves, keep),
+            zookeeper,
+        } => tools::demo::run(&configs, count, slaves, keep, zookeeper),
     }
 }
 

@@ -21,8 +21,9 @@ use mirrormq::runtime;
 const QUEUE: &str = "/queue/demo";
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Copies a shipped config into `dir`, pointing its data_dir at `dir/name`.
-fn stage_config(shipped: &Path, dir: &Path, name: &str) -> Result<(PathBuf, Config)> {
+/// Copies a shipped config into `dir`, pointing its data_dir at `dir/name`, and its
+/// election path, if it has one, at a group of this run's own (`group`).
+fn stage_config(shipped: &Path, dir: &Path, name: &str, group: &str) -> Result<(PathBuf, Config)> {
     let text = std::fs::read_to_string(shipped).map_err(|e| Error::io(shipped, e))?;
     let data = dir.join(name);
     let staged: String = text
@@ -30,6 +31,8 @@ fn stage_config(shipped: &Path, dir: &Path, name: &str) -> Result<(PathBuf, Conf
         .map(|line| {
             if line.trim_start().starts_with("data_dir") {
                 format!("data_dir = {:?}", data.display().to_string())
+            } else if line.trim_start().starts_with("path =") {
+                format!("path = {group:?}")
             } else {
                 line.to_string()
             }
@@ -53,8 +56,16 @@ fn port_open(endpoint: &Endpoint) -> bool {
     .is_ok()
 }
 
-/// The shipped configs of a master with `slaves` slaves, the master first.
-fn shipped(configs: &Path, slaves: usize) -> Result<Vec<(PathBuf, &'static str)>> {
+/// The shipped configs of a master with `slaves` slaves, the master first (with
+/// `zookeeper`, the three of configs/zk/: the first to start is elected).
+fn shipped(configs: &Path, slaves: usize, zookeeper: bool) -> Result<Vec<(PathBuf, &'static str)>> {
+    if zookeeper {
+        return Ok(["a", "b", "c"]
+            .into_iter()
+            .zip(["broker-a", "broker-b", "broker-c"])
+            .map(|(x, name)| (configs.join("zk").join(format!("broker-{x}.toml")), name))
+            .collect());
+    }
     match slaves {
         1 => Ok(vec![
             (configs.join("master.toml"), "master"),
@@ -95,16 +106,29 @@ impl Member {
 }
 
 /// Runs the demo; with `keep`, its data and logs stay where it says.
-pub fn run(configs: &Path, count: usize, slaves: usize, keep: bool) -> Result<i32> {
+pub fn run(
+    configs: &Path,
+    count: usize,
+    slaves: usize,
+    keep: bool,
+    zookeeper: bool,
+) -> Result<i32> {
     let mut dir = tempfile::Builder::new()
         .prefix("mirrormq-demo-")
         .tempdir()
         .map_err(|e| Error::io("a temporary folder", e))?;
     dir.disable_cleanup(keep);
-    let shipped = shipped(configs, slaves)?;
+    let shipped = shipped(configs, slaves, zookeeper)?;
+    let slaves = shipped.len() - 1;
+    // A group path of this run's own: nothing of an earlier run's election is seen.
+    let group = format!("/mirrormq/demo-{}", std::process::id());
+    let _ensemble = match zookeeper {
+        true => Some(Ensemble::start(configs)?),
+        false => None,
+    };
     let mut members = Vec::new();
     for (path, name) in &shipped {
-        let (staged, config) = stage_config(path, dir.path(), name)?;
+        let (staged, config) = stage_config(path, dir.path(), name, &group)?;
         members.push(Member {
             name,
             path: staged,
@@ -220,7 +244,12 @@ pub fn run(configs: &Path, count: usize, slaves: usize, keep: bool) -> Result<i3
     );
     for other in (1..members.len()).filter(|&i| i != new) {
         let member = &mut members[other];
-        member.process().wait_for("following it", PATIENCE)?;
+        let follows = if zookeeper {
+            "election: the master is"
+        } else {
+            "following it"
+        };
+        member.process().wait_for(follows, PATIENCE)?;
         member.process().wait_for("-> slave-mirroring", PATIENCE)?;
         println!(
             "   {} follows it: it mirrors the new master and its client port stays closed",
@@ -246,8 +275,13 @@ pub fn run(configs: &Path, count: usize, slaves: usize, keep: bool) -> Result<i3
     let old = &mut members[0];
     old.start(dir.path())?;
     old.process().wait_for("-> slave-mirroring", PATIENCE)?;
+    let found = if zookeeper {
+        "ZooKeeper named the new master"
+    } else {
+        "it found the new master among its peers"
+    };
     println!(
-        "7. {} restarted with its own config: it found the new master among its peers and mirrors it as a slave",
+        "7. {} restarted with its own config: {found}, and it mirrors it as a slave",
         old.name
     );
     drop(members);
@@ -331,4 +365,42 @@ fn receive(
             .map_err(|e| Error::Tool(e.to_string()))?;
         Ok::<_, Error>(bodies)
     })
+}
+
+/// The three-server ZooKeeper ensemble of configs/zk/, run by scripts/zk-ensemble.sh
+/// (beside the configs folder) for `demo --zookeeper`, stopped when dropped.
+struct Ensemble {
+    script: PathBuf,
+}
+
+impl Ensemble {
+    fn start(configs: &Path) -> Result<Ensemble> {
+        let root = configs.parent().unwrap_or_else(|| Path::new("."));
+        let script = root.join("scripts").join("zk-ensemble.sh");
+        println!(
+            "0. starting the ZooKeeper ensemble: {} start",
+            script.display()
+        );
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .status()
+            .map_err(|e| Error::io(&script, e))?;
+        if !status.success() {
+            return Err(Error::Tool(format!(
+                "{} start failed ({status})",
+                script.display()
+            )));
+        }
+        Ok(Ensemble { script })
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .status();
+    }
 }
