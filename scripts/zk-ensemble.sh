@@ -7,6 +7,7 @@
 #   scripts/zk-ensemble.sh start     # starts the three servers, waits until they serve
 #   scripts/zk-ensemble.sh stop      # stops the servers it started (by their pids)
 #   scripts/zk-ensemble.sh status    # what each server says (leader, follower, down)
+#   scripts/zk-ensemble.sh kill N    # kill -9 of server N (a fault; `start` brings it back)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)/data/zk
@@ -68,8 +69,16 @@ CFG
   status)
     for n in 1 2 3; do echo "zookeeper $n: $(srvr 218$n)"; done
     ;;
+  kill)
+    pidfile="$ROOT/${2:?server number}/pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      kill -9 "$(cat "$pidfile")" && echo "zookeeper $2: killed"
+      while kill -0 "$(cat "$pidfile")" 2>/dev/null; do sleep 0.05; done
+    fi
+    rm -f "$pidfile"
+    ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|kill N" >&2
     exit 2
     ;;
 esac

@@ -98,6 +98,10 @@ enum Cli {
         /// The brokers' broker.max_memory.
         #[structopt(long, default_value = "512MiB")]
         max_memory: String,
+        /// Elect the master through ZooKeeper: starts configs/zk's three-server ensemble
+        /// (scripts/zk-ensemble.sh) and adds a fault: kill -9 of a ZooKeeper server.
+        #[structopt(long)]
+        zookeeper: bool,
         /// Messages a second each consumer takes at most (0: no limit). Below the producers'
         /// rate a backlog builds; with a small --max-memory (1MiB) its bodies are paged out
         /// and read back while the faults strike.
@@ -348,6 +352,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             consumers,
             work_dir,
             max_memory,
+            zookeeper,
             consumer_rate,
         } => tools::chaos::run(&tools::chaos::Options {
             cycles,
@@ -359,6 +364,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             work_dir,
             max_memory,
             consumer_rate,
+            zookeeper,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
         Cli::Status { api, json } => tools::admin::status(&api.into_admin(), json),

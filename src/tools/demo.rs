@@ -123,7 +123,7 @@ pub fn run(
     // A group path of this run's own: nothing of an earlier run's election is seen.
     let group = format!("/mirrormq/demo-{}", std::process::id());
     let _ensemble = match zookeeper {
-        true => Some(Ensemble::start(configs)?),
+        true => Some(crate::tools::zookeeper::Ensemble::start(configs)?),
         false => None,
     };
     let mut members = Vec::new();
@@ -365,42 +365,4 @@ fn receive(
             .map_err(|e| Error::Tool(e.to_string()))?;
         Ok::<_, Error>(bodies)
     })
-}
-
-/// The three-server ZooKeeper ensemble of configs/zk/, run by scripts/zk-ensemble.sh
-/// (beside the configs folder) for `demo --zookeeper`, stopped when dropped.
-struct Ensemble {
-    script: PathBuf,
-}
-
-impl Ensemble {
-    fn start(configs: &Path) -> Result<Ensemble> {
-        let root = configs.parent().unwrap_or_else(|| Path::new("."));
-        let script = root.join("scripts").join("zk-ensemble.sh");
-        println!(
-            "0. starting the ZooKeeper ensemble: {} start",
-            script.display()
-        );
-        let status = std::process::Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .status()
-            .map_err(|e| Error::io(&script, e))?;
-        if !status.success() {
-            return Err(Error::Tool(format!(
-                "{} start failed ({status})",
-                script.display()
-            )));
-        }
-        Ok(Ensemble { script })
-    }
-}
-
-impl Drop for Ensemble {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .status();
-    }
 }

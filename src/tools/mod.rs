@@ -11,3 +11,4 @@ pub mod chaos;
 pub mod cli;
 pub mod demo;
 pub mod process;
+pub mod zookeeper;

@@ -28,6 +28,9 @@ pub struct Node {
     max_memory: String,
     /// The other brokers' replication ports, its peers.
     pub peers: Vec<u16>,
+    /// `[election]`'s text when the master is elected through ZooKeeper (then no peers
+    /// and no master are configured).
+    pub election: Option<String>,
 }
 
 impl Node {
@@ -46,6 +49,7 @@ impl Node {
             restarts: 0,
             max_memory: max_memory.to_string(),
             peers: Vec::new(),
+            election: None,
         })
     }
 
@@ -64,11 +68,16 @@ impl Node {
             .iter()
             .map(|port| format!("\"tcp://127.0.0.1:{port}\""))
             .collect();
+        // With an election, ZooKeeper says who the master is: no peers, no master.
+        let (slave_part, peers, election) = match &self.election {
+            Some(election) => (String::new(), Vec::new(), election.clone()),
+            None => (slave_part, peers, String::new()),
+        };
         let config = format!(
             "[broker]\nname = \"{name}\"\ndata_dir = {data:?}\nmax_memory = {memory:?}\n\n\
              [stomp]\nbind = \"tcp://127.0.0.1:{stomp}\"\n\n\
              [replication]\nbind = \"tcp://127.0.0.1:{repl}\"\npeers = [{peers}]\n{slave_part}\
-             user = \"admin\"\npassword = \"admin\"\n\n\
+             user = \"admin\"\npassword = \"admin\"\n\n{election}\n\
              [[users]]\nname = \"admin\"\npassword = \"admin\"\n",
             peers = peers.join(", "),
             name = self.name,
@@ -199,9 +208,10 @@ impl Group {
         for node in &mut self.nodes {
             if let Some(code) = node.poll() {
                 log::info!("chaos: broker {} exited with code {code}", node.name);
-                // 0: stopped; 6: found its slave had taken over (restart it).
-                // Anything else (refused as diverged, a journal failure) needs a person.
-                if code != 6 && code != 0 && code != -1 {
+                // 0: stopped; 6: found its slave had taken over; 5: its election
+                // session ended (restart either). Anything else (refused as diverged, a
+                // journal failure) needs a person.
+                if ![0, 5, 6, -1].contains(&code) {
                     return Err(Error::Tool(format!(
                         "broker {} exited with code {code}; see {}",
                         node.name,
@@ -257,7 +267,7 @@ impl Group {
             !n.alive() || (n.role == "slave-connecting" && n.role_since.elapsed() > NO_MASTER_GRACE)
         });
         for node in self.nodes.iter_mut().filter(|n| !n.alive()) {
-            if any_master {
+            if any_master || node.election.is_some() {
                 log::info!("chaos: restarting broker {} with its config", node.name);
                 node.restarts += 1;
                 node.restart()?;

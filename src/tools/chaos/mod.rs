@@ -8,7 +8,10 @@
 //! of the master, SIGSTOP of the master, kill -9 of a slave, SIGSTOP of a slave (each
 //! slave in turn), a SIGSTOP lasting longer than every timeout. A broker that died (or
 //! stopped itself on finding that a slave took over) is restarted with its config
-//! unchanged and rejoins by itself (`group::heal`).
+//! unchanged and rejoins by itself (`group::heal`). With `--zookeeper` the brokers'
+//! master is elected through a three-server ZooKeeper ensemble (scripts/zk-ensemble.sh),
+//! and a fifth fault strikes: kill -9 of a ZooKeeper server (each in turn), started
+//! again after the pause.
 //! At the end the load drains and every receipted message must have been delivered:
 //! the report gives lost (must be 0), duplicates, and each fault's failover time (from
 //! the fault to the next receipt); the exit code is 1 on any loss, panic, or a group that
@@ -44,6 +47,8 @@ pub struct Options {
     /// producers' rate a backlog builds; with a small `max_memory` its bodies are paged
     /// out and read back while the faults strike.
     pub consumer_rate: u32,
+    /// Elect the master through ZooKeeper (configs/zk's ensemble).
+    pub zookeeper: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +57,7 @@ enum Fault {
     KillSlave,
     PauseMaster,
     PauseSlave,
+    KillZookeeper,
 }
 
 const FAULTS: [Fault; 4] = [
@@ -61,6 +67,15 @@ const FAULTS: [Fault; 4] = [
     Fault::PauseSlave,
 ];
 
+/// With `--zookeeper`: every broker fault, and a ZooKeeper server's.
+const ZOOKEEPER_FAULTS: [Fault; 5] = [
+    Fault::KillMaster,
+    Fault::PauseMaster,
+    Fault::KillSlave,
+    Fault::PauseSlave,
+    Fault::KillZookeeper,
+];
+
 impl Fault {
     fn name(self) -> &'static str {
         match self {
@@ -68,6 +83,7 @@ impl Fault {
             Fault::KillSlave => "kill -9 slave",
             Fault::PauseMaster => "SIGSTOP master",
             Fault::PauseSlave => "SIGSTOP slave",
+            Fault::KillZookeeper => "kill -9 zookeeper",
         }
     }
 }
@@ -102,6 +118,24 @@ pub fn run(options: &Options) -> Result<i32> {
         .map(|name| Node::new(name, &dir, memory))
         .collect::<Result<Vec<_>>>()?;
     let mut group = Group::new(nodes);
+    let ensemble = match options.zookeeper {
+        true => Some(crate::tools::zookeeper::Ensemble::start(std::path::Path::new("configs"))?),
+        false => None,
+    };
+    if ensemble.is_some() {
+        let election = format!(
+            "[election]\nzookeeper = {:?}\npath = \"/mirrormq/chaos-{}\"\nsession_timeout_ms = 1500\n",
+            crate::tools::zookeeper::SERVERS,
+            std::process::id()
+        );
+        for node in &mut group.nodes {
+            node.election = Some(election.clone());
+        }
+    }
+    let faults: &[Fault] = match ensemble {
+        Some(_) => &ZOOKEEPER_FAULTS,
+        None => &FAULTS,
+    };
     eprintln!(
         "chaos: brokers {} in {}",
         NAMES[..=options.slaves].join(", "),
@@ -110,7 +144,8 @@ pub fn run(options: &Options) -> Result<i32> {
     group.nodes[0].start(None)?;
     let master_port = group.nodes[0].repl_port();
     for node in &mut group.nodes[1..] {
-        node.start(Some(master_port))?;
+        // With an election the config names no master: the same start for all.
+        node.start(Some(master_port).filter(|_| ensemble.is_none()))?;
     }
     group.heal(HEAL_PATIENCE)?;
     let ports: Vec<String> = group
@@ -137,11 +172,18 @@ pub fn run(options: &Options) -> Result<i32> {
     let mut failovers: Vec<(Fault, Duration)> = Vec::new();
     let outcome = (|| -> Result<()> {
         for cycle in 0..options.cycles {
-            let fault = FAULTS[cycle % FAULTS.len()];
-            // Slave faults strike each slave in turn.
-            let which = cycle / FAULTS.len();
+            let fault = faults[cycle % faults.len()];
+            // Slave (and ZooKeeper) faults strike each in turn.
+            let which = cycle / faults.len();
             wait_while_healthy(&mut group, options.interval)?;
             let struck = Instant::now();
+            if fault == Fault::KillZookeeper {
+                if let Some(ensemble) = &ensemble {
+                    ensemble.kill(which % 3 + 1)?;
+                    std::thread::sleep(options.pause / 2);
+                    ensemble.restart()?;
+                }
+            }
             strike(&mut group, fault, which, options.pause, &load)?;
             let healed = group.heal(HEAL_PATIENCE)?;
             let failover = load.ledger.longest_stall_since(struck);
@@ -202,6 +244,8 @@ fn strike(
     let target = match fault {
         Fault::KillMaster | Fault::PauseMaster => master,
         Fault::KillSlave | Fault::PauseSlave => slaves[which % slaves.len()],
+        // Struck by the caller (the ensemble is its): only wait for receipts here.
+        Fault::KillZookeeper => return receipts_again(group, fault, load),
     };
     let node = &mut group.nodes[target];
     let process = node
@@ -215,8 +259,13 @@ fn strike(
             std::thread::sleep(pause);
             process.signal("CONT")?;
         }
+        Fault::KillZookeeper => {}
     }
-    // A receipt after the fault is over, from whichever broker serves now.
+    receipts_again(group, fault, load)
+}
+
+/// Waits for a receipt after the fault is over, from whichever broker serves now.
+fn receipts_again(group: &mut Group, fault: Fault, load: &Load) -> Result<()> {
     let over = Instant::now();
     loop {
         group.poll()?;
