@@ -21,7 +21,10 @@ impl Ensemble {
         let ensemble = Ensemble {
             script: root.join("scripts").join("zk-ensemble.sh"),
         };
-        println!("0. starting the ZooKeeper ensemble: {} start", ensemble.script.display());
+        println!(
+            "0. starting the ZooKeeper ensemble: {} start",
+            ensemble.script.display()
+        );
         ensemble.run(&["start"])?;
         Ok(ensemble)
     }

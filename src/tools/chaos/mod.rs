@@ -119,7 +119,9 @@ pub fn run(options: &Options) -> Result<i32> {
         .collect::<Result<Vec<_>>>()?;
     let mut group = Group::new(nodes);
     let ensemble = match options.zookeeper {
-        true => Some(crate::tools::zookeeper::Ensemble::start(std::path::Path::new("configs"))?),
+        true => Some(crate::tools::zookeeper::Ensemble::start(
+            std::path::Path::new("configs"),
+        )?),
         false => None,
     };
     if ensemble.is_some() {
@@ -315,7 +317,7 @@ fn report(
     if !tally.first_lost.is_empty() {
         println!("first lost: {}", tally.first_lost.join(", "));
     }
-    for fault in FAULTS {
+    for fault in ZOOKEEPER_FAULTS {
         let mut times: Vec<u128> = failovers
             .iter()
             .filter(|(f, _)| *f == fault)
