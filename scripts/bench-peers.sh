@@ -7,6 +7,9 @@
 #   BENCH_QUICK=1 scripts/bench-peers.sh    # a smoke test: small counts, 1 run (~1 min)
 #   scripts/bench-peers.sh backlog          # the backlog larger than memory (hours: see
 #                                           # "Backlog" below); rewrites only its section
+#   scripts/bench-peers.sh failover         # kill -9 of the master, 50 times: the static
+#                                           # pair against the group elected through
+#                                           # ZooKeeper (~10 min); rewrites only its section
 #   scripts/bench-peers.sh group            # three copies: the pair, a master with two
 #                                           # slaves and a 3-node RabbitMQ cluster with
 #                                           # quorum queues, and the initial sync of an
@@ -48,7 +51,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:-all}
-case "$MODE" in all | backlog | group) ;; *) echo "usage: $0 [backlog | group]" >&2; exit 2 ;; esac
+case "$MODE" in all | backlog | group | failover) ;; *) echo "usage: $0 [backlog | group | failover]" >&2; exit 2 ;; esac
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] || QUICK=1
 OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
@@ -1046,6 +1049,64 @@ w("<!-- group:end -->")
 print("\n".join(out))
 PY
 }
+
+# ---------------------------------------------------------------- failover mode
+# FAILOVER_KILLS kill -9s of the master under `mirrormq chaos`'s verifying load (two
+# producers, two consumers): the static pair, then the group of three elected through
+# configs/zk's ZooKeeper ensemble. Each kill's failover is the chaos run's longest
+# receipt stall after it: from the kill to the first receipt from the new master.
+FAILOVER_KILLS=${FAILOVER_KILLS:-50}
+run_failover() { # NAME ARGS...: one chaos run of kill -9s of the master
+  local name=$1
+  shift
+  log "failover: $name: $FAILOVER_KILLS kill -9s of the master"
+  (cd "$REPO" && "$MIRRORMQ" chaos --cycles "$FAILOVER_KILLS" --faults kill-master \
+    --interval-ms 1000 "$@") >"$TMP/failover-$name.txt" 2>"$TMP/failover-$name.log" ||
+    die "chaos ($name) failed: see $TMP/failover-$name.log"
+}
+
+write_failover_section() {
+  FAILOVER_KILLS=$FAILOVER_KILLS FO_DIR=$TMP V_COMMIT=$(cd "$REPO" && git rev-parse --short HEAD) \
+    STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ) python3 - <<'PY' | put_section failover
+import os, re
+out = ["<!-- failover:start -->", "## Failover: the static pair against the ZooKeeper election", ""]
+w = out.append
+w(f"Written by `scripts/bench-peers.sh failover` on {os.environ['STARTED_AT']} at "
+  f"`{os.environ['V_COMMIT']}`: {os.environ['FAILOVER_KILLS']} kill -9s of the master each, "
+  "under `mirrormq chaos`'s verifying load (two producers, two consumers, numbered "
+  "persistent messages with receipts, through the failover URL). A kill's failover is "
+  "the longest receipt stall after it: from the kill to the first receipt from the new "
+  "master. The static pair's slave promotes once its probe finds the master gone; the "
+  "ZooKeeper group's first in-sync slave is elected once the master's session expires "
+  "(`session_timeout_ms = 1500`, as shipped in configs/zk).")
+w("")
+w("| setup | kills | median (ms) | worst (ms) | receipted | lost |")
+w("|---|---|---|---|---|---|")
+for name, label in [("pair", "static pair (configs/master.toml, slave.toml)"),
+                    ("zookeeper", "group of three elected through ZooKeeper (configs/zk)")]:
+    text = open(os.path.join(os.environ["FO_DIR"], f"failover-{name}.txt")).read()
+    kills = re.search(r"kill -9 master\s+n=(\d+)\s+longest receipt stall \(ms\): min (\d+) median (\d+) max (\d+)", text)
+    tally = re.search(r"receipted (\d+), delivered \d+ \(unique\), lost (\d+)", text)
+    w(f"| {label} | {kills.group(1)} | {int(kills.group(3)):,} | {int(kills.group(4)):,} | "
+      f"{int(tally.group(1)):,} | {tally.group(2)} |")
+w("")
+w("The election's failover is bound by the session timeout: a dead master's node stays "
+  "until ZooKeeper ends its session, and no slave may claim before. A shorter "
+  "`session_timeout_ms` fails over sooner, and fences a master sooner on a slow "
+  "ZooKeeper.")
+w("<!-- failover:end -->")
+print("\n".join(out))
+PY
+}
+
+if [ "$MODE" = failover ]; then
+  run_failover pair
+  run_failover zookeeper --zookeeper --slaves 2
+  write_failover_section
+  OK=1
+  log "wrote the failover section of $OUT"
+  exit 0
+fi
 
 if [ "$MODE" = group ]; then
   RMQC_CHECK=""

@@ -102,6 +102,10 @@ enum Cli {
         /// (scripts/zk-ensemble.sh) and adds a fault: kill -9 of a ZooKeeper server.
         #[structopt(long)]
         zookeeper: bool,
+        /// Only these faults, in turn (comma-separated): kill-master, pause-master,
+        /// kill-slave, pause-slave, kill-zookeeper; all of them by default.
+        #[structopt(long, use_delimiter = true)]
+        faults: Vec<String>,
         /// Messages a second each consumer takes at most (0: no limit). Below the producers'
         /// rate a backlog builds; with a small --max-memory (1MiB) its bodies are paged out
         /// and read back while the faults strike.
@@ -353,6 +357,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             work_dir,
             max_memory,
             zookeeper,
+            faults,
             consumer_rate,
         } => tools::chaos::run(&tools::chaos::Options {
             cycles,
@@ -365,6 +370,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             max_memory,
             consumer_rate,
             zookeeper,
+            faults,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
         Cli::Status { api, json } => tools::admin::status(&api.into_admin(), json),

@@ -49,6 +49,9 @@ pub struct Options {
     pub consumer_rate: u32,
     /// Elect the master through ZooKeeper (configs/zk's ensemble).
     pub zookeeper: bool,
+    /// Only these faults, by name (`kill-master`, `pause-master`, `kill-slave`,
+    /// `pause-slave`, `kill-zookeeper`); empty: all of them.
+    pub faults: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,17 @@ impl Fault {
             Fault::PauseMaster => "SIGSTOP master",
             Fault::PauseSlave => "SIGSTOP slave",
             Fault::KillZookeeper => "kill -9 zookeeper",
+        }
+    }
+
+    /// Its name in `--faults`.
+    fn flag(self) -> &'static str {
+        match self {
+            Fault::KillMaster => "kill-master",
+            Fault::KillSlave => "kill-slave",
+            Fault::PauseMaster => "pause-master",
+            Fault::PauseSlave => "pause-slave",
+            Fault::KillZookeeper => "kill-zookeeper",
         }
     }
 }
@@ -134,9 +148,28 @@ pub fn run(options: &Options) -> Result<i32> {
             node.election = Some(election.clone());
         }
     }
-    let faults: &[Fault] = match ensemble {
+    let all: &[Fault] = match ensemble {
         Some(_) => &ZOOKEEPER_FAULTS,
         None => &FAULTS,
+    };
+    let faults: Vec<Fault> = if options.faults.is_empty() {
+        all.to_vec()
+    } else {
+        options
+            .faults
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .copied()
+                    .find(|f| f.flag() == name)
+                    .ok_or_else(|| {
+                        Error::Tool(format!(
+                            "--faults {name}: one of {}",
+                            all.iter().map(|f| f.flag()).collect::<Vec<_>>().join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?
     };
     eprintln!(
         "chaos: brokers {} in {}",
