@@ -142,19 +142,7 @@ fn one_is_elected_a_slave_takes_over_the_old_master_rejoins_and_a_stop_hands_ove
 #[test]
 fn a_master_cut_from_zookeeper_stops_before_a_slave_is_elected() {
     let ensemble = Ensemble::start(1);
-    let zk_port: u16 = ensemble
-        .servers()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = common::proxy::Proxy::start(zk_port);
-    let mut members = vec![
-        Member::new("a", &format!("127.0.0.1:{}", proxy.port)),
-        Member::new("b", &ensemble.servers()),
-        Member::new("c", &ensemble.servers()),
-    ];
+    let (proxy, mut members) = members_through_proxy(&ensemble, 0);
     for member in &mut members {
         member.start();
     }
@@ -180,6 +168,21 @@ fn a_master_cut_from_zookeeper_stops_before_a_slave_is_elected() {
         bodies,
         "nothing receipted lost"
     );
+}
+
+/// a, b and c on a one-server `ensemble`, member `cut` reaching it through a proxy the
+/// test can cut.
+fn members_through_proxy(ensemble: &Ensemble, cut: usize) -> (common::proxy::Proxy, Vec<Member>) {
+    let servers = ensemble.servers();
+    let zk_port: u16 = servers.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = common::proxy::Proxy::start(zk_port);
+    let through = format!("127.0.0.1:{}", proxy.port);
+    let members = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Member::new(name, if i == cut { &through } else { &servers }))
+        .collect();
+    (proxy, members)
 }
 
 /// Starts a, b and c on `zookeeper` (a's replication reached through `a_extra`), and
@@ -318,19 +321,7 @@ fn a_three_server_ensemble_loses_any_one_server_and_nothing_changes() {
 #[test]
 fn a_slave_cut_from_zookeeper_stops_and_the_master_serves_on() {
     let ensemble = Ensemble::start(1);
-    let zk_port: u16 = ensemble
-        .servers()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = common::proxy::Proxy::start(zk_port);
-    let mut members = vec![
-        Member::new("a", &ensemble.servers()),
-        Member::new("b", &format!("127.0.0.1:{}", proxy.port)),
-        Member::new("c", &ensemble.servers()),
-    ];
+    let (proxy, mut members) = members_through_proxy(&ensemble, 1);
     group_of_three(&mut members);
     let mut client = Client::connect(members[0].port);
     let before = numbered("before", 5);

@@ -19,10 +19,6 @@ pub fn done(affected: u64) -> String {
 }
 
 pub fn status(report: &StatusReport) -> String {
-    status_value(report).to_string()
-}
-
-pub fn status_value(report: &StatusReport) -> Value {
     let core = &report.core;
     let replicas: Vec<Value> = core
         .replicas
@@ -79,6 +75,7 @@ pub fn status_value(report: &StatusReport) -> Value {
         })).collect::<Vec<Value>>(),
         "copies": copying,
     })
+    .to_string()
 }
 
 fn destination(stats: &DestinationStats, oldest_age_ms: Option<u64>) -> Value {

@@ -39,6 +39,9 @@ struct Snapshot {
 
 /// One metric family's values: (labels, value).
 type Labelled = Vec<(Vec<(&'static str, String)>, f64)>;
+/// One figure of a destination, or of a replica.
+type PerDestination = fn(&crate::broker::DestinationStats) -> f64;
+type PerReplica = fn(&crate::core::ReplicaStatus) -> f64;
 
 fn one(value: impl Into<f64>) -> Labelled {
     vec![(Vec::new(), value.into())]
@@ -193,78 +196,96 @@ impl Collector for Snapshot {
         for (name, help, value) in counters {
             family(&mut encoder, name, help, Counter, &one(value as f64))?;
         }
-        let queues = &self.destinations.queues;
-        let per_queue = |value: &dyn Fn(&crate::broker::DestinationStats) -> f64| -> Labelled {
-            queues
+        let queue: [(&str, &str, MetricType, PerDestination); 6] = [
+            (
+                "mirrormq_queue_depth",
+                "Messages stored in the queue.",
+                Gauge,
+                |s| s.depth as f64,
+            ),
+            (
+                "mirrormq_queue_consumers",
+                "Consumers of the queue.",
+                Gauge,
+                |s| s.consumers as f64,
+            ),
+            (
+                "mirrormq_queue_in_flight",
+                "Messages delivered and not yet acknowledged.",
+                Gauge,
+                |s| s.in_flight as f64,
+            ),
+            (
+                "mirrormq_queue_bytes",
+                "Bytes of the messages stored in the queue.",
+                Gauge,
+                |s| s.bytes as f64,
+            ),
+            (
+                "mirrormq_queue_enqueued",
+                "Messages that entered the queue since the broker started.",
+                Counter,
+                |s| s.enqueued as f64,
+            ),
+            (
+                "mirrormq_queue_dequeued",
+                "Messages that left the queue since the broker started.",
+                Counter,
+                |s| s.dequeued as f64,
+            ),
+        ];
+        for (name, help, kind, value) in queue {
+            let values = self
+                .destinations
+                .queues
                 .iter()
                 .map(|(stats, _)| (vec![("queue", stats.name.clone())], value(stats)))
-                .collect()
-        };
-        family(
-            &mut encoder,
-            "mirrormq_queue_depth",
-            "Messages stored in the queue.",
-            Gauge,
-            &per_queue(&|s| s.depth as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_queue_consumers",
-            "Consumers of the queue.",
-            Gauge,
-            &per_queue(&|s| s.consumers as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_queue_in_flight",
-            "Messages delivered and not yet acknowledged.",
-            Gauge,
-            &per_queue(&|s| s.in_flight as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_queue_bytes",
-            "Bytes of the messages stored in the queue.",
-            Gauge,
-            &per_queue(&|s| s.bytes as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_queue_enqueued",
-            "Messages that entered the queue since the broker started.",
-            Counter,
-            &per_queue(&|s| s.enqueued as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_queue_dequeued",
-            "Messages that left the queue since the broker started.",
-            Counter,
-            &per_queue(&|s| s.dequeued as f64),
-        )?;
-        let topics = &self.destinations.topics;
-        let per_topic = |value: &dyn Fn(&crate::broker::DestinationStats) -> f64| -> Labelled {
-            topics
+                .collect();
+            family(&mut encoder, name, help, kind, &values)?;
+        }
+        let topic: [(&str, &str, MetricType, PerDestination); 2] = [
+            (
+                "mirrormq_topic_subscribers",
+                "Subscribers of the topic.",
+                Gauge,
+                |s| s.consumers as f64,
+            ),
+            (
+                "mirrormq_topic_published",
+                "Messages published to the topic while it had subscribers.",
+                Counter,
+                |s| s.enqueued as f64,
+            ),
+        ];
+        for (name, help, kind, value) in topic {
+            let values = self
+                .destinations
+                .topics
                 .iter()
                 .map(|stats| (vec![("topic", stats.name.clone())], value(stats)))
-                .collect()
-        };
-        family(
-            &mut encoder,
-            "mirrormq_topic_subscribers",
-            "Subscribers of the topic.",
-            Gauge,
-            &per_topic(&|s| s.consumers as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_topic_published",
-            "Messages published to the topic while it had subscribers.",
-            Counter,
-            &per_topic(&|s| s.enqueued as f64),
-        )?;
-        let per_replica = |value: &dyn Fn(&crate::core::ReplicaStatus) -> f64| -> Labelled {
-            core.replicas
+                .collect();
+            family(&mut encoder, name, help, kind, &values)?;
+        }
+        let replica: [(&str, &str, PerReplica); 3] = [
+            (
+                "mirrormq_replica_lag_records",
+                "Records the slave has not acknowledged.",
+                |r| r.lag_records as f64,
+            ),
+            (
+                "mirrormq_replica_lag_bytes",
+                "Bytes of records shipped to the slave and not acknowledged.",
+                |r| r.lag_bytes as f64,
+            ),
+            (
+                "mirrormq_replica_lag_seconds",
+                "Age of the oldest record the slave has not acknowledged.",
+                |r| r.lag_ms as f64 / 1e3,
+            ),
+        ];
+        for (name, help, value) in replica {
+            let values = core
+                .replicas
                 .iter()
                 .map(|r| {
                     // The link id keeps two slaves of one name (or none) apart.
@@ -280,29 +301,9 @@ impl Collector for Snapshot {
                     ];
                     (labels, value(r))
                 })
-                .collect()
-        };
-        family(
-            &mut encoder,
-            "mirrormq_replica_lag_records",
-            "Records the slave has not acknowledged.",
-            Gauge,
-            &per_replica(&|r| r.lag_records as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_replica_lag_bytes",
-            "Bytes of records shipped to the slave and not acknowledged.",
-            Gauge,
-            &per_replica(&|r| r.lag_bytes as f64),
-        )?;
-        family(
-            &mut encoder,
-            "mirrormq_replica_lag_seconds",
-            "Age of the oldest record the slave has not acknowledged.",
-            Gauge,
-            &per_replica(&|r| r.lag_ms as f64 / 1e3),
-        )?;
+                .collect();
+            family(&mut encoder, name, help, Gauge, &values)?;
+        }
         histogram(
             &mut encoder,
             "mirrormq_fsync_seconds",

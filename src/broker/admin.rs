@@ -141,14 +141,6 @@ impl Broker {
         stats
     }
 
-    /// Counts a message published to `topic` and delivered to `deliveries` subscribers.
-    pub(super) fn count_published(&mut self, topic: &str, deliveries: usize) {
-        if let Some(counts) = self.topic_counts.get_mut(topic) {
-            counts.published += 1;
-            counts.delivered += deliveries as u64;
-        }
-    }
-
     /// The first `limit` ready messages of `queue`, in the order they will be delivered;
     /// `None` if there is no such queue.
     pub fn browse(&self, queue: &str, limit: usize) -> Option<Vec<Browsed>> {

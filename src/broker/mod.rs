@@ -189,9 +189,14 @@ impl Broker {
             }
             Destination::Topic(name) => {
                 // Topics hold nothing: the message goes to whoever subscribes right now.
-                let subscribers = self.topics.get(name).map_or(0, Vec::len);
-                self.count_published(name, subscribers);
-                for key in self.topics.get(name).into_iter().flatten() {
+                let Some(keys) = self.topics.get(name) else {
+                    return;
+                };
+                if let Some(counts) = self.topic_counts.get_mut(name) {
+                    counts.published += 1;
+                    counts.delivered += keys.len() as u64;
+                }
+                for key in keys {
                     if let Some(consumer) = self.consumers.get(key) {
                         self.topic_deliveries.push(Delivery {
                             consumer: *key,

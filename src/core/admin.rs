@@ -101,6 +101,11 @@ impl Core {
         }
     }
 
+    /// On a master: the in-sync slaves' addresses, first to take over first.
+    pub fn in_sync_addresses(&self) -> Vec<String> {
+        self.group.succession_addresses()
+    }
+
     /// Whether the slave on `link` is attached (one of the replicas).
     pub fn has_replica(&self, link: LinkId) -> bool {
         self.group.replicas().iter().any(|r| r.link == link)

@@ -152,9 +152,14 @@ fn number(text: &str, key: &str) -> Result<u64, String> {
         .map_err(|_| format!("{key}={value:?} is not a number"))
 }
 
+/// A node's data as text.
+fn utf8(data: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())
+}
+
 impl MasterNode {
     pub fn parse(data: &[u8]) -> Result<MasterNode, String> {
-        let text = std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())?;
+        let text = utf8(data)?;
         Ok(MasterNode {
             name: field(text, "name")?.to_string(),
             replication: field(text, "replication")?.to_string(),
@@ -165,7 +170,7 @@ impl MasterNode {
 
 impl Candidate {
     pub fn parse(data: &[u8]) -> Result<Candidate, String> {
-        let text = std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())?;
+        let text = utf8(data)?;
         Ok(Candidate {
             name: field(text, "name")?.to_string(),
             replication: field(text, "replication")?.to_string(),
@@ -184,8 +189,7 @@ pub fn isr_text(addresses: &[String]) -> String {
 }
 
 pub fn parse_isr(data: &[u8]) -> Result<Vec<String>, String> {
-    let text = std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())?;
-    Ok(text
+    Ok(utf8(data)?
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())

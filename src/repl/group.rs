@@ -136,7 +136,7 @@ impl Group {
     }
 
     /// The in-sync replicas' addresses, first to take over first.
-    fn succession_addresses(&self) -> Vec<String> {
+    pub fn succession_addresses(&self) -> Vec<String> {
         self.succession
             .iter()
             .filter_map(|link| self.replicas.iter().find(|r| r.link == *link))

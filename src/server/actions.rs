@@ -132,8 +132,7 @@ impl Shell {
     /// this broker dials it again, follows another slave that took over, or promotes.
     pub(super) fn check_succession(&mut self, probe_master: bool, succession: Vec<String>) {
         if self.elects() {
-            let lost = self.election_epoch();
-            return self.elect(lost.or(Some(crate::journal::Epoch::FIRST)), probe_master);
+            return self.elect(self.election_epoch(), probe_master);
         }
         let check = super::succession::Succession {
             master: self.master.clone().filter(|_| probe_master),

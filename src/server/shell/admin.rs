@@ -159,12 +159,13 @@ impl Shell {
     }
 
     fn status_report(&self) -> StatusReport {
-        let last_change_at_ms =
-            self.core.admin_status().last_change.and_then(|change| {
-                (change.number == self.last_change.0).then_some(self.last_change.1)
-            });
+        let core = self.core.admin_status();
+        let last_change_at_ms = core
+            .last_change
+            .as_ref()
+            .and_then(|change| (change.number == self.last_change.0).then_some(self.last_change.1));
         StatusReport {
-            core: self.core.admin_status(),
+            core,
             name: self.config.broker.name.clone(),
             started_at_ms: self.started_at_ms,
             now_ms: unix_ms(),

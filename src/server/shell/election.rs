@@ -224,14 +224,8 @@ impl Shell {
     /// A lost slave leaves the in-sync set in ZooKeeper before any receipt goes out
     /// without it: it may not be elected from then on.
     pub(in crate::server) fn drop_lost_slaves(&mut self) {
-        let in_sync: Vec<String> = self
-            .core
-            .admin_status()
-            .replicas
-            .into_iter()
-            .filter(|r| r.state == "in-sync")
-            .filter_map(|r| r.address)
-            .collect();
+        // The succession the master tells its slaves: the in-sync ones, in order.
+        let in_sync = self.core.in_sync_addresses();
         let (written, wait) = oneshot::channel();
         self.write_isr(&in_sync, Some(written));
         self.start(async move {
