@@ -9,7 +9,9 @@
 #                                           # "Backlog" below); rewrites only its section
 #   scripts/bench-peers.sh failover         # kill -9 of the master, 50 times: the static
 #                                           # pair against the group elected through
-#                                           # ZooKeeper (~10 min); rewrites only its section
+#                                           # ZooKeeper, then the group's steady state
+#                                           # with the election on and off (~15 min);
+#                                           # rewrites only its section
 #   scripts/bench-peers.sh group            # three copies: the pair, a master with two
 #                                           # slaves and a 3-node RabbitMQ cluster with
 #                                           # quorum queues, and the initial sync of an
@@ -725,10 +727,13 @@ PY
 }
 
 # ---------------------------------------------------------------- group mode
-# start_group DIR: a master and two slaves (configs/group/ semantics, free ports, each
-# listing the others as peers), both slaves in sync; sets GROUP_MASTER and GROUP_URL
+# start_group DIR [ZOOKEEPER]: a master and two slaves (configs/group/ semantics, free
+# ports, each listing the others as peers), both slaves in sync; sets GROUP_MASTER and
+# GROUP_URL. With ZOOKEEPER (host:port,...): configs/zk/ semantics instead, the same three
+# brokers with `[election]` and neither peers nor a configured master (a, started first,
+# is elected).
 start_group() {
-  local dir=$1 ports i name
+  local dir=$1 zookeeper=${2:-} ports i name
   mkdir -p "$dir"
   read -r -a ports <<<"$(free_ports 6)"
   refuse_used "${ports[@]}"
@@ -740,6 +745,14 @@ start_group() {
       [ "$j" = "$i" ] || peers="$peers${peers:+, }\"tcp://127.0.0.1:${repl[$j]}\""
     done
     [ "$i" = 0 ] || slave_of="master_connector_uri = \"tcp://127.0.0.1:${repl[0]}\""
+    local election=""
+    if [ -n "$zookeeper" ]; then
+      peers="" slave_of=""
+      election="[election]
+zookeeper = \"$zookeeper\"
+path = \"/mirrormq/bench-$RUN_ID\"
+session_timeout_ms = 1500"
+    fi
     cat >"$dir/$name.toml" <<EOF2
 # written by scripts/bench-peers.sh (as configs/group/broker-$name.toml, on free ports)
 [broker]
@@ -762,6 +775,8 @@ slave_ack = "received"
 ack_timeout_ms = 2000
 heartbeat_ms = 200
 heartbeat_misses = 3
+
+$election
 
 [[users]]
 name = "admin"
@@ -1067,10 +1082,16 @@ run_failover() { # NAME ARGS...: one chaos run of kill -9s of the master
 
 write_failover_section() {
   FAILOVER_KILLS=$FAILOVER_KILLS FO_DIR=$TMP V_COMMIT=$(cd "$REPO" && git rev-parse --short HEAD) \
-    STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ) python3 - <<'PY' | put_section failover
-import os, re
-out = ["<!-- failover:start -->", "## Failover: the static pair against the ZooKeeper election", ""]
+    STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ) RESULTS=$RESULTS RUNS=$RUNS QUICK=$QUICK N_P1W1=$N_P1W1 \
+    N_P8W1=$N_P8W1 N_P1W64=$N_P1W64 N_P8W64=$N_P8W64 N_CONSUME=$N_CONSUME python3 - <<'PY' | put_section failover
+import os, re, statistics
+from collections import defaultdict
+e = os.environ
+out = ["<!-- failover:start -->", "## The ZooKeeper election: failover against the static pair, and the steady state", ""]
 w = out.append
+if e["QUICK"] == "1":
+    w("> **QUICK MODE: small counts, to check the script. Not a measurement.**")
+    w("")
 w(f"Written by `scripts/bench-peers.sh failover` on {os.environ['STARTED_AT']} at "
   f"`{os.environ['V_COMMIT']}`: {os.environ['FAILOVER_KILLS']} kill -9s of the master each, "
   "under `mirrormq chaos`'s verifying load (two producers, two consumers, numbered "
@@ -1094,14 +1115,65 @@ w("The election's failover is bound by the session timeout: a dead master's node
   "until ZooKeeper ends its session, and no slave may claim before. A shorter "
   "`session_timeout_ms` fails over sooner, and fences a master sooner on a slow "
   "ZooKeeper.")
+w("")
+w("### The steady state, with the election on and off")
+w("")
+rates = defaultdict(list)
+for line in open(e["RESULTS"]):
+    broker, workload, _, rate = line.split("\t")[:4]
+    rates[(broker, workload)].append(float(rate))
+def cell(rs):
+    c = f"{statistics.median(rs):,.0f}"
+    return c + (f" ({min(rs):,.0f}–{max(rs):,.0f})" if len(rs) > 1 else "")
+w("The same group of three (a master and two slaves in sync, configs/group/ semantics) on the "
+  f"throughput workloads, median of {e['RUNS']} run(s) (min–max), in this run: once with "
+  "`replication.peers` and a configured master, once with `[election]` on configs/zk's "
+  "three-server ensemble and nothing else changed. ZooKeeper is off the hot path: the "
+  "master writes the in-sync set there only when a slave comes in sync or is lost. "
+  "Within noise means the ranges overlap.")
+w("")
+w("| workload | group, static | group, elected through ZooKeeper | elected / static | within noise? |")
+w("|---|---|---|---|---|")
+for k, label in [
+    ("p1w1", f"produce: 1 producer, waits for each receipt ({e['N_P1W1']} msgs)"),
+    ("p8w1", f"produce: 8 producers, each waits for each receipt (8 × {e['N_P8W1']})"),
+    ("p1w64", f"produce: 1 producer, window 64 ({e['N_P1W64']} msgs)"),
+    ("p8w64", f"produce: 8 producers, window 64 (8 × {e['N_P8W64']})"),
+    ("consume", f"consume: 1 consumer, client-individual ack of each ({e['N_CONSUME']} msgs)"),
+]:
+    st, zk = rates[("mirrormq-group", k)], rates[("mirrormq-group-zk", k)]
+    overlap = min(zk) <= max(st) and min(st) <= max(zk)
+    w(f"| {label} | {cell(st)} | {cell(zk)} | {statistics.median(zk) / statistics.median(st):.2f} | "
+      f"{'yes' if overlap else '**no**'} |")
 w("<!-- failover:end -->")
 print("\n".join(out))
 PY
 }
 
+# The steady state: the group of three with the election on (configs/zk's ensemble)
+# against the same group without it, on the same workloads, in this run. ZooKeeper is
+# written only when the in-sync set changes, so the two should differ by noise alone.
+run_election_steady() {
+  local dir=$TMP/group-static n
+  start_group "$dir"
+  workloads mirrormq-group "$GROUP_URL" admin admin
+  ! grep -F "slave lost" "$dir/a.log" >&2 || die "the static group lost a slave during the runs (see $dir/a.log)"
+  stop_group group-
+  (cd "$REPO" && scripts/zk-ensemble.sh start) >&2
+  for n in 1 2 3; do register "zk-$n" "$(cat "$REPO/data/zk/$n/pid")" QuorumPeerMain 10; done
+  dir=$TMP/group-zk
+  start_group "$dir" 127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183
+  grep -qF "this broker is master" "$dir/a.log" || die "broker a was not elected (see $dir/a.log)"
+  workloads mirrormq-group-zk "$GROUP_URL" admin admin
+  ! grep -F "slave lost" "$dir/a.log" >&2 || die "the elected group lost a slave during the runs (see $dir/a.log)"
+  stop_group group-
+  stop_group zk-
+}
+
 if [ "$MODE" = failover ]; then
   run_failover pair
   run_failover zookeeper --zookeeper --slaves 2
+  run_election_steady
   write_failover_section
   OK=1
   log "wrote the failover section of $OUT"

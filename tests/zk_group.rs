@@ -2,7 +2,7 @@
 //! exactly one elected at a cold start and the others its slaves; kill -9 of the master:
 //! the first in-sync slave takes over, the other follows it, nothing receipted is lost;
 //! the old master, restarted with its config, rejoins as a slave; SIGTERM of the master
-//! hands over at once.
+//! hands over at once; and the partitions: a broker whose session ended rejoins in place.
 
 mod common;
 
@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 use common::zookeeper::Ensemble;
 use common::{free_port, Broker, Client, FAST_LINK};
+
+/// What a broker whose election session ended logs before it starts again in place.
+const REJOINING: &str = "starting again from the store to rejoin the group";
 
 /// One broker of the group: its config (fixed client port) and its process.
 struct Member {
@@ -137,30 +140,30 @@ fn one_is_elected_a_slave_takes_over_the_old_master_rejoins_and_a_stop_hands_ove
 }
 
 /// The master cut from ZooKeeper (its slaves still reach it and ZooKeeper): it fences
-/// its receipts as soon as its session is unreachable and stops before the session can
-/// expire; then the first in-sync slave is elected, and holds every receipted message.
+/// its receipts as soon as its session is unreachable and stops serving once the session
+/// ended; the first in-sync slave is elected and holds every receipted message; healed,
+/// the old master, still the same process, rejoins as the new master's slave.
 #[test]
-fn a_master_cut_from_zookeeper_stops_before_a_slave_is_elected() {
+fn a_master_cut_from_zookeeper_fences_and_rejoins_as_a_slave_in_place() {
     let ensemble = Ensemble::start(1);
     let (proxy, mut members) = members_through_proxy(&ensemble, 0);
-    for member in &mut members {
-        member.start();
-    }
-    assert_eq!(the_master(&members, &[0, 1, 2]), 0);
-    members[1].broker().wait_for_role("slave-mirroring");
-    members[2].broker().wait_for_role("slave-mirroring");
+    group_of_three(&mut members);
     let mut client = Client::connect(members[0].port);
-    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    let bodies = numbered("m", 10);
     client.send_pipelined("/queue/zk", &bodies);
 
     proxy.cut();
-    let fenced = members[0].broker().log.wait_for(
+    let log = &members[0].broker().log;
+    let fenced = log.wait_for(
         "no receipt goes out until the session is back",
         common::PATIENCE,
     );
-    assert!(fenced.is_some(), "{}", members[0].broker().log.text());
-    let status = members[0].broker.as_mut().unwrap().wait();
-    assert_eq!(status.code(), Some(5), "the fenced master stops");
+    assert!(fenced.is_some(), "{}", log.text());
+    assert!(
+        log.wait_for(REJOINING, common::PATIENCE).is_some(),
+        "{}",
+        log.text()
+    );
     let new = the_master(&members, &[1, 2]);
     let mut consumer = Client::connect(members[new].port);
     assert_eq!(
@@ -168,6 +171,8 @@ fn a_master_cut_from_zookeeper_stops_before_a_slave_is_elected() {
         bodies,
         "nothing receipted lost"
     );
+    proxy.heal();
+    members[0].broker().wait_for_role("slave-mirroring");
 }
 
 /// a, b and c on a one-server `ensemble`, member `cut` reaching it through a proxy the
@@ -263,9 +268,10 @@ fn a_master_cut_from_its_slaves_serves_on_and_no_slave_claims() {
 }
 
 /// SIGSTOP of the master past its session timeout: a slave is elected meanwhile; woken,
-/// the old master finds its session ended and stops without a receipt more.
+/// the old master finds its session ended, stops serving without a receipt more, and
+/// rejoins in place as the new master's slave.
 #[test]
-fn a_master_stopped_past_its_session_stops_when_woken() {
+fn a_master_stopped_past_its_session_rejoins_as_a_slave_when_woken() {
     let ensemble = Ensemble::start(1);
     let mut members: Vec<Member> = ["a", "b", "c"]
         .iter()
@@ -278,8 +284,13 @@ fn a_master_stopped_past_its_session_stops_when_woken() {
     members[0].broker().signal("STOP");
     let new = the_master(&members, &[1, 2]);
     members[0].broker().signal("CONT");
-    let status = members[0].broker.as_mut().unwrap().wait();
-    assert_eq!(status.code(), Some(5), "{}", members[0].broker().log.text());
+    let log = &members[0].broker().log;
+    assert!(
+        log.wait_for(REJOINING, common::PATIENCE).is_some(),
+        "{}",
+        log.text()
+    );
+    members[0].broker().wait_for_role("slave-mirroring");
     let mut consumer = Client::connect(members[new].port);
     assert_eq!(consumer.drain("/queue/zk", 10), bodies);
 }
@@ -317,9 +328,10 @@ fn a_three_server_ensemble_loses_any_one_server_and_nothing_changes() {
 }
 
 /// A slave cut from ZooKeeper (it still reaches its master): its session ends and it
-/// stops; the master takes it out of the in-sync set and serves on with the other.
+/// stops mirroring; the master takes it out of the in-sync set and serves on with the
+/// other; healed, the slave rejoins in place.
 #[test]
-fn a_slave_cut_from_zookeeper_stops_and_the_master_serves_on() {
+fn a_slave_cut_from_zookeeper_rejoins_and_the_master_serves_on() {
     let ensemble = Ensemble::start(1);
     let (proxy, mut members) = members_through_proxy(&ensemble, 1);
     group_of_three(&mut members);
@@ -327,11 +339,17 @@ fn a_slave_cut_from_zookeeper_stops_and_the_master_serves_on() {
     let before = numbered("before", 5);
     client.send_pipelined("/queue/zk", &before);
     proxy.cut();
-    let status = members[1].broker.as_mut().unwrap().wait();
-    assert_eq!(status.code(), Some(5), "{}", members[1].broker().log.text());
+    let log = &members[1].broker().log;
+    assert!(
+        log.wait_for(REJOINING, common::PATIENCE).is_some(),
+        "{}",
+        log.text()
+    );
     let after = numbered("after", 5);
     client.send_pipelined("/queue/zk", &after);
     assert!(!members[2].broker().log.text().contains("-> master-"));
+    proxy.heal();
+    assert!(log.wait_for_count("-> slave-mirroring", 2, common::PATIENCE));
     let mut consumer = Client::connect(members[0].port);
     let all: Vec<String> = before.into_iter().chain(after).collect();
     assert_eq!(consumer.drain("/queue/zk", 10), all);

@@ -145,6 +145,11 @@ pub fn step(role: Role, event: &Event, policy: Policy) -> (Role, Vec<Action>, St
     let (next, actions, why): (Role, Vec<Action>, String) = match (role, event) {
         (_, Shutdown) => (Stopped, vec![Exit(0)], "shutdown requested".into()),
         (Stopped, _) => (Stopped, vec![], "already stopped".into()),
+        (_, SessionEnded) => (
+            Stopped,
+            vec![Rejoin],
+            "the election session ended: rejoining the group from the store on disk".into(),
+        ),
         (Starting, Started) if policy.is_slave => (
             SlaveConnecting,
             vec![OpenReplicationListener, DialMaster],

@@ -90,6 +90,11 @@ impl Shell {
                 self.exit = Some(code);
                 Ok(())
             }
+            Action::Rejoin => {
+                self.rejoin = true;
+                self.exit = Some(0);
+                Ok(())
+            }
             // The core and the group carry these out themselves.
             Action::Promote
             | Action::ContinueAlone

@@ -9,7 +9,9 @@
 //! and mirrors, with no client listener. Each role change is logged as
 //! `role: A -> B (why)` with epoch and seq. On SIGINT or SIGTERM the listeners close
 //! first, then the journal finishes its writes and their receipts go out, then the
-//! process exits.
+//! process exits. A broker whose election session ended (ZooKeeper mode) does the same
+//! and then starts again in place from its store, holding its directory lock: it
+//! rejoins the group as whatever the election makes it.
 
 mod actions;
 mod flow;
@@ -51,13 +53,22 @@ pub fn run(config: Config) -> Result<i32> {
     if !config.requires_login() {
         log::warn!("no [[users]] configured: any client may connect without a login");
     }
-    let shell = start(config, signal_rx)?;
-    // Spawned, not run by block_on on this thread: on the executor's worker thread, with
-    // the sessions and the links, every hand-off between them and the core is a local
-    // queue push rather than a wake-up of another thread (see broker.worker_threads).
-    let code = runtime::block_on(runtime::spawn(shell.run()))?;
-    drop(lock);
-    Ok(code)
+    let mut signals = signal_rx;
+    loop {
+        let shell = start(config.clone(), signals)?;
+        // Spawned, not run by block_on on this thread: on the executor's worker thread,
+        // with the sessions and the links, every hand-off between them and the core is a
+        // local queue push rather than a wake-up of another thread (see
+        // broker.worker_threads).
+        let ended = runtime::block_on(runtime::spawn(shell.run()))?;
+        if !ended.rejoin || stop.load(Ordering::SeqCst) {
+            drop(lock);
+            return Ok(ended.code);
+        }
+        // The same lock, a new core from what the journal holds: a master that may have
+        // been replaced comes back as whatever the election makes it.
+        signals = ended.signals;
+    }
 }
 
 /// Recovers the store into a core and wraps it in a shell.

@@ -63,6 +63,15 @@ struct SessionHandle {
     info: Option<SessionInfo>,
 }
 
+/// How a shell ended.
+pub(super) struct Ended {
+    pub(super) code: i32,
+    /// Start a new shell from the store (the broker rejoins its group) instead of exiting.
+    pub(super) rejoin: bool,
+    /// Handed to the next shell.
+    pub(super) signals: mpsc::UnboundedReceiver<i32>,
+}
+
 /// What woke the shell.
 enum Wake {
     Session(Option<SessionEvent>),
@@ -127,6 +136,9 @@ pub(super) struct Shell {
     outputs: Vec<Output>,
     /// Set when the broker must stop, with the exit code.
     pub(super) exit: Option<i32>,
+    /// The stop ends this shell only: the broker starts again from its store
+    /// (`Action::Rejoin`).
+    pub(super) rejoin: bool,
     /// The pause before the next dial (grows while the master is unreachable).
     pub(super) dial_backoff: Duration,
     next_status: Option<Instant>,
@@ -232,6 +244,7 @@ impl Shell {
             tick_due: false,
             outputs: Vec::new(),
             exit: None,
+            rejoin: false,
             dial_backoff: Duration::ZERO,
             clock_start: Instant::now(),
             next_clock: Instant::now(),
@@ -245,9 +258,8 @@ impl Shell {
         }
     }
 
-    /// Runs the broker until the role machine, a signal or the journal stops it; returns
-    /// the exit code.
-    pub(super) async fn run(mut self) -> Result<i32> {
+    /// Runs the broker until the role machine, a signal or the journal stops it.
+    pub(super) async fn run(mut self) -> Result<Ended> {
         self.open_admin_listener().await?;
         self.turn(Input::Role(Event::Started)).await?;
         while self.exit.is_none() {
@@ -526,7 +538,7 @@ impl Shell {
 
     /// Closes the listeners first (a stopping master answers no probe), finishes the
     /// journal (releasing the receipts it made due), closes every link and session.
-    async fn stop(mut self, code: i32) -> i32 {
+    async fn stop(mut self, code: i32) -> Ended {
         for listener in self.listeners.drain(..) {
             listener.abort();
         }
@@ -547,7 +559,16 @@ impl Shell {
             handle.outbound.close_channel();
         }
         super::drain_sessions(&self.active).await;
-        log::info!("stopped (exit code {code})");
-        code
+        let rejoin = self.rejoin && code == 0;
+        if rejoin {
+            log::info!("stopped this role; starting again from the store to rejoin the group");
+        } else {
+            log::info!("stopped (exit code {code})");
+        }
+        Ended {
+            code,
+            rejoin,
+            signals: self.signals,
+        }
     }
 }

@@ -52,6 +52,9 @@ pub enum Event {
     DroppedByMaster(String),
     /// Our master said it is stopping cleanly: it released nothing we do not hold.
     MasterStopping,
+    /// The election's session ended (ZooKeeper mode): another broker may be master now.
+    /// Stop this role, with nothing more released, and join the group afresh.
+    SessionEnded,
     Shutdown,
 }
 
@@ -87,6 +90,9 @@ pub enum Action {
     RecordInSync,
     /// Stop without releasing receipts that still wait for a slave.
     Exit(i32),
+    /// Stop this role like `Exit`, then start again in the same process from the store on
+    /// disk: recover, join the election, follow whoever is master.
+    Rejoin,
 }
 
 /// Exit code when a master stops because its slave failed (`shutdown_on_slave_failure`).

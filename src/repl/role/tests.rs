@@ -93,6 +93,10 @@ fn every_transition() {
         (SlaveCatchingUp, DroppedByMaster("slow".into()), slave, SlaveConnecting, vec![DialMaster]),
         (MasterWithSlave, Shutdown, MASTER, Stopped, vec![Exit(0)]),
         (SlaveMirroring, Shutdown, slave, Stopped, vec![Exit(0)]),
+        // ZooKeeper mode: a broker whose election session ended starts over in place.
+        (MasterWithSlave, SessionEnded, MASTER, Stopped, vec![Rejoin]),
+        (SlaveMirroring, SessionEnded, slave, Stopped, vec![Rejoin]),
+        (Starting, SessionEnded, MASTER, Stopped, vec![Rejoin]),
         (Stopped, Started, MASTER, Stopped, vec![]),
         // Events that do not apply to a role change nothing.
         (MasterWithSlave, gone(), MASTER, MasterWithSlave, vec![]),

@@ -10,7 +10,10 @@
 //! the ensemble could end the session and elect another. Back (reconnected to any server
 //! within the timeout), the session is the same and so is the master: receipts flow
 //! again. Ended (Expired, which the client says at the latest 7/5 of the timeout after
-//! it last heard), the broker stops: its client port closes and its clients fail over.
+//! it last heard), the broker stops this role: its client port closes and its clients
+//! fail over; then it starts again in place from its store (`server::run`), joins the
+//! election with a new session, and follows the master there is (its unreceipted tail
+//! replaced, as for any returning master).
 
 use std::sync::Arc;
 
@@ -21,8 +24,6 @@ use crate::repl::election::Candidate;
 use crate::runtime;
 use crate::zk::Session;
 
-/// Exit code of a master that lost its election session: another may be elected.
-pub const EXIT_FENCED: i32 = 5;
 /// Pause between attempts while ZooKeeper is unreachable or an election failed.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -258,8 +259,18 @@ impl Shell {
                 log::warn!("election: ZooKeeper unreachable; a slave waits for it");
             }
             Session::Expired | Session::Closed => {
-                log::error!("election: the ZooKeeper session ended; stopping (restart this broker to rejoin the group)");
-                self.exit = Some(EXIT_FENCED);
+                log::warn!(
+                    "election: the ZooKeeper session ended: another broker may be master now"
+                );
+                // Nothing more goes out from this role, whatever the stop finishes: a
+                // paused master may hear of the end before it heard of the loss.
+                // Its master node went with the session: there is nothing to resign.
+                election.leads = false;
+                if is_master && !election.fenced {
+                    election.fenced = true;
+                    self.inputs_push(Input::Fence(true));
+                }
+                self.inputs_push(Input::Role(Event::SessionEnded));
             }
         }
     }

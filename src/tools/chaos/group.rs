@@ -208,9 +208,10 @@ impl Group {
         for node in &mut self.nodes {
             if let Some(code) = node.poll() {
                 log::info!("chaos: broker {} exited with code {code}", node.name);
-                // 0: stopped; 6: found its slave had taken over; 5: its election
-                // session ended (restart either). Anything else (refused as diverged, a
-                // journal failure) needs a person.
+                // 0: stopped; 6: found its slave had taken over; 5: refused by the
+                // master it dialled or next to a live peer, while the group settles
+                // (restart either). Anything else (a journal failure) needs a person.
+                // A broker whose election session ended does not exit: it rejoins.
                 if ![0, 5, 6, -1].contains(&code) {
                     return Err(Error::Tool(format!(
                         "broker {} exited with code {code}; see {}",
