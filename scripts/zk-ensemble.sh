@@ -54,14 +54,24 @@ CFG
         case "$(srvr 218$n)" in *leader* | *follower*) break ;; esac
         sleep 0.1
       done
-      echo "zookeeper $n: $(srvr 218$n)"
+      mode=$(srvr 218$n)
+      echo "zookeeper $n: $mode"
+      case "$mode" in *leader* | *follower*) ;; *)
+        echo "zookeeper $n did not start serving within 20 s; see $ROOT/$n/server.log" >&2
+        exit 1 ;;
+      esac
     done
     ;;
   stop)
     for n in 1 2 3; do
       pidfile="$ROOT/$n/pid"
       if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        kill "$(cat "$pidfile")" && echo "zookeeper $n: stopped"
+        pid=$(cat "$pidfile")
+        kill "$pid"
+        # Gone before this returns: a `start` right after must find the ports free.
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
+        echo "zookeeper $n: stopped"
       fi
       rm -f "$pidfile"
     done
