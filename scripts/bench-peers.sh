@@ -201,7 +201,8 @@ sub_dest() { if [ "$W_SUB_AMQ" = 1 ]; then echo "/amq/queue/${1#/queue/}"; else 
 # only the two whose producers wait for each receipt), RUNS times, fresh queues
 workloads() {
   local broker=$1 url=$2 login=$3 pass=$4 only=${5:-} run q
-  for ((run = 1; run <= RUNS; run++)); do
+  # W_RUN=N: only run N (a caller that alternates setups run by run)
+  for ((run = ${W_RUN:-1}; run <= ${W_RUN:-$RUNS}; run++)); do
     q=/queue/bench-$RUN_ID-$run
     bench "$broker-p1w1-$run" "$url" "$login" "$pass" produce --destination "$q-p1w1" "${W_SEND_EXTRA[@]}" \
       --producers 1 --window 1 --count "$N_P1W1"
@@ -750,7 +751,7 @@ start_group() {
       peers="" slave_of=""
       election="[election]
 zookeeper = \"$zookeeper\"
-path = \"/mirrormq/bench-$RUN_ID\"
+path = \"/mirrormq/bench-$RUN_ID-$(basename "$dir")\"
 session_timeout_ms = 1500"
     fi
     cat >"$dir/$name.toml" <<EOF2
@@ -1126,9 +1127,10 @@ def cell(rs):
     c = f"{statistics.median(rs):,.0f}"
     return c + (f" ({min(rs):,.0f}–{max(rs):,.0f})" if len(rs) > 1 else "")
 w("The same group of three (a master and two slaves in sync, configs/group/ semantics) on the "
-  f"throughput workloads, median of {e['RUNS']} run(s) (min–max), in this run: once with "
-  "`replication.peers` and a configured master, once with `[election]` on configs/zk's "
-  "three-server ensemble and nothing else changed. ZooKeeper is off the hot path: the "
+  f"throughput workloads, median of {e['RUNS']} run(s) (min–max), in this run: with "
+  "`replication.peers` and a configured master, and with `[election]` on configs/zk's "
+  "three-server ensemble and nothing else changed, alternating run by run, each group "
+  "started afresh, the ensemble running throughout. ZooKeeper is off the hot path: the "
   "master writes the in-sync set there only when a slave comes in sync or is lost. "
   "Within noise means the ranges overlap.")
 w("")
@@ -1153,20 +1155,25 @@ PY
 # The steady state: the group of three with the election on (configs/zk's ensemble)
 # against the same group without it, on the same workloads, in this run. ZooKeeper is
 # written only when the in-sync set changes, so the two should differ by noise alone.
+# The setups alternate run by run, each group started afresh, and the ensemble runs
+# throughout, so both see the same machine.
 run_election_steady() {
-  local dir=$TMP/group-static n
-  start_group "$dir"
-  workloads mirrormq-group "$GROUP_URL" admin admin
-  ! grep -F "slave lost" "$dir/a.log" >&2 || die "the static group lost a slave during the runs (see $dir/a.log)"
-  stop_group group-
+  local run n dir
   (cd "$REPO" && scripts/zk-ensemble.sh start) >&2
   for n in 1 2 3; do register "zk-$n" "$(cat "$REPO/data/zk/$n/pid")" QuorumPeerMain 10; done
-  dir=$TMP/group-zk
-  start_group "$dir" 127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183
-  grep -qF "this broker is master" "$dir/a.log" || die "broker a was not elected (see $dir/a.log)"
-  workloads mirrormq-group-zk "$GROUP_URL" admin admin
-  ! grep -F "slave lost" "$dir/a.log" >&2 || die "the elected group lost a slave during the runs (see $dir/a.log)"
-  stop_group group-
+  for ((run = 1; run <= RUNS; run++)); do
+    dir=$TMP/group-static-$run
+    start_group "$dir"
+    W_RUN=$run workloads mirrormq-group "$GROUP_URL" admin admin
+    ! grep -F "slave lost" "$dir/a.log" >&2 || die "the static group lost a slave during the runs (see $dir/a.log)"
+    stop_group group-
+    dir=$TMP/group-zk-$run
+    start_group "$dir" 127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183
+    grep -qF "this broker is master" "$dir/a.log" || die "broker a was not elected (see $dir/a.log)"
+    W_RUN=$run workloads mirrormq-group-zk "$GROUP_URL" admin admin
+    ! grep -F "slave lost" "$dir/a.log" >&2 || die "the elected group lost a slave during the runs (see $dir/a.log)"
+    stop_group group-
+  done
   stop_group zk-
 }
 
