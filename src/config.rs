@@ -87,6 +87,12 @@ pub struct BrokerConfig {
     /// many connections on many cores.
     #[serde(default = "defaults::worker_threads")]
     pub worker_threads: usize,
+    /// A queue consumer with a selector gets the first ready messages it selects; the
+    /// ones nobody with room selects stay, and dispatch looks past at most this many of
+    /// them (as ActiveMQ looks only at the messages it has paged in). A consumer whose
+    /// messages lie further back waits until the ones before are consumed.
+    #[serde(default = "defaults::selector_scan")]
+    pub selector_scan: usize,
 }
 
 /// `[stomp]`: the client listener and its limits.
@@ -121,6 +127,14 @@ pub struct StompConfig {
     /// SEND, ACK and NACK frames one transaction may hold before COMMIT.
     #[serde(default = "defaults::max_transaction_frames")]
     pub max_transaction_frames: usize,
+    /// Parentheses, NOTs and signs a SUBSCRIBE's `selector` may nest (its length is
+    /// bounded by `max_header_length`).
+    #[serde(default = "defaults::max_selector_depth")]
+    pub max_selector_depth: usize,
+    /// Characters of a LIKE pattern in a selector: matching one costs up to its length
+    /// times the header's.
+    #[serde(default = "defaults::max_like_pattern")]
+    pub max_like_pattern: usize,
 }
 
 /// `[replication]`: a master and its slaves. Empty for a standalone broker.
@@ -301,6 +315,22 @@ impl Config {
             (1..=256).contains(&b.worker_threads),
             "broker.worker_threads",
             "must be between 1 and 256",
+        )?;
+        check(
+            b.selector_scan >= 1,
+            "broker.selector_scan",
+            "must be at least 1",
+        )?;
+        // Parsing recurses a dozen calls per level, on a task's stack.
+        check(
+            (1..=128).contains(&s.max_selector_depth),
+            "stomp.max_selector_depth",
+            "must be between 1 and 128",
+        )?;
+        check(
+            (1..=4096).contains(&s.max_like_pattern),
+            "stomp.max_like_pattern",
+            "must be between 1 and 4096",
         )?;
         check(
             b.lock_retry_ms >= 10,

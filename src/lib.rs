@@ -50,6 +50,7 @@ pub mod link;
 pub mod meter;
 pub mod repl;
 pub mod runtime;
+pub mod selector;
 pub mod server;
 pub mod session;
 pub mod stomp;

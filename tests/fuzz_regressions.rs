@@ -74,6 +74,11 @@ fn http_request_inputs_do_not_panic() {
     replay("http_request", harness::http_request);
 }
 
+#[test]
+fn selector_inputs_do_not_panic() {
+    replay("selector", harness::selector);
+}
+
 /// One regression input, by name.
 fn regression(target: &str, name: &str) -> Vec<u8> {
     let path = fuzz_dir().join("regressions").join(target).join(name);

@@ -7,7 +7,8 @@
 //! link, session, connection, client,  sockets: replication link, clients, client library,
 //!   admin                               the admin listener
 //! core                                the pure state machine
-//! stomp, broker, journal, repl        models: wire format, state, records, replication
+//! stomp, selector, broker, journal,  models: wire format, selectors, state, records,
+//!   repl                              replication
 //! error, deadline, runtime, codec,    the foundation and the seams
 //!   http, meter, zk, config
 //! ```
@@ -30,8 +31,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("zk", &[]),
     ("config", &["error", "http"]),
     ("stomp", &["error"]),
+    ("selector", &[]),
     ("journal", &["error", "codec", "meter"]),
-    ("broker", &["error", "codec", "journal"]),
+    ("broker", &["error", "codec", "journal", "selector"]),
     ("repl", &["error", "codec", "journal"]),
     (
         "core",
@@ -54,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "runtime",
             "config",
             "stomp",
+            "selector",
             "broker",
             "core",
             "connection",

@@ -516,3 +516,56 @@ pub fn http_request(data: &[u8]) {
         assert!(limit <= 7, "browse limit {limit} over the cap");
     }
 }
+
+/// A message for `selector`: a few fixed headers and `x`, whose value the input gives.
+struct SelectorMessage<'a>(&'a str);
+
+impl mirrormq::selector::Headers for SelectorMessage<'_> {
+    fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let value = match name {
+            "x" => self.0,
+            "color" => "blue",
+            "weight" => "2500",
+            "price" => "9.5",
+            "flag" => "true",
+            "priority" => "7",
+            _ => return None,
+        };
+        Some(std::borrow::Cow::Borrowed(value))
+    }
+}
+
+/// A SUBSCRIBE's `selector`: the text before the first NUL, `x`'s value after it. Parsing
+/// never panics and an error names a column inside the text (or just past it); a parsed
+/// selector evaluates without panicking, and `NOT (it)` never selects what it selects.
+pub fn selector(data: &[u8]) {
+    use mirrormq::selector::{Limits, Selector};
+    let text = String::from_utf8_lossy(data);
+    let (text, x) = text.split_once('\0').unwrap_or((&text, "12"));
+    let limits = Limits {
+        max_length: 4096,
+        max_depth: 16,
+        max_pattern: 64,
+    };
+    let selector = match Selector::parse(text, limits) {
+        Ok(selector) => selector,
+        Err(error) => {
+            let length = text.chars().count();
+            assert!(
+                error.column >= 1 && error.column <= length.max(limits.max_length) + 1,
+                "column {} of a {length}-character selector",
+                error.column
+            );
+            assert!(!error.message.is_empty());
+            return;
+        }
+    };
+    let message = SelectorMessage(x);
+    let selected = selector.matches(&message);
+    if let Ok(negated) = Selector::parse(&format!("NOT ({text})"), limits) {
+        assert!(
+            !(selected && negated.matches(&message)),
+            "both {text:?} and its negation select x = {x:?}"
+        );
+    }
+}

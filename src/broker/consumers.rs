@@ -6,11 +6,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::message::Message;
 use super::queue::Held;
 use super::{
     AckMode, Broker, ConsumerKey, Delivery, Destination, MessageId, Op, Refused, Removal,
     SessionId, DLQ_PREFIX,
 };
+use crate::selector::Selector;
 
 #[derive(Debug)]
 pub(super) struct Consumer {
@@ -18,20 +20,46 @@ pub(super) struct Consumer {
     pub subscription: Arc<str>,
     pub ack: AckMode,
     pub prefetch: usize,
+    /// Only the messages it selects are delivered to it (SUBSCRIBE's `selector`).
+    pub selector: Option<Arc<Selector>>,
     /// Delivered and not yet acknowledged, in delivery order.
     pub in_flight: VecDeque<MessageId>,
 }
 
+impl Consumer {
+    /// Whether this consumer takes `message`, its selector permitting.
+    pub fn selects(&self, message: &Message) -> bool {
+        self.selector
+            .as_ref()
+            .is_none_or(|selector| selector.matches(message))
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_flight.len() < self.prefetch
+    }
+}
+
+/// What a SUBSCRIBE asks of the broker, beyond who asks.
+#[derive(Debug, Clone)]
+pub struct Subscribing {
+    pub destination: Destination,
+    /// The client's subscription id, echoed in each MESSAGE.
+    pub subscription: Arc<str>,
+    pub ack: AckMode,
+    pub prefetch: usize,
+    pub selector: Option<Arc<Selector>>,
+}
+
 impl Broker {
     /// Adds a consumer; its messages flow at the next `dispatch`.
-    pub fn subscribe(
-        &mut self,
-        key: ConsumerKey,
-        destination: Destination,
-        subscription: Arc<str>,
-        ack: AckMode,
-        prefetch: usize,
-    ) {
+    pub fn subscribe(&mut self, key: ConsumerKey, asked: Subscribing) {
+        let Subscribing {
+            destination,
+            subscription,
+            ack,
+            prefetch,
+            selector,
+        } = asked;
         match &destination {
             Destination::Queue(name) => {
                 self.queues
@@ -53,6 +81,7 @@ impl Broker {
                 subscription,
                 ack,
                 prefetch: prefetch.max(1),
+                selector,
                 in_flight: VecDeque::new(),
             },
         );
@@ -255,7 +284,9 @@ impl Broker {
     /// Hands ready messages to consumers with room in their prefetch windows,
     /// round-robin, in id order, and returns the deliveries (topic messages included). A
     /// queue whose next message is still in the journal waits for it to be read back
-    /// (`paging`), so order holds; an unreadable one is passed over.
+    /// (`paging`), so order holds; an unreadable one is passed over. A message that no
+    /// consumer with room selects stays where it is for the others, and the ones behind
+    /// it are offered, up to `selector_scan` messages passed over.
     pub fn dispatch(&mut self) -> Vec<Delivery> {
         let mut deliveries = std::mem::take(&mut self.topic_deliveries);
         for name in std::mem::take(&mut self.dirty) {
@@ -266,8 +297,9 @@ impl Broker {
             if count == 0 {
                 continue;
             }
-            // Unreadable messages at the front, passed over.
+            // Messages at the front passed over: unreadable, or selected by no one.
             let mut skipped = 0;
+            let mut passed_over = 0;
             while let Some(pos) = queue.ready.nth(skipped) {
                 let Some(slot) = queue.ready.get(pos) else {
                     break;
@@ -280,15 +312,23 @@ impl Broker {
                     }
                     _ => break,
                 };
+                let mut any_room = false;
                 let chosen = (0..count)
                     .map(|step| (queue.cursor + step) % count)
                     .find(|&i| {
-                        self.consumers
-                            .get(&queue.consumers[i])
-                            .is_some_and(|c| c.in_flight.len() < c.prefetch)
+                        self.consumers.get(&queue.consumers[i]).is_some_and(|c| {
+                            let room = c.has_room();
+                            any_room |= room;
+                            room && c.selects(&message)
+                        })
                     });
                 let Some(index) = chosen else {
-                    break;
+                    if !any_room || passed_over >= self.selector_scan {
+                        break;
+                    }
+                    skipped += 1;
+                    passed_over += 1;
+                    continue;
                 };
                 let key = queue.consumers[index];
                 queue.cursor = (index + 1) % count;

@@ -140,6 +140,28 @@ impl Message {
     }
 }
 
+/// What a selector reads: the message's own headers, and the broker's `message-id`,
+/// `destination` and `persistent`.
+impl crate::selector::Headers for Message {
+    fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match name {
+            "message-id" => Some(Cow::Owned(self.id.to_string())),
+            "destination" => Some(Cow::Owned(self.destination.to_string())),
+            "persistent" => Some(Cow::Borrowed(if self.persistent {
+                "true"
+            } else {
+                "false"
+            })),
+            _ => self
+                .headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| Cow::Borrowed(value.as_str())),
+        }
+    }
+}
+
 /// A client connection, as the core knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);

@@ -25,6 +25,7 @@ use crate::codec;
 use crate::journal::{EpochStart, Record, Seq};
 pub use admin::{AdminRefusal, Browsed, BrowsedBody, DestinationStats};
 use consumers::Consumer;
+pub use consumers::Subscribing;
 use dedup::DedupWindow;
 pub use dedup::DEDUP_HEADER;
 pub use message::{
@@ -73,7 +74,14 @@ pub struct Broker {
     evictable: bool,
     /// Messages published to and delivered from each subscribed topic (`admin.rs`).
     topic_counts: HashMap<String, admin::TopicCounts>,
+    /// Ready messages a dispatch passes over, at most, looking for ones a selector
+    /// takes (`broker.selector_scan`).
+    selector_scan: usize,
 }
+
+/// Unselected ready messages a dispatch passes over, unless configured otherwise
+/// (`broker.selector_scan`).
+pub const DEFAULT_SELECTOR_SCAN: usize = 1000;
 
 /// Prefix of the queue a poison message of queue `NAME` moves to.
 pub const DLQ_PREFIX: &str = "DLQ.";
@@ -94,7 +102,13 @@ impl Broker {
             unplaced: Vec::new(),
             evictable: false,
             topic_counts: HashMap::new(),
+            selector_scan: DEFAULT_SELECTOR_SCAN,
         }
+    }
+
+    /// How many unselected ready messages a dispatch passes over at most.
+    pub fn set_selector_scan(&mut self, messages: usize) {
+        self.selector_scan = messages.max(1);
     }
 
     /// Decodes a record written by any broker of the store and applies it: the one path
@@ -192,20 +206,24 @@ impl Broker {
                 let Some(keys) = self.topics.get(name) else {
                     return;
                 };
+                let before = self.topic_deliveries.len();
+                for key in keys {
+                    match self.consumers.get(key) {
+                        Some(consumer) if consumer.selects(&message) => {
+                            self.topic_deliveries.push(Delivery {
+                                consumer: *key,
+                                subscription: consumer.subscription.clone(),
+                                ack: consumer.ack,
+                                message: message.clone(),
+                                redelivered: false,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
                 if let Some(counts) = self.topic_counts.get_mut(name) {
                     counts.published += 1;
-                    counts.delivered += keys.len() as u64;
-                }
-                for key in keys {
-                    if let Some(consumer) = self.consumers.get(key) {
-                        self.topic_deliveries.push(Delivery {
-                            consumer: *key,
-                            subscription: consumer.subscription.clone(),
-                            ack: consumer.ack,
-                            message: message.clone(),
-                            redelivered: false,
-                        });
-                    }
+                    counts.delivered += (self.topic_deliveries.len() - before) as u64;
                 }
             }
         }

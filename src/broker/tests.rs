@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::journal::Epoch;
+use crate::selector::Selector;
 
 const S1: SessionId = SessionId(1);
 const S2: SessionId = SessionId(2);
@@ -55,12 +56,31 @@ impl Harness {
 }
 
 fn subscribe(h: &mut Harness, k: ConsumerKey, queue: &str, ack: AckMode, prefetch: usize) {
+    subscribe_to(h, k, Destination::Queue(queue.into()), ack, prefetch, None);
+}
+
+fn subscribe_to(
+    h: &mut Harness,
+    k: ConsumerKey,
+    destination: Destination,
+    ack: AckMode,
+    prefetch: usize,
+    selector: Option<&str>,
+) {
+    let limits = crate::selector::Limits {
+        max_length: 1000,
+        max_depth: 10,
+        max_pattern: 100,
+    };
     h.broker.subscribe(
         k,
-        Destination::Queue(queue.into()),
-        Arc::from(format!("sub-{}", k.sub)),
-        ack,
-        prefetch,
+        Subscribing {
+            destination,
+            subscription: Arc::from(format!("sub-{}", k.sub)),
+            ack,
+            prefetch,
+            selector: selector.map(|text| Arc::new(Selector::parse(text, limits).unwrap())),
+        },
     );
 }
 
@@ -275,15 +295,8 @@ fn auto_mode_consumes_only_what_was_written() {
 fn topics_reach_every_current_subscriber_and_store_nothing() {
     let mut h = Harness::new();
     let topic = Destination::Topic("news".into());
-    h.broker
-        .subscribe(key(S1, 1), topic.clone(), Arc::from("a"), AckMode::Auto, 1);
-    h.broker.subscribe(
-        key(S2, 1),
-        topic.clone(),
-        Arc::from("b"),
-        AckMode::Client,
-        1,
-    );
+    subscribe_to(&mut h, key(S1, 1), topic.clone(), AckMode::Auto, 1, None);
+    subscribe_to(&mut h, key(S2, 1), topic.clone(), AckMode::Client, 1, None);
     let mut news = msg("x", "hello", true);
     news.destination = topic;
     let applied = h.apply(Op::Send(news));
@@ -445,4 +458,106 @@ fn apply_table() {
     };
     let error = replayed.replay(&garbage, false).unwrap_err();
     assert!(error.contains("record seq 100 does not decode"), "{error}");
+}
+
+/// A message with `color` set.
+fn colored(queue: &str, body: &str, color: &str) -> NewMessage {
+    let mut message = msg(queue, body, true);
+    message.headers.push(("color".into(), color.into()));
+    message
+}
+
+/// On a queue, a consumer gets only what its selector selects; what nobody with room
+/// selects stays, in order, for a consumer that does, and the messages behind it flow.
+#[test]
+fn a_queue_consumer_gets_what_its_selector_selects_and_the_rest_stays() {
+    let mut h = Harness::new();
+    for (body, color) in [("r1", "red"), ("b1", "blue"), ("r2", "red"), ("b2", "blue")] {
+        h.apply(Op::Send(colored("q", body, color)));
+    }
+    let blue = Some("color = 'blue'");
+    subscribe_to(
+        &mut h,
+        key(S1, 1),
+        Destination::Queue("q".into()),
+        AckMode::Auto,
+        10,
+        blue,
+    );
+    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["b1", "b2"]);
+    assert_eq!(
+        h.broker.message_count(),
+        4,
+        "the red ones stay, the blue in flight"
+    );
+    let red = Some("color = 'red'");
+    subscribe_to(
+        &mut h,
+        key(S2, 1),
+        Destination::Queue("q".into()),
+        AckMode::Auto,
+        10,
+        red,
+    );
+    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["r1", "r2"]);
+}
+
+/// Passing over unselected messages stops after `selector_scan` of them.
+#[test]
+fn passing_over_unselected_messages_is_bounded() {
+    let mut h = Harness::new();
+    h.broker.set_selector_scan(3);
+    for i in 0..5 {
+        h.apply(Op::Send(colored("q", &format!("r{i}"), "red")));
+    }
+    h.apply(Op::Send(colored("q", "b", "blue")));
+    let blue = Some("color = 'blue'");
+    subscribe_to(
+        &mut h,
+        key(S1, 1),
+        Destination::Queue("q".into()),
+        AckMode::Auto,
+        10,
+        blue,
+    );
+    assert!(
+        h.broker.dispatch().is_empty(),
+        "the blue one is past the scan"
+    );
+    h.broker.set_selector_scan(5);
+    subscribe_to(
+        &mut h,
+        key(S2, 1),
+        Destination::Queue("q".into()),
+        AckMode::Auto,
+        1,
+        blue,
+    );
+    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["b"]);
+}
+
+/// A topic subscriber gets only what its selector selects.
+#[test]
+fn a_topic_subscriber_gets_what_its_selector_selects() {
+    let mut h = Harness::new();
+    let topic = Destination::Topic("news".into());
+    let blue = Some("color = 'blue'");
+    subscribe_to(&mut h, key(S1, 1), topic.clone(), AckMode::Auto, 10, blue);
+    subscribe_to(&mut h, key(S2, 1), topic.clone(), AckMode::Auto, 10, None);
+    for (body, color) in [("r", "red"), ("b", "blue")] {
+        let mut message = colored("x", body, color);
+        message.destination = topic.clone();
+        h.apply(Op::Send(message));
+    }
+    let deliveries = h.broker.dispatch();
+    let to = |k: ConsumerKey| -> Vec<String> {
+        let picked: Vec<Delivery> = deliveries
+            .iter()
+            .filter(|d| d.consumer == k)
+            .cloned()
+            .collect();
+        Harness::bodies(&picked)
+    };
+    assert_eq!(to(key(S1, 1)), ["b"]);
+    assert_eq!(to(key(S2, 1)), ["r", "b"]);
 }

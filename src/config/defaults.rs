@@ -25,6 +25,16 @@ pub fn dedup_window() -> usize {
 pub fn worker_threads() -> usize {
     1
 }
+/// As `broker::DEFAULT_SELECTOR_SCAN`, what a broker built without a config uses.
+pub fn selector_scan() -> usize {
+    1000
+}
+pub fn max_selector_depth() -> usize {
+    32
+}
+pub fn max_like_pattern() -> usize {
+    256
+}
 pub fn status_interval_ms() -> u64 {
     10_000
 }

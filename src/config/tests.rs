@@ -24,6 +24,9 @@ fn minimal_config_takes_documented_defaults_and_resolves_paths() {
     assert_eq!(config.replication.slave_ack, SlaveAck::Received);
     assert_eq!(config.broker.max_disk, ByteSize(32 << 30));
     assert_eq!(config.broker.compact_interval_ms, 30_000);
+    assert_eq!(config.broker.selector_scan, 1000);
+    assert_eq!(config.stomp.max_selector_depth, 32);
+    assert_eq!(config.stomp.max_like_pattern, 256);
     let durable = parse(&format!(
         "{MINIMAL}[replication]\nslave_ack = \"durable\"\n"
     ))
@@ -57,6 +60,17 @@ fn bad_values_name_file_key_and_line() {
         ("worker_threads = 0\n", "broker.worker_threads", "line 4"),
         ("max_disk = \"64MiB\"\n", "broker.max_disk", "line 4"),
         ("[stomp]\nmax_headers = 0\n", "stomp.max_headers", "line 5"),
+        ("selector_scan = 0\n", "broker.selector_scan", "line 4"),
+        (
+            "[stomp]\nmax_selector_depth = 129\n",
+            "stomp.max_selector_depth",
+            "line 5",
+        ),
+        (
+            "[stomp]\nmax_like_pattern = 0\n",
+            "stomp.max_like_pattern",
+            "line 5",
+        ),
         (
             "[stomp]\nheartbeat_grace = 0.5\n",
             "stomp.heartbeat_grace",

@@ -28,19 +28,11 @@ impl Core {
             }
             Request::Subscribe {
                 sub,
-                destination,
-                subscription,
-                ack,
-                prefetch,
+                subscribing,
                 receipt,
             } => {
-                self.broker.subscribe(
-                    ConsumerKey { session, sub },
-                    destination,
-                    subscription,
-                    ack,
-                    prefetch,
-                );
+                self.broker
+                    .subscribe(ConsumerKey { session, sub }, subscribing);
                 // Before any MESSAGE of the subscription: the receipt goes first.
                 if let Some(receipt) = receipt {
                     self.receipt_now(session, receipt, false);

@@ -4,9 +4,7 @@
 //! holds a channel, a socket or a callback. The server's shell turns socket, link and
 //! journal events into inputs and carries the outputs out, in order, in the same turn.
 
-use std::sync::Arc;
-
-use crate::broker::{AckMode, Delivery, Destination, Fetch, MessageId, NewMessage, SessionId};
+use crate::broker::{Delivery, Fetch, MessageId, NewMessage, SessionId, Subscribing};
 use crate::journal::{Command, EpochStart, Extent, Fetched, Pace, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, Standing};
@@ -30,10 +28,7 @@ pub enum Request {
     },
     Subscribe {
         sub: u64,
-        destination: Destination,
-        subscription: Arc<str>,
-        ack: AckMode,
-        prefetch: usize,
+        subscribing: Subscribing,
         receipt: Option<String>,
     },
     Unsubscribe {

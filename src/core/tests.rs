@@ -2,7 +2,7 @@
 //! feeds inputs and reads the outputs a server would carry out.
 
 use super::*;
-use crate::broker::{AckMode, Destination, NewMessage};
+use crate::broker::{AckMode, Destination, NewMessage, Subscribing};
 use crate::journal::{Command as Write, Pace};
 use crate::repl::group::LinkId;
 use crate::repl::message::{CatchUp, Standing};
@@ -305,10 +305,13 @@ fn a_subscriber_gets_the_message_and_its_session_closing_requeues_it() {
         SessionId(2),
         Request::Subscribe {
             sub: 1,
-            destination: Destination::Queue("q".into()),
-            subscription: "s".into(),
-            ack: AckMode::Client,
-            prefetch: 10,
+            subscribing: Subscribing {
+                destination: Destination::Queue("q".into()),
+                subscription: "s".into(),
+                ack: AckMode::Client,
+                prefetch: 10,
+                selector: None,
+            },
             receipt: None,
         },
     ));

@@ -24,6 +24,7 @@ pub fn recover(
     install_copy(config.data_dir())?;
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
     broker.set_paging(Some(page_above(config)));
+    broker.set_selector_scan(config.broker.selector_scan);
     let report = Box::new(move |event| {
         let _ = events.unbounded_send(event);
     });

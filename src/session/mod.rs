@@ -19,11 +19,12 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use futures::SinkExt;
 
-use crate::broker::{AckMode, Destination, NewMessage, SessionId};
+use crate::broker::{AckMode, Destination, NewMessage, SessionId, Subscribing};
 use crate::config::Config;
 use crate::connection::{FrameReader, Inbound, ReadError};
 use crate::core::{AckRef, Outgoing, Request};
 use crate::runtime::{self, TcpStream};
+use crate::selector::{Limits, Selector};
 use crate::stomp::{Command, Frame, ParseLimits, Version};
 pub use memory::{MemoryGauge, Room};
 
@@ -503,18 +504,39 @@ impl Session {
         // look like a slow one; this way the queue fills only when the client stops
         // reading (a topic flood, unread receipts).
         let prefetch = asked.min((self.shared.config.stomp.max_pending_frames / 2).max(1));
+        let selector = self.selector(frame)?;
         let key = self.next_sub;
         self.next_sub += 1;
         self.subscriptions.insert(id.clone(), Subscription { key });
         self.request(Request::Subscribe {
             sub: key,
-            destination,
-            subscription: Arc::from(id),
-            ack,
-            prefetch,
+            subscribing: Subscribing {
+                destination,
+                subscription: Arc::from(id),
+                ack,
+                prefetch,
+                selector,
+            },
             receipt,
         })
         .await
+    }
+
+    /// SUBSCRIBE's `selector`, parsed; an empty one selects everything, as in ActiveMQ.
+    fn selector(&self, frame: &Frame) -> Result<Option<Arc<Selector>>, Fatal> {
+        let Some(text) = frame.header("selector").filter(|t| !t.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let stomp = &self.shared.config.stomp;
+        let limits = Limits {
+            max_length: stomp.max_header_length,
+            max_depth: stomp.max_selector_depth,
+            max_pattern: stomp.max_like_pattern,
+        };
+        match Selector::parse(text, limits) {
+            Ok(selector) => Ok(Some(Arc::new(selector))),
+            Err(error) => Err(Fatal(format!("invalid selector {text:?}: {error}"))),
+        }
     }
 
     async fn on_unsubscribe(

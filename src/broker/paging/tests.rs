@@ -2,7 +2,7 @@
 //! reader's answers are handed to `loaded` as the core would.
 
 use super::*;
-use crate::broker::{AckMode, BrowsedBody, ConsumerKey, Delivery, Removal, SessionId};
+use crate::broker::{AckMode, BrowsedBody, ConsumerKey, Delivery, Removal, SessionId, Subscribing};
 use crate::journal::{Applied, Epoch, Record};
 
 const CONSUMER: ConsumerKey = ConsumerKey {
@@ -111,10 +111,13 @@ impl Paged {
     fn subscribe(&mut self, prefetch: usize) {
         self.broker.subscribe(
             CONSUMER,
-            Destination::Queue("q".into()),
-            Arc::from("s"),
-            AckMode::ClientIndividual,
-            prefetch,
+            Subscribing {
+                destination: Destination::Queue("q".into()),
+                subscription: Arc::from("s"),
+                ack: AckMode::ClientIndividual,
+                prefetch,
+                selector: None,
+            },
         );
     }
 }

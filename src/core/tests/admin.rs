@@ -82,10 +82,13 @@ fn refusals_record_nothing() {
         SessionId(2),
         Request::Subscribe {
             sub: 1,
-            destination: Destination::Queue("q".into()),
-            subscription: "1".into(),
-            ack: AckMode::ClientIndividual,
-            prefetch: 10,
+            subscribing: Subscribing {
+                destination: Destination::Queue("q".into()),
+                subscription: "1".into(),
+                ack: AckMode::ClientIndividual,
+                prefetch: 10,
+                selector: None,
+            },
             receipt: None,
         },
     ));
