@@ -185,7 +185,7 @@ fn passwords_never_reach_the_log_even_at_trace_level() {
 }
 
 #[test]
-fn no_client_can_ack_nack_or_commit_on_another_clients_subscription_or_transaction() {
+fn no_client_can_ack_nack_or_commit_what_another_client_holds() {
     let site = Site::new();
     let broker = site.start("", "", USERS);
     let mut producer = broker.client();
@@ -201,7 +201,10 @@ fn no_client_can_ack_nack_or_commit_on_another_clients_subscription_or_transacti
     bystander.subscribe("/queue/x", "s", "client-individual", 10);
 
     // Intruders, each with a subscription of the same id (so of the same internal key),
-    // in every version and inside a transaction: each is refused and closed.
+    // in every version and inside a transaction. The broker issued those messages, so an
+    // intruder's ACK or NACK is taken as a stale one (a client acking after a failover
+    // what the old master delivered): ignored, with its RECEIPT, and the connection
+    // stays. What it must not do is touch the owner's messages (checked at the end).
     let intruder = |version: &str| {
         let mut client = Client::connect_with(
             broker.port,
@@ -215,12 +218,10 @@ fn no_client_can_ack_nack_or_commit_on_another_clients_subscription_or_transacti
         client
     };
     for version in ["1.0", "1.1", "1.2"] {
-        let mut ack = intruder(version);
-        ack.ack(&held[0], None);
-        ack.expect_error("not awaiting an acknowledgement on this connection");
-        let mut nack = intruder(version);
-        nack.nack(&held[1], None);
-        nack.expect_error("not awaiting an acknowledgement on this connection");
+        let mut client = intruder(version);
+        client.ack(&held[0], Some("a"));
+        client.nack(&held[1], Some("n"));
+        client.send_receipted("/queue/elsewhere", "still-connected", true);
     }
     let mut in_tx = intruder("1.2");
     in_tx.send_frame(Command::Begin, &[("transaction", "t")], b"");
@@ -234,7 +235,7 @@ fn no_client_can_ack_nack_or_commit_on_another_clients_subscription_or_transacti
         &[("transaction", "t"), ("receipt", "c")],
         b"",
     );
-    in_tx.expect_error("not awaiting an acknowledgement on this connection");
+    in_tx.await_receipt("c");
     // On a topic, acks are no-ops: a topic subscriber's ack of the owner's message may be
     // accepted (as a no-op) or refused, but it must change nothing.
     let mut on_topic = broker.client();

@@ -278,7 +278,28 @@ fn protocol_errors_get_an_error_frame_then_close_while_others_are_served() {
             b"SUBSCRIBE\ndestination:/queue/x\nid:1\nack:sometimes\n\n\0".to_vec(),
             "ack mode",
         ),
-        (b"ACK\nid:1.mmq-999-0\n\n\0".to_vec(), "not awaiting"),
+        (b"ACK\nid:1.mmq-999-0\n\n\0".to_vec(), "never issued"),
+        // Headers that would change delivery and are not honoured: refused, not ignored.
+        (
+            b"SEND\ndestination:/queue/x\npriority:9\n\nx\0".to_vec(),
+            "message priority",
+        ),
+        (
+            b"SEND\ndestination:/queue/x\nexpires:tomorrow\n\nx\0".to_vec(),
+            "'expires:tomorrow'",
+        ),
+        (
+            b"SEND\ndestination:/queue/orders.*\n\nx\0".to_vec(),
+            "wildcard",
+        ),
+        (
+            b"SUBSCRIBE\ndestination:/queue/x\nid:1\nbrowser:true\n\n\0".to_vec(),
+            "queue browsing",
+        ),
+        (
+            b"SUBSCRIBE\ndestination:/queue/x\nid:1\nselector:a ==\n\n\0".to_vec(),
+            "invalid selector",
+        ),
         (b"ACK\nmessage-id:mmq-1-0\n\n\0".to_vec(), "'id'"),
         (
             b"COMMIT\ntransaction:nope\n\n\0".to_vec(),

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{AckRef, Core, Outgoing, Output, Request};
-use crate::broker::{ConsumerKey, NewMessage, Op, Removal, SessionId};
+use crate::broker::{ConsumerKey, MessageId, NewMessage, Op, Removal, SessionId};
 use crate::journal::Seq;
 use crate::stomp::Frame;
 
@@ -48,14 +48,14 @@ impl Core {
                     let seq = self.record_removals(removals);
                     self.receipt_at(session, receipt, seq, false);
                 }
-                Err(refused) => self.fail_session(session, &refused.0, receipt),
+                Err(refused) => self.not_held(session, "ACK", &ack, &refused.0, receipt),
             },
             Request::Nack { ack, receipt } => match self.broker.nack(session, ack.sub, ack.id) {
                 Ok(ops) => {
                     let seq = self.record_all(ops);
                     self.receipt_at(session, receipt, seq, false);
                 }
-                Err(refused) => self.fail_session(session, &refused.0, receipt),
+                Err(refused) => self.not_held(session, "NACK", &ack, &refused.0, receipt),
             },
             Request::Commit {
                 sends,
@@ -106,10 +106,18 @@ impl Core {
                     removals.extend(more.into_iter().filter(|r| seen.insert(r.id)));
                 }
                 Ok(_) => {}
-                Err(refused) => {
+                // Stale (see `not_held`): nothing to do for this one.
+                Err(_) if self.issued(&ack.id) => {
+                    log::debug!(
+                        "session {}: a transaction's ack of {}, not in flight on this connection, ignored",
+                        session.0,
+                        ack.id
+                    );
+                }
+                Err(_) => {
                     return self.fail_session(
                         session,
-                        &format!("transaction rejected: {}", refused.0),
+                        &format!("transaction rejected: {}", never_issued(ack)),
                         receipt,
                     )
                 }
@@ -126,6 +134,35 @@ impl Core {
             }
         }
         self.receipt_at(session, receipt, seq, false);
+    }
+
+    /// An ACK or NACK of a message not in flight on this connection. One this store
+    /// issued is stale, not an error: a client that received it from the old master acks
+    /// it on its new connection after a failover (the message is, or will be, redelivered
+    /// with `redelivered:true`), or it went back to its queue when a connection closed.
+    /// It is ignored, with its RECEIPT; ending the connection would kill consumers
+    /// (stompit's, the Ruby gem's) that ride through failovers. An id this store never
+    /// issued is a protocol error.
+    fn not_held(
+        &mut self,
+        session: SessionId,
+        verb: &str,
+        ack: &AckRef,
+        why: &str,
+        receipt: Option<String>,
+    ) {
+        if self.issued(&ack.id) {
+            log::debug!("session {}: {verb} ignored: {why}", session.0);
+            let last = self.next_seq.prev();
+            self.receipt_at(session, receipt, last, false);
+        } else {
+            self.fail_session(session, &never_issued(ack), receipt);
+        }
+    }
+
+    /// Whether `id` names a message some record of this store added.
+    fn issued(&self, id: &MessageId) -> bool {
+        id.seq > Seq::ZERO && id.seq < self.next_seq
     }
 
     fn record_removals(&mut self, removals: Vec<Removal>) -> Seq {
@@ -157,4 +194,8 @@ impl Core {
         let ops = self.broker.close_session(session);
         self.record_all(ops);
     }
+}
+
+fn never_issued(ack: &AckRef) -> String {
+    format!("message {} was never issued by this broker", ack.id)
 }

@@ -1,11 +1,15 @@
 //! ACK, NACK and transactions on one connection: reading the version-specific ack
 //! headers, and buffering a transaction's frames until COMMIT hands them to the core as
-//! one request. The core checks that an ack names a message delivered to this connection.
+//! one request. The core checks that an ack names a message delivered to this connection,
+//! ignores a stale one and refuses one this broker never issued.
 
 use super::{required, writer, Fatal, Session, Transaction};
 use crate::broker::MessageId;
 use crate::core::{AckRef, Request};
 use crate::stomp::{Command, Frame, Version};
+
+/// The key of a subscription this connection does not have: nothing is in flight on it.
+const NO_SUBSCRIPTION: u64 = u64::MAX;
 
 impl Session {
     /// Reads the version-specific headers of an ACK or NACK.
@@ -25,15 +29,12 @@ impl Session {
         let id = MessageId::parse(message_id)
             .ok_or_else(|| Fatal(format!("unknown message-id '{message_id}'")))?;
         let sub = match (frame.header("subscription"), self.version) {
+            // One this connection does not have (it subscribed on the old master, before
+            // a failover) holds nothing here: the core takes the ack as stale.
             (Some(name), _) => Some(
                 self.subscriptions
                     .get(name)
-                    .ok_or_else(|| {
-                        Fatal(format!(
-                            "no subscription with id '{name}' on this connection"
-                        ))
-                    })?
-                    .key,
+                    .map_or(NO_SUBSCRIPTION, |subscription| subscription.key),
             ),
             (None, Version::V1_1) => {
                 return Err(Fatal(format!(

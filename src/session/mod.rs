@@ -10,6 +10,7 @@ mod acks;
 pub mod handshake;
 mod memory;
 mod timing;
+mod unsupported;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -403,6 +404,9 @@ impl Session {
     }
 
     async fn on_send(&mut self, frame: Frame, receipt: Option<String>) -> Result<(), Fatal> {
+        if let Some(why) = unsupported::refusal(&frame) {
+            return Err(Fatal(why));
+        }
         let destination = Destination::parse(required(&frame, "destination")?)?;
         let persistent = frame.header("persistent") == Some("true");
         let transaction = frame.header("transaction").map(str::to_string);
@@ -462,6 +466,9 @@ impl Session {
     }
 
     async fn on_subscribe(&mut self, frame: &Frame, receipt: Option<String>) -> Result<(), Fatal> {
+        if let Some(why) = unsupported::refusal(frame) {
+            return Err(Fatal(why));
+        }
         let destination_text = required(frame, "destination")?;
         let destination = Destination::parse(destination_text)?;
         let id = match (frame.header("id"), self.version) {

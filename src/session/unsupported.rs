@@ -1,0 +1,227 @@
+//! Headers that change what an ActiveMQ broker does and that mirrormq does not honour
+//! (yet): a frame carrying one with a value that would change anything is refused with
+//! an ERROR naming it, never served as if the header were not there. A value that
+//! changes nothing (`expires:0`, `priority:4`, `browser:false`, as a client forwarding a
+//! MESSAGE's headers sends) passes. Wildcards in destinations are refused here too.
+//! Pure: a table and the frames' headers, tested by table.
+
+use crate::stomp::{Command, Frame};
+
+/// Whether a header's value asks for the behaviour, and what to tell the client.
+struct Refusal {
+    command: Command,
+    header: &'static str,
+    asks: fn(&str) -> bool,
+    what: &'static str,
+}
+
+fn not_zero(value: &str) -> bool {
+    value.trim().parse::<i64>() != Ok(0)
+}
+
+fn not_default_priority(value: &str) -> bool {
+    value.trim() != "4"
+}
+
+fn is_true(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("true")
+}
+
+fn present(_: &str) -> bool {
+    true
+}
+
+const REFUSALS: &[Refusal] = &[
+    Refusal {
+        command: Command::Send,
+        header: "expires",
+        asks: not_zero,
+        what: "message expiry",
+    },
+    Refusal {
+        command: Command::Send,
+        header: "priority",
+        asks: not_default_priority,
+        what: "message priority",
+    },
+    Refusal {
+        command: Command::Send,
+        header: "AMQ_SCHEDULED_DELAY",
+        asks: not_zero,
+        what: "delayed delivery",
+    },
+    Refusal {
+        command: Command::Send,
+        header: "AMQ_SCHEDULED_PERIOD",
+        asks: not_zero,
+        what: "repeated delivery",
+    },
+    Refusal {
+        command: Command::Send,
+        header: "AMQ_SCHEDULED_REPEAT",
+        asks: not_zero,
+        what: "repeated delivery",
+    },
+    Refusal {
+        command: Command::Send,
+        header: "AMQ_SCHEDULED_CRON",
+        asks: present,
+        what: "scheduled delivery",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "browser",
+        asks: is_true,
+        what: "queue browsing",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "activemq.subscriptionName",
+        asks: present,
+        what: "durable topic subscriptions",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "durable",
+        asks: is_true,
+        what: "durable topic subscriptions",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "activemq.noLocal",
+        asks: is_true,
+        what: "noLocal subscriptions",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "activemq.exclusive",
+        asks: is_true,
+        what: "exclusive consumers",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "activemq.retroactive",
+        asks: is_true,
+        what: "retroactive consumers",
+    },
+    Refusal {
+        command: Command::Subscribe,
+        header: "activemq.priority",
+        asks: present,
+        what: "consumer priority",
+    },
+];
+
+/// The ERROR message for a frame that asks for something this broker does not do.
+pub(super) fn refusal(frame: &Frame) -> Option<String> {
+    for refusal in REFUSALS.iter().filter(|r| r.command == frame.command) {
+        if let Some(value) = frame.header(refusal.header) {
+            if (refusal.asks)(value) {
+                return Some(format!(
+                    "'{}:{value}' asks for {}, which this broker does not support; \
+                     leave the header out",
+                    refusal.header, refusal.what
+                ));
+            }
+        }
+    }
+    let destination = frame.header("destination")?;
+    let name = destination
+        .rsplit_once('/')
+        .map_or(destination, |(_, name)| name);
+    let wildcard = name
+        .split('.')
+        .any(|element| element == "*" || element == ">");
+    match frame.command {
+        Command::Send if wildcard => Some(format!(
+            "'{destination}' holds a wildcard: a message goes to one destination"
+        )),
+        Command::Subscribe if wildcard => Some(format!(
+            "'{destination}' holds a wildcard (* or > as a name element), which this broker does not support"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+
+    fn frame(command: Command, headers: Headers) -> Frame {
+        headers
+            .iter()
+            .fold(Frame::new(command), |f, (k, v)| f.with_header(*k, *v))
+    }
+
+    #[test]
+    fn a_header_that_would_change_anything_is_refused_by_name() {
+        let refused: &[(Command, Headers, &str)] = &[
+            (
+                Command::Send,
+                &[("expires", "1700000000000")],
+                "message expiry",
+            ),
+            (Command::Send, &[("expires", "soon")], "'expires:soon'"),
+            (Command::Send, &[("priority", "9")], "message priority"),
+            (
+                Command::Send,
+                &[("AMQ_SCHEDULED_DELAY", "5000")],
+                "delayed delivery",
+            ),
+            (
+                Command::Send,
+                &[("AMQ_SCHEDULED_CRON", "* * * * *")],
+                "scheduled",
+            ),
+            (Command::Subscribe, &[("browser", "true")], "queue browsing"),
+            (
+                Command::Subscribe,
+                &[("activemq.subscriptionName", "s")],
+                "durable",
+            ),
+            (Command::Subscribe, &[("durable", "true")], "durable"),
+            (
+                Command::Subscribe,
+                &[("activemq.noLocal", "true")],
+                "noLocal",
+            ),
+            (
+                Command::Subscribe,
+                &[("activemq.exclusive", "TRUE")],
+                "exclusive",
+            ),
+            (Command::Send, &[("destination", "/queue/a.*")], "wildcard"),
+            (Command::Send, &[("destination", "/topic/>")], "wildcard"),
+            (
+                Command::Subscribe,
+                &[("destination", "/topic/a.>")],
+                "wildcard",
+            ),
+        ];
+        for (command, headers, why) in refused {
+            let message = refusal(&frame(*command, headers))
+                .unwrap_or_else(|| panic!("{command:?} {headers:?} passed"));
+            assert!(message.contains(why), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_changes_nothing_passes() {
+        let passes: &[(Command, Headers)] = &[
+            (Command::Send, &[("expires", "0"), ("priority", "4")]),
+            (Command::Send, &[("AMQ_SCHEDULED_DELAY", "0")]),
+            (Command::Subscribe, &[("browser", "false")]),
+            (Command::Subscribe, &[("activemq.noLocal", "false")]),
+            (Command::Send, &[("destination", "/queue/a.b*c")]),
+            (Command::Send, &[("destination", "/queue/orders")]),
+            // The headers matter only on the frames that use them.
+            (Command::Subscribe, &[("priority", "9")]),
+            (Command::Send, &[("browser", "true")]),
+        ];
+        for (command, headers) in passes {
+            assert_eq!(refusal(&frame(*command, headers)), None, "{headers:?}");
+        }
+    }
+}
