@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::queue::Slot;
-use super::{Broker, Fetch, Message, MessageId, Removal};
+use super::{Broker, Destination, Fetch, Message, MessageId, Removal};
 use crate::journal::Seq;
 
 /// Arrivals, departures and bytes of one queue.
@@ -195,6 +195,19 @@ impl Broker {
             ));
         }
         self.purge_plan(queue)
+    }
+
+    /// The temporary queues there are (`Destination::temporary_owner`).
+    pub fn temporary_queues(&self) -> Vec<String> {
+        self.queues
+            .keys()
+            .filter(|name| {
+                Destination::Queue((*name).clone())
+                    .temporary_owner()
+                    .is_some()
+            })
+            .cloned()
+            .collect()
     }
 
     /// Drops an emptied queue (applying `Op::DeleteQueue`); one that still holds messages

@@ -42,29 +42,64 @@ impl MessageId {
 }
 
 /// Where a message goes: `/queue/NAME` (one consumer each) or `/topic/NAME` (every subscriber).
+///
+/// A temporary destination (ActiveMQ's `/temp-queue/NAME`, `/temp-topic/NAME`) belongs to
+/// the connection that names it: session N's `/temp-queue/NAME` is the queue
+/// `temp-queue:N.NAME`, which other connections (given it in a `reply-to`) reach as
+/// `/remote-temp-queue/N.NAME`. Plain `/queue/` and `/topic/` names may not take those
+/// prefixes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Destination {
     Queue(String),
     Topic(String),
 }
 
+/// The internal name prefixes of temporary queues and topics.
+const TEMP_QUEUE: &str = "temp-queue:";
+const TEMP_TOPIC: &str = "temp-topic:";
+
+/// The STOMP prefixes a client may use: each one's internal prefix, whether it names a
+/// queue, and whether the name is the using connection's own (`/temp-`) or already
+/// carries its owner (`/remote-temp-`, what MESSAGE and `reply-to` headers show).
+const FORMS: [(&str, Option<&str>, bool, bool); 6] = [
+    ("/queue/", None, true, false),
+    ("/topic/", None, false, false),
+    ("/temp-queue/", Some(TEMP_QUEUE), true, true),
+    ("/temp-topic/", Some(TEMP_TOPIC), false, true),
+    ("/remote-temp-queue/", Some(TEMP_QUEUE), true, false),
+    ("/remote-temp-topic/", Some(TEMP_TOPIC), false, false),
+];
+
 impl Destination {
-    /// Parses a STOMP `destination` header.
-    pub fn parse(text: &str) -> Result<Destination, String> {
-        let (make, name): (fn(String) -> Destination, &str) =
-            if let Some(name) = text.strip_prefix("/queue/") {
-                (Destination::Queue, name)
-            } else if let Some(name) = text.strip_prefix("/topic/") {
-                (Destination::Topic, name)
-            } else {
-                return Err(format!(
-                    "unsupported destination '{text}': use /queue/NAME or /topic/NAME"
-                ));
-            };
+    /// Parses a STOMP `destination` header sent on session `by` (whose `/temp-queue/` and
+    /// `/temp-topic/` names it makes its own).
+    pub fn parse(text: &str, by: SessionId) -> Result<Destination, String> {
+        let Some((prefix, temp, queue, own)) =
+            FORMS.iter().find(|(prefix, ..)| text.starts_with(prefix))
+        else {
+            return Err(format!(
+                "unsupported destination '{text}': use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME"
+            ));
+        };
+        let name = &text[prefix.len()..];
         if name.is_empty() {
             return Err(format!("destination '{text}' has an empty name"));
         }
-        Ok(make(name.to_string()))
+        let name = match temp {
+            None if name.starts_with(TEMP_QUEUE) || name.starts_with(TEMP_TOPIC) => {
+                return Err(format!(
+                    "destination '{text}': names starting '{TEMP_QUEUE}' or '{TEMP_TOPIC}' are the broker's"
+                ))
+            }
+            None => name.to_string(),
+            Some(temp) if *own => format!("{temp}{}.{name}", by.0),
+            Some(temp) => format!("{temp}{name}"),
+        };
+        Ok(if *queue {
+            Destination::Queue(name)
+        } else {
+            Destination::Topic(name)
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -72,14 +107,31 @@ impl Destination {
             Destination::Queue(name) | Destination::Topic(name) => name,
         }
     }
+
+    /// The session a temporary destination belongs to; `None` for any other.
+    pub fn temporary_owner(&self) -> Option<SessionId> {
+        let name = self.name();
+        let rest = name
+            .strip_prefix(TEMP_QUEUE)
+            .or_else(|| name.strip_prefix(TEMP_TOPIC))?;
+        let (owner, _) = rest.split_once('.')?;
+        owner.parse().ok().map(SessionId)
+    }
 }
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Destination::Queue(name) => write!(f, "/queue/{name}"),
-            Destination::Topic(name) => write!(f, "/topic/{name}"),
-        }
+        let (prefix, name) = match self {
+            Destination::Queue(name) => match name.strip_prefix(TEMP_QUEUE) {
+                Some(rest) => ("/remote-temp-queue/", rest),
+                None => ("/queue/", name.as_str()),
+            },
+            Destination::Topic(name) => match name.strip_prefix(TEMP_TOPIC) {
+                Some(rest) => ("/remote-temp-topic/", rest),
+                None => ("/topic/", name.as_str()),
+            },
+        };
+        write!(f, "{prefix}{name}")
     }
 }
 

@@ -165,13 +165,7 @@ impl Core {
                 return self.refuse(session, 409, refusal.to_string())
             }
         };
-        // One record per chunk, each well inside a segment (a purge of millions of
-        // messages as one record would not fit one, and the journal would stop).
-        let per_record = (self.log.segment_size() as usize / 4 / (queue.len() + 32)).max(1);
-        let chunks: Vec<Vec<Removal>> = removals
-            .chunks(per_record)
-            .map(<[Removal]>::to_vec)
-            .collect();
+        let chunks = self.chunked(queue, &removals);
         let affected = removals.len();
         log::info!(
             "admin: {} ({affected} message(s), {} record(s))",
@@ -187,23 +181,36 @@ impl Core {
                     removals,
                 })
                 .collect(),
-            // The last record deletes the queue: at least one, even for an empty queue.
-            AdminOp::Delete { queue } => {
-                let mut chunks = chunks;
-                if chunks.is_empty() {
-                    chunks.push(Vec::new());
-                }
-                chunks
-                    .into_iter()
-                    .map(|removals| Op::DeleteQueue {
-                        queue: queue.clone(),
-                        removals,
-                    })
-                    .collect()
-            }
+            AdminOp::Delete { queue } => self.delete_ops(&queue, removals),
         };
         let seq = self.record_all(ops);
         self.receipt_at(session, Some(affected.to_string()), seq, false);
+    }
+
+    /// Removals of `queue` in records each well inside a segment (a purge of millions of
+    /// messages as one record would not fit one, and the journal would stop).
+    fn chunked(&self, queue: &str, removals: &[Removal]) -> Vec<Vec<Removal>> {
+        let per_record = (self.log.segment_size() as usize / 4 / (queue.len() + 32)).max(1);
+        removals
+            .chunks(per_record)
+            .map(<[Removal]>::to_vec)
+            .collect()
+    }
+
+    /// The records that delete `queue` with `removals`: the last one deletes the queue,
+    /// so there is at least one, even for an empty queue.
+    pub(super) fn delete_ops(&self, queue: &str, removals: Vec<Removal>) -> Vec<Op> {
+        let mut chunks = self.chunked(queue, &removals);
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        chunks
+            .into_iter()
+            .map(|removals| Op::DeleteQueue {
+                queue: queue.to_string(),
+                removals,
+            })
+            .collect()
     }
 
     fn refuse(&mut self, session: SessionId, status: u16, why: String) {

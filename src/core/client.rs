@@ -12,6 +12,9 @@ impl Core {
     pub(super) fn request(&mut self, session: SessionId, request: Request) {
         match request {
             Request::Send { message, receipt } => {
+                if let Err(why) = self.temporaries.use_by(session, &message.destination) {
+                    return self.fail_session(session, &why, receipt);
+                }
                 let seq = if self.broker.is_duplicate(&message) {
                     // A resend after a failover: the original's record is at or before
                     // the last seq, so its receipt waits for exactly what the original did.
@@ -31,6 +34,9 @@ impl Core {
                 subscribing,
                 receipt,
             } => {
+                if let Err(why) = self.temporaries.use_by(session, &subscribing.destination) {
+                    return self.fail_session(session, &why, receipt);
+                }
                 self.broker
                     .subscribe(ConsumerKey { session, sub }, subscribing);
                 // Before any MESSAGE of the subscription: the receipt goes first.
@@ -86,6 +92,12 @@ impl Core {
         nacks: Vec<AckRef>,
         receipt: Option<String>,
     ) {
+        for message in &sends {
+            if let Err(why) = self.temporaries.use_by(session, &message.destination) {
+                let why = format!("transaction rejected: {why}");
+                return self.fail_session(session, &why, receipt);
+            }
+        }
         // A replayed transaction's sends that already took effect are not stored twice.
         let sends: Vec<NewMessage> = sends
             .into_iter()
@@ -193,6 +205,7 @@ impl Core {
         self.out.push(Output::CloseSession(session));
         let ops = self.broker.close_session(session);
         self.record_all(ops);
+        self.drop_temporaries(session);
     }
 }
 

@@ -23,6 +23,7 @@ mod held;
 mod io;
 mod paging;
 mod replication;
+mod temp;
 #[cfg(test)]
 mod tests;
 
@@ -76,6 +77,8 @@ pub struct Core {
     held: held::Held,
     /// The last role change, for the admin API.
     last_change: Option<RoleChange>,
+    /// Temporary destinations and the connections they live with.
+    temporaries: temp::Temporaries,
     out: Vec<Output>,
 }
 
@@ -100,6 +103,7 @@ impl Core {
             compaction: paging::Compaction::default(),
             held: held::Held::default(),
             last_change: None,
+            temporaries: temp::Temporaries::default(),
             out: Vec::new(),
         }
     }

@@ -270,6 +270,7 @@ impl Core {
         self.out.push(Output::Pace(Pace::Eager));
         self.record(Op::EpochStarted { epoch });
         self.out.push(Output::RecordEpochs(self.epochs.clone()));
+        self.drop_all_temporaries();
         log::info!(
             "promoted: now master in epoch {epoch} from seq {}",
             self.epochs.last().map_or(self.next_seq, |e| e.first_seq)

@@ -407,14 +407,20 @@ impl Session {
         if let Some(why) = unsupported::refusal(&frame) {
             return Err(Fatal(why));
         }
-        let destination = Destination::parse(required(&frame, "destination")?)?;
-        let persistent = frame.header("persistent") == Some("true");
+        let destination = Destination::parse(required(&frame, "destination")?, self.id)?;
+        // A temporary destination lives only as long as its connection: its messages are
+        // never journaled, as in ActiveMQ.
+        let persistent =
+            frame.header("persistent") == Some("true") && destination.temporary_owner().is_none();
         let transaction = frame.header("transaction").map(str::to_string);
         let mut headers = Vec::with_capacity(frame.headers.len());
-        for (name, value) in frame.headers {
+        for (name, mut value) in frame.headers {
             let owned = BROKER_HEADERS.contains(&name.as_str());
             // First occurrence wins, as in the spec; later repeats are dropped.
             if !owned && !headers.iter().any(|(n, _): &(String, String)| *n == name) {
+                if name == "reply-to" {
+                    value = self.reply_to(value);
+                }
                 headers.push((name, value));
             }
         }
@@ -470,7 +476,15 @@ impl Session {
             return Err(Fatal(why));
         }
         let destination_text = required(frame, "destination")?;
-        let destination = Destination::parse(destination_text)?;
+        let destination = Destination::parse(destination_text, self.id)?;
+        if destination
+            .temporary_owner()
+            .is_some_and(|owner| owner != self.id)
+        {
+            return Err(Fatal(format!(
+                "{destination_text} is another connection's temporary destination: only it may consume from it"
+            )));
+        }
         let id = match (frame.header("id"), self.version) {
             (Some(id), _) => id.to_string(),
             (None, Version::V1_0) => destination_text.to_string(),
@@ -527,6 +541,15 @@ impl Session {
             receipt,
         })
         .await
+    }
+
+    /// A `reply-to` naming this connection's temporary destination, in the form other
+    /// connections reach it by (`/remote-temp-queue/...`); any other value as it is.
+    fn reply_to(&self, value: String) -> String {
+        if !value.starts_with("/temp-queue/") && !value.starts_with("/temp-topic/") {
+            return value;
+        }
+        Destination::parse(&value, self.id).map_or(value, |temp| temp.to_string())
     }
 
     /// SUBSCRIBE's `selector`, parsed; an empty one selects everything, as in ActiveMQ.
