@@ -281,8 +281,8 @@ fn protocol_errors_get_an_error_frame_then_close_while_others_are_served() {
         (b"ACK\nid:1.mmq-999-0\n\n\0".to_vec(), "never issued"),
         // Headers that would change delivery and are not honoured: refused, not ignored.
         (
-            b"SEND\ndestination:/queue/x\npriority:9\n\nx\0".to_vec(),
-            "message priority",
+            b"SEND\ndestination:/queue/x\npriority:10\n\nx\0".to_vec(),
+            "invalid priority '10'",
         ),
         (
             b"SEND\ndestination:/queue/x\nexpires:tomorrow\n\nx\0".to_vec(),

@@ -343,7 +343,7 @@ impl Broker {
                     subscription: consumer.subscription.clone(),
                     ack: consumer.ack,
                     message,
-                    redelivered: slot.redeliveries > 0 || slot.maybe_delivered,
+                    redelivered: slot.redeliveries > 0 || slot.maybe_delivered(),
                 });
                 queue.in_flight.insert(slot.id(), (slot, key));
             }

@@ -180,6 +180,17 @@ impl Message {
         })
     }
 
+    /// Its `priority` header, 0 to 9; 4 (JMS's default) without one. SEND refuses any
+    /// other value, so a stored one is always valid; an unreadable one counts as 4.
+    pub fn priority(&self) -> u8 {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == "priority")
+            .and_then(|(_, value)| value.trim().parse::<u8>().ok())
+            .filter(|priority| *priority <= 9)
+            .unwrap_or(DEFAULT_PRIORITY)
+    }
+
     /// Bytes this message holds in memory, for the memory limit.
     pub fn footprint(&self) -> usize {
         const OVERHEAD: usize = 128;
@@ -213,6 +224,9 @@ impl crate::selector::Headers for Message {
         }
     }
 }
+
+/// JMS's default priority, a message's without a `priority` header.
+pub const DEFAULT_PRIORITY: u8 = 4;
 
 /// A client connection, as the core knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

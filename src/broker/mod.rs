@@ -10,6 +10,7 @@
 mod admin;
 mod consumers;
 mod dedup;
+mod lane;
 mod message;
 mod op;
 mod paging;
@@ -245,11 +246,11 @@ impl Broker {
         // A message that goes in behind the read-ahead or eviction cursor (one moved or
         // dead-lettered here, older than what the queue held) would never be read back
         // or paged out: both look again from the head.
-        let id = slot.id();
-        if existing.read_ahead_to.is_some_and(|last| id <= last) {
+        let key = slot.key();
+        if existing.read_ahead_to.is_some_and(|last| key <= last) {
             existing.read_ahead_to = None;
         }
-        if existing.evicted_to.is_some_and(|last| id <= last) {
+        if existing.evicted_to.is_some_and(|last| key <= last) {
             existing.evicted_to = None;
         }
         existing.insert(slot);
@@ -374,7 +375,7 @@ impl Broker {
         for queue in self.queues.values_mut() {
             let in_flight = queue.in_flight.values_mut().map(|(slot, _)| slot);
             for slot in queue.ready.iter_mut().chain(in_flight) {
-                slot.maybe_delivered = true;
+                slot.mark_maybe_delivered();
             }
         }
     }

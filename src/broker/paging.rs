@@ -114,7 +114,7 @@ impl Broker {
                     queue.paged += 1;
                     self.memory = self.memory - cost + SLOT_COST;
                 }
-                queue.evicted_to = Some(slot.id());
+                queue.evicted_to = Some(slot.key());
             }
         }
         if self.page_above.is_some_and(|limit| self.memory > limit) {
@@ -159,7 +159,7 @@ impl Broker {
                         at,
                     });
                 }
-                queue.read_ahead_to = Some(slot.id());
+                queue.read_ahead_to = Some(slot.key());
             }
         }
         wanted

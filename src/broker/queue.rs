@@ -1,14 +1,15 @@
-//! One queue: its ready messages in id order, the ones in flight to consumers, and its
-//! consumers in round-robin order.
+//! One queue: its ready messages in dispatch order (priority, then id), the ones in
+//! flight to consumers, and its consumers in round-robin order.
 //!
 //! Invariant: every stored message is either in `ready` or in `in_flight` (held by
 //! exactly one consumer); a message that is neither exists only between a requeue that
 //! decided to dead-letter it and the `DeadLetter` op the caller applies next.
 //!
-//! `ready` (`ready.rs`, in chunks) is kept sorted by id. Ids grow with the seq of the record that added a
-//! message, so new messages go at the back, a requeued one goes back to where it was
-//! (ahead of every newer one, which is where a redelivery belongs), and an
-//! acknowledgement finds its message by binary search. A ready message costs one `Slot`
+//! `ready` (`ready.rs`, a lane of chunks per priority) keeps each priority sorted by id.
+//! Ids grow with the seq of the record that added a message, so new messages go at the
+//! back of their lane, a requeued one goes back to where it was (ahead of every newer one
+//! of its priority, which is where a redelivery belongs), and an acknowledgement finds
+//! its message by binary search. A ready message costs one `Slot`
 //! (48 bytes) in memory while its body is paged out: that is what lets a queue hold a
 //! backlog many times the memory limit.
 
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::message::{ConsumerKey, Message, MessageId};
-use super::ready::{Pos, Ready};
+use super::ready::{Key, Pos, Ready};
 use crate::journal::{Placement, Seq};
 
 /// Memory a stored message costs while its body is only in the journal: its slot, and
@@ -54,14 +55,20 @@ pub(super) struct Slot {
     pub held: Held,
     /// Times it went back to the queue after a delivery (connection lost, NACK).
     pub redeliveries: u16,
-    /// It may have been delivered by a broker that is gone (a restart, a failover): its
-    /// next delivery carries `redelivered:true`, as a hint to the consumer.
-    pub maybe_delivered: bool,
+    marks: Marks,
 }
+
+/// Its priority (0 to 9, the low four bits) and whether it may have been delivered by a
+/// broker that is gone (the top bit): one byte, so that a slot stays 48 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marks(u8);
+
+const MAYBE_DELIVERED: u8 = 0x80;
 
 impl Slot {
     /// A message in memory, held by `record`.
     pub fn new(record: Seq, message: Arc<Message>) -> Slot {
+        let marks = Marks(message.priority());
         Slot {
             seq: message.id.seq,
             index: message.id.index,
@@ -71,7 +78,30 @@ impl Slot {
             message: Some(message),
             held: Held::InMemory,
             redeliveries: 0,
-            maybe_delivered: false,
+            marks,
+        }
+    }
+
+    /// Its priority, 0 to 9: higher is dispatched first.
+    pub fn priority(&self) -> u8 {
+        self.marks.0 & 0x0f
+    }
+
+    /// It may have been delivered by a broker that is gone (a restart, a failover): its
+    /// next delivery carries `redelivered:true`, as a hint to the consumer.
+    pub fn maybe_delivered(&self) -> bool {
+        self.marks.0 & MAYBE_DELIVERED != 0
+    }
+
+    pub fn mark_maybe_delivered(&mut self) {
+        self.marks.0 |= MAYBE_DELIVERED;
+    }
+
+    /// Its place in dispatch order.
+    pub fn key(&self) -> Key {
+        Key {
+            priority: self.priority(),
+            id: self.id(),
         }
     }
 
@@ -136,9 +166,9 @@ pub(super) struct Queue {
     /// Ready messages whose body is not in memory.
     pub paged: usize,
     /// The last message the read-ahead has looked at (`paging::wanted_reads`).
-    pub read_ahead_to: Option<MessageId>,
+    pub read_ahead_to: Option<Key>,
     /// The last message eviction has paged out or passed (`paging::evict`).
-    pub evicted_to: Option<MessageId>,
+    pub evicted_to: Option<Key>,
     /// What the admin API shows: arrivals, departures, bytes stored.
     pub counts: super::admin::QueueCounts,
 }
@@ -194,5 +224,14 @@ impl Queue {
     /// Messages stored, ready or in flight.
     pub fn depth(&self) -> usize {
         self.ready.len() + self.in_flight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A paged-out message costs its slot: the backlog's memory figures count on 48.
+    #[test]
+    fn a_slot_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<super::Slot>(), 48);
     }
 }

@@ -1,32 +1,53 @@
-//! A queue's ready messages, in id order, in chunks.
+//! A queue's ready messages in the order dispatch takes them: higher `priority` first
+//! (0 to 9, 4 without the header, as in JMS and ActiveMQ), and within one priority in id
+//! order, which is the order they were sent (a requeued message goes back to its place).
 //!
-//! One `VecDeque` of millions of slots grows by doubling, copying every slot: at four
-//! million slots that copy (192 MiB, and a fresh 384 MiB to fault in) stalled a broker for
-//! more than its peer's heart-beat silence. Chunks of at most `CHUNK` slots grow and
-//! shrink one chunk at a time. A chunk is a `VecDeque` too: dispatch takes from the
-//! front of the first one, which must not shift the rest of the chunk every time. Slots are found by id (binary search over the chunks,
-//! then within one); positions near the front, where dispatch works, are found by
-//! walking the few chunks before them.
+//! One `Lane` (`lane.rs`) per priority. Most queues use one lane, so finding a message by
+//! id (an acknowledgement) costs a binary search in the few non-empty lanes. A `Key`
+//! (priority and id) names a place in dispatch order, for the paging cursors.
 
-use std::collections::VecDeque;
+use std::cmp::Ordering;
 
+use super::lane::{Lane, LanePos};
 use super::message::MessageId;
 use super::queue::Slot;
 
-/// Slots per chunk; a chunk split by inserts in its middle holds up to twice this.
-const CHUNK: usize = 4096;
+/// Priorities 0..=9.
+const LANES: usize = 10;
 
-/// Where a slot is: its chunk and its index in it.
+/// Where a slot is: its lane (priority) and its place in the lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Pos {
-    chunk: usize,
-    index: usize,
+    lane: usize,
+    at: LanePos,
+}
+
+/// A place in dispatch order: higher priority first, then lower id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Key {
+    pub priority: u8,
+    pub id: MessageId,
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Ready {
-    /// Never an empty chunk.
-    chunks: VecDeque<VecDeque<Slot>>,
+    /// By priority: `lanes[9]` is dispatched first.
+    lanes: [Lane; LANES],
     len: usize,
 }
 
@@ -35,141 +56,101 @@ impl Ready {
         self.len
     }
 
+    /// The lanes in dispatch order, with their priority.
+    fn in_order(&self) -> impl Iterator<Item = (usize, &Lane)> {
+        self.lanes.iter().enumerate().rev()
+    }
+
     pub fn get(&self, pos: Pos) -> Option<&Slot> {
-        self.chunks.get(pos.chunk)?.get(pos.index)
+        self.lanes[pos.lane].get(pos.at)
     }
 
     pub fn get_mut(&mut self, pos: Pos) -> Option<&mut Slot> {
-        self.chunks.get_mut(pos.chunk)?.get_mut(pos.index)
+        self.lanes[pos.lane].get_mut(pos.at)
     }
 
-    /// Puts a slot in its place by id: at the back for a new message.
+    /// Puts a slot in its place: behind every ready message of its priority sent
+    /// before it.
     pub fn insert(&mut self, slot: Slot) {
         self.len += 1;
-        let id = slot.id();
-        let at_back = match self.chunks.back() {
-            Some(last) if last.back().is_some_and(|l| l.id() > id) => None,
-            Some(last) => Some(last.len() < CHUNK),
-            None => Some(false),
-        };
-        match (at_back, self.chunks.back_mut()) {
-            (Some(true), Some(last)) => return last.push_back(slot),
-            (Some(_), _) => {
-                let mut chunk = VecDeque::with_capacity(CHUNK);
-                chunk.push_back(slot);
-                return self.chunks.push_back(chunk);
-            }
-            (None, _) => {}
-        }
-        // Into the first chunk whose last slot is newer.
-        let chunk = self
-            .chunks
-            .partition_point(|c| c.back().is_some_and(|l| l.id() < id));
-        let slots = &mut self.chunks[chunk];
-        let index = slots.partition_point(|s| s.id() < id);
-        slots.insert(index, slot);
-        if slots.len() > 2 * CHUNK {
-            let half = slots.split_off(CHUNK);
-            self.chunks.insert(chunk + 1, half);
-        }
+        self.lanes[lane_of(slot.priority())].insert(slot);
     }
 
     /// Where the slot of `id` is.
     pub fn find(&self, id: MessageId) -> Option<Pos> {
-        // The newest is the one most often asked for (placing what was just stored).
-        let last = self.chunks.len().checked_sub(1)?;
-        if self.chunks[last].back().is_some_and(|s| s.id() == id) {
-            return Some(Pos {
-                chunk: last,
-                index: self.chunks[last].len() - 1,
-            });
-        }
-        let chunk = self
-            .chunks
-            .partition_point(|c| c.back().is_some_and(|l| l.id() < id));
-        let index = self
-            .chunks
-            .get(chunk)?
-            .binary_search_by(|s| s.id().cmp(&id))
-            .ok()?;
-        Some(Pos { chunk, index })
+        self.in_order()
+            .filter(|(_, lane)| lane.len() > 0)
+            .find_map(|(lane, slots)| slots.find(id).map(|at| Pos { lane, at }))
     }
 
     /// Takes the slot at `pos` out.
     pub fn remove(&mut self, pos: Pos) -> Option<Slot> {
-        let chunk = self.chunks.get_mut(pos.chunk)?;
-        if pos.index >= chunk.len() {
-            return None;
-        }
-        let slot = chunk.remove(pos.index)?;
-        if chunk.is_empty() {
-            self.chunks.remove(pos.chunk);
-        }
+        let slot = self.lanes[pos.lane].remove(pos.at)?;
         self.len -= 1;
         Some(slot)
     }
 
-    /// The position of the `n`th slot (from 0), walking the chunks before it.
+    /// The position of the `n`th slot in dispatch order (from 0).
     pub fn nth(&self, mut n: usize) -> Option<Pos> {
-        for (chunk, slots) in self.chunks.iter().enumerate() {
+        for (lane, slots) in self.in_order() {
             if n < slots.len() {
-                return Some(Pos { chunk, index: n });
+                return slots.nth(n).map(|at| Pos { lane, at });
             }
             n -= slots.len();
         }
         None
     }
 
-    /// How many slots have an id up to `id`.
-    pub fn count_through(&self, id: MessageId) -> usize {
-        let mut count = 0;
-        for slots in &self.chunks {
-            if slots.back().is_some_and(|l| l.id() <= id) {
-                count += slots.len();
-            } else {
-                return count + slots.partition_point(|s| s.id() <= id);
-            }
-        }
-        count
+    /// How many slots are at or before `key` in dispatch order.
+    pub fn count_through(&self, key: Key) -> usize {
+        let lane = lane_of(key.priority);
+        let before: usize = self.lanes[lane + 1..].iter().map(Lane::len).sum();
+        before + self.lanes[lane].count_through(key.id)
     }
 
-    /// The slots from the `n`th on, in order.
+    /// The slots from the `n`th on, in dispatch order.
     pub fn iter_mut_from(&mut self, mut n: usize) -> impl Iterator<Item = &mut Slot> {
-        let mut skip_chunks = 0;
-        for slots in &self.chunks {
-            if n < slots.len() {
-                break;
-            }
-            n -= slots.len();
-            skip_chunks += 1;
+        let mut skip = [0; LANES];
+        for (lane, slots) in self.lanes.iter().enumerate().rev() {
+            skip[lane] = n.min(slots.len());
+            n -= skip[lane];
         }
-        self.chunks.iter_mut().skip(skip_chunks).flatten().skip(n)
-    }
-
-    /// The slots whose id's seq is below `seq`, in order.
-    pub fn iter_mut_below(&mut self, seq: crate::journal::Seq) -> impl Iterator<Item = &mut Slot> {
-        self.chunks
+        self.lanes
             .iter_mut()
-            .flatten()
-            .take_while(move |slot| slot.seq < seq)
+            .zip(skip)
+            .rev()
+            .flat_map(|(lane, skip)| lane.iter_mut_from(skip))
     }
 
+    /// The slots whose id's seq is below `seq`.
+    pub fn iter_mut_below(&mut self, seq: crate::journal::Seq) -> impl Iterator<Item = &mut Slot> {
+        self.lanes
+            .iter_mut()
+            .rev()
+            .flat_map(move |lane| lane.iter_mut_below(seq))
+    }
+
+    /// The slots in dispatch order.
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.chunks.iter().flatten()
+        self.in_order().flat_map(|(_, lane)| lane.iter())
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        self.chunks.iter_mut().flatten()
+        self.lanes.iter_mut().rev().flat_map(Lane::iter_mut)
     }
 
     /// Keeps the slots `keep` says to.
     pub fn retain(&mut self, mut keep: impl FnMut(&Slot) -> bool) {
-        for chunk in &mut self.chunks {
-            chunk.retain(&mut keep);
+        for lane in &mut self.lanes {
+            lane.retain(&mut keep);
         }
-        self.chunks.retain(|chunk| !chunk.is_empty());
-        self.len = self.chunks.iter().map(VecDeque::len).sum();
+        self.len = self.lanes.iter().map(Lane::len).sum();
     }
+}
+
+/// The lane of a priority; out-of-range ones (never stored: SEND refuses them) clamp.
+fn lane_of(priority: u8) -> usize {
+    usize::from(priority).min(LANES - 1)
 }
 
 #[cfg(test)]
@@ -179,78 +160,78 @@ mod tests {
     use crate::broker::{Destination, NewMessage};
     use crate::journal::Seq;
 
-    fn slot(seq: u64) -> Slot {
+    fn slot(seq: u64, priority: Option<&str>) -> Slot {
         let new = NewMessage {
             destination: Destination::Queue("q".into()),
-            headers: Vec::new(),
+            headers: priority
+                .map(|p| vec![("priority".to_string(), p.to_string())])
+                .unwrap_or_default(),
             body: bytes::Bytes::new(),
             persistent: true,
         };
-        let id = MessageId {
-            seq: Seq(seq),
-            index: 0,
-        };
-        Slot::new(Seq(seq), Message::new(id, &new))
+        Slot::new(Seq(seq), Message::new(MessageId::new(Seq(seq), 0), &new))
     }
 
-    fn seqs(ready: &Ready) -> Vec<u64> {
+    fn order(ready: &Ready) -> Vec<u64> {
         ready.iter().map(|s| s.seq.0).collect()
     }
 
-    /// Appends, inserts in the middle (splitting a chunk), finds, removes and counts stay
-    /// in id order whatever the chunk boundaries.
+    /// Higher priority first, first in first out within one; positions, counts and
+    /// iteration from a position all follow that order.
     #[test]
-    fn slots_stay_in_id_order_across_chunks() {
+    fn dispatch_order_is_priority_then_arrival() {
         let mut ready = Ready::default();
-        let mut model: Vec<u64> = Vec::new();
-        // Even seqs appended: several chunks.
-        for seq in (0..3 * CHUNK as u64).map(|n| n * 2 + 2) {
-            ready.insert(slot(seq));
-            model.push(seq);
+        let sent = [
+            (1, None),
+            (2, Some("9")),
+            (3, Some("0")),
+            (4, Some("9")),
+            (5, Some("4")),
+            (6, Some("7")),
+        ];
+        for (seq, priority) in sent {
+            ready.insert(slot(seq, priority));
         }
-        // Odd seqs into the first chunk, more than it holds: it splits.
-        for seq in (0..CHUNK as u64 + 10).map(|n| n * 2 + 1) {
-            ready.insert(slot(seq));
-            model.push(seq);
+        assert_eq!(order(&ready), [2, 4, 6, 1, 5, 3]);
+        assert_eq!(ready.len(), 6);
+        // A requeued priority-9 message goes back ahead of the other.
+        let pos = ready.find(MessageId::new(Seq(2), 0)).unwrap();
+        let taken = ready.remove(pos).unwrap();
+        assert_eq!(order(&ready), [4, 6, 1, 5, 3]);
+        ready.insert(taken);
+        assert_eq!(order(&ready), [2, 4, 6, 1, 5, 3]);
+        for (n, seq) in [2, 4, 6, 1, 5, 3].into_iter().enumerate() {
+            let pos = ready.nth(n).unwrap();
+            assert_eq!(ready.get(pos).unwrap().seq.0, seq);
+            assert_eq!(ready.find(MessageId::new(Seq(seq), 0)), Some(pos));
+            let key = ready.get(pos).unwrap().key();
+            assert_eq!(ready.count_through(key), n + 1);
+            let from: Vec<u64> = ready.iter_mut_from(n).map(|s| s.seq.0).collect();
+            assert_eq!(from, [2, 4, 6, 1, 5, 3][n..]);
         }
-        model.sort_unstable();
-        assert_eq!(seqs(&ready), model);
-        assert_eq!(ready.len(), model.len());
-        // Every slot is found where it is, and removing from anywhere keeps the order.
-        for (n, seq) in [
-            (0usize, 1u64),
-            (model.len() / 2, model[model.len() / 2]),
-            (model.len() - 1, *model.last().unwrap()),
-        ] {
-            let id = MessageId {
-                seq: Seq(seq),
-                index: 0,
-            };
-            let pos = ready.find(id).expect("found");
-            assert_eq!(ready.nth(n), Some(pos));
-            assert_eq!(ready.count_through(id), n + 1);
+        assert!(ready.nth(6).is_none());
+        let below: Vec<u64> = ready.iter_mut_below(Seq(4)).map(|s| s.seq.0).collect();
+        assert_eq!(below, [2, 1, 3]);
+        ready.retain(|s| s.seq.0 % 2 == 0);
+        assert_eq!(order(&ready), [2, 4, 6]);
+        assert_eq!(ready.len(), 3);
+    }
+
+    /// A key names a place whether or not its message is still there.
+    #[test]
+    fn keys_order_by_priority_then_id() {
+        let key = |priority, seq| Key {
+            priority,
+            id: MessageId::new(Seq(seq), 0),
+        };
+        assert!(key(9, 10) < key(4, 1));
+        assert!(key(4, 1) < key(4, 2));
+        let mut ready = Ready::default();
+        for (seq, priority) in [(1, Some("9")), (3, Some("9")), (2, None)] {
+            ready.insert(slot(seq, priority));
         }
-        for seq in [model[0], model[CHUNK], *model.last().unwrap()] {
-            let id = MessageId {
-                seq: Seq(seq),
-                index: 0,
-            };
-            let pos = ready.find(id).unwrap();
-            assert_eq!(ready.remove(pos).map(|s| s.seq.0), Some(seq));
-            model.retain(|s| *s != seq);
-        }
-        assert_eq!(seqs(&ready), model);
-        let from: Vec<u64> = ready.iter_mut_from(CHUNK + 3).map(|s| s.seq.0).collect();
-        assert_eq!(from, model[CHUNK + 3..]);
-        ready.retain(|s| s.seq.0 % 3 != 0);
-        model.retain(|s| s % 3 != 0);
-        assert_eq!(seqs(&ready), model);
-        assert_eq!(ready.len(), model.len());
-        assert!(ready
-            .find(MessageId {
-                seq: Seq(3),
-                index: 0
-            })
-            .is_none());
+        assert_eq!(ready.count_through(key(9, 2)), 1);
+        assert_eq!(ready.count_through(key(4, 0)), 2);
+        assert_eq!(ready.count_through(key(0, 0)), 3);
     }
 }

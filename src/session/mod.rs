@@ -407,6 +407,13 @@ impl Session {
         if let Some(why) = unsupported::refusal(&frame) {
             return Err(Fatal(why));
         }
+        if let Some(priority) = frame.header("priority") {
+            if !matches!(priority.trim().parse::<u8>(), Ok(0..=9)) {
+                return Err(Fatal(format!(
+                    "invalid priority '{priority}': a whole number from 0 (lowest) to 9 (highest)"
+                )));
+            }
+        }
         let destination = Destination::parse(required(&frame, "destination")?, self.id)?;
         // A temporary destination lives only as long as its connection: its messages are
         // never journaled, as in ActiveMQ.

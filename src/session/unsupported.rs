@@ -1,8 +1,8 @@
 //! Headers that change what an ActiveMQ broker does and that mirrormq does not honour
 //! (yet): a frame carrying one with a value that would change anything is refused with
 //! an ERROR naming it, never served as if the header were not there. A value that
-//! changes nothing (`expires:0`, `priority:4`, `browser:false`, as a client forwarding a
-//! MESSAGE's headers sends) passes. Wildcards in destinations are refused here too.
+//! changes nothing (`expires:0`, `browser:false`, as a client forwarding a MESSAGE's
+//! headers sends) passes. Wildcards in destinations are refused here too.
 //! Pure: a table and the frames' headers, tested by table.
 
 use crate::stomp::{Command, Frame};
@@ -19,10 +19,6 @@ fn not_zero(value: &str) -> bool {
     value.trim().parse::<i64>() != Ok(0)
 }
 
-fn not_default_priority(value: &str) -> bool {
-    value.trim() != "4"
-}
-
 fn is_true(value: &str) -> bool {
     value.trim().eq_ignore_ascii_case("true")
 }
@@ -37,12 +33,6 @@ const REFUSALS: &[Refusal] = &[
         header: "expires",
         asks: not_zero,
         what: "message expiry",
-    },
-    Refusal {
-        command: Command::Send,
-        header: "priority",
-        asks: not_default_priority,
-        what: "message priority",
     },
     Refusal {
         command: Command::Send,
@@ -164,7 +154,6 @@ mod tests {
                 "message expiry",
             ),
             (Command::Send, &[("expires", "soon")], "'expires:soon'"),
-            (Command::Send, &[("priority", "9")], "message priority"),
             (
                 Command::Send,
                 &[("AMQ_SCHEDULED_DELAY", "5000")],
@@ -210,14 +199,14 @@ mod tests {
     #[test]
     fn a_value_that_changes_nothing_passes() {
         let passes: &[(Command, Headers)] = &[
-            (Command::Send, &[("expires", "0"), ("priority", "4")]),
+            (Command::Send, &[("expires", "0")]),
             (Command::Send, &[("AMQ_SCHEDULED_DELAY", "0")]),
             (Command::Subscribe, &[("browser", "false")]),
             (Command::Subscribe, &[("activemq.noLocal", "false")]),
             (Command::Send, &[("destination", "/queue/a.b*c")]),
             (Command::Send, &[("destination", "/queue/orders")]),
             // The headers matter only on the frames that use them.
-            (Command::Subscribe, &[("priority", "9")]),
+            (Command::Subscribe, &[("expires", "9")]),
             (Command::Send, &[("browser", "true")]),
         ];
         for (command, headers) in passes {
