@@ -93,6 +93,9 @@ pub struct BrokerConfig {
     /// messages lie further back waits until the ones before are consumed.
     #[serde(default = "defaults::selector_scan")]
     pub selector_scan: usize,
+    /// An expired message moves to `DLQ.<queue>` instead of being dropped.
+    #[serde(default)]
+    pub dead_letter_expired: bool,
 }
 
 /// `[stomp]`: the client listener and its limits.

@@ -286,7 +286,7 @@ fn protocol_errors_get_an_error_frame_then_close_while_others_are_served() {
         ),
         (
             b"SEND\ndestination:/queue/x\nexpires:tomorrow\n\nx\0".to_vec(),
-            "'expires:tomorrow'",
+            "invalid expires 'tomorrow'",
         ),
         (
             b"SEND\ndestination:/queue/orders.*\n\nx\0".to_vec(),

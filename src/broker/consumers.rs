@@ -284,12 +284,15 @@ impl Broker {
     /// Hands ready messages to consumers with room in their prefetch windows,
     /// round-robin, in id order, and returns the deliveries (topic messages included). A
     /// queue whose next message is still in the journal waits for it to be read back
-    /// (`paging`), so order holds; an unreadable one is passed over. A message that no
+    /// (`paging`), so order holds; an unreadable one, or one expired at `now_ms`, is
+    /// passed over (`take_expired` reports the expired). A message that no
     /// consumer with room selects stays where it is for the others, and the ones behind
     /// it are offered, up to `selector_scan` messages passed over.
-    pub fn dispatch(&mut self) -> Vec<Delivery> {
+    pub fn dispatch(&mut self, now_ms: u64) -> Vec<Delivery> {
         let mut deliveries = std::mem::take(&mut self.topic_deliveries);
         for name in std::mem::take(&mut self.dirty) {
+            let expires = super::expiry::expires_in(&name);
+            let mut expired = Vec::new();
             let Some(queue) = self.queues.get_mut(&name) else {
                 continue;
             };
@@ -312,6 +315,12 @@ impl Broker {
                     }
                     _ => break,
                 };
+                if expires && message.expires_at().is_some_and(|at| at <= now_ms) {
+                    // Never delivered; the caller records its removal.
+                    expired.push(message.id);
+                    skipped += 1;
+                    continue;
+                }
                 let mut any_room = false;
                 let chosen = (0..count)
                     .map(|step| (queue.cursor + step) % count)
@@ -346,6 +355,9 @@ impl Broker {
                     redelivered: slot.redeliveries > 0 || slot.maybe_delivered(),
                 });
                 queue.in_flight.insert(slot.id(), (slot, key));
+            }
+            for id in expired {
+                self.met_expired(&name, id);
             }
         }
         deliveries

@@ -180,6 +180,15 @@ impl Message {
         })
     }
 
+    /// When it expires, in ms since the Unix epoch: its `expires` header, unless 0.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == "expires")
+            .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+            .filter(|at| *at > 0)
+    }
+
     /// Its `priority` header, 0 to 9; 4 (JMS's default) without one. SEND refuses any
     /// other value, so a stored one is always valid; an unreadable one counts as 4.
     pub fn priority(&self) -> u8 {

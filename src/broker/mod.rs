@@ -10,6 +10,7 @@
 mod admin;
 mod consumers;
 mod dedup;
+mod expiry;
 mod lane;
 mod message;
 mod op;
@@ -78,6 +79,8 @@ pub struct Broker {
     /// Ready messages a dispatch passes over, at most, looking for ones a selector
     /// takes (`broker.selector_scan`).
     selector_scan: usize,
+    /// When stored messages expire (`expiry.rs`).
+    expiring: expiry::Expiring,
 }
 
 /// Unselected ready messages a dispatch passes over, unless configured otherwise
@@ -104,6 +107,7 @@ impl Broker {
             evictable: false,
             topic_counts: HashMap::new(),
             selector_scan: DEFAULT_SELECTOR_SCAN,
+            expiring: expiry::Expiring::default(),
         }
     }
 
@@ -232,6 +236,7 @@ impl Broker {
 
     /// Stores a new message, held by `record`, at the tail of `queue`.
     fn store(&mut self, queue: &str, record: Seq, message: Arc<Message>) {
+        self.note_expiry(queue, &message);
         self.put_ready(queue, Slot::new(record, message));
     }
 
@@ -309,6 +314,7 @@ impl Broker {
             Held::InMemory => {
                 if let Some(message) = &slot.message {
                     let moved = relocated(message, to);
+                    self.note_expiry(to, &moved);
                     slot.load(moved);
                 }
             }

@@ -5,6 +5,9 @@ use crate::journal::Epoch;
 use crate::selector::Selector;
 
 const S1: SessionId = SessionId(1);
+/// The wall clock the tests dispatch at (ms since the Unix epoch).
+const NOW: u64 = 1_000_000;
+
 const S2: SessionId = SessionId(2);
 
 fn key(session: SessionId, sub: u64) -> ConsumerKey {
@@ -91,12 +94,12 @@ fn queue_is_fifo_and_respects_the_prefetch_window() {
         h.send("q", body);
     }
     subscribe(&mut h, key(S1, 1), "q", AckMode::ClientIndividual, 2);
-    let first = h.broker.dispatch();
+    let first = h.broker.dispatch(NOW);
     assert_eq!(Harness::bodies(&first), ["a", "b"]);
-    assert!(h.broker.dispatch().is_empty(), "window of 2 is full");
+    assert!(h.broker.dispatch(NOW).is_empty(), "window of 2 is full");
     let removals = h.broker.ack(S1, Some(1), first[0].message.id).unwrap();
     h.apply(Op::Ack(removals));
-    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["c"]);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["c"]);
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn messages_round_robin_across_consumers() {
     for body in ["a", "b", "c", "d"] {
         h.send("q", body);
     }
-    let deliveries = h.broker.dispatch();
+    let deliveries = h.broker.dispatch(NOW);
     let owners: Vec<SessionId> = deliveries.iter().map(|d| d.consumer.session).collect();
     assert_eq!(owners, [S1, S2, S1, S2]);
 }
@@ -119,7 +122,7 @@ fn client_ack_is_cumulative_and_individual_is_not() {
         h.send("q", body);
     }
     subscribe(&mut h, key(S1, 1), "q", AckMode::Client, 10);
-    let deliveries = h.broker.dispatch();
+    let deliveries = h.broker.dispatch(NOW);
     let removals = h.broker.ack(S1, Some(1), deliveries[1].message.id).unwrap();
     assert_eq!(removals.len(), 2, "client mode acks a and b");
 
@@ -128,7 +131,7 @@ fn client_ack_is_cumulative_and_individual_is_not() {
         h.send("q", body);
     }
     subscribe(&mut h, key(S1, 1), "q", AckMode::ClientIndividual, 10);
-    let deliveries = h.broker.dispatch();
+    let deliveries = h.broker.dispatch(NOW);
     let removals = h.broker.ack(S1, Some(1), deliveries[1].message.id).unwrap();
     assert_eq!(
         removals,
@@ -144,7 +147,7 @@ fn ack_from_another_connection_or_subscription_is_refused() {
     let mut h = Harness::new();
     let id = h.send("q", "a");
     subscribe(&mut h, key(S1, 1), "q", AckMode::Client, 10);
-    h.broker.dispatch();
+    h.broker.dispatch(NOW);
     assert!(h.broker.ack(S2, None, id).is_err());
     assert!(h.broker.ack(S1, Some(7), id).is_err());
     assert!(h
@@ -169,10 +172,10 @@ fn closing_a_connection_requeues_in_order_marked_redelivered() {
         h.send("q", body);
     }
     subscribe(&mut h, key(S1, 1), "q", AckMode::Client, 2);
-    assert_eq!(h.broker.dispatch().len(), 2);
+    assert_eq!(h.broker.dispatch(NOW).len(), 2);
     assert!(h.broker.close_session(S1).is_empty());
     subscribe(&mut h, key(S2, 1), "q", AckMode::Client, 10);
-    let again = h.broker.dispatch();
+    let again = h.broker.dispatch(NOW);
     assert_eq!(Harness::bodies(&again), ["a", "b", "c"]);
     let flags: Vec<bool> = again.iter().map(|d| d.redelivered).collect();
     assert_eq!(flags, [true, true, false]);
@@ -184,7 +187,7 @@ fn nack_redelivers_then_dead_letters_past_the_limit() {
     let id = h.send("orders", "poison");
     subscribe(&mut h, key(S1, 1), "orders", AckMode::ClientIndividual, 1);
     for round in 0..3 {
-        let delivered = h.broker.dispatch();
+        let delivered = h.broker.dispatch(NOW);
         assert_eq!(delivered.len(), 1, "round {round}");
         assert_eq!(delivered[0].redelivered, round > 0);
         let ops = h.broker.nack(S1, Some(1), id).unwrap();
@@ -202,10 +205,10 @@ fn nack_redelivers_then_dead_letters_past_the_limit() {
             assert!(applied.durable);
         }
     }
-    assert!(h.broker.dispatch().is_empty());
+    assert!(h.broker.dispatch(NOW).is_empty());
     assert_eq!(h.broker.queue_depths(), vec![("DLQ.orders".to_string(), 1)]);
     subscribe(&mut h, key(S2, 1), "DLQ.orders", AckMode::Auto, 10);
-    let dead = h.broker.dispatch();
+    let dead = h.broker.dispatch(NOW);
     assert_eq!(dead[0].message.id, id, "the id survives the move");
     assert!(dead[0]
         .message
@@ -218,7 +221,7 @@ fn commit_is_one_record_and_replays_to_the_same_state() {
     let mut h = Harness::new();
     let a = h.send("q", "a");
     subscribe(&mut h, key(S1, 1), "q", AckMode::ClientIndividual, 10);
-    h.broker.dispatch();
+    h.broker.dispatch(NOW);
     let acks = h.broker.ack(S1, Some(1), a).unwrap();
     let applied = h.apply(Op::Commit {
         sends: vec![
@@ -274,7 +277,7 @@ fn auto_mode_consumes_only_what_was_written() {
     let mut h = Harness::new();
     let a = h.send("q", "a");
     subscribe(&mut h, key(S1, 1), "q", AckMode::Auto, 10);
-    h.broker.dispatch();
+    h.broker.dispatch(NOW);
     let removals = h.broker.written(
         key(S1, 1),
         &[
@@ -301,7 +304,7 @@ fn topics_reach_every_current_subscriber_and_store_nothing() {
     news.destination = topic;
     let applied = h.apply(Op::Send(news));
     assert!(!applied.durable);
-    let deliveries = h.broker.dispatch();
+    let deliveries = h.broker.dispatch(NOW);
     assert_eq!(deliveries.len(), 2);
     assert_eq!(h.broker.message_count(), 0);
     assert!(h
@@ -314,7 +317,7 @@ fn topics_reach_every_current_subscriber_and_store_nothing() {
     let mut later = msg("x", "later", true);
     later.destination = Destination::Topic("news".into());
     h.apply(Op::Send(later));
-    assert!(h.broker.dispatch().is_empty());
+    assert!(h.broker.dispatch(NOW).is_empty());
 }
 
 #[test]
@@ -324,7 +327,12 @@ fn after_a_restart_or_promotion_stored_messages_are_marked_maybe_delivered() {
     h.broker.mark_all_maybe_delivered();
     h.send("q", "b");
     subscribe(&mut h, key(S1, 1), "q", AckMode::Auto, 10);
-    let flags: Vec<bool> = h.broker.dispatch().iter().map(|d| d.redelivered).collect();
+    let flags: Vec<bool> = h
+        .broker
+        .dispatch(NOW)
+        .iter()
+        .map(|d| d.redelivered)
+        .collect();
     assert_eq!(
         flags,
         [true, false],
@@ -484,7 +492,7 @@ fn a_queue_consumer_gets_what_its_selector_selects_and_the_rest_stays() {
         10,
         blue,
     );
-    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["b1", "b2"]);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["b1", "b2"]);
     assert_eq!(
         h.broker.message_count(),
         4,
@@ -499,7 +507,7 @@ fn a_queue_consumer_gets_what_its_selector_selects_and_the_rest_stays() {
         10,
         red,
     );
-    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["r1", "r2"]);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["r1", "r2"]);
 }
 
 /// Passing over unselected messages stops after `selector_scan` of them.
@@ -521,7 +529,7 @@ fn passing_over_unselected_messages_is_bounded() {
         blue,
     );
     assert!(
-        h.broker.dispatch().is_empty(),
+        h.broker.dispatch(NOW).is_empty(),
         "the blue one is past the scan"
     );
     h.broker.set_selector_scan(5);
@@ -533,7 +541,7 @@ fn passing_over_unselected_messages_is_bounded() {
         1,
         blue,
     );
-    assert_eq!(Harness::bodies(&h.broker.dispatch()), ["b"]);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["b"]);
 }
 
 /// A topic subscriber gets only what its selector selects.
@@ -549,7 +557,7 @@ fn a_topic_subscriber_gets_what_its_selector_selects() {
         message.destination = topic.clone();
         h.apply(Op::Send(message));
     }
-    let deliveries = h.broker.dispatch();
+    let deliveries = h.broker.dispatch(NOW);
     let to = |k: ConsumerKey| -> Vec<String> {
         let picked: Vec<Delivery> = deliveries
             .iter()
@@ -560,4 +568,44 @@ fn a_topic_subscriber_gets_what_its_selector_selects() {
     };
     assert_eq!(to(key(S1, 1)), ["b"]);
     assert_eq!(to(key(S2, 1)), ["r", "b"]);
+}
+
+/// A message with `expires` set.
+fn expiring(queue: &str, body: &str, expires: u64) -> NewMessage {
+    let mut message = msg(queue, body, true);
+    message
+        .headers
+        .push(("expires".into(), expires.to_string()));
+    message
+}
+
+/// An expired message is never delivered: dispatch passes over it and reports it, and
+/// one whose time comes while it waits is found wherever it is in its queue; none in
+/// flight or in a dead-letter queue is.
+#[test]
+fn expired_messages_are_passed_over_and_reported_for_removal() {
+    let mut h = Harness::new();
+    h.apply(Op::Send(expiring("q", "stale", NOW - 1)));
+    h.apply(Op::Send(msg("q", "fresh", true)));
+    h.apply(Op::Send(expiring("q", "later", NOW + 500)));
+    h.apply(Op::Send(expiring("DLQ.q", "dead", NOW - 1)));
+    subscribe(&mut h, key(S1, 1), "q", AckMode::ClientIndividual, 1);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["fresh"]);
+    let expired = h.broker.take_expired(NOW);
+    assert_eq!(expired.len(), 1, "the one dispatch met (and swept once)");
+    assert_eq!(expired[0].queue, "q");
+    h.apply(Op::Ack(expired));
+    // "later" waits behind the full prefetch window; its time comes.
+    assert!(h.broker.take_expired(NOW + 499).is_empty());
+    let expired = h.broker.take_expired(NOW + 500);
+    assert_eq!(expired.len(), 1);
+    h.apply(Op::Ack(expired));
+    assert_eq!(
+        h.broker.message_count(),
+        2,
+        "fresh in flight, dead in the DLQ"
+    );
+    subscribe(&mut h, key(S2, 1), "DLQ.q", AckMode::Auto, 10);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["dead"]);
+    assert!(!h.broker.has_expiring());
 }

@@ -189,7 +189,7 @@ impl Core {
 
     /// Removals of `queue` in records each well inside a segment (a purge of millions of
     /// messages as one record would not fit one, and the journal would stop).
-    fn chunked(&self, queue: &str, removals: &[Removal]) -> Vec<Vec<Removal>> {
+    pub(super) fn chunked(&self, queue: &str, removals: &[Removal]) -> Vec<Vec<Removal>> {
         let per_record = (self.log.segment_size() as usize / 4 / (queue.len() + 32)).max(1);
         removals
             .chunks(per_record)

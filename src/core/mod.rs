@@ -19,6 +19,7 @@
 
 mod admin;
 mod client;
+mod expiry;
 mod held;
 mod io;
 mod paging;
@@ -79,6 +80,10 @@ pub struct Core {
     last_change: Option<RoleChange>,
     /// Temporary destinations and the connections they live with.
     temporaries: temp::Temporaries,
+    /// The wall clock, in ms since the Unix epoch, that `expires` is read against.
+    now: fn() -> u64,
+    /// `broker.dead_letter_expired`.
+    dead_letter_expired: bool,
     out: Vec<Output>,
 }
 
@@ -104,6 +109,8 @@ impl Core {
             held: held::Held::default(),
             last_change: None,
             temporaries: temp::Temporaries::default(),
+            now: expiry::wall_clock_ms,
+            dead_letter_expired: false,
             out: Vec::new(),
         }
     }
@@ -150,15 +157,28 @@ impl Core {
                 self.carry_out(vec![step]);
             }
             Input::Tick => {
-                for delivery in self.broker.dispatch() {
-                    let session = delivery.consumer.session;
-                    self.out
-                        .push(Output::ToSession(session, Outgoing::Deliver(delivery)));
+                let now = (self.now)();
+                // What came due goes first (to its dead-letter queue, which dispatch then
+                // serves); what dispatch met expired goes after, and the queues it left
+                // are served again.
+                self.expire(now);
+                self.dispatch(now);
+                if self.expire(now) {
+                    self.dispatch(now);
                 }
                 self.read_ahead();
             }
         }
         self.release_held();
+    }
+
+    /// Hands ready messages to consumers.
+    fn dispatch(&mut self, now_ms: u64) {
+        for delivery in self.broker.dispatch(now_ms) {
+            let session = delivery.consumer.session;
+            self.out
+                .push(Output::ToSession(session, Outgoing::Deliver(delivery)));
+        }
     }
 
     /// Moves what the inputs so far want done to the end of `outputs`, in order.

@@ -108,7 +108,8 @@ fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<S
             file.display()
         );
     }
-    let core = Core::new(store, policy, config.replication.slave_ack);
+    let mut core = Core::new(store, policy, config.replication.slave_ack);
+    core.set_dead_letter_expired(config.broker.dead_letter_expired);
     Ok(Shell::new(config, core, journal, channels, signals))
 }
 

@@ -407,6 +407,13 @@ impl Session {
         if let Some(why) = unsupported::refusal(&frame) {
             return Err(Fatal(why));
         }
+        if let Some(expires) = frame.header("expires") {
+            if expires.trim().parse::<u64>().is_err() {
+                return Err(Fatal(format!(
+                    "invalid expires '{expires}': ms since the Unix epoch, or 0 for never"
+                )));
+            }
+        }
         if let Some(priority) = frame.header("priority") {
             if !matches!(priority.trim().parse::<u8>(), Ok(0..=9)) {
                 return Err(Fatal(format!(

@@ -1,8 +1,7 @@
 //! Headers that change what an ActiveMQ broker does and that mirrormq does not honour
 //! (yet): a frame carrying one with a value that would change anything is refused with
 //! an ERROR naming it, never served as if the header were not there. A value that
-//! changes nothing (`expires:0`, `browser:false`, as a client forwarding a MESSAGE's
-//! headers sends) passes. Wildcards in destinations are refused here too.
+//! changes nothing (`AMQ_SCHEDULED_DELAY:0`, `browser:false`) passes. Wildcards in destinations are refused here too.
 //! Pure: a table and the frames' headers, tested by table.
 
 use crate::stomp::{Command, Frame};
@@ -28,12 +27,6 @@ fn present(_: &str) -> bool {
 }
 
 const REFUSALS: &[Refusal] = &[
-    Refusal {
-        command: Command::Send,
-        header: "expires",
-        asks: not_zero,
-        what: "message expiry",
-    },
     Refusal {
         command: Command::Send,
         header: "AMQ_SCHEDULED_DELAY",
@@ -150,12 +143,6 @@ mod tests {
         let refused: &[(Command, Headers, &str)] = &[
             (
                 Command::Send,
-                &[("expires", "1700000000000")],
-                "message expiry",
-            ),
-            (Command::Send, &[("expires", "soon")], "'expires:soon'"),
-            (
-                Command::Send,
                 &[("AMQ_SCHEDULED_DELAY", "5000")],
                 "delayed delivery",
             ),
@@ -199,14 +186,14 @@ mod tests {
     #[test]
     fn a_value_that_changes_nothing_passes() {
         let passes: &[(Command, Headers)] = &[
-            (Command::Send, &[("expires", "0")]),
+            (Command::Send, &[("AMQ_SCHEDULED_REPEAT", "0")]),
             (Command::Send, &[("AMQ_SCHEDULED_DELAY", "0")]),
             (Command::Subscribe, &[("browser", "false")]),
             (Command::Subscribe, &[("activemq.noLocal", "false")]),
             (Command::Send, &[("destination", "/queue/a.b*c")]),
             (Command::Send, &[("destination", "/queue/orders")]),
             // The headers matter only on the frames that use them.
-            (Command::Subscribe, &[("expires", "9")]),
+            (Command::Subscribe, &[("AMQ_SCHEDULED_DELAY", "9")]),
             (Command::Send, &[("browser", "true")]),
         ];
         for (command, headers) in passes {

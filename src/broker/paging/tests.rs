@@ -4,6 +4,8 @@
 use super::*;
 use crate::broker::{AckMode, BrowsedBody, ConsumerKey, Delivery, Removal, SessionId, Subscribing};
 use crate::journal::{Applied, Epoch, Record};
+/// The wall clock the tests dispatch at (ms since the Unix epoch).
+const NOW: u64 = 1_000_000;
 
 const CONSUMER: ConsumerKey = ConsumerKey {
     session: SessionId(1),
@@ -85,7 +87,7 @@ impl Paged {
             let fetches = self.broker.wanted_reads(durable);
             let unreadable = self.broker.loaded_batch(self.read(&fetches));
             assert!(unreadable.is_empty(), "{unreadable:?}");
-            let deliveries = self.broker.dispatch();
+            let deliveries = self.broker.dispatch(NOW);
             if deliveries.is_empty() && fetches.is_empty() {
                 return bodies;
             }
@@ -178,7 +180,7 @@ fn paged_bodies_come_back_in_order_and_the_memory_account_balances() {
 fn nothing_is_read_before_its_record_is_durable() {
     let mut paged = Paged::subscribed_to(5);
     assert!(
-        paged.broker.dispatch().is_empty(),
+        paged.broker.dispatch(NOW).is_empty(),
         "the first body is on disk only"
     );
     let fetches = paged.broker.wanted_reads(Seq(2));
@@ -209,12 +211,17 @@ fn a_damaged_body_is_held_back_and_a_late_answer_is_ignored() {
         }
     }
     // m1 is passed over; m3's body is still on its way, so the queue waits there.
-    let first = paged.broker.dispatch();
+    let first = paged.broker.dispatch(NOW);
     assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["m0", "m2"]);
     // m3's answer comes: it is taken and m3 goes out.
     assert_eq!(paged.broker.loaded(&late.0, late.1.clone()), Loaded::Done);
     assert_eq!(
-        paged.broker.dispatch().iter().map(body).collect::<Vec<_>>(),
+        paged
+            .broker
+            .dispatch(NOW)
+            .iter()
+            .map(body)
+            .collect::<Vec<_>>(),
         ["m3"]
     );
     // The same answer again, for a message now in flight, changes nothing.
@@ -237,7 +244,7 @@ fn carried_messages_move_to_the_new_record_and_replay_without_their_originals() 
     for (fetch, fetched) in paged.read(&fetches) {
         paged.broker.loaded(&fetch, fetched);
     }
-    let delivered = paged.broker.dispatch();
+    let delivered = paged.broker.dispatch(NOW);
     paged.ack(&delivered[1..5]);
     // The same journal replayed, as after a restart: m0 and m5 are paged out.
     let mut fresh = Paged::new(0);

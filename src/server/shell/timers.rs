@@ -16,9 +16,10 @@ impl Shell {
         self.turn(Input::Compact).await
     }
 
-    /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas.
+    /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas or a
+    /// stored message may expire (its turn's dispatch removes what expired).
     pub(super) async fn clock(&mut self) -> Result<()> {
-        if !self.core.holding() {
+        if !self.core.holding() && !self.core.expiring() {
             return Ok(());
         }
         let now = Instant::now();
