@@ -3,11 +3,12 @@
 //! consumer leaves. Nothing here is a record by itself; what must be journaled comes
 //! back to the caller as an `Op` (a dead letter) or a list of `Removal`s (an ack).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::message::Message;
 use super::queue::Held;
+use super::wildcard::is_pattern;
 use super::{
     AckMode, Broker, ConsumerKey, Delivery, Destination, MessageId, Op, Refused, Removal,
     SessionId, DLQ_PREFIX,
@@ -61,17 +62,18 @@ impl Broker {
             selector,
         } = asked;
         match &destination {
+            Destination::Queue(name) if is_pattern(name) => self.join_matching_queues(key, name),
             Destination::Queue(name) => {
-                self.queues
-                    .entry(name.clone())
-                    .or_default()
-                    .consumers
-                    .push(key);
+                self.queue_or_new(name).consumers.push(key);
                 self.dirty.insert(name.clone());
             }
             Destination::Topic(name) => {
                 self.topics.entry(name.clone()).or_default().push(key);
-                self.topic_counts.entry(name.clone()).or_default();
+                if is_pattern(name) {
+                    self.topic_patterns.insert(name.clone());
+                } else {
+                    self.topic_counts.entry(name.clone()).or_default();
+                }
             }
         }
         self.consumers.insert(
@@ -94,11 +96,23 @@ impl Broker {
             return Vec::new();
         };
         match &consumer.destination {
-            Destination::Queue(name) => {
-                if let Some(queue) = self.queues.get_mut(name) {
-                    queue.remove_consumer(key);
+            Destination::Queue(_) => {
+                // What it held goes back to the queue it came from (one of several, for a
+                // pattern); then it leaves them all.
+                let mut held: BTreeMap<String, Vec<MessageId>> = BTreeMap::new();
+                for id in consumer.in_flight {
+                    if let Some(queue) = self.queue_holding(key, &consumer.destination, id) {
+                        held.entry(queue).or_default().push(id);
+                    }
                 }
-                self.requeue(name, consumer.in_flight.into_iter().collect())
+                for name in self.queues_of(&consumer.destination) {
+                    if let Some(queue) = self.queues.get_mut(&name) {
+                        queue.remove_consumer(key);
+                    }
+                }
+                held.into_iter()
+                    .flat_map(|(queue, ids)| self.requeue(&queue, ids))
+                    .collect()
             }
             Destination::Topic(name) => {
                 if let Some(keys) = self.topics.get_mut(name) {
@@ -106,6 +120,7 @@ impl Broker {
                     if keys.is_empty() {
                         self.topics.remove(name);
                         self.topic_counts.remove(name);
+                        self.topic_patterns.remove(name);
                     }
                 }
                 Vec::new()
@@ -166,30 +181,22 @@ impl Broker {
         session: SessionId,
         sub: Option<u64>,
         id: MessageId,
-    ) -> Result<(ConsumerKey, String, Vec<MessageId>), Refused> {
+    ) -> Result<(ConsumerKey, Vec<Removal>), Refused> {
         let refused = || {
             Refused(format!(
                 "message {id} is not awaiting an acknowledgement on this connection"
             ))
         };
         // The queue's in-flight map says who holds the message, without a scan.
-        let holds = |key: &ConsumerKey, consumer: &Consumer| match &consumer.destination {
-            Destination::Queue(queue) => self
-                .queues
-                .get(queue)
-                .and_then(|q| q.in_flight.get(&id))
-                .is_some_and(|(_, holder)| holder == key),
-            Destination::Topic(_) => false,
-        };
         let (key, consumer) = self
             .session_consumers(session)
             .filter(|(key, _)| sub.is_none_or(|sub| sub == key.sub))
-            .find(|(key, consumer)| holds(key, consumer))
+            .find(|(key, consumer)| {
+                self.queue_holding(**key, &consumer.destination, id)
+                    .is_some()
+            })
             .ok_or_else(refused)?;
-        let Destination::Queue(queue) = &consumer.destination else {
-            return Err(refused());
-        };
-        let ids = if consumer.ack == AckMode::Client {
+        let ids: Vec<MessageId> = if consumer.ack == AckMode::Client {
             let end = consumer
                 .in_flight
                 .iter()
@@ -199,7 +206,14 @@ impl Broker {
         } else {
             vec![id]
         };
-        Ok((*key, queue.clone(), ids))
+        let removals = ids
+            .into_iter()
+            .filter_map(|id| {
+                let queue = self.queue_holding(*key, &consumer.destination, id)?;
+                Some(Removal::new(queue, id))
+            })
+            .collect();
+        Ok((*key, removals))
     }
 
     /// The consumers of one session, by subscription id.
@@ -238,10 +252,7 @@ impl Broker {
         id: MessageId,
     ) -> Result<Vec<Removal>, Refused> {
         match self.acked_range(session, sub, id) {
-            Ok((_, queue, ids)) => Ok(ids
-                .into_iter()
-                .map(|id| Removal::new(queue.as_str(), id))
-                .collect()),
+            Ok((_, removals)) => Ok(removals),
             Err(_) if self.acks_topic(session, sub) => Ok(Vec::new()),
             Err(refused) => Err(refused),
         }
@@ -255,15 +266,24 @@ impl Broker {
         sub: Option<u64>,
         id: MessageId,
     ) -> Result<Vec<Op>, Refused> {
-        let (holder, queue, ids) = match self.acked_range(session, sub, id) {
+        let (holder, removals) = match self.acked_range(session, sub, id) {
             Ok(found) => found,
             Err(_) if self.acks_topic(session, sub) => return Ok(Vec::new()),
             Err(refused) => return Err(refused),
         };
         if let Some(consumer) = self.consumers.get_mut(&holder) {
-            consumer.in_flight.retain(|m| !ids.contains(m));
+            consumer
+                .in_flight
+                .retain(|m| !removals.iter().any(|r| r.id == *m));
         }
-        Ok(self.requeue(&queue, ids))
+        let mut by_queue: BTreeMap<String, Vec<MessageId>> = BTreeMap::new();
+        for removal in removals {
+            by_queue.entry(removal.queue).or_default().push(removal.id);
+        }
+        Ok(by_queue
+            .into_iter()
+            .flat_map(|(queue, ids)| self.requeue(&queue, ids))
+            .collect())
     }
 
     /// For an `auto` subscription: the messages written to the client, still in flight,
@@ -272,12 +292,12 @@ impl Broker {
         let Some(consumer) = self.consumers.get(&key) else {
             return Vec::new();
         };
-        let Destination::Queue(queue) = &consumer.destination else {
-            return Vec::new();
-        };
         ids.iter()
             .filter(|id| consumer.in_flight.contains(id))
-            .map(|id| Removal::new(queue.as_str(), *id))
+            .filter_map(|id| {
+                let queue = self.queue_holding(key, &consumer.destination, *id)?;
+                Some(Removal::new(queue, *id))
+            })
             .collect()
     }
 

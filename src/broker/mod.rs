@@ -19,6 +19,7 @@ mod queue;
 mod ready;
 #[cfg(test)]
 mod tests;
+mod wildcard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct Broker {
     selector_scan: usize,
     /// When stored messages expire (`expiry.rs`).
     expiring: expiry::Expiring,
+    /// The topic patterns subscribed to (`wildcard.rs`), also keys of `topics`.
+    topic_patterns: BTreeSet<String>,
 }
 
 /// Unselected ready messages a dispatch passes over, unless configured otherwise
@@ -108,6 +111,7 @@ impl Broker {
             topic_counts: HashMap::new(),
             selector_scan: DEFAULT_SELECTOR_SCAN,
             expiring: expiry::Expiring::default(),
+            topic_patterns: BTreeSet::new(),
         }
     }
 
@@ -207,12 +211,18 @@ impl Broker {
                 self.store(name, seq, message);
             }
             Destination::Topic(name) => {
-                // Topics hold nothing: the message goes to whoever subscribes right now.
-                let Some(keys) = self.topics.get(name) else {
-                    return;
+                // Topics hold nothing: the message goes to whoever subscribes right now,
+                // to the topic or to a pattern matching it.
+                let patterned = match self.topic_patterns.is_empty() {
+                    true => Vec::new(),
+                    false => self.pattern_subscribers(name),
                 };
+                let exact = self.topics.get(name);
+                if exact.is_none() && patterned.is_empty() {
+                    return;
+                }
                 let before = self.topic_deliveries.len();
-                for key in keys {
+                for key in exact.into_iter().flatten().chain(&patterned) {
                     match self.consumers.get(key) {
                         Some(consumer) if consumer.selects(&message) => {
                             self.topic_deliveries.push(Delivery {
@@ -243,10 +253,7 @@ impl Broker {
     /// Puts a ready slot in its place in `queue`.
     fn put_ready(&mut self, queue: &str, slot: Slot) {
         self.memory += slot.memory();
-        let existing = match self.queues.get_mut(queue) {
-            Some(existing) => existing,
-            None => self.queues.entry(queue.to_string()).or_default(),
-        };
+        let existing = self.queue_or_new(queue);
         existing.counts.arrived(&slot);
         // A message that goes in behind the read-ahead or eviction cursor (one moved or
         // dead-lettered here, older than what the queue held) would never be read back
@@ -260,6 +267,16 @@ impl Broker {
         }
         existing.insert(slot);
         self.mark_dirty(queue);
+    }
+
+    /// The queue `name`, made if new: consumers of patterns it matches join it.
+    fn queue_or_new(&mut self, name: &str) -> &mut Queue {
+        if !self.queues.contains_key(name) {
+            let consumers = self.pattern_consumers_of(name);
+            let queue = self.queues.entry(name.to_string()).or_default();
+            queue.consumers = consumers;
+        }
+        self.queues.get_mut(name).expect("made above")
     }
 
     /// Dispatch looks at `queue` next time (without a new String when it already will).

@@ -609,3 +609,88 @@ fn expired_messages_are_passed_over_and_reported_for_removal() {
     assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["dead"]);
     assert!(!h.broker.has_expiring());
 }
+
+/// A topic pattern gets what is published to every topic it matches, once, beside the
+/// exact subscribers.
+#[test]
+fn a_topic_pattern_gets_every_matching_topic() {
+    let mut h = Harness::new();
+    let topic = |name: &str| Destination::Topic(name.into());
+    subscribe_to(
+        &mut h,
+        key(S1, 1),
+        topic("PRICE.STOCK.*"),
+        AckMode::Auto,
+        10,
+        None,
+    );
+    subscribe_to(
+        &mut h,
+        key(S2, 1),
+        topic("PRICE.STOCK.NYSE"),
+        AckMode::Auto,
+        10,
+        None,
+    );
+    for (name, body) in [
+        ("PRICE.STOCK.NYSE", "nyse"),
+        ("PRICE.BOND.X", "bond"),
+        ("PRICE.STOCK.LSE", "lse"),
+    ] {
+        let mut message = msg("x", body, false);
+        message.destination = topic(name);
+        h.apply(Op::Send(message));
+    }
+    let deliveries = h.broker.dispatch(NOW);
+    let to = |k: ConsumerKey| -> Vec<String> {
+        let picked: Vec<Delivery> = deliveries
+            .iter()
+            .filter(|d| d.consumer == k)
+            .cloned()
+            .collect();
+        Harness::bodies(&picked)
+    };
+    assert_eq!(to(key(S1, 1)), ["nyse", "lse"]);
+    assert_eq!(to(key(S2, 1)), ["nyse"]);
+    h.broker.unsubscribe(key(S1, 1));
+    let mut later = msg("x", "later", false);
+    later.destination = topic("PRICE.STOCK.LSE");
+    h.apply(Op::Send(later));
+    assert!(h.broker.dispatch(NOW).is_empty());
+}
+
+/// A queue pattern consumes from every matching queue, one made later too; its acks and
+/// what goes back when it leaves find each message's own queue.
+#[test]
+fn a_queue_pattern_consumes_every_matching_queue() {
+    let mut h = Harness::new();
+    h.send("orders.eu", "eu-1");
+    h.send("orders.us", "us-1");
+    h.send("invoices.eu", "invoice");
+    let pattern = Destination::Queue("orders.*".into());
+    subscribe_to(
+        &mut h,
+        key(S1, 1),
+        pattern,
+        AckMode::ClientIndividual,
+        10,
+        None,
+    );
+    let mut got = Harness::bodies(&h.broker.dispatch(NOW));
+    got.sort();
+    assert_eq!(got, ["eu-1", "us-1"]);
+    let asia = h.send("orders.asia", "asia-1");
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["asia-1"]);
+    let removals = h.broker.ack(S1, Some(1), asia).unwrap();
+    assert_eq!(removals, [Removal::new("orders.asia", asia)]);
+    h.apply(Op::Ack(removals));
+    // Leaving: eu-1 and us-1 go back to their own queues for an exact consumer.
+    h.broker.unsubscribe(key(S1, 1));
+    subscribe(&mut h, key(S2, 1), "orders.us", AckMode::Auto, 10);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["us-1"]);
+    assert_eq!(
+        h.broker.message_count(),
+        3,
+        "eu-1, us-1 in flight, the invoice"
+    );
+}

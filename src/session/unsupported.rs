@@ -1,7 +1,8 @@
 //! Headers that change what an ActiveMQ broker does and that mirrormq does not honour
 //! (yet): a frame carrying one with a value that would change anything is refused with
 //! an ERROR naming it, never served as if the header were not there. A value that
-//! changes nothing (`AMQ_SCHEDULED_DELAY:0`, `browser:false`) passes. Wildcards in destinations are refused here too.
+//! changes nothing (`AMQ_SCHEDULED_DELAY:0`, `browser:false`) passes. A wildcard in a
+//! SEND destination is refused here too: a message goes to one destination.
 //! Pure: a table and the frames' headers, tested by table.
 
 use crate::stomp::{Command, Frame};
@@ -115,15 +116,9 @@ pub(super) fn refusal(frame: &Frame) -> Option<String> {
     let wildcard = name
         .split('.')
         .any(|element| element == "*" || element == ">");
-    match frame.command {
-        Command::Send if wildcard => Some(format!(
-            "'{destination}' holds a wildcard: a message goes to one destination"
-        )),
-        Command::Subscribe if wildcard => Some(format!(
-            "'{destination}' holds a wildcard (* or > as a name element), which this broker does not support"
-        )),
-        _ => None,
-    }
+    (frame.command == Command::Send && wildcard).then(|| {
+        format!("'{destination}' holds a wildcard: a message goes to one destination; wildcards are for SUBSCRIBE")
+    })
 }
 
 #[cfg(test)]
@@ -170,11 +165,6 @@ mod tests {
             ),
             (Command::Send, &[("destination", "/queue/a.*")], "wildcard"),
             (Command::Send, &[("destination", "/topic/>")], "wildcard"),
-            (
-                Command::Subscribe,
-                &[("destination", "/topic/a.>")],
-                "wildcard",
-            ),
         ];
         for (command, headers, why) in refused {
             let message = refusal(&frame(*command, headers))
@@ -192,6 +182,7 @@ mod tests {
             (Command::Subscribe, &[("activemq.noLocal", "false")]),
             (Command::Send, &[("destination", "/queue/a.b*c")]),
             (Command::Send, &[("destination", "/queue/orders")]),
+            (Command::Subscribe, &[("destination", "/topic/a.>")]),
             // The headers matter only on the frames that use them.
             (Command::Subscribe, &[("AMQ_SCHEDULED_DELAY", "9")]),
             (Command::Send, &[("browser", "true")]),
