@@ -35,13 +35,7 @@ fn send(client: &mut Client, text: &str, expires: Option<u64>) {
 /// The first `n` bodies on `destination`, acknowledged.
 fn take(client: &mut Client, destination: &str, n: usize) -> Vec<String> {
     client.subscribe(destination, "1", "client-individual", 10);
-    (0..n)
-        .map(|_| {
-            let message = client.expect(Command::Message);
-            client.ack(&message, None);
-            body(&message)
-        })
-        .collect()
+    client.take(n)
 }
 
 #[test]

@@ -46,17 +46,6 @@ fn subscribe_selecting(client: &mut Client, destination: &str, id: &str, selecto
     client.expect(Command::Receipt);
 }
 
-/// Reads `n` MESSAGE bodies, acknowledging each.
-fn take(client: &mut Client, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|_| {
-            let message = client.expect(Command::Message);
-            client.ack(&message, None);
-            body(&message)
-        })
-        .collect()
-}
-
 const MIX: [(&str, &str, &str); 6] = [
     ("red-light", "red", "5"),
     ("blue-heavy", "blue", "3000"),
@@ -79,7 +68,7 @@ fn a_queue_consumer_gets_what_it_selects_and_the_rest_stays_for_others() {
         "1",
         "color = 'blue' AND weight > 2500",
     );
-    assert_eq!(take(&mut heavy_blue, 2), ["blue-heavy", "blue-heavier"]);
+    assert_eq!(heavy_blue.take(2), ["blue-heavy", "blue-heavier"]);
     let mut other = broker.client();
     subscribe_selecting(
         &mut other,
@@ -88,7 +77,7 @@ fn a_queue_consumer_gets_what_it_selects_and_the_rest_stays_for_others() {
         "color IN ('red', 'green') OR weight BETWEEN 0 AND 10",
     );
     assert_eq!(
-        take(&mut other, 4),
+        other.take(4),
         ["red-light", "blue-light", "green-heavy", "red-heavy"],
         "what the first consumer refused, in order"
     );
@@ -98,7 +87,7 @@ fn a_queue_consumer_gets_what_it_selects_and_the_rest_stays_for_others() {
         "/queue/orders",
         &[("late-blue", "blue", "2600")],
     );
-    assert_eq!(take(&mut heavy_blue, 1), ["late-blue"]);
+    assert_eq!(heavy_blue.take(1), ["late-blue"]);
 }
 
 #[test]
@@ -111,10 +100,7 @@ fn a_topic_subscriber_gets_what_it_selects() {
     everything.subscribe("/topic/paint", "1", "auto", 100);
     let mut producer = broker.client();
     send_colored(&mut producer, "/topic/paint", &MIX);
-    assert_eq!(
-        take(&mut blue, 3),
-        ["blue-heavy", "blue-light", "blue-heavier"]
-    );
+    assert_eq!(blue.take(3), ["blue-heavy", "blue-light", "blue-heavier"]);
     let all: Vec<String> = (0..MIX.len())
         .map(|_| body(&everything.expect(Command::Message)))
         .collect();
@@ -150,7 +136,7 @@ fn a_bad_selector_is_refused_saying_where_and_others_are_served() {
     }
     let mut producer = broker.client();
     producer.send_receipted("/queue/calm", "still-here", true);
-    assert_eq!(take(&mut bystander, 1), ["still-here"]);
+    assert_eq!(bystander.take(1), ["still-here"]);
 }
 
 #[test]
@@ -163,7 +149,7 @@ fn selected_headers_survive_a_kill_of_the_master() {
     let mut consumer = pair.slave.client();
     subscribe_selecting(&mut consumer, "/queue/orders", "1", "weight > 2500");
     assert_eq!(
-        take(&mut consumer, 4),
+        consumer.take(4),
         ["blue-heavy", "green-heavy", "blue-heavier", "red-heavy"]
     );
 }

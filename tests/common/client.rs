@@ -264,6 +264,12 @@ impl Client {
     /// Subscribes to `queue`, receives and acks `count` messages, returns their bodies.
     pub fn drain(&mut self, queue: &str, count: usize) -> Vec<String> {
         self.subscribe(queue, "drain", "client-individual", 100);
+        self.take(count)
+    }
+
+    /// Receives `count` messages on this connection's subscriptions and acks each (with
+    /// no receipt: the next MESSAGE may come before it would); returns their bodies.
+    pub fn take(&mut self, count: usize) -> Vec<String> {
         (0..count)
             .map(|_| {
                 let message = self.expect(Command::Message);
