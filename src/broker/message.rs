@@ -180,6 +180,15 @@ impl Message {
         })
     }
 
+    /// When it may be delivered, in ms since the Unix epoch, if it was sent with a delay:
+    /// the `mmq-deliver-at` header the broker stamped.
+    pub fn deliver_at(&self) -> Option<u64> {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == DELIVER_AT_HEADER)
+            .and_then(|(_, value)| value.parse::<u64>().ok())
+    }
+
     /// When it expires, in ms since the Unix epoch: its `expires` header, unless 0.
     pub fn expires_at(&self) -> Option<u64> {
         self.headers
@@ -233,6 +242,10 @@ impl crate::selector::Headers for Message {
         }
     }
 }
+
+/// The header the broker stamps on a message sent with `AMQ_SCHEDULED_DELAY`: when it
+/// may be delivered, in ms since the Unix epoch (a client's own is dropped).
+pub const DELIVER_AT_HEADER: &str = "mmq-deliver-at";
 
 /// JMS's default priority, a message's without a `priority` header.
 pub const DEFAULT_PRIORITY: u8 = 4;

@@ -17,6 +17,7 @@ mod op;
 mod paging;
 mod queue;
 mod ready;
+mod schedule;
 #[cfg(test)]
 mod tests;
 mod wildcard;
@@ -33,6 +34,7 @@ use dedup::DedupWindow;
 pub use dedup::DEDUP_HEADER;
 pub use message::{
     AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
+    DELIVER_AT_HEADER,
 };
 pub use op::{Carried, Op, Removal};
 pub use paging::{messages_from, Fetch, Loaded};
@@ -84,6 +86,8 @@ pub struct Broker {
     expiring: expiry::Expiring,
     /// The topic patterns subscribed to (`wildcard.rs`), also keys of `topics`.
     topic_patterns: BTreeSet<String>,
+    /// When waiting messages may be delivered (`schedule.rs`).
+    schedule: schedule::Schedule,
 }
 
 /// Unselected ready messages a dispatch passes over, unless configured otherwise
@@ -112,6 +116,7 @@ impl Broker {
             selector_scan: DEFAULT_SELECTOR_SCAN,
             expiring: expiry::Expiring::default(),
             topic_patterns: BTreeSet::new(),
+            schedule: schedule::Schedule::default(),
         }
     }
 
@@ -247,6 +252,7 @@ impl Broker {
     /// Stores a new message, held by `record`, at the tail of `queue`.
     fn store(&mut self, queue: &str, record: Seq, message: Arc<Message>) {
         self.note_expiry(queue, &message);
+        self.note_schedule(queue, &message);
         self.put_ready(queue, Slot::new(record, message));
     }
 
@@ -340,6 +346,8 @@ impl Broker {
             Held::Paged | Held::Unreadable => {}
         }
         slot.redeliveries = 0;
+        // Moved by an operator (or dead-lettered): deliverable in its new queue now.
+        slot.release();
         self.put_ready(to, slot);
     }
 

@@ -58,17 +58,24 @@ pub(super) struct Slot {
     marks: Marks,
 }
 
-/// Its priority (0 to 9, the low four bits) and whether it may have been delivered by a
-/// broker that is gone (the top bit): one byte, so that a slot stays 48 bytes.
+/// Its priority (0 to 9, the low four bits), whether it may have been delivered by a
+/// broker that is gone (the top bit) and whether it waits for its delivery time (the
+/// next): one byte, so that a slot stays 48 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Marks(u8);
 
 const MAYBE_DELIVERED: u8 = 0x80;
+const WAITING: u8 = 0x40;
 
 impl Slot {
     /// A message in memory, held by `record`.
     pub fn new(record: Seq, message: Arc<Message>) -> Slot {
-        let marks = Marks(message.priority());
+        let waiting = if message.deliver_at().is_some() {
+            WAITING
+        } else {
+            0
+        };
+        let marks = Marks(message.priority() | waiting);
         Slot {
             seq: message.id.seq,
             index: message.id.index,
@@ -95,6 +102,21 @@ impl Slot {
 
     pub fn mark_maybe_delivered(&mut self) {
         self.marks.0 |= MAYBE_DELIVERED;
+    }
+
+    /// It was sent with a delay (`AMQ_SCHEDULED_DELAY`) not yet released: dispatch does
+    /// not see it.
+    pub fn waiting(&self) -> bool {
+        self.marks.0 & WAITING != 0
+    }
+
+    pub fn release(&mut self) {
+        self.marks.0 &= !WAITING;
+    }
+
+    #[cfg(test)]
+    pub fn mark_waiting(&mut self) {
+        self.marks.0 |= WAITING;
     }
 
     /// Its place in dispatch order.

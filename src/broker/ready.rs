@@ -5,6 +5,10 @@
 //! One `Lane` (`lane.rs`) per priority. Most queues use one lane, so finding a message by
 //! id (an acknowledgement) costs a binary search in the few non-empty lanes. A `Key`
 //! (priority and id) names a place in dispatch order, for the paging cursors.
+//!
+//! One more lane holds the messages sent with a delay, until they are released into
+//! their priority's lane: they are stored (counted, found, carried by compaction) but
+//! not in dispatch order.
 
 use std::cmp::Ordering;
 
@@ -14,6 +18,8 @@ use super::queue::Slot;
 
 /// Priorities 0..=9.
 const LANES: usize = 10;
+/// The lane of the messages waiting for their delivery time.
+const WAITING: usize = LANES;
 
 /// Where a slot is: its lane (priority) and its place in the lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +52,8 @@ impl PartialOrd for Key {
 
 #[derive(Debug, Default)]
 pub(super) struct Ready {
-    /// By priority: `lanes[9]` is dispatched first.
-    lanes: [Lane; LANES],
+    /// By priority: `lanes[9]` is dispatched first; `lanes[WAITING]` not at all.
+    lanes: [Lane; LANES + 1],
     len: usize,
 }
 
@@ -58,7 +64,7 @@ impl Ready {
 
     /// The lanes in dispatch order, with their priority.
     fn in_order(&self) -> impl Iterator<Item = (usize, &Lane)> {
-        self.lanes.iter().enumerate().rev()
+        self.lanes[..LANES].iter().enumerate().rev()
     }
 
     pub fn get(&self, pos: Pos) -> Option<&Slot> {
@@ -73,14 +79,34 @@ impl Ready {
     /// before it.
     pub fn insert(&mut self, slot: Slot) {
         self.len += 1;
-        self.lanes[lane_of(slot.priority())].insert(slot);
+        let lane = match slot.waiting() {
+            true => WAITING,
+            false => lane_of(slot.priority()),
+        };
+        self.lanes[lane].insert(slot);
     }
 
-    /// Where the slot of `id` is.
+    /// Where the slot of `id` is, waiting or not.
     pub fn find(&self, id: MessageId) -> Option<Pos> {
-        self.in_order()
+        self.lanes
+            .iter()
+            .enumerate()
+            .rev()
             .filter(|(_, lane)| lane.len() > 0)
             .find_map(|(lane, slots)| slots.find(id).map(|at| Pos { lane, at }))
+    }
+
+    /// Moves a waiting message into dispatch order; false if it is not waiting here.
+    pub fn release(&mut self, id: MessageId) -> bool {
+        let Some(at) = self.lanes[WAITING].find(id) else {
+            return false;
+        };
+        let Some(mut slot) = self.lanes[WAITING].remove(at) else {
+            return false;
+        };
+        slot.release();
+        self.lanes[lane_of(slot.priority())].insert(slot);
+        true
     }
 
     /// Takes the slot at `pos` out.
@@ -104,25 +130,25 @@ impl Ready {
     /// How many slots are at or before `key` in dispatch order.
     pub fn count_through(&self, key: Key) -> usize {
         let lane = lane_of(key.priority);
-        let before: usize = self.lanes[lane + 1..].iter().map(Lane::len).sum();
+        let before: usize = self.lanes[lane + 1..LANES].iter().map(Lane::len).sum();
         before + self.lanes[lane].count_through(key.id)
     }
 
     /// The slots from the `n`th on, in dispatch order.
     pub fn iter_mut_from(&mut self, mut n: usize) -> impl Iterator<Item = &mut Slot> {
         let mut skip = [0; LANES];
-        for (lane, slots) in self.lanes.iter().enumerate().rev() {
+        for (lane, slots) in self.in_order() {
             skip[lane] = n.min(slots.len());
             n -= skip[lane];
         }
-        self.lanes
+        self.lanes[..LANES]
             .iter_mut()
             .zip(skip)
             .rev()
             .flat_map(|(lane, skip)| lane.iter_mut_from(skip))
     }
 
-    /// The slots whose id's seq is below `seq`.
+    /// The slots whose id's seq is below `seq`, waiting ones included.
     pub fn iter_mut_below(&mut self, seq: crate::journal::Seq) -> impl Iterator<Item = &mut Slot> {
         self.lanes
             .iter_mut()
@@ -130,9 +156,11 @@ impl Ready {
             .flat_map(move |lane| lane.iter_mut_below(seq))
     }
 
-    /// The slots in dispatch order.
+    /// The slots in dispatch order, then the waiting ones.
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.in_order().flat_map(|(_, lane)| lane.iter())
+        self.in_order()
+            .flat_map(|(_, lane)| lane.iter())
+            .chain(self.lanes[WAITING].iter())
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
@@ -215,6 +243,28 @@ mod tests {
         ready.retain(|s| s.seq.0 % 2 == 0);
         assert_eq!(order(&ready), [2, 4, 6]);
         assert_eq!(ready.len(), 3);
+    }
+
+    /// A message sent with a delay is stored but out of dispatch order until released.
+    #[test]
+    fn a_waiting_message_is_found_but_not_dispatched_until_released() {
+        let mut ready = Ready::default();
+        let mut delayed = slot(1, Some("9"));
+        delayed.mark_waiting();
+        ready.insert(delayed);
+        ready.insert(slot(2, None));
+        assert_eq!(ready.len(), 2);
+        assert_eq!(order(&ready), [2, 1], "dispatch order, then the waiting");
+        assert_eq!(
+            ready.nth(0).and_then(|p| ready.get(p)).map(|s| s.seq.0),
+            Some(2)
+        );
+        assert!(ready.nth(1).is_none());
+        assert!(ready.find(MessageId::new(Seq(1), 0)).is_some());
+        assert!(!ready.release(MessageId::new(Seq(2), 0)), "not waiting");
+        assert!(ready.release(MessageId::new(Seq(1), 0)));
+        assert_eq!(order(&ready), [1, 2], "priority 9 first once released");
+        assert_eq!(ready.len(), 2);
     }
 
     /// A key names a place whether or not its message is still there.

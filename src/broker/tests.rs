@@ -694,3 +694,26 @@ fn a_queue_pattern_consumes_every_matching_queue() {
         "eu-1, us-1 in flight, the invoice"
     );
 }
+
+/// A message the broker stamped with a delivery time waits, stored but not dispatched,
+/// until its time is released; the ones behind it flow meanwhile.
+#[test]
+fn a_delayed_message_waits_for_its_time() {
+    let mut h = Harness::new();
+    let mut delayed = msg("q", "later", true);
+    delayed
+        .headers
+        .push((DELIVER_AT_HEADER.into(), (NOW + 1000).to_string()));
+    h.apply(Op::Send(delayed));
+    h.send("q", "now");
+    subscribe(&mut h, key(S1, 1), "q", AckMode::Auto, 10);
+    h.broker.release_due(NOW);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW)), ["now"]);
+    assert_eq!(h.broker.message_count(), 2);
+    assert!(h.broker.has_scheduled());
+    h.broker.release_due(NOW + 999);
+    assert!(h.broker.dispatch(NOW + 999).is_empty());
+    h.broker.release_due(NOW + 1000);
+    assert_eq!(Harness::bodies(&h.broker.dispatch(NOW + 1000)), ["later"]);
+    assert!(!h.broker.has_scheduled());
+}

@@ -1,3 +1,4 @@
+//! Delayed messages are released as their time comes (`broker/schedule.rs`, no record).
 //! Expired messages leave their queues by records (the broker finds them,
 //! `broker/expiry.rs`): dropped (`Op::Ack`), or moved to `DLQ.<queue>` with
 //! `broker.dead_letter_expired`, in records that fit a segment. Only a master records;
@@ -67,8 +68,9 @@ impl Core {
         self.now = now;
     }
 
-    /// Whether a stored message may still expire: the shell keeps the clock ticking.
-    pub fn expiring(&self) -> bool {
-        self.broker.has_expiring()
+    /// Whether a stored message may still expire or waits for its delivery time: the
+    /// shell keeps the clock ticking.
+    pub fn has_timers(&self) -> bool {
+        self.broker.has_expiring() || self.broker.has_scheduled()
     }
 }

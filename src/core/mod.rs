@@ -158,6 +158,7 @@ impl Core {
             }
             Input::Tick => {
                 let now = (self.now)();
+                self.broker.release_due(now);
                 // What came due goes first (to its dead-letter queue, which dispatch then
                 // serves); what dispatch met expired goes after, and the queues it left
                 // are served again.

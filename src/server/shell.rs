@@ -280,7 +280,7 @@ impl Shell {
     /// Waits for the next thing to do, until the next status line is due at the latest.
     async fn wait(&mut self) -> Wake {
         let accepting = self.accepting();
-        let clock = (self.core.holding() || self.core.expiring()).then_some(self.next_clock);
+        let clock = (self.core.holding() || self.core.has_timers()).then_some(self.next_clock);
         let next = [self.next_status, self.next_compaction, clock];
         let until_due = next
             .iter()

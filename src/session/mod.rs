@@ -88,6 +88,7 @@ impl Shared {
 
 /// Headers the broker owns: a client's values for them are dropped, not stored.
 const BROKER_HEADERS: &[&str] = &[
+    crate::broker::DELIVER_AT_HEADER,
     "destination",
     "receipt",
     "transaction",
@@ -422,6 +423,7 @@ impl Session {
             }
         }
         let destination = Destination::parse(required(&frame, "destination")?, self.id)?;
+        let deliver_at = self.deliver_at(&frame, &destination)?;
         // A temporary destination lives only as long as its connection: its messages are
         // never journaled, as in ActiveMQ.
         let persistent =
@@ -437,6 +439,9 @@ impl Session {
                 }
                 headers.push((name, value));
             }
+        }
+        if let Some(at) = deliver_at {
+            headers.push((crate::broker::DELIVER_AT_HEADER.to_string(), at.to_string()));
         }
         let message = NewMessage {
             destination,
@@ -555,6 +560,28 @@ impl Session {
             receipt,
         })
         .await
+    }
+
+    /// When a SEND with `AMQ_SCHEDULED_DELAY` (ms) may be delivered: stamped now, in the
+    /// record, so the delay runs on across restarts and failovers.
+    fn deliver_at(&self, frame: &Frame, destination: &Destination) -> Result<Option<u64>, Fatal> {
+        let Some(text) = frame.header("AMQ_SCHEDULED_DELAY") else {
+            return Ok(None);
+        };
+        let delay: u64 = text.trim().parse().map_err(|_| {
+            Fatal(format!(
+                "invalid AMQ_SCHEDULED_DELAY '{text}': a whole number of milliseconds"
+            ))
+        })?;
+        if delay == 0 {
+            return Ok(None);
+        }
+        if matches!(destination, Destination::Topic(_)) {
+            return Err(Fatal(format!(
+                "AMQ_SCHEDULED_DELAY on {destination}: delayed delivery is for queues (a topic holds nothing to deliver later)"
+            )));
+        }
+        Ok(Some(unix_ms().saturating_add(delay)))
     }
 
     /// A `reply-to` naming this connection's temporary destination, in the form other

@@ -1,7 +1,7 @@
 //! Headers that change what an ActiveMQ broker does and that mirrormq does not honour
 //! (yet): a frame carrying one with a value that would change anything is refused with
 //! an ERROR naming it, never served as if the header were not there. A value that
-//! changes nothing (`AMQ_SCHEDULED_DELAY:0`, `browser:false`) passes. A wildcard in a
+//! changes nothing (`AMQ_SCHEDULED_REPEAT:0`, `browser:false`) passes. A wildcard in a
 //! SEND destination is refused here too: a message goes to one destination.
 //! Pure: a table and the frames' headers, tested by table.
 
@@ -28,12 +28,6 @@ fn present(_: &str) -> bool {
 }
 
 const REFUSALS: &[Refusal] = &[
-    Refusal {
-        command: Command::Send,
-        header: "AMQ_SCHEDULED_DELAY",
-        asks: not_zero,
-        what: "delayed delivery",
-    },
     Refusal {
         command: Command::Send,
         header: "AMQ_SCHEDULED_PERIOD",
@@ -136,11 +130,6 @@ mod tests {
     #[test]
     fn a_header_that_would_change_anything_is_refused_by_name() {
         let refused: &[(Command, Headers, &str)] = &[
-            (
-                Command::Send,
-                &[("AMQ_SCHEDULED_DELAY", "5000")],
-                "delayed delivery",
-            ),
             (
                 Command::Send,
                 &[("AMQ_SCHEDULED_CRON", "* * * * *")],

@@ -16,10 +16,11 @@ impl Shell {
         self.turn(Input::Compact).await
     }
 
-    /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas or a
-    /// stored message may expire (its turn's dispatch removes what expired).
+    /// Steps `Input::Clock` every `CLOCK_TICK` while requests wait for replicas, or a
+    /// stored message may expire or waits for its delivery time (its turn's dispatch
+    /// releases and removes what is due).
     pub(super) async fn clock(&mut self) -> Result<()> {
-        if !self.core.holding() && !self.core.expiring() {
+        if !self.core.holding() && !self.core.has_timers() {
             return Ok(());
         }
         let now = Instant::now();
