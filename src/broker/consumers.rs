@@ -153,6 +153,7 @@ impl Broker {
         };
         let may_dead_letter = !queue_name.starts_with(DLQ_PREFIX);
         let mut failed = Vec::new();
+        let mut requeued_expiring = Vec::new();
         for id in ids {
             let Some((mut slot, _)) = queue.in_flight.remove(&id) else {
                 continue;
@@ -161,9 +162,16 @@ impl Broker {
             if may_dead_letter && u32::from(slot.redeliveries) > self.max_redeliveries {
                 failed.push(id);
             }
+            // Its expiry was forgotten while it was in flight.
+            if let Some(at) = slot.resident().and_then(|m| m.expires_at()) {
+                requeued_expiring.push((at, id));
+            }
             // A message to dead-letter waits among the ready for the caller's
             // DeadLetter op, which the caller applies before the next dispatch.
             queue.insert(slot);
+        }
+        for (at, id) in requeued_expiring {
+            self.note_expiry_at(queue_name, at, id);
         }
         self.mark_dirty(queue_name);
         // Oldest first, as they were sent.
@@ -327,13 +335,19 @@ impl Broker {
                 let Some(slot) = queue.ready.get(pos) else {
                     break;
                 };
+                let key = slot.key();
                 let message = match (slot.held, &slot.message) {
                     (Held::InMemory, Some(message)) => message.clone(),
                     (Held::Unreadable, _) => {
                         skipped += 1;
                         continue;
                     }
-                    _ => break,
+                    _ => {
+                        if skipped > 0 {
+                            queue.blocked_at = Some(key);
+                        }
+                        break;
+                    }
                 };
                 if expires && message.expires_at().is_some_and(|at| at <= now_ms) {
                     // Never delivered; the caller records its removal.

@@ -27,11 +27,29 @@ pub(super) fn expires_in(queue: &str) -> bool {
 impl Broker {
     /// Notes when a message stored in `queue` expires, if it does.
     pub(super) fn note_expiry(&mut self, queue: &str, message: &Message) {
-        if let Some(at) = message.expires_at().filter(|_| expires_in(queue)) {
-            self.expiring
-                .due
-                .insert((at, queue.to_string(), message.id));
+        if let Some(at) = message.expires_at() {
+            self.note_expiry_at(queue, at, message.id);
         }
+    }
+
+    pub(super) fn note_expiry_at(&mut self, queue: &str, at: u64, id: MessageId) {
+        if expires_in(queue) {
+            self.expiring.due.insert((at, queue.to_string(), id));
+        }
+    }
+
+    /// Forgets the entries come due without removing anything: a slave's (its master
+    /// records the removals), so its index does not grow for ever.
+    pub fn forget_expired(&mut self, now_ms: u64) {
+        while self
+            .expiring
+            .due
+            .first()
+            .is_some_and(|(at, ..)| *at <= now_ms)
+        {
+            self.expiring.due.pop_first();
+        }
+        self.expiring.met.clear();
     }
 
     /// Dispatch met this expired message at the head of `queue`.
@@ -51,6 +69,7 @@ impl Broker {
     /// has come. Each is still stored until the caller applies its removal.
     pub fn take_expired(&mut self, now_ms: u64) -> Vec<Removal> {
         let mut expired = std::mem::take(&mut self.expiring.met);
+        let met: std::collections::HashSet<MessageId> = expired.iter().map(|r| r.id).collect();
         while let Some((at, ..)) = self.expiring.due.first() {
             if *at > now_ms {
                 break;
@@ -63,9 +82,8 @@ impl Broker {
                 .queues
                 .get(&queue)
                 .is_some_and(|q| q.find_ready(id).is_some());
-            let removal = Removal::new(&queue, id);
-            if ready && !expired.contains(&removal) {
-                expired.push(removal);
+            if ready && !met.contains(&id) {
+                expired.push(Removal::new(&queue, id));
             }
         }
         expired

@@ -70,6 +70,11 @@ const FORMS: [(&str, Option<&str>, bool, bool); 6] = [
     ("/remote-temp-topic/", Some(TEMP_TOPIC), false, false),
 ];
 
+/// Whether an internal destination name is a temporary destination's.
+pub(super) fn is_temporary_name(name: &str) -> bool {
+    name.starts_with(TEMP_QUEUE) || name.starts_with(TEMP_TOPIC)
+}
+
 impl Destination {
     /// Parses a STOMP `destination` header sent on session `by` (whose `/temp-queue/` and
     /// `/temp-topic/` names it makes its own).
@@ -93,7 +98,17 @@ impl Destination {
             }
             None => name.to_string(),
             Some(temp) if *own => format!("{temp}{}.{name}", by.0),
-            Some(temp) => format!("{temp}{name}"),
+            Some(temp) => {
+                let owned = name.split_once('.').is_some_and(|(owner, rest)| {
+                    owner.parse::<u64>().is_ok() && !rest.is_empty()
+                });
+                if !owned {
+                    return Err(format!(
+                        "destination '{text}' names no temporary destination (the reply-to of one reads {prefix}N.NAME)"
+                    ));
+                }
+                format!("{temp}{name}")
+            }
         };
         Ok(if *queue {
             Destination::Queue(name)

@@ -456,7 +456,9 @@ fn relocated(message: &Message, to: &str) -> Arc<Message> {
     let mut headers: Vec<(String, String)> = message
         .headers
         .iter()
-        .filter(|(name, _)| name != ORIGINAL_DESTINATION)
+        // Where it came from is said once; a delay was spent where it was (it is released
+        // when moved).
+        .filter(|(name, _)| name != ORIGINAL_DESTINATION && name != DELIVER_AT_HEADER)
         .cloned()
         .collect();
     let destination = Destination::Queue(to.to_string());

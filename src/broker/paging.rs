@@ -134,15 +134,23 @@ impl Broker {
             if queue.paged == 0 || queue.consumers.is_empty() {
                 continue;
             }
-            let ahead = match queue.read_ahead_to {
-                Some(last) => queue.ready.count_through(last),
-                None => 0,
+            let (from, span) = match queue.blocked_at.take() {
+                // Dispatch stopped at a paged message behind ones it passed over, which
+                // stay at the head: read from there, not from the head.
+                Some(key) => (queue.ready.count_through(key).saturating_sub(1), READ_AHEAD),
+                None => {
+                    let ahead = match queue.read_ahead_to {
+                        Some(last) => queue.ready.count_through(last),
+                        None => 0,
+                    };
+                    if ahead >= READ_AHEAD / 2 {
+                        continue;
+                    }
+                    (ahead, READ_AHEAD - ahead)
+                }
             };
-            if ahead >= READ_AHEAD / 2 {
-                continue;
-            }
             let mut bytes = 0;
-            for slot in queue.ready.iter_mut_from(ahead).take(READ_AHEAD - ahead) {
+            for slot in queue.ready.iter_mut_from(from).take(span) {
                 if bytes >= window_bytes {
                     break;
                 }

@@ -191,6 +191,9 @@ pub(super) struct Queue {
     pub read_ahead_to: Option<Key>,
     /// The last message eviction has paged out or passed (`paging::evict`).
     pub evicted_to: Option<Key>,
+    /// A paged-out message dispatch stopped at behind messages it passed over (none
+    /// selected them, or they are unreadable): the read-ahead reads from there next.
+    pub blocked_at: Option<Key>,
     /// What the admin API shows: arrivals, departures, bytes stored.
     pub counts: super::admin::QueueCounts,
 }

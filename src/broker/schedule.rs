@@ -39,11 +39,14 @@ impl Broker {
             let Some((_, queue, id)) = self.schedule.due.pop_first() else {
                 return;
             };
-            if self
-                .queues
-                .get_mut(&queue)
-                .is_some_and(|q| q.ready.release(id))
-            {
+            let Some(stored) = self.queues.get_mut(&queue) else {
+                continue;
+            };
+            if stored.ready.release(id) {
+                // It lands among messages the read-ahead and eviction may have passed:
+                // both look again from the head (as `put_ready` does).
+                stored.read_ahead_to = None;
+                stored.evicted_to = None;
                 self.mark_dirty(&queue);
             }
         }

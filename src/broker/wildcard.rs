@@ -12,8 +12,12 @@ pub fn is_pattern(name: &str) -> bool {
         .any(|element| element == "*" || element == ">")
 }
 
-/// Whether `pattern` matches the destination name `name`.
+/// Whether `pattern` matches the destination name `name`. A temporary destination is
+/// its connection's alone: no pattern reaches it.
 pub fn matches(pattern: &str, name: &str) -> bool {
+    if super::message::is_temporary_name(name) {
+        return false;
+    }
     let mut names = name.split('.');
     for element in pattern.split('.') {
         match (element, names.next()) {
@@ -113,6 +117,9 @@ mod tests {
             ("*", "orders.eu", false),
             (">", "orders.eu", true),
             ("orders", "orders", true),
+            // Another connection's temporary destinations are out of every pattern's reach.
+            (">", "temp-queue:3.replies", false),
+            ("*", "temp-topic:3.news", false),
         ];
         for (pattern, name, expected) in table {
             assert_eq!(matches(pattern, name), expected, "{pattern} ~ {name}");

@@ -15,6 +15,7 @@ impl Core {
                 if let Err(why) = self.temporaries.use_by(session, &message.destination) {
                     return self.fail_session(session, &why, receipt);
                 }
+                self.temporaries.reply_to(session, &message);
                 let seq = if self.broker.is_duplicate(&message) {
                     // A resend after a failover: the original's record is at or before
                     // the last seq, so its receipt waits for exactly what the original did.

@@ -20,7 +20,11 @@ impl Core {
     /// Records the removal of every ready message expired at `now_ms`; whether there was
     /// any.
     pub(super) fn expire(&mut self, now_ms: u64) -> bool {
-        if !self.role().is_master() || !self.broker.has_expiring() {
+        if !self.broker.has_expiring() {
+            return false;
+        }
+        if !self.role().is_master() {
+            self.broker.forget_expired(now_ms);
             return false;
         }
         let mut by_queue: BTreeMap<String, Vec<Removal>> = BTreeMap::new();

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Core;
-use crate::broker::{Destination, SessionId};
+use crate::broker::{Destination, NewMessage, SessionId};
 
 /// The live temporary destinations, by owner.
 #[derive(Debug, Default)]
@@ -41,6 +41,21 @@ impl Temporaries {
         Err(format!(
             "{destination} is a temporary destination whose connection has closed"
         ))
+    }
+
+    /// A SEND whose `reply-to` names its own connection's temporary destination makes it
+    /// live, so a reply that comes before the requester subscribes is taken.
+    pub fn reply_to(&mut self, session: SessionId, message: &NewMessage) {
+        let named = message
+            .headers
+            .iter()
+            .find(|(name, _)| name == "reply-to")
+            .and_then(|(_, value)| Destination::parse(value, session).ok());
+        if let Some(destination) = named {
+            if destination.temporary_owner() == Some(session) {
+                let _ = self.use_by(session, &destination);
+            }
+        }
     }
 
     /// Forgets `session`'s destinations; the names of its queues.
@@ -108,6 +123,7 @@ mod tests {
         assert!(temporaries.use_by(other, &plain).is_ok());
         let topic = Destination::parse("/temp-topic/news", owner).unwrap();
         assert!(temporaries.use_by(owner, &topic).is_ok());
+        assert!(Destination::parse("/remote-temp-queue/replies", other).is_err());
         assert_eq!(temporaries.close(owner), ["temp-queue:3.replies"]);
         assert!(temporaries.use_by(other, &from_other).is_err(), "closed");
     }

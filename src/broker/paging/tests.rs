@@ -111,6 +111,17 @@ impl Paged {
     }
 
     fn subscribe(&mut self, prefetch: usize) {
+        self.subscribe_selecting(prefetch, None);
+    }
+
+    fn subscribe_selecting(&mut self, prefetch: usize, selector: Option<&str>) {
+        let limits = crate::selector::Limits {
+            max_length: 100,
+            max_depth: 4,
+            max_pattern: 10,
+        };
+        let selector =
+            selector.map(|text| Arc::new(crate::selector::Selector::parse(text, limits).unwrap()));
         self.broker.subscribe(
             CONSUMER,
             Subscribing {
@@ -118,7 +129,7 @@ impl Paged {
                 subscription: Arc::from("s"),
                 ack: AckMode::ClientIndividual,
                 prefetch,
-                selector: None,
+                selector,
             },
         );
     }
@@ -367,4 +378,21 @@ fn a_message_moved_back_is_stored_as_sent() {
         "no original-destination once back"
     );
     assert_eq!(*stored_message(id, &sent, "a"), **back);
+}
+
+/// Paged-out messages behind more unselected ones than the read-ahead reaches on its own
+/// (and fewer than `selector_scan`) are still read back: it goes on from where dispatch
+/// stopped, not from the head.
+#[test]
+fn a_selecting_consumer_is_not_starved_behind_unselected_paged_messages() {
+    let mut paged = Paged::new(0);
+    for i in 0..900 {
+        paged.send(&format!("b{i}"));
+    }
+    for i in 0..20 {
+        paged.send(&format!("a{i}"));
+    }
+    paged.subscribe_selecting(10, Some("n LIKE 'a%'"));
+    let expected: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+    assert_eq!(paged.drain(), expected);
 }

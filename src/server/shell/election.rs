@@ -120,6 +120,13 @@ impl Shell {
                             after_loss,
                         }));
                     }
+                    // A session that ended cannot elect: this shell stops and the next
+                    // one joins afresh.
+                    Err(why) if ended(elector.session()) => {
+                        return Done::Event(Event::MasterLost(format!(
+                            "the election session ended ({why})"
+                        )))
+                    }
                     Err(why) => {
                         log::warn!("election: {why}; trying again in {} ms", RETRY.as_millis());
                         runtime::sleep(RETRY).await;
@@ -181,6 +188,10 @@ impl Shell {
         runtime::spawn(async move {
             while let Some(update) = updates.next().await {
                 while let Err(why) = writer.write_isr(&update.members).await {
+                    if ended(writer.session()) {
+                        // Fenced and stopping: nothing may be released without it.
+                        return;
+                    }
                     log::warn!("election: writing the in-sync set: {why}; trying again");
                     runtime::sleep(RETRY / 10).await;
                 }
@@ -284,4 +295,9 @@ impl Shell {
             }
         }
     }
+}
+
+/// Whether the election session is over for good.
+fn ended(session: Session) -> bool {
+    matches!(session, Session::Expired | Session::Closed)
 }
