@@ -100,7 +100,7 @@ impl Broker {
             .queues
             .iter()
             .map(|(name, queue)| {
-                let oldest_ready = queue.ready.iter().next().map(|slot| slot.seq);
+                let oldest_ready = queue.ready.oldest();
                 let oldest_in_flight = queue.in_flight.keys().map(|id| id.seq).min();
                 DestinationStats {
                     name: name.clone(),

@@ -156,6 +156,14 @@ impl Ready {
             .flat_map(move |lane| lane.iter_mut_below(seq))
     }
 
+    /// The seq of the oldest message (each lane's first is its oldest).
+    pub fn oldest(&self) -> Option<crate::journal::Seq> {
+        self.lanes
+            .iter()
+            .filter_map(|lane| lane.iter().next().map(|slot| slot.seq))
+            .min()
+    }
+
     /// The slots in dispatch order, then the waiting ones.
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
         self.in_order()
@@ -222,6 +230,7 @@ mod tests {
         }
         assert_eq!(order(&ready), [2, 4, 6, 1, 5, 3]);
         assert_eq!(ready.len(), 6);
+        assert_eq!(ready.oldest(), Some(Seq(1)), "not the first to go");
         // A requeued priority-9 message goes back ahead of the other.
         let pos = ready.find(MessageId::new(Seq(2), 0)).unwrap();
         let taken = ready.remove(pos).unwrap();
