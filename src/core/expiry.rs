@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use super::Core;
 use crate::broker::{Op, Removal, DLQ_PREFIX};
 
-/// Now, in ms since the Unix epoch: the clock `expires` is read against.
-pub(super) fn wall_clock_ms() -> u64 {
+/// Now, in ms since the Unix epoch: the clock `expires` is read against (the core's
+/// default `now`; sessions stamp times with it too).
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -31,6 +31,7 @@ mod tests;
 use std::collections::VecDeque;
 
 pub use admin::{AdminOp, CoreStatus, ReplicaStatus, RoleChange};
+pub use expiry::unix_ms;
 pub use io::{AckRef, Attached, Input, Outgoing, Output, Request, Store};
 
 use crate::broker::{Broker, Op, SessionId};
@@ -109,7 +110,7 @@ impl Core {
             held: held::Held::default(),
             last_change: None,
             temporaries: temp::Temporaries::default(),
-            now: expiry::wall_clock_ms,
+            now: expiry::unix_ms,
             dead_letter_expired: false,
             out: Vec::new(),
         }
