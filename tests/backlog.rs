@@ -121,15 +121,74 @@ fn a_backlog_ten_times_memory_comes_back_in_order_with_memory_bounded() {
 #[test]
 fn compaction_frees_segments_pinned_by_one_old_message_which_survives_a_restart() {
     let site = Site::new();
-    let config = format!("{SMALL}\ncompact_interval_ms = 100");
-    let mut broker = site.start(&config, SMALL_FRAMES, "");
+    let mut broker = site.start(COMPACTING, SMALL_FRAMES, "");
     let mut client = broker.client();
     client.send_pipelined("/queue/pinned", &["the old one".to_string()]);
-    // 8 MiB through another queue: 32 segments' worth, each acked at once.
+    flow_until_compacted(&broker, &site, &mut client);
+    broker.kill9();
+    let broker = site.start(COMPACTING, SMALL_FRAMES, "");
+    let mut client = broker.client();
+    assert_eq!(client.drain("/queue/pinned", 1), ["the old one"]);
+    assert!(segments(&site.data_dir()) <= 3);
+}
+
+/// A durable subscription made in the first segment, with a message it keeps, is written
+/// forward by compaction: after the journal shrank and a kill -9, the subscription still
+/// keeps what is published, and its subscriber gets both messages.
+#[test]
+fn compaction_carries_a_durable_subscription_and_its_backlog_through_a_restart() {
+    let site = Site::new();
+    let mut broker = site.start(COMPACTING, SMALL_FRAMES, "");
+    let subscribe = |port: u16| {
+        let mut subscriber = Client::connect_with(
+            port,
+            &[
+                ("accept-version", "1.2"),
+                ("login", "admin"),
+                ("passcode", "admin"),
+                ("client-id", "app"),
+            ],
+        );
+        subscriber.send_frame(
+            Command::Subscribe,
+            &[
+                ("destination", "/topic/t"),
+                ("id", "d"),
+                ("ack", "client-individual"),
+                ("activemq.subscriptionName", "s"),
+                ("receipt", "subscribed"),
+            ],
+            b"",
+        );
+        subscriber.expect(Command::Receipt);
+        subscriber
+    };
+    subscribe(broker.port).disconnect();
+    let mut client = broker.client();
+    client.send_receipted("/topic/t", "kept before", true);
+    flow_until_compacted(&broker, &site, &mut client);
+    broker.kill9();
+    let broker = site.start(COMPACTING, SMALL_FRAMES, "");
+    broker
+        .client()
+        .send_receipted("/topic/t", "kept after", true);
+    assert_eq!(
+        subscribe(broker.port).take(2),
+        ["kept before", "kept after"]
+    );
+}
+
+/// `SMALL`, compacting every 100 ms.
+const COMPACTING: &str =
+    "max_memory = \"4MiB\"\nsegment_size = \"256KiB\"\ncompact_interval_ms = 100";
+
+/// Sends 8 MiB through another queue, 32 segments' worth, each acked at once, and waits
+/// until compaction has shrunk the journal to a few segments.
+fn flow_until_compacted(broker: &Broker, site: &Site, client: &mut Client) {
     let mut consumer = broker.client();
     consumer.subscribe("/queue/flow", "f", "client-individual", 200);
     for round in 0..10 {
-        produce(&mut client, "/queue/flow", round * 200..round * 200 + 200);
+        produce(client, "/queue/flow", round * 200..round * 200 + 200);
         consume(&mut consumer, 200);
     }
     broker
@@ -139,11 +198,6 @@ fn compaction_frees_segments_pinned_by_one_old_message_which_survives_a_restart(
     await_condition("the journal shrinks to a few segments", || {
         segments(&site.data_dir()) <= 3
     });
-    broker.kill9();
-    let broker = site.start(&config, SMALL_FRAMES, "");
-    let mut client = broker.client();
-    assert_eq!(client.drain("/queue/pinned", 1), ["the old one"]);
-    assert!(segments(&site.data_dir()) <= 3);
 }
 
 /// At `max_disk` a producer of persistent messages waits, with a warning in the log, and

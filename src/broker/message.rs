@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::durable::{is_durable_name, DURABLE_PREFIX};
 use crate::journal::Seq;
 
 /// Identifies a message: the seq of the record that added it and its place in that record.
@@ -91,9 +92,9 @@ impl Destination {
             return Err(format!("destination '{text}' has an empty name"));
         }
         let name = match temp {
-            None if name.starts_with(TEMP_QUEUE) || name.starts_with(TEMP_TOPIC) => {
+            None if is_temporary_name(name) || is_durable_name(name) => {
                 return Err(format!(
-                    "destination '{text}': names starting '{TEMP_QUEUE}' or '{TEMP_TOPIC}' are the broker's"
+                    "destination '{text}': names starting '{TEMP_QUEUE}', '{TEMP_TOPIC}' or '{DURABLE_PREFIX}' are the broker's"
                 ))
             }
             None => name.to_string(),

@@ -10,6 +10,7 @@
 mod admin;
 mod consumers;
 mod dedup;
+mod durable;
 mod expiry;
 mod lane;
 mod message;
@@ -32,6 +33,7 @@ use consumers::Consumer;
 pub use consumers::Subscribing;
 use dedup::DedupWindow;
 pub use dedup::DEDUP_HEADER;
+pub use durable::{queue_name as durable_queue, DurableSubscription};
 pub use message::{
     AckMode, ConsumerKey, Delivery, Destination, Message, MessageId, NewMessage, SessionId,
     DELIVER_AT_HEADER,
@@ -88,6 +90,8 @@ pub struct Broker {
     topic_patterns: BTreeSet<String>,
     /// When waiting messages may be delivered (`schedule.rs`).
     schedule: schedule::Schedule,
+    /// The durable topic subscriptions (`durable.rs`).
+    durables: durable::Durables,
 }
 
 /// Unselected ready messages a dispatch passes over, unless configured otherwise
@@ -117,6 +121,7 @@ impl Broker {
             expiring: expiry::Expiring::default(),
             topic_patterns: BTreeSet::new(),
             schedule: schedule::Schedule::default(),
+            durables: durable::Durables::default(),
         }
     }
 
@@ -178,10 +183,16 @@ impl Broker {
                 for removal in removals {
                     self.consume(removal, &mut applied);
                 }
+                self.unsubscribed(queue, &mut applied);
                 self.forget_queue(queue);
                 // Written even when it removed nothing: a restart must not bring back
                 // the queue the sends before it made.
                 applied.durable = true;
+            }
+            Op::Subscribed(subscription) => self.subscribed(seq, subscription, &mut applied),
+            Op::Kept { op, copies } => {
+                applied = self.apply(seq, op, keep_transient);
+                self.keep_copies(seq, op, copies, keep_transient, &mut applied);
             }
             Op::EpochStarted { .. } => applied.durable = true,
             Op::Carry(carried) => {

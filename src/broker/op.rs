@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::durable::DurableSubscription;
 use super::message::{MessageId, NewMessage};
 use crate::journal::Epoch;
 
@@ -51,6 +52,32 @@ pub enum Op {
         queue: String,
         removals: Vec<Removal>,
     },
+    /// A durable topic subscription made, or written forward by compaction
+    /// (`durable.rs`).
+    Subscribed(DurableSubscription),
+    /// A `Send` or `Commit` some of whose topic messages durable subscriptions keep: each
+    /// `(index, queue)` stores message `index` of `op` in that subscription's queue too.
+    Kept {
+        op: Box<Op>,
+        copies: Vec<(u32, String)>,
+    },
+}
+
+impl Op {
+    /// About the bytes its record takes, to size the buffer it is encoded into.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Op::Send(message) => message.cost(),
+            Op::Kept { op, copies } => {
+                op.size_hint()
+                    + copies
+                        .iter()
+                        .map(|(_, queue)| queue.len() + 16)
+                        .sum::<usize>()
+            }
+            _ => 64,
+        }
+    }
 }
 
 /// One message a `Carry` record holds.

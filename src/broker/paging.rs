@@ -326,18 +326,32 @@ fn decoded(fetch: &Fetch, fetched: Fetched) -> Result<Op, String> {
 /// The message `id` out of a decoded record, as stored in `queue`.
 fn message_in(op: &Op, id: MessageId, queue: &str) -> Result<Arc<Message>, String> {
     let new = match op {
-        Op::Send(message) if id.index == 0 => Some(message),
-        Op::Commit { sends, .. } => sends.get(id.index as usize),
-        // Written in id order (`gather_to_carry`).
-        Op::Carry(carried) => carried
-            .binary_search_by(|c| c.id.cmp(&id))
-            .ok()
-            .or_else(|| carried.iter().position(|c| c.id == id))
-            .map(|at| &carried[at].message),
-        _ => None,
+        // Written in id order (`gather_to_carry`); a topic message kept by several
+        // durable subscriptions is there once for each, maybe dead-lettered in one.
+        Op::Carry(carried) => {
+            let from = carried.partition_point(|c| c.id < id);
+            let same_id = carried[from..].iter().take_while(|c| c.id == id);
+            same_id
+                .clone()
+                .find(|c| c.queue == queue)
+                .or_else(|| same_id.clone().next())
+                .or_else(|| carried.iter().find(|c| c.id == id))
+                .map(|c| &c.message)
+        }
+        op => sent_in(op, id.index),
     };
     let new = new.ok_or_else(|| format!("the record holds no message {id}"))?;
     Ok(stored_message(id, new, queue))
+}
+
+/// Message `index` of a record that sends messages.
+pub(super) fn sent_in(op: &Op, index: u32) -> Option<&NewMessage> {
+    match op {
+        Op::Send(message) if index == 0 => Some(message),
+        Op::Commit { sends, .. } => sends.get(index as usize),
+        Op::Kept { op, .. } => sent_in(op, index),
+        _ => None,
+    }
 }
 
 /// A message as stored in `queue`: one found in another queue than the one it was sent

@@ -1,6 +1,7 @@
 //! Broker core tests: queues, acks, redelivery, the DLQ and transactions as records.
 
 mod delivery;
+mod durable;
 
 use super::*;
 use crate::journal::Epoch;

@@ -13,9 +13,10 @@ pub fn is_pattern(name: &str) -> bool {
 }
 
 /// Whether `pattern` matches the destination name `name`. A temporary destination is
-/// its connection's alone: no pattern reaches it.
+/// its connection's alone, and a durable subscription's queue its subscriber's: no
+/// pattern reaches them.
 pub fn matches(pattern: &str, name: &str) -> bool {
-    if super::message::is_temporary_name(name) {
+    if super::message::is_temporary_name(name) || super::durable::is_durable_name(name) {
         return false;
     }
     let mut names = name.split('.');

@@ -33,21 +33,24 @@ impl Core {
             Request::Subscribe {
                 sub,
                 subscribing,
+                durable,
+                receipt,
+            } => self.subscribe(ConsumerKey { session, sub }, subscribing, durable, receipt),
+            Request::Unsubscribe {
+                sub,
+                delete_durable,
                 receipt,
             } => {
-                if let Err(why) = self.temporaries.use_by(session, &subscribing.destination) {
-                    return self.fail_session(session, &why, receipt);
+                let ops = sub.map_or_else(Vec::new, |sub| {
+                    self.broker.unsubscribe(ConsumerKey { session, sub })
+                });
+                let mut seq = self.record_all(ops);
+                if let Some(queue) = delete_durable {
+                    match self.delete_durable(&queue) {
+                        Ok(deleted) => seq = deleted,
+                        Err(why) => return self.fail_session(session, &why, receipt),
+                    }
                 }
-                self.broker
-                    .subscribe(ConsumerKey { session, sub }, subscribing);
-                // Before any MESSAGE of the subscription: the receipt goes first.
-                if let Some(receipt) = receipt {
-                    self.receipt_now(session, receipt, false);
-                }
-            }
-            Request::Unsubscribe { sub, receipt } => {
-                let ops = self.broker.unsubscribe(ConsumerKey { session, sub });
-                let seq = self.record_all(ops);
                 self.receipt_at(session, receipt, seq, false);
             }
             Request::Ack { ack, receipt } => match self.broker.ack(session, ack.sub, ack.id) {

@@ -43,6 +43,8 @@ impl Held {
 fn needs_replicas(request: &Request) -> bool {
     match request {
         Request::Send { message, .. } => message.persistent,
+        Request::Subscribe { durable, .. } => durable.is_some(),
+        Request::Unsubscribe { delete_durable, .. } => delete_durable.is_some(),
         Request::Ack { .. } | Request::Nack { .. } | Request::Commit { .. } | Request::Admin(_) => {
             true
         }

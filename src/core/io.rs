@@ -4,7 +4,9 @@
 //! holds a channel, a socket or a callback. The server's shell turns socket, link and
 //! journal events into inputs and carries the outputs out, in order, in the same turn.
 
-use crate::broker::{Delivery, Fetch, MessageId, NewMessage, SessionId, Subscribing};
+use crate::broker::{
+    Delivery, DurableSubscription, Fetch, MessageId, NewMessage, SessionId, Subscribing,
+};
 use crate::journal::{Command, EpochStart, Extent, Fetched, Pace, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, Standing};
@@ -26,13 +28,18 @@ pub enum Request {
         message: NewMessage,
         receipt: Option<String>,
     },
+    /// `durable`: the subscription keeps what is published while its subscriber is away.
     Subscribe {
         sub: u64,
         subscribing: Subscribing,
+        durable: Option<DurableSubscription>,
         receipt: Option<String>,
     },
+    /// Ends subscription `sub` of the session, if it has one; `delete_durable` also
+    /// deletes the durable subscription with that queue.
     Unsubscribe {
-        sub: u64,
+        sub: Option<u64>,
+        delete_durable: Option<String>,
         receipt: Option<String>,
     },
     Ack {
@@ -51,16 +58,10 @@ pub enum Request {
         receipt: Option<String>,
     },
     /// An `auto` subscription's messages have been written to the socket.
-    Written {
-        sub: u64,
-        ids: Vec<MessageId>,
-    },
+    Written { sub: u64, ids: Vec<MessageId> },
     /// Send `receipt` once everything before it is durable; `close` ends the session
     /// after it (DISCONNECT).
-    Barrier {
-        receipt: String,
-        close: bool,
-    },
+    Barrier { receipt: String, close: bool },
     /// The connection is gone: requeue what it held.
     Close,
     /// An operator's op from the admin API (`core/admin.rs`), on the admin call's own

@@ -11,6 +11,7 @@
 //!
 //! - `io`: the inputs and outputs.
 //! - `client`: what clients' requests do.
+//! - `durable`: durable topic subscriptions, and the records that say who keeps what.
 //! - `held`: persistent work held back while fewer slaves are in sync than
 //!   `replication.min_replicas`.
 //! - `paging`: reading paged-out bodies back, and compacting the journal.
@@ -19,6 +20,7 @@
 
 mod admin;
 mod client;
+mod durable;
 mod expiry;
 mod held;
 mod io;
@@ -223,12 +225,10 @@ impl Core {
 
     /// Sequences, applies and journals one op; returns its seq.
     fn record(&mut self, op: Op) -> Seq {
+        let op = self.keeping(op);
         let seq = self.next_seq;
         // Sized up front: growing the buffer through a 1 KiB body reallocates ~8 times.
-        let mut bytes = Vec::with_capacity(match &op {
-            Op::Send(message) => message.cost(),
-            _ => 64,
-        });
+        let mut bytes = Vec::with_capacity(op.size_hint());
         let payload = match codec::encode_into(&op, &mut bytes) {
             Ok(()) => bytes::Bytes::from(bytes),
             // Ops are our own serde types, bounded by the frame and transaction limits,

@@ -7,7 +7,8 @@
 //! Compaction, on the master only, at `Input::Compact`: a segment the ledger calls
 //! sparse (kept only by a few live messages) at two looks in a row, with the same live
 //! count both times (nobody is consuming from it), has its live messages read back and
-//! written forward in `Carry` records; the ledger then deletes it. `Carry` is an
+//! written forward in `Carry` records (and the durable subscriptions recorded there in
+//! `Subscribed` records); the ledger then deletes it. `Carry` is an
 //! ordinary record, so a slave mirrors it, catch-up and a full copy carry it, and replay
 //! rebuilds the same state from it: each side's ledger frees its own segments.
 
@@ -95,7 +96,10 @@ impl Core {
         let Some(records) = self.compaction.running.clone() else {
             return;
         };
-        match self.broker.gather_to_carry(records, self.durable_seq) {
+        match self
+            .broker
+            .gather_to_carry(records.clone(), self.durable_seq)
+        {
             Ok(carried) => {
                 self.compaction.running = None;
                 // Records never span segments: a quarter of one each leaves room.
@@ -103,6 +107,7 @@ impl Core {
                 for chunk in chunks(carried, limit) {
                     self.record(Op::Carry(chunk));
                 }
+                self.carry_durables(&records);
             }
             Err(reads) => self.request_reads(reads),
         }

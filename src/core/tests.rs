@@ -312,6 +312,7 @@ fn a_subscriber_gets_the_message_and_its_session_closing_requeues_it() {
                 prefetch: 10,
                 selector: None,
             },
+            durable: None,
             receipt: None,
         },
     ));

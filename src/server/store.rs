@@ -25,6 +25,7 @@ pub fn recover(
     let mut broker = Broker::new(config.broker.max_redeliveries, config.broker.dedup_window);
     broker.set_paging(Some(page_above(config)));
     broker.set_selector_scan(config.broker.selector_scan);
+    broker.set_selector_limits(crate::session::selector_limits(&config.stomp));
     let report = Box::new(move |event| {
         let _ = events.unbounded_send(event);
     });

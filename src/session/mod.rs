@@ -7,6 +7,7 @@
 //! inside a transaction are buffered here and reach the core as one COMMIT.
 
 mod acks;
+mod durable;
 pub mod handshake;
 mod memory;
 mod send;
@@ -22,7 +23,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::SinkExt;
 
 use crate::broker::{AckMode, Destination, NewMessage, SessionId, Subscribing};
-use crate::config::Config;
+use crate::config::{Config, StompConfig};
 use crate::connection::{FrameReader, Inbound, ReadError};
 use crate::core::{AckRef, Outgoing, Request};
 use crate::runtime::{self, TcpStream};
@@ -135,6 +136,8 @@ struct Session {
     next_sub: u64,
     transactions: HashMap<String, Transaction>,
     receipt_clock: Arc<timing::ReceiptClock>,
+    /// CONNECT's `client-id`: durable subscriptions are kept under it.
+    client_id: Option<String>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -195,6 +198,10 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         next_sub: 1,
         transactions: HashMap::new(),
         receipt_clock: Arc::default(),
+        client_id: connect
+            .header("client-id")
+            .filter(|id| !id.is_empty())
+            .map(str::to_string),
     };
     // CONNECTED goes first on the queue the writer drains, ahead of anything the core sends.
     let mut first = outbound.clone();
@@ -446,6 +453,7 @@ impl Session {
         // reading (a topic flood, unread receipts).
         let prefetch = asked.min((self.shared.config.stomp.max_pending_frames / 2).max(1));
         let selector = self.selector(frame)?;
+        let durable = durable::subscription(frame, self.client_id.as_deref(), &destination, &id)?;
         let key = self.next_sub;
         self.next_sub += 1;
         self.subscriptions.insert(id.clone(), Subscription { key });
@@ -458,6 +466,7 @@ impl Session {
                 prefetch,
                 selector,
             },
+            durable,
             receipt,
         })
         .await
@@ -468,13 +477,7 @@ impl Session {
         let Some(text) = frame.header("selector").filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
         };
-        let stomp = &self.shared.config.stomp;
-        let limits = Limits {
-            max_length: stomp.max_header_length,
-            max_depth: stomp.max_selector_depth,
-            max_pattern: stomp.max_like_pattern,
-        };
-        match Selector::parse(text, limits) {
+        match Selector::parse(text, selector_limits(&self.shared.config.stomp)) {
             Ok(selector) => Ok(Some(Arc::new(selector))),
             Err(error) => Err(Fatal(format!("invalid selector {text:?}: {error}"))),
         }
@@ -490,12 +493,16 @@ impl Session {
             (None, Version::V1_0) => required(frame, "destination")?,
             (None, _) => return Err(Fatal("UNSUBSCRIBE needs an 'id' header".into())),
         };
-        let subscription = self
-            .subscriptions
-            .remove(id)
-            .ok_or_else(|| Fatal(format!("no subscription with id '{id}' on this connection")))?;
+        let delete_durable = durable::to_delete(frame, self.client_id.as_deref(), id)?;
+        let sub = self.subscriptions.remove(id).map(|s| s.key);
+        if sub.is_none() && delete_durable.is_none() {
+            return Err(Fatal(format!(
+                "no subscription with id '{id}' on this connection"
+            )));
+        }
         self.request(Request::Unsubscribe {
-            sub: subscription.key,
+            sub,
+            delete_durable,
             receipt,
         })
         .await
@@ -514,3 +521,12 @@ fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, Fatal> {
 
 /// Now, in ms since the Unix epoch (the core reads `expires` against the same clock).
 pub use crate::core::unix_ms;
+
+/// How large a SUBSCRIBE's selector may be (`[stomp]`'s limits).
+pub fn selector_limits(stomp: &StompConfig) -> Limits {
+    Limits {
+        max_length: stomp.max_header_length,
+        max_depth: stomp.max_selector_depth,
+        max_pattern: stomp.max_like_pattern,
+    }
+}

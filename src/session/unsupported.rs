@@ -54,18 +54,6 @@ const REFUSALS: &[Refusal] = &[
     },
     Refusal {
         command: Command::Subscribe,
-        header: "activemq.subscriptionName",
-        asks: present,
-        what: "durable topic subscriptions",
-    },
-    Refusal {
-        command: Command::Subscribe,
-        header: "durable",
-        asks: is_true,
-        what: "durable topic subscriptions",
-    },
-    Refusal {
-        command: Command::Subscribe,
         header: "activemq.noLocal",
         asks: is_true,
         what: "noLocal subscriptions",
@@ -136,12 +124,6 @@ mod tests {
                 "scheduled",
             ),
             (Command::Subscribe, &[("browser", "true")], "queue browsing"),
-            (
-                Command::Subscribe,
-                &[("activemq.subscriptionName", "s")],
-                "durable",
-            ),
-            (Command::Subscribe, &[("durable", "true")], "durable"),
             (
                 Command::Subscribe,
                 &[("activemq.noLocal", "true")],

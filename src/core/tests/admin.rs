@@ -89,6 +89,7 @@ fn refusals_record_nothing() {
                 prefetch: 10,
                 selector: None,
             },
+            durable: None,
             receipt: None,
         },
     ));
