@@ -138,6 +138,9 @@ pub struct StompConfig {
     /// times the header's.
     #[serde(default = "defaults::max_like_pattern")]
     pub max_like_pattern: usize,
+    /// Most messages a browsing SUBSCRIBE (`browser:true`) is shown.
+    #[serde(default = "defaults::max_browse")]
+    pub max_browse: usize,
 }
 
 /// `[replication]`: a master and its slaves. Empty for a standalone broker.
@@ -398,6 +401,7 @@ impl Config {
             "stomp.max_pending_frames",
             &format!("must be at most {MAX_PENDING_FRAMES}"),
         )?;
+        check(s.max_browse >= 1, "stomp.max_browse", "must be at least 1")?;
         check(
             s.max_transaction_frames >= 1,
             "stomp.max_transaction_frames",

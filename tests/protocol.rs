@@ -293,8 +293,12 @@ fn protocol_errors_get_an_error_frame_then_close_while_others_are_served() {
             "wildcard",
         ),
         (
-            b"SUBSCRIBE\ndestination:/queue/x\nid:1\nbrowser:true\n\n\0".to_vec(),
-            "queue browsing",
+            b"SUBSCRIBE\ndestination:/topic/x\nid:1\nbrowser:true\n\n\0".to_vec(),
+            "browses one queue",
+        ),
+        (
+            b"SUBSCRIBE\ndestination:/topic/x\nid:1\nactivemq.subscriptionName:s\n\n\0".to_vec(),
+            "needs a 'client-id'",
         ),
         (
             b"SUBSCRIBE\ndestination:/queue/x\nid:1\nselector:a ==\n\n\0".to_vec(),

@@ -34,6 +34,7 @@ use crate::core::{AdminOp, CoreStatus};
 use crate::http::{self, HttpError, Response};
 use crate::journal::Extent;
 use crate::runtime::{self, TcpListener, TcpStream};
+pub use api::{browsed, Shown};
 pub use routes::{route, Route};
 
 /// The console page: one file, no build step, nothing fetched from elsewhere.

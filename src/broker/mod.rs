@@ -41,6 +41,7 @@ pub use message::{
 pub use op::{Carried, Op, Removal};
 pub use paging::{messages_from, Fetch, Loaded};
 use queue::{Held, Queue, Slot};
+pub use wildcard::is_pattern;
 
 /// What one `apply` changed, for the journal's segment accounting.
 pub use crate::journal::Applied;

@@ -35,6 +35,9 @@ pub fn max_selector_depth() -> usize {
 pub fn max_like_pattern() -> usize {
     256
 }
+pub fn max_browse() -> usize {
+    10_000
+}
 pub fn status_interval_ms() -> u64 {
     10_000
 }

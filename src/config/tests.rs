@@ -71,6 +71,7 @@ fn bad_values_name_file_key_and_line() {
             "stomp.max_like_pattern",
             "line 5",
         ),
+        ("[stomp]\nmax_browse = 0\n", "stomp.max_browse", "line 5"),
         (
             "[stomp]\nheartbeat_grace = 0.5\n",
             "stomp.heartbeat_grace",

@@ -53,6 +53,26 @@ impl Core {
                 }
                 self.receipt_at(session, receipt, seq, false);
             }
+            Request::Browse {
+                sub,
+                subscribing,
+                limit,
+                receipt,
+            } => {
+                let items = self
+                    .browse(subscribing.destination.name(), limit)
+                    .unwrap_or_default();
+                // Before any message of the browse.
+                if let Some(receipt) = receipt {
+                    self.receipt_now(session, receipt, false);
+                }
+                self.out.push(Output::Browse {
+                    session,
+                    sub,
+                    subscribing,
+                    items,
+                });
+            }
             Request::Ack { ack, receipt } => match self.broker.ack(session, ack.sub, ack.id) {
                 Ok(removals) => {
                     let seq = self.record_removals(removals);

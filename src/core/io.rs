@@ -5,7 +5,7 @@
 //! journal events into inputs and carries the outputs out, in order, in the same turn.
 
 use crate::broker::{
-    Delivery, DurableSubscription, Fetch, MessageId, NewMessage, SessionId, Subscribing,
+    Browsed, Delivery, DurableSubscription, Fetch, MessageId, NewMessage, SessionId, Subscribing,
 };
 use crate::journal::{Command, EpochStart, Extent, Fetched, Pace, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
@@ -40,6 +40,14 @@ pub enum Request {
     Unsubscribe {
         sub: Option<u64>,
         delete_durable: Option<String>,
+        receipt: Option<String>,
+    },
+    /// A browsing SUBSCRIBE (`browser:true`): the first `limit` ready messages of the
+    /// queue, shown without being consumed, then a `browser:end` MESSAGE.
+    Browse {
+        sub: u64,
+        subscribing: Subscribing,
+        limit: usize,
         receipt: Option<String>,
     },
     Ack {
@@ -153,6 +161,8 @@ pub struct Attached {
 pub enum Outgoing {
     Frame(Frame),
     Deliver(Delivery),
+    /// A message shown to a browser: it needs no acknowledgement and is not consumed.
+    Browsed(Delivery),
     /// Write this frame (an ERROR, or the RECEIPT of a DISCONNECT), then close.
     Final(Frame),
 }
@@ -202,6 +212,14 @@ pub enum Output {
     Role(Action),
     /// Read these records back from the journal, then step `Input::Fetched`.
     Read(Vec<(Fetch, Extent)>),
+    /// Show a browsing subscription these messages (the paged-out ones read back from
+    /// the journal where `Extent` says), those its selector takes, then its end.
+    Browse {
+        session: SessionId,
+        sub: u64,
+        subscribing: Subscribing,
+        items: Vec<(Browsed, Option<Extent>)>,
+    },
 }
 
 impl Input {
@@ -253,6 +271,7 @@ impl Request {
             Request::Send { receipt, .. }
             | Request::Subscribe { receipt, .. }
             | Request::Unsubscribe { receipt, .. }
+            | Request::Browse { receipt, .. }
             | Request::Ack { receipt, .. }
             | Request::Nack { receipt, .. }
             | Request::Commit { receipt, .. } => receipt.as_deref(),

@@ -33,6 +33,7 @@ use crate::repl::role::Event;
 use crate::session::{MemoryGauge, Room, SessionEvent, SessionInfo};
 
 mod admin;
+mod browse;
 mod election;
 mod journal_events;
 mod links;
@@ -495,6 +496,12 @@ impl Shell {
                 self.check_succession(master, succession)
             }
             Output::Read(batch) => self.reader.read(batch),
+            Output::Browse {
+                session,
+                sub,
+                subscribing,
+                items,
+            } => self.browse(session, sub, subscribing, items),
             waits => return Some(waits),
         }
         None

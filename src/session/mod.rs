@@ -22,7 +22,7 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use futures::SinkExt;
 
-use crate::broker::{AckMode, Destination, NewMessage, SessionId, Subscribing};
+use crate::broker::{is_pattern, AckMode, Destination, NewMessage, SessionId, Subscribing};
 use crate::config::{Config, StompConfig};
 use crate::connection::{FrameReader, Inbound, ReadError};
 use crate::core::{AckRef, Outgoing, Request};
@@ -454,20 +454,30 @@ impl Session {
         let prefetch = asked.min((self.shared.config.stomp.max_pending_frames / 2).max(1));
         let selector = self.selector(frame)?;
         let durable = durable::subscription(frame, self.client_id.as_deref(), &destination, &id)?;
+        let browsing = is_browsing(frame, &destination)?;
         let key = self.next_sub;
         self.next_sub += 1;
         self.subscriptions.insert(id.clone(), Subscription { key });
-        self.request(Request::Subscribe {
-            sub: key,
-            subscribing: Subscribing {
-                destination,
-                subscription: Arc::from(id),
-                ack,
-                prefetch,
-                selector,
+        let subscribing = Subscribing {
+            destination,
+            subscription: Arc::from(id),
+            ack,
+            prefetch,
+            selector,
+        };
+        self.request(match browsing {
+            true => Request::Browse {
+                sub: key,
+                subscribing,
+                limit: self.shared.config.stomp.max_browse,
+                receipt,
             },
-            durable,
-            receipt,
+            false => Request::Subscribe {
+                sub: key,
+                subscribing,
+                durable,
+                receipt,
+            },
         })
         .await
     }
@@ -506,6 +516,20 @@ impl Session {
             receipt,
         })
         .await
+    }
+}
+
+/// Whether a SUBSCRIBE browses (`browser:true`, ActiveMQ's): only a queue, one by name.
+fn is_browsing(frame: &Frame, destination: &Destination) -> Result<bool, Fatal> {
+    let asked = frame
+        .header("browser")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    match destination {
+        _ if !asked => Ok(false),
+        Destination::Queue(name) if !is_pattern(name) => Ok(true),
+        _ => Err(Fatal(format!(
+            "'browser:true' browses one queue: {destination} is not one"
+        ))),
     }
 }
 

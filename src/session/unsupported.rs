@@ -1,7 +1,7 @@
 //! Headers that change what an ActiveMQ broker does and that mirrormq does not honour
 //! (yet): a frame carrying one with a value that would change anything is refused with
 //! an ERROR naming it, never served as if the header were not there. A value that
-//! changes nothing (`AMQ_SCHEDULED_REPEAT:0`, `browser:false`) passes. A wildcard in a
+//! changes nothing (`AMQ_SCHEDULED_REPEAT:0`, `activemq.noLocal:false`) passes. A wildcard in a
 //! SEND destination is refused here too: a message goes to one destination.
 //! Pure: a table and the frames' headers, tested by table.
 
@@ -45,12 +45,6 @@ const REFUSALS: &[Refusal] = &[
         header: "AMQ_SCHEDULED_CRON",
         asks: present,
         what: "scheduled delivery",
-    },
-    Refusal {
-        command: Command::Subscribe,
-        header: "browser",
-        asks: is_true,
-        what: "queue browsing",
     },
     Refusal {
         command: Command::Subscribe,
@@ -123,7 +117,6 @@ mod tests {
                 &[("AMQ_SCHEDULED_CRON", "* * * * *")],
                 "scheduled",
             ),
-            (Command::Subscribe, &[("browser", "true")], "queue browsing"),
             (
                 Command::Subscribe,
                 &[("activemq.noLocal", "true")],
@@ -149,14 +142,12 @@ mod tests {
         let passes: &[(Command, Headers)] = &[
             (Command::Send, &[("AMQ_SCHEDULED_REPEAT", "0")]),
             (Command::Send, &[("AMQ_SCHEDULED_DELAY", "0")]),
-            (Command::Subscribe, &[("browser", "false")]),
             (Command::Subscribe, &[("activemq.noLocal", "false")]),
             (Command::Send, &[("destination", "/queue/a.b*c")]),
             (Command::Send, &[("destination", "/queue/orders")]),
             (Command::Subscribe, &[("destination", "/topic/a.>")]),
             // The headers matter only on the frames that use them.
             (Command::Subscribe, &[("AMQ_SCHEDULED_DELAY", "9")]),
-            (Command::Send, &[("browser", "true")]),
         ];
         for (command, headers) in passes {
             assert_eq!(refusal(&frame(*command, headers)), None, "{headers:?}");

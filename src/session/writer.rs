@@ -98,6 +98,7 @@ pub async fn run(
                             .push(delivery.message.id);
                     }
                 }
+                Outgoing::Browsed(delivery) => writer.queue(&message_frame(&delivery, version)),
                 Outgoing::Final(frame) => {
                     writer.queue(&frame);
                     finished = true;
