@@ -16,6 +16,9 @@
 #                                           # slaves and a 3-node RabbitMQ cluster with
 #                                           # quorum queues, and the initial sync of an
 #                                           # empty slave (~15 min); rewrites only its section
+#   scripts/bench-peers.sh fanout           # one topic to 100 subscribers, and ten queue
+#                                           # consumers with selectors (~5 min); rewrites
+#                                           # only its section (scripts/lib/fanout.sh)
 #
 # Every broker listens on 127.0.0.1 only, on free ports picked at start (a port in use is
 # refused), with its data in a fresh `mktemp -d` folder, and every broker fsyncs a
@@ -53,7 +56,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:-all}
-case "$MODE" in all | backlog | group | failover) ;; *) echo "usage: $0 [backlog | group | failover]" >&2; exit 2 ;; esac
+case "$MODE" in all | backlog | group | failover | fanout) ;; *) echo "usage: $0 [backlog | group | failover | fanout]" >&2; exit 2 ;; esac
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] || QUICK=1
 OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
@@ -1187,6 +1190,16 @@ if [ "$MODE" = failover ]; then
   exit 0
 fi
 
+if [ "$MODE" = fanout ]; then
+  # shellcheck source=lib/fanout.sh
+  source "$REPO/scripts/lib/fanout.sh"
+  run_fanout_all
+  write_fanout_section
+  OK=1
+  log "wrote the fanout section of $OUT"
+  exit 0
+fi
+
 if [ "$MODE" = group ]; then
   RMQC_CHECK=""
   : >"$SYNCS"
@@ -1397,11 +1410,11 @@ w("")
 w("Options (environment): `MIRRORMQ=path` (skip the build), `BENCH_RUNS`, `BENCH_OUT`,")
 w("`BENCH_AMQ_HEAP`, `BENCH_KEEP=1` (keep the temp folder with logs and raw JSON), `TMPDIR`.")
 w("Run it on a quiet machine: the load generator shares the CPUs with the broker.")
-# The backlog and group sections (`scripts/bench-peers.sh backlog`, `group`) are
-# measured apart: keep them.
+# The backlog, group, failover and fanout sections (`scripts/bench-peers.sh backlog`,
+# ...) are measured apart: keep them.
 old = open(e["OUT"]).read() if os.path.exists(e["OUT"]) else ""
 kept = ""
-for name in ("group", "backlog"):
+for name in ("group", "backlog", "failover", "fanout"):
     start, end = old.find(f"<!-- {name}:start -->"), old.find(f"<!-- {name}:end -->")
     if 0 <= start < end:
         kept += old[start:end + len(f"<!-- {name}:end -->")] + "\n\n"

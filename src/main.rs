@@ -112,9 +112,10 @@ enum Cli {
         #[structopt(long, default_value = "0")]
         consumer_rate: u32,
     },
-    /// Load generator: produce, consume or roundtrip; prints msgs/s, MB/s and latency percentiles.
+    /// Load generator: produce, consume, roundtrip or fanout; prints msgs/s, MB/s and latency percentiles.
     Bench {
-        /// produce, consume or roundtrip.
+        /// produce, consume, roundtrip or fanout (consumers subscribed first; every one
+        /// gets each message of a topic, or, with --selectors, the one selecting its bucket).
         mode: String,
         #[structopt(flatten)]
         connection: Connection,
@@ -149,6 +150,10 @@ enum Cli {
         ack: String,
         #[structopt(long)]
         prefetch: Option<u32>,
+        /// fanout: consumer i selects `bench_bucket = 'i'` of this many buckets, which the
+        /// producers' messages take in turn (0: no selectors).
+        #[structopt(long, default_value = "0")]
+        selectors: usize,
         /// Print one JSON line instead of text.
         #[structopt(long)]
         json: bool,
@@ -314,6 +319,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             headers,
             ack,
             prefetch,
+            selectors,
             json,
         } => {
             let ack = parse_ack(&ack)?;
@@ -344,6 +350,7 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                         ))),
                     })
                     .collect::<Result<Vec<_>, _>>()?,
+                selectors,
             };
             tools::bench::run(&mode, target, load, json)
         }

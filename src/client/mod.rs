@@ -193,6 +193,19 @@ impl Client {
         ack: AckMode,
         prefetch: Option<u32>,
     ) -> Result<Subscription, ClientError> {
+        self.subscribe_with_headers(destination, ack, prefetch, Vec::new())
+            .await
+    }
+
+    /// Subscribes with more SUBSCRIBE headers (`selector`, ...), which it sends again
+    /// when it subscribes again after a failover.
+    pub async fn subscribe_with_headers(
+        &self,
+        destination: &str,
+        ack: AckMode,
+        prefetch: Option<u32>,
+        headers: Vec<(String, String)>,
+    ) -> Result<Subscription, ClientError> {
         let (sink, messages) = mpsc::unbounded();
         let destination = destination.to_string();
         let id = self
@@ -200,6 +213,7 @@ impl Client {
                 destination,
                 ack,
                 prefetch,
+                headers,
                 sink,
                 reply,
             })

@@ -3,7 +3,11 @@
 //! - `produce`: P producers each send N messages of S bytes, up to W receipts outstanding;
 //! - `consume`: C consumers drain N messages in total with an ack mode and a prefetch;
 //! - `roundtrip`: producers and consumers at once; end-to-end latency from a timestamp
-//!   header the producer sets.
+//!   header the producer sets;
+//! - `fanout`: C consumers subscribe first, then producers send: on a topic each
+//!   consumer gets every message; with `selectors` K on a queue, consumer `i` selects
+//!   `bench_bucket = i` and producers spread their messages over K buckets. Its rate is
+//!   deliveries per second, from the first send to the last delivery.
 //!
 //! Each prints msgs/s, MB/s and latency p50/p90/p99/max (µs); `--json` prints one JSON line.
 //! With `--verify` producers number their messages and a consumer checks that each came
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 
-use mirrormq::client::{AckMode, Client, ClientError};
+use mirrormq::client::{AckMode, Client, ClientError, Subscription};
 use mirrormq::error::{Error, Result};
 use mirrormq::runtime;
 
@@ -23,6 +27,8 @@ use mirrormq::runtime;
 const STAMP: &str = "bench-sent-us";
 /// Header carrying `PRODUCER:INDEX` (`--verify`).
 const SEQ: &str = "bench-seq";
+/// Header carrying a message's bucket, `INDEX % selectors` (fanout with selectors).
+const BUCKET: &str = "bench_bucket";
 
 /// What every workload needs to connect.
 #[derive(Debug, Clone)]
@@ -47,6 +53,8 @@ pub struct Load {
     pub verify: bool,
     /// Extra headers on every SEND.
     pub headers: Vec<(String, String)>,
+    /// Fanout: consumers select one of this many buckets each (0: no selectors).
+    pub selectors: usize,
 }
 
 /// What a consumer saw of the producers' numbering (`--verify`).
@@ -242,7 +250,11 @@ async fn produce(
                     let started = Instant::now();
                     let sent = now_us().to_string();
                     let seq = format!("{producer}:{index}");
+                    let bucket = (index % load.selectors.max(1)).to_string();
                     let mut headers = vec![];
+                    if load.selectors > 0 {
+                        headers.push((BUCKET, bucket.as_str()));
+                    }
                     if load.persistent {
                         headers.push(("persistent", "true"));
                     }
@@ -292,13 +304,38 @@ async fn consume(
     done: Arc<AtomicUsize>,
     order: Arc<Mutex<Sequences>>,
 ) -> Result<(Vec<u64>, Option<Instant>)> {
-    let mut consumers = Vec::new();
-    for _ in 0..load.consumers.max(1) {
+    let subscribed = subscribe(target, load).await?;
+    run_consumers(subscribed, load, total, done, order).await
+}
+
+/// Connects C consumers, each subscribed (with `selectors`, consumer `i` to bucket `i`).
+async fn subscribe(target: &Target, load: &Load) -> Result<Vec<(Client, Subscription)>> {
+    let mut subscribed = Vec::new();
+    for consumer in 0..load.consumers.max(1) {
         let client = connect(target).await?;
-        let mut subscription = client
-            .subscribe_with(&target.destination, load.ack, load.prefetch)
+        let headers = match load.selectors {
+            0 => Vec::new(),
+            k => vec![("selector".into(), format!("{BUCKET} = '{}'", consumer % k))],
+        };
+        let subscription = client
+            .subscribe_with_headers(&target.destination, load.ack, load.prefetch, headers)
             .await
             .map_err(client_error)?;
+        subscribed.push((client, subscription));
+    }
+    Ok(subscribed)
+}
+
+/// Runs subscribed consumers until `total` messages arrived among them.
+async fn run_consumers(
+    subscribed: Vec<(Client, Subscription)>,
+    load: &Load,
+    total: usize,
+    done: Arc<AtomicUsize>,
+    order: Arc<Mutex<Sequences>>,
+) -> Result<(Vec<u64>, Option<Instant>)> {
+    let mut consumers = Vec::new();
+    for (client, mut subscription) in subscribed {
         let (ack, done, order, verify) = (load.ack, done.clone(), order.clone(), load.verify);
         consumers.push(runtime::spawn(async move {
             let mut latencies = Vec::new();
@@ -402,15 +439,46 @@ pub fn run(mode: &str, target: Target, load: Load, json: bool) -> Result<i32> {
                     order: None,
                 }
             }
+            "fanout" => fanout(&target, &load).await?,
             other => {
                 return Err(Error::Config(format!(
-                    "unknown bench mode '{other}': use produce, consume or roundtrip"
+                    "unknown bench mode '{other}': use produce, consume, roundtrip or fanout"
                 )))
             }
         };
         report.print(json);
         // A verified consume that saw a duplicate, a gap or disorder fails the run.
         Ok(i32::from(report.order.as_ref().is_some_and(|o| !o.clean())))
+    })
+}
+
+/// Consumers subscribed first, then the producers: deliveries per second.
+async fn fanout(target: &Target, load: &Load) -> Result<Report> {
+    let per_message = match load.selectors {
+        0 => load.consumers.max(1),
+        _ => 1,
+    };
+    let total = load.producers * load.count * per_message;
+    let subscribed = subscribe(target, load).await?;
+    let received = Arc::new(AtomicUsize::new(0));
+    let ticker = runtime::spawn(progress(received.clone(), total, "delivered"));
+    let order = Arc::new(Mutex::new(Sequences::default()));
+    let started = Instant::now();
+    let (consumed, produced) = futures::join!(
+        run_consumers(subscribed, load, total, received.clone(), order),
+        produce(target, load, Arc::default(), false)
+    );
+    produced?;
+    consumed?;
+    drop(ticker);
+    Ok(Report {
+        mode: "fanout",
+        messages: received.load(Ordering::Relaxed),
+        size: load.size,
+        elapsed: started.elapsed(),
+        latency: None,
+        latency_kind: "",
+        order: None,
     })
 }
 

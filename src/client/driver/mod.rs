@@ -36,6 +36,8 @@ pub enum Command {
         destination: String,
         ack: AckMode,
         prefetch: Option<u32>,
+        /// More SUBSCRIBE headers (a `selector`).
+        headers: Vec<(String, String)>,
         sink: mpsc::UnboundedSender<Message>,
         reply: Reply<String>,
     },
@@ -325,6 +327,7 @@ impl Driver {
                 destination,
                 ack,
                 prefetch,
+                headers,
                 sink,
                 reply,
             } => {
@@ -337,6 +340,7 @@ impl Driver {
                 if let Some(prefetch) = prefetch {
                     frame = frame.with_header("activemq.prefetchSize", prefetch.to_string());
                 }
+                frame.headers.extend(headers);
                 self.subscriptions.insert(
                     id.clone(),
                     Subscribed {
