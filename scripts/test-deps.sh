@@ -5,7 +5,7 @@
 #   - Debian's zookeeper (3.8, with a JRE: tests start their own servers from its jar);
 #   - tests/browser/node_modules: puppeteer-core, from tests/browser/package-lock.json;
 #   - target/test-deps/venv: Python with prometheus-client, whose exposition parser
-#     checks /metrics.
+#     checks /metrics, and stomp.py, the client of tests/apps/activemq_app.py.
 # Run from anywhere; scripts/test.sh runs it before `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,9 +38,10 @@ if [ ! -d tests/browser/node_modules/puppeteer-core ]; then
 fi
 
 venv=target/test-deps/venv
-if ! "$venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
-  echo "test-deps: making $venv with prometheus-client"
+if ! "$venv/bin/python" -c 'import prometheus_client, stomp' >/dev/null 2>&1; then
+  echo "test-deps: making $venv with prometheus-client and stomp.py"
   mkdir -p target/test-deps
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'prometheus-client>=0.20,<1'
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'prometheus-client>=0.20,<1' 'stomp.py>=8.1,<10'
 fi

@@ -2,7 +2,8 @@
 //! bodies back from the journal, a run at a time, and queues each message its selector
 //! takes for the session's writer, waiting for room as the client reads (a large browse
 //! never makes a healthy client look like a slow consumer), then the `browser:end`
-//! MESSAGE. Nothing is consumed; the core is not involved past the snapshot it took.
+//! MESSAGE. Expired messages are not shown. Nothing is consumed; the core is not involved
+//! past the snapshot it took.
 
 use futures::SinkExt;
 
@@ -67,11 +68,17 @@ impl Showing {
                     }
                     None => continue,
                 };
-                let selected = self
-                    .subscribing
-                    .selector
-                    .as_ref()
-                    .is_none_or(|selector| selector.matches(message.as_ref()));
+                // An expired message is never delivered, browsed neither (the master
+                // removes it on its next tick).
+                let expired = message
+                    .expires_at()
+                    .is_some_and(|at| at <= crate::core::unix_ms());
+                let selected = !expired
+                    && self
+                        .subscribing
+                        .selector
+                        .as_ref()
+                        .is_none_or(|selector| selector.matches(message.as_ref()));
                 let delivery = Delivery {
                     consumer: self.key,
                     subscription: self.subscribing.subscription.clone(),
