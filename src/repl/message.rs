@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::{Epoch, EpochStart, Position, Record, Seq};
 
-/// The protocol both sides must speak exactly.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// The protocol both sides must speak exactly. 6: records may hold `Op::Subscribed` and
+/// `Op::Kept` (durable subscriptions), which a slave of version 5 could not decode.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest frame either side accepts: above any one record (a segment at most), while
 /// batches are cut far below it.
