@@ -3,7 +3,8 @@
 # it), and is quick when everything is there:
 #   - Debian's chromium (the web console test drives it headless);
 #   - Debian's zookeeper (3.8, with a JRE: tests start their own servers from its jar);
-#   - tests/browser/node_modules: puppeteer-core, from tests/browser/package-lock.json;
+#   - tests/browser/node_modules: puppeteer-core, @stomp/stompjs and ws, from
+#     tests/browser/package-lock.json;
 #   - target/test-deps/venv: Python with prometheus-client, whose exposition parser
 #     checks /metrics, and stomp.py, the client of tests/apps/activemq_app.py.
 # Run from anywhere; scripts/test.sh runs it before `cargo test`.
@@ -32,7 +33,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
 fi
 
-if [ ! -d tests/browser/node_modules/puppeteer-core ]; then
+if [ ! -d tests/browser/node_modules/puppeteer-core ] || [ ! -d tests/browser/node_modules/@stomp/stompjs ] ||
+  [ ! -d tests/browser/node_modules/ws ]; then
   echo "test-deps: npm ci in tests/browser"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

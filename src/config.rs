@@ -104,6 +104,9 @@ pub struct BrokerConfig {
 pub struct StompConfig {
     #[serde(default = "defaults::stomp_bind")]
     pub bind: Endpoint,
+    /// STOMP over WebSocket (browsers' clients), if set; it opens and closes with `bind`.
+    #[serde(default)]
+    pub ws_bind: Option<Endpoint>,
     #[serde(default = "defaults::max_frame_size")]
     pub max_frame_size: ByteSize,
     #[serde(default = "defaults::max_headers")]

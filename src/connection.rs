@@ -148,6 +148,12 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 
+    /// Writes the pending batch and closes the stream (a WebSocket says goodbye).
+    pub async fn close(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        self.inner.close().await
+    }
+
     /// Writes one frame now.
     pub async fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
         self.queue(frame);

@@ -55,6 +55,11 @@ fn stomp_frame_inputs_do_not_panic() {
 }
 
 #[test]
+fn websocket_inputs_do_not_panic() {
+    replay("websocket", harness::websocket);
+}
+
+#[test]
 fn repl_message_inputs_do_not_panic() {
     replay("repl_message", harness::repl_message);
 }

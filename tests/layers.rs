@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const FOUNDATION: &[&str] = &[
-    "error", "deadline", "runtime", "codec", "http", "meter", "zk", "config",
+    "error", "deadline", "runtime", "codec", "http", "meter", "zk", "ws", "config",
 ];
 
 /// Each module and the modules it may name (besides itself).
@@ -29,6 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("http", &[]),
     ("meter", &[]),
     ("zk", &[]),
+    ("ws", &[]),
     ("config", &["error", "http"]),
     ("stomp", &["error"]),
     ("selector", &[]),
@@ -75,7 +76,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "server",
         &[
             "error", "runtime", "codec", "config", "stomp", "broker", "journal", "repl", "core",
-            "link", "session", "admin", "election", "zk",
+            "link", "session", "admin", "election", "zk", "ws",
         ],
     ),
 ];

@@ -8,6 +8,10 @@
 //! input. This file uses only crates the broker itself depends on, because the regression
 //! test includes it by path from the broker crate.
 
+#[path = "websocket.rs"]
+mod websocket;
+pub use websocket::websocket;
+
 use std::path::Path;
 
 use mirrormq::broker::{Broker, Op};

@@ -11,6 +11,7 @@ use futures::StreamExt;
 
 use super::shell::Shell;
 use super::store::{prepare_store, read_standing, recover};
+use super::Speaks;
 use crate::config::{Config, Endpoint};
 use crate::core::{Input, Store};
 use crate::error::{Error, Result};
@@ -275,23 +276,32 @@ impl Shell {
     }
 
     async fn open_client_listener(&mut self) -> Result<()> {
-        let listener = Self::bind(&self.config.stomp.bind, "stomp").await?;
         let shared = Arc::new(Shared::new(
             self.config.clone(),
             self.session_sender.clone(),
             self.memory.clone(),
         ));
-        let active = self.active.clone();
+        let listener = Self::bind(&self.config.stomp.bind, "stomp").await?;
+        self.serve_clients(listener, Speaks::Tcp, &shared);
+        if let Some(ws_bind) = self.config.stomp.ws_bind.clone() {
+            let listener = Self::bind(&ws_bind, "stomp ws").await?;
+            self.serve_clients(listener, Speaks::WebSocket, &shared);
+        }
+        Ok(())
+    }
+
+    /// Accepts clients on `listener`, every listener's counting towards one limit.
+    fn serve_clients(&mut self, listener: TcpListener, speaks: Speaks, shared: &Arc<Shared>) {
+        let (shared, active) = (shared.clone(), self.active.clone());
         self.serve(async move {
             let mut incoming = listener.incoming();
             while let Some(stream) = incoming.next().await {
                 match stream {
-                    Ok(stream) => super::accept(stream, &shared, &active),
+                    Ok(stream) => super::accept(stream, &shared, &active, speaks),
                     Err(error) => log::warn!("stomp: accept failed: {error}"),
                 }
             }
         });
-        Ok(())
     }
 
     /// Opens the replication listener once: it answers probes from the start, and

@@ -12,6 +12,7 @@ pub mod handshake;
 mod memory;
 mod send;
 mod timing;
+pub mod transport;
 mod unsupported;
 pub mod writer;
 
@@ -26,10 +27,11 @@ use crate::broker::{is_pattern, AckMode, Destination, NewMessage, SessionId, Sub
 use crate::config::{Config, StompConfig};
 use crate::connection::{FrameReader, Inbound, ReadError};
 use crate::core::{AckRef, Outgoing, Request};
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
 use crate::selector::{Limits, Selector};
 use crate::stomp::{Command, Frame, ParseLimits, Version};
 pub use memory::{MemoryGauge, Room};
+pub use transport::Transport;
 
 /// What a session tells the core's task (the server's shell), in order.
 pub enum SessionEvent {
@@ -141,51 +143,21 @@ struct Session {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+pub async fn serve(transport: Transport, shared: Arc<Shared>) {
     let id = SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed));
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let Transport {
+        reader,
+        writer,
+        kill,
+        peer,
+    } = transport;
     log::debug!("session {}: connection from {peer}", id.0);
-    let mut reader = FrameReader::new(stream.clone(), shared.limits.clone());
-    let connect =
-        match runtime::timeout(shared.config.connect_timeout(), reader.read(Version::V1_0)).await {
-            None => {
-                log::debug!(
-                    "session {}: no CONNECT within {:?}; closing",
-                    id.0,
-                    shared.config.connect_timeout()
-                );
-                return close_with(
-                    &stream,
-                    Frame::error("no CONNECT frame within the connect timeout"),
-                )
-                .await;
-            }
-            Some(Ok(Some(Inbound::Frame(frame)))) => frame,
-            Some(Ok(Some(Inbound::HeartBeat))) => {
-                return close_with(
-                    &stream,
-                    Frame::error("expected CONNECT or STOMP, got a heart-beat"),
-                )
-                .await
-            }
-            Some(Ok(None)) => return,
-            Some(Err(error)) => return close_with(&stream, Frame::error(error.to_string())).await,
-        };
-    let session_name = format!("{}-{}", shared.config.broker.name, id.0);
-    let (negotiated, connected) =
-        match handshake::negotiate(&connect, &shared.config, &session_name) {
-            Ok(ok) => ok,
-            Err(error) => {
-                log::info!(
-                    "session {}: CONNECT from {peer} refused: {}",
-                    id.0,
-                    error.header("message").unwrap_or("")
-                );
-                return close_with(&stream, error).await;
-            }
+    let mut reader = FrameReader::new(reader, shared.limits.clone());
+    let (connect, negotiated, connected) =
+        match accept_connect(&mut reader, &shared, id, &peer).await {
+            Ok(accepted) => accepted,
+            Err(Some(error)) => return close_with(writer, kill, error).await,
+            Err(None) => return,
         };
     let (outbound, outbound_rx) = mpsc::channel(shared.config.stomp.max_pending_frames);
     let mut session = Session {
@@ -211,7 +183,10 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             .send(SessionEvent::Open {
                 session: id,
                 outbound,
-                kill: kill_switch(&stream),
+                kill: {
+                    let kill = kill.clone();
+                    Box::new(move || kill())
+                },
                 info: SessionInfo {
                     peer,
                     login: connect.header("login").map(str::to_string),
@@ -225,9 +200,9 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         return;
     }
     runtime::spawn(writer::run(
-        stream.clone(),
-        negotiated.version,
-        negotiated.send_every,
+        writer,
+        kill,
+        negotiated.clone(),
         outbound_rx,
         shared.requests.clone(),
         id,
@@ -250,25 +225,60 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     log::debug!("session {}: closed", id.0);
 }
 
-/// Lets the core shut this connection down without holding the socket type.
-fn kill_switch(stream: &TcpStream) -> Box<dyn Fn() + Send> {
-    let stream = stream.clone();
-    Box::new(move || {
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-    })
+/// Reads and checks CONNECT: the frame, what was negotiated and the CONNECTED answer;
+/// or the ERROR to close with (`None`: the client left first).
+async fn accept_connect(
+    reader: &mut FrameReader<transport::Reader>,
+    shared: &Shared,
+    id: SessionId,
+    peer: &str,
+) -> Result<(Frame, handshake::Negotiated, Frame), Option<Frame>> {
+    let timeout = shared.config.connect_timeout();
+    let connect = match runtime::timeout(timeout, reader.read(Version::V1_0)).await {
+        None => {
+            log::debug!("session {}: no CONNECT within {timeout:?}; closing", id.0);
+            return Err(Some(Frame::error(
+                "no CONNECT frame within the connect timeout",
+            )));
+        }
+        Some(Ok(Some(Inbound::Frame(frame)))) => frame,
+        Some(Ok(Some(Inbound::HeartBeat))) => {
+            return Err(Some(Frame::error(
+                "expected CONNECT or STOMP, got a heart-beat",
+            )))
+        }
+        Some(Ok(None)) => return Err(None),
+        Some(Err(error)) => return Err(Some(Frame::error(error.to_string()))),
+    };
+    let session_name = format!("{}-{}", shared.config.broker.name, id.0);
+    match handshake::negotiate(&connect, &shared.config, &session_name) {
+        Ok((negotiated, connected)) => Ok((connect, negotiated, connected)),
+        Err(error) => {
+            log::info!(
+                "session {}: CONNECT from {peer} refused: {}",
+                id.0,
+                error.header("message").unwrap_or("")
+            );
+            Err(Some(error))
+        }
+    }
 }
 
 /// Writes `frame` (an ERROR) to a connection that never became a session, then closes it.
-pub(crate) async fn close_with(stream: &TcpStream, frame: Frame) {
-    let mut writer = crate::connection::FrameWriter::new(stream, Version::V1_0);
+pub(crate) async fn close_with(
+    writer: transport::Writer,
+    kill: Arc<dyn Fn() + Send + Sync>,
+    frame: Frame,
+) {
+    let mut writer = crate::connection::FrameWriter::new(writer, Version::V1_0);
     let _ = runtime::timeout(std::time::Duration::from_secs(1), writer.send(&frame)).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    kill();
 }
 
 impl Session {
     async fn read_loop(
         &mut self,
-        reader: &mut FrameReader<TcpStream>,
+        reader: &mut FrameReader<transport::Reader>,
         deadline: Option<std::time::Duration>,
     ) -> Flow {
         loop {

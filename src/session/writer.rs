@@ -7,7 +7,6 @@
 //! also ends the session's reader.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -16,7 +15,7 @@ use super::SessionEvent;
 use crate::broker::{AckMode, Delivery, MessageId, SessionId};
 use crate::connection::FrameWriter;
 use crate::core::{Outgoing, Request};
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
 use crate::stomp::{Command, Frame, Version};
 
 /// Stop adding to a batch past this many bytes, so a flood still flushes regularly.
@@ -53,16 +52,19 @@ fn message_frame(delivery: &Delivery, version: Version) -> Frame {
     frame.with_body(message.body.clone())
 }
 
+/// Writes what is queued for session `session`, as `negotiated`, until the queue closes;
+/// then closes the connection (`kill`).
 pub async fn run(
-    stream: TcpStream,
-    version: Version,
-    send_every: Option<Duration>,
+    writer: super::transport::Writer,
+    kill: std::sync::Arc<dyn Fn() + Send + Sync>,
+    negotiated: super::handshake::Negotiated,
     mut outbound: mpsc::Receiver<Outgoing>,
     mut requests: mpsc::Sender<SessionEvent>,
     session: SessionId,
     receipt_clock: std::sync::Arc<super::timing::ReceiptClock>,
 ) {
-    let mut writer = FrameWriter::new(&stream, version);
+    let (version, send_every) = (negotiated.version, negotiated.send_every);
+    let mut writer = FrameWriter::new(writer, version);
     'session: loop {
         let first = match send_every {
             Some(every) => match runtime::timeout(every, outbound.next()).await {
@@ -128,5 +130,6 @@ pub async fn run(
             break;
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = writer.close().await;
+    kill();
 }

@@ -118,11 +118,21 @@ impl Pair {
 
     /// `start`, with `[broker]` and `[stomp]` extras for both brokers.
     pub fn start_with(broker: &str, stomp: &str, master_extra: &str, slave_extra: &str) -> Pair {
+        Pair::start_each(broker, [stomp, stomp], master_extra, slave_extra)
+    }
+
+    /// `start_with`, the master's and the slave's own `[stomp]` extras.
+    pub fn start_each(
+        broker: &str,
+        [master_stomp, stomp]: [&str; 2],
+        master_extra: &str,
+        slave_extra: &str,
+    ) -> Pair {
         let master_site = Site::new();
         let mut master = Broker::spawn(&master_site.write_config(
             "broker.toml",
             broker,
-            stomp,
+            master_stomp,
             &master_replication(master_extra),
         ));
         let replication_port = master.wait_for_port("replication");
