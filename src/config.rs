@@ -16,9 +16,11 @@ use crate::error::{Error, Result};
 
 mod admin;
 mod election;
+mod tls;
 mod values;
 pub use admin::AdminConfig;
 pub use election::ElectionConfig;
+pub use tls::TlsConfig;
 pub use values::{ByteSize, Endpoint};
 
 /// Upper bound of `stomp.max_pending_frames`: far above any useful queue, far below
@@ -42,6 +44,9 @@ pub struct Config {
     /// The master elected through ZooKeeper; absent: a static master and slaves.
     #[serde(default)]
     pub election: Option<ElectionConfig>,
+    /// The certificate of the TLS listeners.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// `[broker]`: identity, storage and delivery policy.
@@ -107,6 +112,11 @@ pub struct StompConfig {
     /// STOMP over WebSocket (browsers' clients), if set; it opens and closes with `bind`.
     #[serde(default)]
     pub ws_bind: Option<Endpoint>,
+    /// STOMP over TLS, and STOMP over WebSocket over TLS, if set (they need `[tls]`).
+    #[serde(default)]
+    pub tls_bind: Option<Endpoint>,
+    #[serde(default)]
+    pub wss_bind: Option<Endpoint>,
     #[serde(default = "defaults::max_frame_size")]
     pub max_frame_size: ByteSize,
     #[serde(default = "defaults::max_headers")]
@@ -248,19 +258,6 @@ impl fmt::Debug for User {
 
 mod defaults;
 
-impl Default for StompConfig {
-    fn default() -> Self {
-        // One source of defaults: an empty table through serde.
-        toml::from_str("").expect("every [stomp] field has a default")
-    }
-}
-
-impl Default for ReplicationConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("every [replication] field has a default")
-    }
-}
-
 impl Config {
     /// Reads, parses and validates `path`; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Config> {
@@ -280,11 +277,15 @@ impl Config {
         if config.broker.data_dir.is_relative() {
             config.broker.data_dir = base.join(&config.broker.data_dir);
         }
+        if let Some(tls) = &mut config.tls {
+            tls.resolve(base);
+        }
         Ok(config)
     }
 
     /// Cross-field and range checks serde cannot express; errors name the dotted key.
     fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        tls::validate(self)?;
         let b = &self.broker;
         let s = &self.stomp;
         let r = &self.replication;

@@ -54,6 +54,7 @@ pub mod selector;
 pub mod server;
 pub mod session;
 pub mod stomp;
+pub mod tls;
 pub mod verify;
 pub mod ws;
 pub mod zk;

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const FOUNDATION: &[&str] = &[
-    "error", "deadline", "runtime", "codec", "http", "meter", "zk", "ws", "config",
+    "error", "deadline", "runtime", "codec", "http", "meter", "zk", "ws", "tls", "config",
 ];
 
 /// Each module and the modules it may name (besides itself).
@@ -30,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("meter", &[]),
     ("zk", &[]),
     ("ws", &[]),
+    ("tls", &[]),
     ("config", &["error", "http"]),
     ("stomp", &["error"]),
     ("selector", &[]),
@@ -76,7 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "server",
         &[
             "error", "runtime", "codec", "config", "stomp", "broker", "journal", "repl", "core",
-            "link", "session", "admin", "election", "zk", "ws",
+            "link", "session", "admin", "election", "zk", "ws", "tls",
         ],
     ),
 ];

@@ -23,7 +23,18 @@ fn ws_on(port: u16) -> String {
 
 /// Runs stomp.mjs in `mode` against `urls`; kills `on_half` when it says half its sends
 /// are receipted; returns its JSON result.
-fn stompjs(mode: &str, urls: &[String], count: usize, mut on_half: impl FnMut()) -> String {
+fn stompjs(mode: &str, urls: &[String], count: usize, on_half: impl FnMut()) -> String {
+    stompjs_trusting(None, mode, urls, count, on_half)
+}
+
+/// `stompjs`, trusting the CA file `ca` for `wss://`.
+fn stompjs_trusting(
+    ca: Option<&Path>,
+    mode: &str,
+    urls: &[String],
+    count: usize,
+    mut on_half: impl FnMut(),
+) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/@stomp/stompjs").exists()
@@ -31,7 +42,11 @@ fn stompjs(mode: &str, urls: &[String], count: usize, mut on_half: impl FnMut())
             && (mode == "node" || Path::new("/usr/bin/chromium").exists()),
         "Chromium or the npm packages are missing: run scripts/test-deps.sh (scripts/test.sh does)"
     );
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    if let Some(ca) = ca {
+        command.env("STOMP_CA", ca);
+    }
+    let mut child = command
         .arg(dir.join("stomp.mjs"))
         .args([mode, &urls.join(","), &count.to_string()])
         .stdout(Stdio::piped())
@@ -167,4 +182,30 @@ fn garbage_at_the_websocket_port_leaves_everyone_else_served() {
     producer.send_receipted("/queue/steady", "still here", true);
     let delivered = consumer.expect(mirrormq::stomp::Command::Message);
     assert_eq!(common::client::body(&delivered), "still here");
+}
+
+#[test]
+fn stompjs_in_node_speaks_over_wss() {
+    let site = Site::new();
+    let certs = site.dir.path().join("certs");
+    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh"))
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.join("broker.pem").display(),
+        certs.join("broker.key").display()
+    );
+    let broker = site.start("", "wss_bind = \"tcp://127.0.0.1:0\"", &tls);
+    let port = broker.wait_for_port("stomp wss");
+    let urls = [format!("wss://127.0.0.1:{port}/")];
+    let result = stompjs_trusting(Some(&certs.join("ca.pem")), "node", &urls, 6, || {});
+    let seen: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(
+        seen["bodies"],
+        serde_json::json!(["m0", "m1", "m2", "m3", "m4", "m5"]),
+        "{result}"
+    );
 }

@@ -95,3 +95,16 @@ pub fn repl_heartbeat_ms() -> u64 {
 pub fn repl_heartbeat_misses() -> u32 {
     3
 }
+
+impl Default for super::StompConfig {
+    fn default() -> Self {
+        // One source of defaults: an empty table through serde.
+        toml::from_str("").expect("every [stomp] field has a default")
+    }
+}
+
+impl Default for super::ReplicationConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every [replication] field has a default")
+    }
+}

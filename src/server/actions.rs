@@ -9,9 +9,9 @@ use std::time::Duration;
 use futures::future::{AbortHandle, Abortable};
 use futures::StreamExt;
 
+use super::clients::{accept, Speaks};
 use super::shell::Shell;
 use super::store::{prepare_store, read_standing, recover};
-use super::Speaks;
 use crate::config::{Config, Endpoint};
 use crate::core::{Input, Store};
 use crate::error::{Error, Result};
@@ -281,11 +281,23 @@ impl Shell {
             self.session_sender.clone(),
             self.memory.clone(),
         ));
-        let listener = Self::bind(&self.config.stomp.bind, "stomp").await?;
-        self.serve_clients(listener, Speaks::Tcp, &shared);
-        if let Some(ws_bind) = self.config.stomp.ws_bind.clone() {
-            let listener = Self::bind(&ws_bind, "stomp ws").await?;
-            self.serve_clients(listener, Speaks::WebSocket, &shared);
+        let stomp = &self.config.stomp;
+        let mut listeners = vec![(stomp.bind.clone(), Speaks::Tcp)];
+        if let Some(ws_bind) = &stomp.ws_bind {
+            listeners.push((ws_bind.clone(), Speaks::WebSocket));
+        }
+        if stomp.tls_bind.is_some() || stomp.wss_bind.is_some() {
+            let acceptor = tls_acceptor(&self.config)?;
+            if let Some(tls_bind) = &stomp.tls_bind {
+                listeners.push((tls_bind.clone(), Speaks::Tls(acceptor.clone())));
+            }
+            if let Some(wss_bind) = &stomp.wss_bind {
+                listeners.push((wss_bind.clone(), Speaks::Wss(acceptor)));
+            }
+        }
+        for (bind, speaks) in listeners {
+            let listener = Self::bind(&bind, speaks.name()).await?;
+            self.serve_clients(listener, speaks, &shared);
         }
         Ok(())
     }
@@ -297,7 +309,7 @@ impl Shell {
             let mut incoming = listener.incoming();
             while let Some(stream) = incoming.next().await {
                 match stream {
-                    Ok(stream) => super::accept(stream, &shared, &active, speaks),
+                    Ok(stream) => accept(stream, &shared, &active, &speaks),
                     Err(error) => log::warn!("stomp: accept failed: {error}"),
                 }
             }
@@ -544,4 +556,14 @@ async fn probe_lost_slave(address: &Endpoint, patience: Duration) -> Probed {
 pub(super) fn probe_patience(config: &Config) -> Duration {
     let replication = &config.replication;
     Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses))
+}
+
+/// The TLS listeners' acceptor, from `[tls]` (config validation ensures there is one).
+pub(super) fn tls_acceptor(config: &Config) -> Result<crate::tls::Acceptor> {
+    let tls = config
+        .tls
+        .as_ref()
+        .ok_or_else(|| Error::Config("a TLS listener needs a [tls] section".into()))?;
+    crate::tls::Acceptor::from_files(&tls.cert, &tls.key, tls.client_ca.as_deref())
+        .map_err(|why| Error::Config(format!("[tls]: {why}")))
 }

@@ -14,6 +14,7 @@
 //! rejoins the group as whatever the election makes it.
 
 mod actions;
+mod clients;
 mod flow;
 mod shell;
 mod store;
@@ -32,14 +33,16 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::journal::lock::DataDirLock;
 use crate::repl::role::Policy;
-use crate::runtime::{self, TcpStream};
-use crate::session::{self, Shared};
-use crate::stomp::Frame;
+use crate::runtime;
 use shell::{Channels, Shell};
 
 /// Runs a broker until a signal stops it; returns the process exit code.
 pub fn run(config: Config) -> Result<i32> {
     runtime::set_worker_threads(config.broker.worker_threads);
+    if config.tls.is_some() {
+        // A bad certificate stops the start, not a slave's promotion later.
+        actions::tls_acceptor(&config)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (signal_tx, signal_rx) = mpsc::unbounded::<i32>();
     watch_signals(stop.clone(), signal_tx)?;
@@ -128,78 +131,6 @@ fn watch_signals(stop: Arc<AtomicBool>, wake: mpsc::UnboundedSender<i32>) -> Res
         })
         .map_err(|e| Error::net("starting the signal thread", e))?;
     Ok(())
-}
-
-/// Starts a session, or turns the client away when the broker is at max_connections.
-/// How a client listener's connections speak STOMP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Speaks {
-    Tcp,
-    WebSocket,
-}
-
-fn accept(stream: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>, speaks: Speaks) {
-    let _ = stream.set_nodelay(true);
-    let limit = shared.config.stomp.max_connections;
-    if active.fetch_add(1, Ordering::SeqCst) >= limit {
-        active.fetch_sub(1, Ordering::SeqCst);
-        log::warn!(
-            "stomp: refusing a connection: {limit} connections open (stomp.max_connections)"
-        );
-        let frame = Frame::error(format!("too many connections (limit {limit})"));
-        let transport = session::Transport::tcp(stream);
-        runtime::spawn(async move {
-            match speaks {
-                Speaks::Tcp => session::close_with(transport.writer, transport.kill, frame).await,
-                // No upgrade answered: the browser sees the connection fail.
-                Speaks::WebSocket => (transport.kill)(),
-            }
-        });
-        return;
-    }
-    let shared = shared.clone();
-    let active = active.clone();
-    runtime::spawn(async move {
-        let transport = match speaks {
-            Speaks::Tcp => Some(session::Transport::tcp(stream)),
-            Speaks::WebSocket => upgrade(stream, &shared).await,
-        };
-        if let Some(transport) = transport {
-            session::serve(transport, shared).await;
-        }
-        active.fetch_sub(1, Ordering::SeqCst);
-    });
-}
-
-/// Answers a WebSocket upgrade (within the connect timeout); `None` if it failed.
-async fn upgrade(stream: TcpStream, shared: &Shared) -> Option<session::Transport> {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let max_message = shared.config.stomp.max_frame_size.bytes();
-    let upgraded = runtime::timeout(
-        shared.config.connect_timeout(),
-        crate::ws::accept(stream.clone(), max_message),
-    )
-    .await;
-    match upgraded {
-        Some(Ok((reader, writer))) => Some(session::Transport::over(
-            stream,
-            Box::new(reader),
-            Box::new(writer),
-        )),
-        Some(Err(why)) => {
-            log::info!("stomp ws: connection from {peer} refused: {why}");
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            None
-        }
-        None => {
-            log::info!("stomp ws: no WebSocket upgrade from {peer} within the connect timeout");
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            None
-        }
-    }
 }
 
 /// Gives sessions a moment to write the receipts the shutdown released.

@@ -3,6 +3,7 @@
 // browser's own WebSocket). tests/websocket.rs runs it:
 //
 //   node stomp.mjs node|browser ws://A[,ws://B] COUNT
+//   STOMP_CA=ca.pem node stomp.mjs node wss://A COUNT
 //
 // It connects (offering v10.stomp, v11.stomp, v12.stomp), sends COUNT persistent messages
 // to /queue/ws-ride one at a time, each with a receipt and a dedup-id (a send whose
@@ -94,7 +95,9 @@ if (mode === "node") {
   const require = createRequire(import.meta.url);
   const StompJs = require("@stomp/stompjs");
   const WebSocket = require("ws");
-  const socket = (url) => new WebSocket(url, ["v10.stomp", "v11.stomp", "v12.stomp"]);
+  // STOMP_CA: the CA file a wss:// broker's certificate must chain to.
+  const tls = process.env.STOMP_CA ? { ca: readFileSync(process.env.STOMP_CA) } : {};
+  const socket = (url) => new WebSocket(url, ["v10.stomp", "v11.stomp", "v12.stomp"], tls);
   print(await ride(StompJs, urls, count, socket, (line) => console.log(line)));
   process.exit(0);
 } else if (mode === "browser") {

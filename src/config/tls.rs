@@ -1,0 +1,55 @@
+//! `[tls]`: the broker's certificate and key (PEM), for `stomp.tls_bind` and
+//! `stomp.wss_bind`, and, optionally, the CA whose certificates clients must present
+//! (mutual TLS). Paths are relative to the config file's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{check, Config};
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain clients see, leaf first (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// If set, a client must present a certificate this CA (PEM) signed.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Anchors relative paths at `base`, the config file's folder.
+    pub(super) fn resolve(&mut self, base: &Path) {
+        for path in [
+            Some(&mut self.cert),
+            Some(&mut self.key),
+            self.client_ca.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+}
+
+/// A TLS listener needs `[tls]`.
+pub(super) fn validate(config: &Config) -> Result<(), (&'static str, String)> {
+    let s = &config.stomp;
+    let wants = s.tls_bind.is_some() || s.wss_bind.is_some();
+    check(
+        !wants || config.tls.is_some(),
+        if s.tls_bind.is_some() {
+            "stomp.tls_bind"
+        } else {
+            "stomp.wss_bind"
+        },
+        "needs a [tls] section with cert and key",
+    )
+}

@@ -1,0 +1,175 @@
+//! TLS on the client ports (issue 17): `stomp.tls_bind` with `[tls]`, certificates made
+//! by scripts/gen-certs.sh (openssl). A client on Python's ssl module (OpenSSL,
+//! tests/apps/tls_client.py) sends and receives; plain TCP against the TLS port is closed
+//! and logged; a certificate from another CA, or an expired one, is refused with a clear
+//! line on both ends; with `client_ca` a client without a certificate is refused and one
+//! with it served; random bytes at the port leave everyone else served. stompjs over
+//! `wss://` is in tests/websocket.rs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Broker, Site};
+
+/// Makes a CA and certificates in `dir` (CERT_DAYS `days`); returns `dir`.
+fn certs(dir: &Path, days: i32) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh");
+    let made = Command::new(script)
+        .arg(dir)
+        .env("CERT_DAYS", days.to_string())
+        .output()
+        .expect("gen-certs.sh runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    dir.to_path_buf()
+}
+
+/// A broker with a TLS port using the certificates in `certs`; `extra` goes in `[tls]`.
+fn tls_broker(site: &Site, certs: &Path, extra: &str) -> (Broker, u16) {
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+        certs.join("broker.pem").display(),
+        certs.join("broker.key").display()
+    );
+    let broker = site.start("", "tls_bind = \"tcp://127.0.0.1:0\"", &tls);
+    let port = broker.wait_for_port("stomp tls");
+    (broker, port)
+}
+
+/// Runs the Python TLS client; returns what it printed.
+fn client(port: u16, ca: &Path, identity: Option<&Path>) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = format!("{root}/target/test-deps/venv/bin/python");
+    assert!(
+        Path::new(&python).exists(),
+        "{python} is missing: run scripts/test-deps.sh (scripts/test.sh does)"
+    );
+    let mut command = Command::new(python);
+    command
+        .arg(format!("{root}/tests/apps/tls_client.py"))
+        .args(["127.0.0.1", &port.to_string()])
+        .arg(ca);
+    if let Some(dir) = identity {
+        command
+            .arg(dir.join("client.pem"))
+            .arg(dir.join("client.key"));
+    }
+    let output = command.output().expect("python runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_tls_client_sends_and_receives() {
+    let site = Site::new();
+    let dir = certs(&site.dir.path().join("certs"), 30);
+    let (_broker, port) = tls_broker(&site, &dir, "");
+    let seen = client(port, &dir.join("ca.pem"), None);
+    assert_eq!(seen.trim(), "got over tls");
+}
+
+#[test]
+fn plain_tcp_at_the_tls_port_is_closed_and_logged() {
+    let site = Site::new();
+    let dir = certs(&site.dir.path().join("certs"), 30);
+    let (broker, port) = tls_broker(&site, &dir, "");
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"CONNECT\naccept-version:1.2\n\n\0")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("CONNECTED"),
+        "a plaintext client was served"
+    );
+    assert!(broker
+        .log
+        .wait_for("stomp tls: connection from 127.0.0.1", common::PATIENCE)
+        .is_some_and(|line| line.contains("TLS handshake failed")));
+}
+
+#[test]
+fn a_certificate_from_another_ca_or_an_expired_one_is_refused_on_both_ends() {
+    let site = Site::new();
+    let dir = certs(&site.dir.path().join("certs"), 30);
+    let stranger = certs(&site.dir.path().join("other"), 30);
+    let (broker, port) = tls_broker(&site, &dir, "");
+    let seen = client(port, &stranger.join("ca.pem"), None);
+    assert!(
+        seen.starts_with("failed:") && seen.contains("certificate verify failed"),
+        "{seen}"
+    );
+    assert!(broker
+        .log
+        .wait_for("TLS handshake failed", common::PATIENCE)
+        .is_some());
+
+    let expired_site = Site::new();
+    let expired = certs(&expired_site.dir.path().join("certs"), -1);
+    let (broker, port) = tls_broker(&expired_site, &expired, "");
+    let seen = client(port, &expired.join("ca.pem"), None);
+    assert!(seen.contains("certificate has expired"), "{seen}");
+    assert!(broker
+        .log
+        .wait_for("TLS handshake failed", common::PATIENCE)
+        .is_some());
+}
+
+#[test]
+fn with_client_ca_only_a_client_with_a_certificate_is_served() {
+    let site = Site::new();
+    let dir = certs(&site.dir.path().join("certs"), 30);
+    let client_ca = format!("client_ca = \"{}\"", dir.join("ca.pem").display());
+    let (broker, port) = tls_broker(&site, &dir, &client_ca);
+    let refused = client(port, &dir.join("ca.pem"), None);
+    assert!(refused.starts_with("failed:"), "{refused}");
+    assert!(broker
+        .log
+        .wait_for("TLS handshake failed", common::PATIENCE)
+        .is_some());
+    let served = client(port, &dir.join("ca.pem"), Some(&dir));
+    assert_eq!(served.trim(), "got over tls");
+}
+
+#[test]
+fn random_bytes_at_the_tls_port_leave_everyone_else_served() {
+    let site = Site::new();
+    let dir = certs(&site.dir.path().join("certs"), 30);
+    let (broker, port) = tls_broker(&site, &dir, "");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..20usize {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // Half start like a TLS record (handshake, TLS 1.2), then go wrong.
+        let mut garbage: Vec<u8> = if round % 2 == 0 {
+            vec![0x16, 0x03, 0x03, 0x01, 0x00]
+        } else {
+            Vec::new()
+        };
+        garbage.extend((0..300 + round * 61).map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        }));
+        let _ = stream.write_all(&garbage);
+    }
+    assert_eq!(
+        client(port, &dir.join("ca.pem"), None).trim(),
+        "got over tls"
+    );
+    broker
+        .client()
+        .send_receipted("/queue/plain", "still", true);
+    assert_eq!(broker.client().drain("/queue/plain", 1), ["still"]);
+}
