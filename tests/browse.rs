@@ -125,3 +125,50 @@ fn browsing_a_topic_or_a_pattern_is_refused_while_others_are_served() {
         .send_receipted("/queue/work", "served", true);
     assert_eq!(body(&consumer.expect(Command::Message)), "served");
 }
+
+/// A browse larger than the connection's outbound queue goes at the pace its client
+/// reads: while the client reads nothing, what is sent to its other subscription still
+/// fits in its queue (the core queues deliveries without waiting: a browse that filled
+/// the queue would get the connection cut as a slow consumer), and then everything comes.
+#[test]
+fn a_browse_larger_than_the_outbound_queue_waits_for_its_client() {
+    let site = Site::new();
+    let broker = site.start("", "max_pending_frames = 64", "");
+    // 19 MiB: more than the socket buffers hold while the client reads nothing.
+    let big: Vec<String> = (0..600)
+        .map(|i| format!("{i:04}{}", "x".repeat(32 << 10)))
+        .collect();
+    let mut producer = broker.client();
+    for run in big.chunks(20) {
+        producer.send_pipelined("/queue/big", run);
+    }
+    let mut client = broker.client();
+    client.subscribe("/queue/live", "live", "auto", 10);
+    client.send_frame(
+        Command::Subscribe,
+        &[
+            ("destination", "/queue/big"),
+            ("id", "b"),
+            ("browser", "true"),
+            ("receipt", "b"),
+        ],
+        b"",
+    );
+    for i in 0..20 {
+        producer.send_receipted("/queue/live", &format!("live{i}"), true);
+    }
+    let (mut shown, mut live, mut ended) = (Vec::new(), 0, false);
+    while !ended || live < 20 {
+        let frame = client.read(common::PATIENCE);
+        let common::client::Got::Frame(message) = frame else {
+            panic!("the browsing client got {frame:?}:\n{}", broker.log.text());
+        };
+        match (message.command, message.header("subscription")) {
+            (Command::Receipt, _) => {}
+            (_, Some("live")) => live += 1,
+            _ if message.header("browser") == Some("end") => ended = true,
+            _ => shown.push(body(&message)),
+        }
+    }
+    assert!(shown == big, "the browse came whole and in order");
+}

@@ -179,6 +179,20 @@ fn rabbitmq_form_durable_true_with_the_id_works_too() {
     let mut subscriber = Client::connect(broker.port);
     subscribe(&mut subscriber);
     assert_eq!(subscriber.take(1), ["kept"]);
+    subscriber.disconnect();
+    // Without a client id, another client's subscription of the same id and another
+    // topic is refused rather than taken as a change (which would delete the backlog).
+    let mut other = Client::connect(broker.port);
+    other.send_frame(
+        Command::Subscribe,
+        &[
+            ("destination", "/topic/elsewhere"),
+            ("id", "rabbit-sub"),
+            ("durable", "true"),
+        ],
+        b"",
+    );
+    other.expect_error("exists for topic");
 }
 
 #[test]
@@ -213,4 +227,29 @@ fn bad_durable_subscribes_are_refused_while_the_subscriber_is_served() {
     anonymous.expect_error("client-id");
     publish(broker.port, &["still served"]);
     assert_eq!(subscriber.take(1), ["still served"]);
+}
+
+/// The record of a topic send names the subscriptions that keep it; one that would not
+/// fit a quarter of a journal segment gets an ERROR and nothing is stored.
+#[test]
+fn a_send_whose_copies_would_overflow_a_record_is_refused() {
+    let site = Site::new();
+    let broker = site.start("segment_size = \"64KiB\"", "max_frame_size = \"32KiB\"", "");
+    for i in 0..20 {
+        subscribe_and_leave(broker.port, &format!("{i:02}{}", "n".repeat(1000)), &[]);
+    }
+    let mut publisher = Client::connect(broker.port);
+    publisher.send_frame(
+        Command::Send,
+        &[
+            ("destination", TOPIC),
+            ("persistent", "true"),
+            ("receipt", "r"),
+        ],
+        b"too widely kept",
+    );
+    publisher.expect_error("durable subscription copies");
+    let mut plain = Client::connect(broker.port);
+    plain.send_receipted("/queue/other", "served", true);
+    assert_eq!(plain.drain("/queue/other", 1), ["served"]);
 }

@@ -184,7 +184,11 @@ impl Broker {
                 for removal in removals {
                     self.consume(removal, &mut applied);
                 }
-                self.unsubscribed(queue, &mut applied);
+                // A delete in several records (a large backlog) ends the subscription
+                // with its last: a crash in between leaves it whole, with less backlog.
+                if self.queues.get(queue).is_none_or(|q| q.depth() == 0) {
+                    self.unsubscribed(queue, &mut applied);
+                }
                 self.forget_queue(queue);
                 // Written even when it removed nothing: a restart must not bring back
                 // the queue the sends before it made.

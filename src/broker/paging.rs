@@ -355,11 +355,17 @@ pub(super) fn sent_in(op: &Op, index: u32) -> Option<&NewMessage> {
 }
 
 /// A message as stored in `queue`: one found in another queue than the one it was sent
-/// to was dead-lettered there, and says where it came from.
+/// to (or than its durable subscription's) was dead-lettered or moved there, and says
+/// where it came from.
 pub(super) fn stored_message(id: MessageId, new: &NewMessage, queue: &str) -> Arc<Message> {
     let message = Message::new(id, new);
     match &new.destination {
         Destination::Queue(name) if name != queue => super::relocated(&message, queue),
+        // A topic message is stored as sent in a durable subscription's queue, and as
+        // moved anywhere else (the subscription's dead-letter queue, an operator's move).
+        Destination::Topic(_) if !super::durable::is_durable_name(queue) => {
+            super::relocated(&message, queue)
+        }
         _ => message,
     }
 }

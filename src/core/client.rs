@@ -26,7 +26,11 @@ impl Core {
                     );
                     self.next_seq.prev()
                 } else {
-                    self.record(Op::Send(message))
+                    let Some(op) = self.kept_within_bounds(session, Op::Send(message), &receipt)
+                    else {
+                        return;
+                    };
+                    self.record(op)
                 };
                 self.receipt_at(session, receipt, seq, false);
             }
@@ -53,26 +57,7 @@ impl Core {
                 }
                 self.receipt_at(session, receipt, seq, false);
             }
-            Request::Browse {
-                sub,
-                subscribing,
-                limit,
-                receipt,
-            } => {
-                let items = self
-                    .browse(subscribing.destination.name(), limit)
-                    .unwrap_or_default();
-                // Before any message of the browse.
-                if let Some(receipt) = receipt {
-                    self.receipt_now(session, receipt, false);
-                }
-                self.out.push(Output::Browse {
-                    session,
-                    sub,
-                    subscribing,
-                    items,
-                });
-            }
+            Request::Browse { browsing, receipt } => self.browse_for(session, browsing, receipt),
             Request::Ack { ack, receipt } => match self.broker.ack(session, ack.sub, ack.id) {
                 Ok(removals) => {
                     let seq = self.record_removals(removals);
@@ -159,10 +144,14 @@ impl Core {
                 }
             }
         }
-        let mut seq = self.record(Op::Commit {
+        let commit = Op::Commit {
             sends,
             acks: removals,
-        });
+        };
+        let Some(commit) = self.kept_within_bounds(session, commit, &receipt) else {
+            return;
+        };
+        let mut seq = self.record(commit);
         for nack in nacks {
             // A NACK of a message the same transaction acked has nothing left to do.
             if let Ok(ops) = self.broker.nack(session, nack.sub, nack.id) {

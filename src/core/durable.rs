@@ -8,7 +8,8 @@
 
 use super::Core;
 use crate::broker::{
-    ConsumerKey, Destination, DurableSubscription, MessageId, NewMessage, Op, Subscribing,
+    ConsumerKey, Destination, DurableSubscription, MessageId, NewMessage, Op, SessionId,
+    Subscribing,
 };
 use crate::journal::Seq;
 
@@ -57,6 +58,14 @@ impl Core {
         }
         match self.broker.durable(&queue) {
             Some(existing) if existing == wanted => return Ok(None),
+            // Without a client id, unrelated clients may share a subscription id (stompjs
+            // calls its first one sub-0): another topic is theirs, not a change of this one.
+            Some(existing) if wanted.client_id.is_empty() => {
+                return Err(format!(
+                    "durable subscription '{}' exists for topic {} (selector {:?}): UNSUBSCRIBE it with durable:true first, or connect with a client-id of your own",
+                    wanted.name, existing.topic, existing.selector
+                ))
+            }
             Some(existing) => {
                 log::info!(
                     "durable subscription '{}' of client '{}' changed (topic {} selector {:?}, was {} {:?}): it starts again, its backlog deleted",
@@ -89,9 +98,35 @@ impl Core {
         Ok(self.record_all(ops))
     }
 
+    /// `op` as it will be recorded (`keeping`), unless naming the subscriptions that keep
+    /// it makes its record larger than a quarter of a journal segment (records never
+    /// span segments, and a slave refuses what it could not store): then the client gets
+    /// an ERROR and nothing is recorded.
+    pub(super) fn kept_within_bounds(
+        &mut self,
+        session: SessionId,
+        op: Op,
+        receipt: &Option<String>,
+    ) -> Option<Op> {
+        let op = self.keeping(op);
+        let bound = (self.log.segment_size() / 4) as usize;
+        if let Op::Kept { copies, .. } = &op {
+            if op.size_hint() > bound {
+                let why = format!(
+                    "refused: {} durable subscription copies would make a record of about {} bytes, more than a quarter of a journal segment ({bound} bytes, broker.segment_size); send fewer messages in one transaction",
+                    copies.len(),
+                    op.size_hint()
+                );
+                self.fail_session(session, &why, receipt.clone());
+                return None;
+            }
+        }
+        Some(op)
+    }
+
     /// `op` as recorded: a `Send` or `Commit` whose topic messages durable subscriptions
     /// keep names their queues.
-    pub(super) fn keeping(&self, op: Op) -> Op {
+    fn keeping(&self, op: Op) -> Op {
         let sends: &[NewMessage] = match &op {
             Op::Send(message) => std::slice::from_ref(message),
             Op::Commit { sends, .. } => sends,

@@ -45,9 +45,7 @@ pub enum Request {
     /// A browsing SUBSCRIBE (`browser:true`): the first `limit` ready messages of the
     /// queue, shown without being consumed, then a `browser:end` MESSAGE.
     Browse {
-        sub: u64,
-        subscribing: Subscribing,
-        limit: usize,
+        browsing: Browsing,
         receipt: Option<String>,
     },
     Ack {
@@ -159,6 +157,9 @@ pub struct Attached {
 /// What the core (or a session's own reader) queues for a session's writer.
 #[derive(Debug)]
 pub enum Outgoing {
+    /// Resolved once the writer has taken everything queued before it (a browse waits
+    /// for its client this way).
+    Reached(futures::channel::oneshot::Sender<()>),
     Frame(Frame),
     Deliver(Delivery),
     /// A message shown to a browser: it needs no acknowledgement and is not consumed.
@@ -216,10 +217,20 @@ pub enum Output {
     /// the journal where `Extent` says), those its selector takes, then its end.
     Browse {
         session: SessionId,
-        sub: u64,
-        subscribing: Subscribing,
+        browsing: Browsing,
         items: Vec<(Browsed, Option<Extent>)>,
     },
+}
+
+/// A browsing subscription (`browser:true`).
+#[derive(Debug, Clone)]
+pub struct Browsing {
+    pub sub: u64,
+    pub subscribing: Subscribing,
+    /// Most messages shown (`stomp.max_browse`).
+    pub limit: usize,
+    /// Set by the session at UNSUBSCRIBE: nothing more of the browse is shown.
+    pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Input {

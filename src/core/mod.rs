@@ -10,6 +10,7 @@
 //! may see a message before its producer's receipt; the receipt still waits).
 //!
 //! - `io`: the inputs and outputs.
+//! - `browse`: browsing subscriptions' snapshots, held until their bodies are on disk.
 //! - `client`: what clients' requests do.
 //! - `durable`: durable topic subscriptions, and the records that say who keeps what.
 //! - `held`: persistent work held back while fewer slaves are in sync than
@@ -19,6 +20,7 @@
 //!   side), promotion, and the role machine's actions.
 
 mod admin;
+mod browse;
 mod client;
 mod durable;
 mod expiry;
@@ -34,7 +36,7 @@ use std::collections::VecDeque;
 
 pub use admin::{AdminOp, CoreStatus, ReplicaStatus, RoleChange};
 pub use expiry::unix_ms;
-pub use io::{AckRef, Attached, Input, Outgoing, Output, Request, Store};
+pub use io::{AckRef, Attached, Browsing, Input, Outgoing, Output, Request, Store};
 
 use crate::broker::{Broker, Op, SessionId};
 use crate::codec;
@@ -87,6 +89,8 @@ pub struct Core {
     now: fn() -> u64,
     /// `broker.dead_letter_expired`.
     dead_letter_expired: bool,
+    /// Browses waiting for the bodies they show to be on disk.
+    waiting_browses: browse::WaitingBrowses,
     out: Vec<Output>,
 }
 
@@ -114,6 +118,7 @@ impl Core {
             temporaries: temp::Temporaries::default(),
             now: expiry::unix_ms,
             dead_letter_expired: false,
+            waiting_browses: browse::WaitingBrowses::default(),
             out: Vec::new(),
         }
     }
@@ -225,7 +230,6 @@ impl Core {
 
     /// Sequences, applies and journals one op; returns its seq.
     fn record(&mut self, op: Op) -> Seq {
-        let op = self.keeping(op);
         let seq = self.next_seq;
         // Sized up front: growing the buffer through a 1 KiB body reallocates ~8 times.
         let mut bytes = Vec::with_capacity(op.size_hint());
@@ -281,6 +285,7 @@ impl Core {
         self.acknowledge_master();
         self.complete_attach();
         self.release_receipts();
+        self.release_browses();
     }
 
     /// Sends `receipt` once `seq` is released; `close` ends the session after it.

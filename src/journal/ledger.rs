@@ -10,6 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::record::{Applied, Seq};
 
+/// A segment kept by this many live items or fewer is worth compacting whatever it
+/// added: carrying them is cheap, and a segment that added little (a durable
+/// subscription written forward among acks) would otherwise pin it, and every newer
+/// segment behind it, for good.
+const FEW_LIVE: u64 = 8;
+
 #[derive(Debug, Default)]
 struct SegmentStats {
     /// Persistent messages added here and still stored.
@@ -120,7 +126,7 @@ impl Ledger {
 
     /// The segments worth compacting, oldest first: not being written, kept only by live
     /// messages (nothing they refer to is left), and at most a quarter of what they added
-    /// still live. Each comes with its live count, so a caller can tell a segment that
+    /// still live, or only a few (`FEW_LIVE`). Each comes with its live count, so a caller can tell a segment that
     /// stays pinned from one its consumers are still draining. The scan stops at the first
     /// segment kept for another reason: compacting a newer one frees nothing while that
     /// one pins it through its acks.
@@ -133,7 +139,7 @@ impl Ledger {
             if *first == self.current || pinned_by_refs {
                 break;
             }
-            if stats.live > 0 && stats.live * 4 <= stats.added {
+            if stats.live > 0 && (stats.live * 4 <= stats.added || stats.live <= FEW_LIVE) {
                 sparse.push((*first, stats.live));
             } else if stats.live > 0 {
                 break;
@@ -252,5 +258,25 @@ mod tests {
         );
         record(&mut ledger, 6, acked(&[1]));
         assert_eq!(ledger.collect_garbage(), vec![Seq(1), Seq(3)]);
+    }
+
+    #[test]
+    fn a_segment_kept_by_a_few_live_items_is_sparse_whatever_it_added() {
+        let mut ledger = Ledger::new(Seq(1), super::super::segment::HEADER_LEN, 300, 300);
+        // A durable subscription written forward among acks: 1 live of 1 added.
+        record(&mut ledger, 1, added(1));
+        record(&mut ledger, 2, added(0));
+        record(&mut ledger, 3, added(20)); // segment 3
+        record(&mut ledger, 4, added(0));
+        record(&mut ledger, 5, added(0)); // segment 5, being written
+        assert_eq!(
+            ledger.sparse_segments(),
+            vec![(Seq(1), 1)],
+            "segment 3, all 20 live, ends the scan"
+        );
+        record(&mut ledger, 6, acked(&[3; 11]));
+        assert_eq!(ledger.sparse_segments(), vec![(Seq(1), 1)], "9 of 20 live");
+        record(&mut ledger, 7, acked(&[3]));
+        assert_eq!(ledger.sparse_segments(), vec![(Seq(1), 1), (Seq(3), 8)]);
     }
 }

@@ -498,10 +498,9 @@ impl Shell {
             Output::Read(batch) => self.reader.read(batch),
             Output::Browse {
                 session,
-                sub,
-                subscribing,
+                browsing,
                 items,
-            } => self.browse(session, sub, subscribing, items),
+            } => self.browse(session, browsing, items),
             waits => return Some(waits),
         }
         None

@@ -17,7 +17,7 @@ mod unsupported;
 pub mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
@@ -26,7 +26,7 @@ use futures::SinkExt;
 use crate::broker::{is_pattern, AckMode, Destination, NewMessage, SessionId, Subscribing};
 use crate::config::{Config, StompConfig};
 use crate::connection::{FrameReader, Inbound, ReadError};
-use crate::core::{AckRef, Outgoing, Request};
+use crate::core::{AckRef, Browsing, Outgoing, Request};
 use crate::runtime;
 use crate::selector::{Limits, Selector};
 use crate::stomp::{Command, Frame, ParseLimits, Version};
@@ -110,6 +110,8 @@ enum Flow {
 
 struct Subscription {
     key: u64,
+    /// A browse's off switch (`browser:true`), set at UNSUBSCRIBE.
+    browse: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Default)]
@@ -467,7 +469,12 @@ impl Session {
         let browsing = is_browsing(frame, &destination)?;
         let key = self.next_sub;
         self.next_sub += 1;
-        self.subscriptions.insert(id.clone(), Subscription { key });
+        let browse = browsing.then(Arc::<AtomicBool>::default);
+        let subscription = Subscription {
+            key,
+            browse: browse.clone(),
+        };
+        self.subscriptions.insert(id.clone(), subscription);
         let subscribing = Subscribing {
             destination,
             subscription: Arc::from(id),
@@ -475,14 +482,17 @@ impl Session {
             prefetch,
             selector,
         };
-        self.request(match browsing {
-            true => Request::Browse {
-                sub: key,
-                subscribing,
-                limit: self.shared.config.stomp.max_browse,
+        self.request(match browse {
+            Some(cancelled) => Request::Browse {
+                browsing: Browsing {
+                    sub: key,
+                    subscribing,
+                    limit: self.shared.config.stomp.max_browse,
+                    cancelled,
+                },
                 receipt,
             },
-            false => Request::Subscribe {
+            None => Request::Subscribe {
                 sub: key,
                 subscribing,
                 durable,
@@ -514,7 +524,11 @@ impl Session {
             (None, _) => return Err(Fatal("UNSUBSCRIBE needs an 'id' header".into())),
         };
         let delete_durable = durable::to_delete(frame, self.client_id.as_deref(), id)?;
-        let sub = self.subscriptions.remove(id).map(|s| s.key);
+        let subscription = self.subscriptions.remove(id);
+        if let Some(cancelled) = subscription.as_ref().and_then(|s| s.browse.as_ref()) {
+            cancelled.store(true, Ordering::Relaxed);
+        }
+        let sub = subscription.map(|s| s.key);
         if sub.is_none() && delete_durable.is_none() {
             return Err(Fatal(format!(
                 "no subscription with id '{id}' on this connection"

@@ -101,6 +101,9 @@ pub async fn run(
                     }
                 }
                 Outgoing::Browsed(delivery) => writer.queue(&message_frame(&delivery, version)),
+                Outgoing::Reached(reached) => {
+                    let _ = reached.send(());
+                }
                 Outgoing::Final(frame) => {
                     writer.queue(&frame);
                     finished = true;

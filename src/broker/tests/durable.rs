@@ -127,3 +127,25 @@ fn no_queue_pattern_reaches_a_subscription_queue() {
     assert!(h.broker.dispatch(NOW).is_empty());
     assert_eq!(h.depth(&sub.queue()), 1);
 }
+
+#[test]
+fn a_delete_in_several_records_ends_the_subscription_with_the_last() {
+    let mut h = Harness::new();
+    let sub = subscription("s", "t", None);
+    h.apply(Op::Subscribed(sub.clone()));
+    h.publish(published("t", "one", "red"));
+    h.publish(published("t", "two", "red"));
+    let mut removals = h.broker.delete_plan(&sub.queue()).unwrap();
+    let last = removals.split_off(1);
+    h.apply(Op::DeleteQueue {
+        queue: sub.queue(),
+        removals,
+    });
+    // A crash here leaves the subscription whole, with one message less.
+    assert_eq!(h.broker.durable(&sub.queue()), Some(&sub));
+    h.apply(Op::DeleteQueue {
+        queue: sub.queue(),
+        removals: last,
+    });
+    assert_eq!(h.broker.durable(&sub.queue()), None);
+}

@@ -1,38 +1,48 @@
 //! Browsing subscriptions (`browser:true`) shown: a task per browse reads the paged-out
 //! bodies back from the journal, a run at a time, and queues each message its selector
-//! takes for the session's writer, waiting for room as the client reads (a large browse
-//! never makes a healthy client look like a slow consumer), then the `browser:end`
-//! MESSAGE. Expired messages are not shown. Nothing is consumed; the core is not involved
-//! past the snapshot it took.
+//! takes for the session's writer, then the `browser:end` MESSAGE. After each run it
+//! waits until the writer has reached the run's end (`Outgoing::Reached`), so a browse
+//! holds at most about two runs in memory and goes at the pace its client reads, and a
+//! large one never makes a healthy client look like a slow consumer. Expired messages
+//! are not shown. UNSUBSCRIBE stops it (`Browsing::cancelled`). Nothing is consumed; the
+//! core is not involved past the snapshot it took.
+
+use std::sync::atomic::Ordering;
 
 use futures::SinkExt;
 
 use super::*;
-use crate::broker::{AckMode, Browsed, ConsumerKey, Delivery, Subscribing};
+use crate::broker::{AckMode, Browsed, ConsumerKey, Delivery};
+use crate::core::Browsing;
 use crate::journal::Extent;
 use crate::runtime;
 use crate::stomp::{Command, Frame};
 
-/// Messages whose bodies one blocking read brings back before they are queued.
+/// Messages whose bodies one blocking read brings back before they are queued, at most:
+/// a run is also at most a quarter of the session's outbound queue
+/// (`stomp.max_pending_frames`), so what the core queues beside it always fits.
 const RUN: usize = 256;
 
 impl Shell {
-    /// Starts showing `items` to browsing subscription `sub` of `session`.
+    /// Starts showing `items` to `browsing`, a subscription of `session`.
     pub(super) fn browse(
         &mut self,
         session: SessionId,
-        sub: u64,
-        subscribing: Subscribing,
+        browsing: Browsing,
         items: Vec<(Browsed, Option<Extent>)>,
     ) {
         let Some(handle) = self.sessions.get(&session) else {
             return;
         };
         let showing = Showing {
-            key: ConsumerKey { session, sub },
-            subscribing,
+            key: ConsumerKey {
+                session,
+                sub: browsing.sub,
+            },
+            browsing,
             outbound: handle.outbound.clone(),
             dir: self.config.data_dir().join(journal::JOURNAL_DIR),
+            run: (self.config.stomp.max_pending_frames / 4).clamp(1, RUN),
         };
         runtime::spawn(showing.show(items));
     }
@@ -41,15 +51,17 @@ impl Shell {
 /// One browse being shown.
 struct Showing {
     key: ConsumerKey,
-    subscribing: Subscribing,
+    browsing: Browsing,
     outbound: mpsc::Sender<Outgoing>,
     dir: std::path::PathBuf,
+    /// Messages per run.
+    run: usize,
 }
 
 impl Showing {
     async fn show(mut self, mut items: Vec<(Browsed, Option<Extent>)>) {
         while !items.is_empty() {
-            let rest = items.split_off(items.len().min(RUN));
+            let rest = items.split_off(items.len().min(self.run));
             let run = std::mem::replace(&mut items, rest);
             let dir = self.dir.clone();
             let read =
@@ -61,7 +73,7 @@ impl Showing {
                         log::warn!(
                             "session {}: browse of {}: message {} is not shown: {why}",
                             self.key.session.0,
-                            self.subscribing.destination,
+                            self.browsing.subscribing.destination,
                             shown.item.id
                         );
                         continue;
@@ -73,36 +85,45 @@ impl Showing {
                 let expired = message
                     .expires_at()
                     .is_some_and(|at| at <= crate::core::unix_ms());
+                let subscribing = &self.browsing.subscribing;
                 let selected = !expired
-                    && self
-                        .subscribing
+                    && subscribing
                         .selector
                         .as_ref()
                         .is_none_or(|selector| selector.matches(message.as_ref()));
+                if !selected {
+                    continue;
+                }
                 let delivery = Delivery {
                     consumer: self.key,
-                    subscription: self.subscribing.subscription.clone(),
+                    subscription: subscribing.subscription.clone(),
                     ack: AckMode::Auto,
                     message,
                     redelivered: false,
                 };
-                if selected
-                    && self
-                        .outbound
-                        .send(Outgoing::Browsed(delivery))
-                        .await
-                        .is_err()
-                {
-                    return; // The session is gone.
+                if !self.send(Outgoing::Browsed(delivery)).await {
+                    return;
                 }
+            }
+            let (reached, written) = futures::channel::oneshot::channel();
+            if !self.send(Outgoing::Reached(reached)).await || written.await.is_err() {
+                return;
             }
         }
         // ActiveMQ's end of a browse.
+        let subscribing = &self.browsing.subscribing;
         let end = Frame::new(Command::Message)
-            .with_header("subscription", &*self.subscribing.subscription)
-            .with_header("destination", self.subscribing.destination.to_string())
+            .with_header("subscription", &*subscribing.subscription)
+            .with_header("destination", subscribing.destination.to_string())
             .with_header("message-id", "0")
             .with_header("browser", "end");
-        let _ = self.outbound.send(Outgoing::Frame(end)).await;
+        self.send(Outgoing::Frame(end)).await;
+    }
+
+    /// Queues for the writer, waiting for room; false once the session is gone or the
+    /// browse was unsubscribed.
+    async fn send(&mut self, outgoing: Outgoing) -> bool {
+        !self.browsing.cancelled.load(Ordering::Relaxed)
+            && self.outbound.send(outgoing).await.is_ok()
     }
 }
