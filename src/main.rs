@@ -216,6 +216,16 @@ struct AdminApi {
     passcode: Option<String>,
 }
 
+impl Connection {
+    /// The client reads the CA for ssl:// addresses from MIRRORMQ_CA: `--ca` sets it
+    /// (before any thread starts).
+    fn use_ca(&self) {
+        if let Some(ca) = &self.ca {
+            std::env::set_var("MIRRORMQ_CA", ca);
+        }
+    }
+}
+
 impl AdminApi {
     fn into_admin(self) -> tools::admin::Admin {
         tools::admin::Admin {
@@ -228,13 +238,17 @@ impl AdminApi {
 
 #[derive(StructOpt)]
 struct Connection {
-    /// tcp://HOST:PORT or failover:(tcp://A:P,tcp://B:P)?randomize=false&... (ActiveMQ's options).
+    /// tcp://HOST:PORT or failover:(tcp://A:P,tcp://B:P)?randomize=false&... (ActiveMQ's
+    /// options); ssl://HOST:PORT for TLS, with --ca.
     #[structopt(long)]
     url: String,
     #[structopt(long, env = "MIRRORMQ_LOGIN")]
     login: Option<String>,
     #[structopt(long, env = "MIRRORMQ_PASSCODE", hide_env_values = true)]
     passcode: Option<String>,
+    /// The CA (PEM) that signed the brokers' certificates, for ssl:// addresses.
+    #[structopt(long, env = "MIRRORMQ_CA", parse(from_os_str))]
+    ca: Option<PathBuf>,
 }
 
 fn parse_ack(text: &str) -> mirrormq::Result<AckMode> {
@@ -277,7 +291,10 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
                 (None, None) => Bodies::StdinLines,
             };
             tools::cli::send(SendArgs {
-                url: connection.url,
+                url: {
+                    connection.use_ca();
+                    connection.url
+                },
                 destination,
                 bodies,
                 persistent,
@@ -296,7 +313,10 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
         } => {
             let ack = parse_ack(&ack)?;
             tools::cli::receive(ReceiveArgs {
-                url: connection.url,
+                url: {
+                    connection.use_ca();
+                    connection.url
+                },
                 destination,
                 count,
                 ack,
@@ -324,7 +344,10 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
         } => {
             let ack = parse_ack(&ack)?;
             let target = tools::bench::Target {
-                url: connection.url,
+                url: {
+                    connection.use_ca();
+                    connection.url
+                },
                 login: connection.login,
                 passcode: connection.passcode,
                 destination,

@@ -44,7 +44,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("connection", &["error", "runtime", "stomp", "meter"]),
-    ("client", &["error", "runtime", "stomp", "connection"]),
+    (
+        "client",
+        &["error", "runtime", "stomp", "connection", "tls"],
+    ),
     (
         "link",
         &[

@@ -173,3 +173,47 @@ fn random_bytes_at_the_tls_port_leave_everyone_else_served() {
         .send_receipted("/queue/plain", "still", true);
     assert_eq!(broker.client().drain("/queue/plain", 1), ["still"]);
 }
+
+/// The CLI (the failover client) over `ssl://` with `--ca`: a message sent is received;
+/// without a CA it says how to give one.
+#[test]
+fn the_cli_speaks_ssl_urls_with_a_ca() {
+    let site = Site::new();
+    let dir = certs(&site.dir.path().join("certs"), 30);
+    let (_broker, port) = tls_broker(&site, &dir, "");
+    let url = format!("failover:(ssl://127.0.0.1:{port})?randomize=false");
+    let ca = dir.join("ca.pem");
+    let cli = |args: &[&str], ca: Option<&Path>| {
+        let mut command = Command::new(common::binary());
+        command
+            .env_remove("MIRRORMQ_CA")
+            .args(args)
+            .args(["--url", &url]);
+        command.args(["--login", "admin", "--passcode", "admin"]);
+        if let Some(ca) = ca {
+            command.arg("--ca").arg(ca);
+        }
+        command.output().unwrap()
+    };
+    let sent = cli(
+        &["send", "--destination", "/queue/cli", "secret"],
+        Some(&ca),
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let got = cli(
+        &["receive", "--destination", "/queue/cli", "--count", "1"],
+        Some(&ca),
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "secret");
+    let without = cli(&["send", "--destination", "/queue/cli", "x"], None);
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--ca FILE or MIRRORMQ_CA"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+}

@@ -1,6 +1,6 @@
 //! Failover URLs, as ActiveMQ writes them.
 //!
-//! `tcp://host:port`, `failover:(uri,uri,...)?options`, `failover://(...)?options` and
+//! `tcp://host:port` (or `ssl://host:port`, TLS), `failover:(uri,uri,...)?options`, `failover://(...)?options` and
 //! `failover:uri,uri?options`. Options use ActiveMQ's names and defaults
 //! (`FailoverTransport.java`); `backOffMultiplier` (the Ruby gem's and stompest's name) is
 //! accepted for `reconnectDelayExponent`. An unknown option or a malformed URL is an error
@@ -15,6 +15,9 @@ use std::time::Duration;
 pub struct Address {
     pub host: String,
     pub port: u16,
+    /// `ssl://` (ActiveMQ's scheme): TLS, the broker's certificate checked against the
+    /// CA in `MIRRORMQ_CA`.
+    pub tls: bool,
 }
 
 impl Address {
@@ -25,7 +28,8 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tcp://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "ssl" } else { "tcp" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -132,10 +136,15 @@ impl FailoverUrl {
 }
 
 fn parse_address(uri: &str) -> Result<Address, String> {
-    let rest = uri
-        .strip_prefix("tcp://")
-        .or_else(|| uri.strip_prefix("stomp://"))
-        .ok_or_else(|| format!("'{uri}' is not a tcp://HOST:PORT address"))?;
+    let (rest, tls) = [
+        ("tcp://", false),
+        ("stomp://", false),
+        ("ssl://", true),
+        ("stomp+ssl://", true),
+    ]
+    .iter()
+    .find_map(|(scheme, tls)| uri.strip_prefix(scheme).map(|rest| (rest, *tls)))
+    .ok_or_else(|| format!("'{uri}' is not a tcp://HOST:PORT or ssl://HOST:PORT address"))?;
     // Per-address options (tcp://h:p?x=y) are not supported; say so rather than drop them.
     if rest.contains('?') {
         return Err(format!(
@@ -154,6 +163,7 @@ fn parse_address(uri: &str) -> Result<Address, String> {
     Ok(Address {
         host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
         port,
+        tls,
     })
 }
 
@@ -238,6 +248,9 @@ mod tests {
         assert!(plain.options.randomize, "ActiveMQ's default");
         let bare = FailoverUrl::parse("failover:tcp://a:1,tcp://b:2").unwrap();
         assert_eq!(addresses(&bare), ["tcp://a:1", "tcp://b:2"]);
+        let secure = FailoverUrl::parse("failover:(ssl://a:1,stomp+ssl://b:2,tcp://c:3)").unwrap();
+        assert_eq!(addresses(&secure), ["ssl://a:1", "ssl://b:2", "tcp://c:3"]);
+        assert!(secure.addresses[0].tls && !secure.addresses[2].tls);
         let single = FailoverUrl::parse("tcp://127.0.0.1:61613").unwrap();
         assert_eq!(single.options, Options::default());
         let all = FailoverUrl::parse(

@@ -9,8 +9,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use futures::channel::mpsc;
+use futures::io::AsyncReadExt;
 
-use super::{commit_frame, Arrival, Connection, Driver, CONNECT_TIMEOUT, HEART_BEAT};
+use super::{
+    commit_frame, Arrival, Connection, Driver, ReadHalf, WriteHalf, CONNECT_TIMEOUT, HEART_BEAT,
+};
 use crate::client::url::Address;
 use crate::client::ClientError;
 use crate::connection::{FrameReader, FrameWriter, Inbound as Read};
@@ -157,6 +160,7 @@ impl Driver {
             .await
             .ok_or_else(|| failed("connect timed out".into()))?
             .map_err(|e| failed(e.to_string()))?;
+        let (read_half, write_half) = self.secure(address, &stream).await?;
         let mut connect = Frame::new(Verb::Connect)
             .with_header("accept-version", "1.2")
             .with_header("host", address.host.clone())
@@ -167,12 +171,12 @@ impl Driver {
         if let Some(passcode) = &self.passcode {
             connect = connect.with_header("passcode", passcode.clone());
         }
-        let mut writer = FrameWriter::new(stream.clone(), Version::V1_2);
+        let mut writer = FrameWriter::new(write_half, Version::V1_2);
         writer
             .send(&connect)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let mut reader = FrameReader::new(stream.clone(), ParseLimits::default());
+        let mut reader = FrameReader::new(read_half, ParseLimits::default());
         let connected = match runtime::timeout(CONNECT_TIMEOUT, reader.read(Version::V1_2)).await {
             Some(Ok(Some(Read::Frame(frame)))) if frame.command == Verb::Connected => frame,
             Some(Ok(Some(Read::Frame(frame)))) => return Err(Failure::of_error(&frame)),
@@ -201,6 +205,37 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// The two directions of `stream`: itself, or, for an `ssl://` address, a TLS
+    /// connection whose certificate the CA in `MIRRORMQ_CA` (the CLI's `--ca`) signed
+    /// for the address's host.
+    async fn secure(
+        &self,
+        address: &Address,
+        stream: &TcpStream,
+    ) -> Result<(ReadHalf, WriteHalf), Failure> {
+        if !address.tls {
+            return Ok((Box::new(stream.clone()), Box::new(stream.clone())));
+        }
+        let Some(ca) = std::env::var_os("MIRRORMQ_CA") else {
+            return Err(Failure::Refused(format!(
+                "{address} is TLS: name the CA that signed the brokers' certificates with --ca FILE or MIRRORMQ_CA"
+            )));
+        };
+        let connector =
+            crate::tls::Connector::from_ca(std::path::Path::new(&ca)).map_err(Failure::Refused)?;
+        let secured = runtime::timeout(
+            CONNECT_TIMEOUT,
+            connector.connect(&address.host, stream.clone()),
+        )
+        .await
+        .ok_or_else(|| Failure::Failed("TLS handshake timed out".into()))?
+        .map_err(|e| Failure::Failed(format!("TLS handshake: {e}")))?;
+        let (reader, writer) = secured.split();
+        Ok((Box::new(reader), Box::new(writer)))
+    }
+}
+
 /// Why one address gave no connection.
 enum Failure {
     /// Unreachable, closed, silent, or busy: another pass may succeed.
@@ -223,7 +258,7 @@ impl Failure {
 }
 
 async fn read_frames(
-    mut reader: FrameReader<TcpStream>,
+    mut reader: FrameReader<ReadHalf>,
     silence: Option<Duration>,
     arrivals: mpsc::UnboundedSender<Arrival>,
 ) {

@@ -26,6 +26,9 @@ use crate::runtime::{self, TcpStream};
 use crate::stomp::{Command as Verb, Frame};
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+/// A connection's directions: the TCP stream, or TLS over it.
+type ReadHalf = Box<dyn futures::io::AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn futures::io::AsyncWrite + Send + Unpin>;
 
 pub enum Command {
     Send {
@@ -96,7 +99,7 @@ pub(super) enum Arrival {
 pub(super) struct Connection {
     pub(super) address: Address,
     pub(super) stream: TcpStream,
-    pub(super) writer: FrameWriter<TcpStream>,
+    pub(super) writer: FrameWriter<WriteHalf>,
     pub(super) arrivals: mpsc::UnboundedReceiver<Arrival>,
     pub(super) send_every: Option<Duration>,
 }
