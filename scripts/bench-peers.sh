@@ -19,6 +19,9 @@
 #   scripts/bench-peers.sh fanout           # one topic to 100 subscribers, and ten queue
 #                                           # consumers with selectors (~5 min); rewrites
 #                                           # only its section (scripts/lib/fanout.sh)
+#   scripts/bench-peers.sh tls              # the pair and ActiveMQ over TLS beside plain
+#                                           # TCP (~5 min); rewrites only its section
+#                                           # (scripts/lib/tls.sh)
 #
 # Every broker listens on 127.0.0.1 only, on free ports picked at start (a port in use is
 # refused), with its data in a fresh `mktemp -d` folder, and every broker fsyncs a
@@ -56,7 +59,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:-all}
-case "$MODE" in all | backlog | group | failover | fanout) ;; *) echo "usage: $0 [backlog | group | failover | fanout]" >&2; exit 2 ;; esac
+case "$MODE" in all | backlog | group | failover | fanout | tls) ;; *) echo "usage: $0 [backlog | group | failover | fanout | tls]" >&2; exit 2 ;; esac
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] || QUICK=1
 OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
@@ -288,10 +291,13 @@ $broker_common
 
 [stomp]
 bind = "tcp://127.0.0.1:$m_stomp"
+${PAIR_STOMP_M:-}
 
 [replication]
 bind = "tcp://127.0.0.1:$m_repl"
 $repl_common
+
+${PAIR_SECTIONS:-}
 
 [[users]]
 name = "admin"
@@ -306,6 +312,7 @@ $broker_common
 
 [stomp]
 bind = "tcp://127.0.0.1:$s_stomp"
+${PAIR_STOMP_S:-}
 
 [replication]
 master_connector_uri = "tcp://127.0.0.1:$m_repl"
@@ -313,6 +320,8 @@ user = "admin"
 password = "admin"
 bind = "tcp://127.0.0.1:$s_repl"
 $repl_common
+
+${PAIR_SECTIONS:-}
 
 [[users]]
 name = "admin"
@@ -424,7 +433,9 @@ start_activemq() {
     </systemUsage>
     <transportConnectors>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:$port?transport.closeAsync=false"/>
+      ${AMQ_SSL_CONNECTOR:-}
     </transportConnectors>
+    ${AMQ_SSL_CONTEXT:-}
   </broker>
 </beans>
 EOF
@@ -1190,6 +1201,16 @@ if [ "$MODE" = failover ]; then
   exit 0
 fi
 
+if [ "$MODE" = tls ]; then
+  # shellcheck source=lib/tls.sh
+  source "$REPO/scripts/lib/tls.sh"
+  run_tls_all
+  write_tls_section
+  OK=1
+  log "wrote the tls section of $OUT"
+  exit 0
+fi
+
 if [ "$MODE" = fanout ]; then
   # shellcheck source=lib/fanout.sh
   source "$REPO/scripts/lib/fanout.sh"
@@ -1414,7 +1435,7 @@ w("Run it on a quiet machine: the load generator shares the CPUs with the broker
 # ...) are measured apart: keep them.
 old = open(e["OUT"]).read() if os.path.exists(e["OUT"]) else ""
 kept = ""
-for name in ("group", "backlog", "failover", "fanout"):
+for name in ("group", "backlog", "failover", "fanout", "tls"):
     start, end = old.find(f"<!-- {name}:start -->"), old.find(f"<!-- {name}:end -->")
     if 0 <= start < end:
         kept += old[start:end + len(f"<!-- {name}:end -->")] + "\n\n"
