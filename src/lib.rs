@@ -55,6 +55,7 @@ pub mod server;
 pub mod session;
 pub mod stomp;
 pub mod tls;
+pub mod transport;
 pub mod verify;
 pub mod ws;
 pub mod zk;

@@ -114,3 +114,25 @@ impl Connector {
         self.0.connect(name, stream).await
     }
 }
+
+/// Whether a handshake failed on a certificate (a wrong CA, a name the certificate does
+/// not hold, an expired one), on either end: retrying cannot help until someone fixes
+/// the certificates, unlike a connection that broke.
+pub fn is_certificate_error(error: &io::Error) -> bool {
+    use futures_rustls::rustls::{AlertDescription, Error};
+    let Some(inner) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return false;
+    };
+    match inner {
+        Error::InvalidCertificate(_) | Error::NoCertificatesPresented => true,
+        Error::AlertReceived(alert) => matches!(
+            alert,
+            AlertDescription::BadCertificate
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::CertificateRequired
+        ),
+        _ => false,
+    }
+}

@@ -17,7 +17,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const FOUNDATION: &[&str] = &[
-    "error", "deadline", "runtime", "codec", "http", "meter", "zk", "ws", "tls", "config",
+    "error",
+    "deadline",
+    "runtime",
+    "codec",
+    "http",
+    "meter",
+    "zk",
+    "ws",
+    "tls",
+    "transport",
+    "config",
 ];
 
 /// Each module and the modules it may name (besides itself).
@@ -31,6 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("zk", &[]),
     ("ws", &[]),
     ("tls", &[]),
+    ("transport", &["runtime", "tls"]),
     ("config", &["error", "http"]),
     ("stomp", &["error"]),
     ("selector", &[]),
@@ -46,12 +57,27 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("connection", &["error", "runtime", "stomp", "meter"]),
     (
         "client",
-        &["error", "runtime", "stomp", "connection", "tls"],
+        &[
+            "error",
+            "runtime",
+            "stomp",
+            "connection",
+            "tls",
+            "transport",
+        ],
     ),
     (
         "link",
         &[
-            "error", "runtime", "codec", "config", "journal", "repl", "core",
+            "error",
+            "runtime",
+            "codec",
+            "config",
+            "journal",
+            "repl",
+            "core",
+            "tls",
+            "transport",
         ],
     ),
     (
@@ -66,6 +92,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "core",
             "connection",
             "meter",
+            "transport",
         ],
     ),
     (
@@ -79,8 +106,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "server",
         &[
-            "error", "runtime", "codec", "config", "stomp", "broker", "journal", "repl", "core",
-            "link", "session", "admin", "election", "zk", "ws", "tls",
+            "error",
+            "runtime",
+            "codec",
+            "config",
+            "stomp",
+            "broker",
+            "journal",
+            "repl",
+            "core",
+            "link",
+            "session",
+            "admin",
+            "election",
+            "zk",
+            "ws",
+            "tls",
+            "transport",
         ],
     ),
 ];

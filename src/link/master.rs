@@ -14,20 +14,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
+use futures::io::AsyncWriteExt;
 use futures::{SinkExt, StreamExt};
 
+use super::wire::Wire;
 use super::{copy, LinkEvent, Presence, SharedPresence};
 use crate::codec;
 use crate::config::Config;
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, MasterMessage, SlaveMessage, PROTOCOL_VERSION};
 use crate::runtime::{self, TcpListener, TcpStream};
+use crate::transport::{Transport, Writer};
 
 /// A Hello is small; anything bigger before authentication is refused unread.
 const MAX_HELLO: usize = 64 * 1024;
 
 mod stream;
-use stream::{serve_slave, LinkEnd};
+use stream::{serve_slave, LinkEnd, LinkEnds};
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
@@ -39,6 +42,8 @@ pub struct Context {
     pub presence: SharedPresence,
     /// The store copies this master serves, for the status line.
     pub copies: copy::Copies,
+    /// TLS or plain TCP, as `replication.tls` says.
+    pub wire: Wire,
 }
 
 impl Context {
@@ -57,7 +62,6 @@ pub async fn serve(listener: TcpListener, context: Context) {
     while let Some(stream) = incoming.next().await {
         match stream {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
                 runtime::spawn(handle(stream, context.clone()));
             }
             Err(error) => log::warn!("replication: accept failed: {error}"),
@@ -65,18 +69,53 @@ pub async fn serve(listener: TcpListener, context: Context) {
     }
 }
 
-/// Writes a last message, best effort, waiting at most `within`: the link ends anyway.
-async fn say_last(stream: &TcpStream, message: &MasterMessage, within: Duration) {
-    let mut writer = stream;
-    let _ = runtime::timeout(within, codec::write_frame(&mut writer, message)).await;
+/// The master's side of one connection once its handshakes are done: where its last
+/// words go, and how to cut it.
+struct Peer {
+    writer: Writer,
+    kill: Arc<dyn Fn() + Send + Sync>,
+    address: String,
 }
 
-async fn refuse(stream: &TcpStream, peer: &str, refusal: impl Into<Refusal>) {
-    let Refusal { reason, retry } = refusal.into();
-    log::warn!("replication: refused slave {peer}: {reason}");
-    let refused = MasterMessage::Refused { reason, retry };
-    say_last(stream, &refused, Duration::from_secs(1)).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+impl Peer {
+    /// Writes a last message, best effort, waiting at most `within`, and ends the
+    /// connection after it: the message arrives before the end of the stream.
+    async fn say_last(mut self, message: &MasterMessage, within: Duration) {
+        let said = async {
+            codec::write_frame(&mut self.writer, message).await?;
+            // A TLS session's close_notify, then the end of our direction.
+            self.writer
+                .close()
+                .await
+                .map_err(|e| crate::Error::net("closing the link", e))
+        };
+        let _ = runtime::timeout(within, said).await;
+        (self.kill)();
+    }
+
+    async fn refuse(self, refusal: impl Into<Refusal>) {
+        let Refusal { reason, retry } = refusal.into();
+        log::warn!("replication: refused slave {}: {reason}", self.address);
+        let refused = MasterMessage::Refused { reason, retry };
+        self.say_last(&refused, Duration::from_secs(1)).await;
+    }
+
+    /// Answers a slave's Hello while this broker is not a master: where the master is.
+    async fn say_not_master(self, presence: Presence) {
+        log::info!(
+            "replication: {} said Hello, but this broker is not a master: answered {presence:?}",
+            self.address
+        );
+        self.say_last(&answer(presence), Duration::from_secs(1))
+            .await;
+    }
+
+    /// Tells a probing broker what listens here; nothing from the store is sent.
+    async fn answer_probe(self, presence: Presence) {
+        log::info!("replication: {} probed: answered {presence}", self.address);
+        self.say_last(&answer(presence), Duration::from_secs(1))
+            .await;
+    }
 }
 
 /// What this broker answers a probe, or a Hello while it is not a master.
@@ -106,33 +145,34 @@ fn admit(context: &Context, protocol: u32, user: &str, password: &str) -> Result
     Ok(())
 }
 
-/// Answers a slave's Hello while this broker is not a master: where the master is.
-async fn say_not_master(stream: &TcpStream, peer: &str, presence: Presence) {
-    log::info!(
-        "replication: {peer} said Hello, but this broker is not a master: answered {presence:?}"
-    );
-    say_last(stream, &answer(presence), Duration::from_secs(1)).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
-/// Tells a probing broker what listens here; nothing from the store is sent.
-async fn answer_probe(stream: &TcpStream, peer: &str, presence: Presence) {
-    log::info!("replication: {peer} probed: answered {presence}");
-    say_last(stream, &answer(presence), Duration::from_secs(1)).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
 async fn handle(stream: TcpStream, mut context: Context) {
-    let peer = stream
+    let address = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let replication = &context.config.replication;
     let silence =
         Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
-    let mut reader = &stream;
+    let patience = silence.max(Duration::from_secs(5));
+    let Transport {
+        mut reader,
+        writer,
+        kill,
+        ..
+    } = match context.wire.accept(stream, patience).await {
+        Ok(transport) => transport,
+        Err(why) => {
+            log::warn!("replication: {address}: {why}; closed");
+            return;
+        }
+    };
+    let peer = Peer {
+        writer,
+        kill,
+        address: address.clone(),
+    };
     let hello = runtime::timeout(
-        silence.max(Duration::from_secs(5)),
+        patience,
         codec::read_frame::<_, SlaveMessage>(&mut reader, MAX_HELLO),
     )
     .await;
@@ -145,9 +185,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
             advertised,
             name,
         }))) => (protocol, user, password, standing, advertised, name),
-        Some(Ok(Some(SlaveMessage::Probe))) => {
-            return answer_probe(&stream, &peer, context.presence()).await
-        }
+        Some(Ok(Some(SlaveMessage::Probe))) => return peer.answer_probe(context.presence()).await,
         Some(Ok(Some(SlaveMessage::CopyHello {
             protocol,
             user,
@@ -155,10 +193,10 @@ async fn handle(stream: TcpStream, mut context: Context) {
             name,
         }))) => {
             if let Err(refusal) = admit(&context, protocol, &user, &password) {
-                return refuse(&stream, &peer, refusal).await;
+                return peer.refuse(refusal).await;
             }
             if let presence @ Presence::NotMaster { .. } = context.presence() {
-                return say_not_master(&stream, &peer, presence).await;
+                return peer.say_not_master(presence).await;
             }
             let data_dir = context.config.data_dir().to_path_buf();
             let copies = context.copies.clone();
@@ -171,24 +209,30 @@ async fn handle(stream: TcpStream, mut context: Context) {
                     reason,
                     retry: true,
                 };
-                return refuse(&stream, &peer, refusal).await;
+                return peer.refuse(refusal).await;
             };
-            return copy::serve(stream, data_dir, silence, peer, name, copies).await;
+            let Peer { writer, kill, .. } = peer;
+            let transport = Transport {
+                reader,
+                writer,
+                kill,
+                peer: address,
+            };
+            return copy::serve(transport, data_dir, silence, name, copies).await;
         }
-        Some(Ok(Some(_))) => {
-            return refuse(&stream, &peer, "expected Hello first".to_string()).await
-        }
-        Some(Err(error)) => return refuse(&stream, &peer, format!("bad Hello: {error}")).await,
+        Some(Ok(Some(_))) => return peer.refuse("expected Hello first".to_string()).await,
+        Some(Err(error)) => return peer.refuse(format!("bad Hello: {error}")).await,
         Some(Ok(None)) | None => {
-            log::warn!("replication: {peer} connected but sent no Hello; closed");
+            log::warn!("replication: {address} connected but sent no Hello; closed");
+            (peer.kill)();
             return;
         }
     };
     if let Err(refusal) = admit(&context, protocol, &user, &password) {
-        return refuse(&stream, &peer, refusal).await;
+        return peer.refuse(refusal).await;
     }
     if let presence @ Presence::NotMaster { .. } = context.presence() {
-        return say_not_master(&stream, &peer, presence).await;
+        return peer.say_not_master(presence).await;
     }
     let link = LinkId(NEXT_LINK.fetch_add(1, Ordering::Relaxed));
     let (reply, answer) = oneshot::channel();
@@ -206,48 +250,57 @@ async fn handle(stream: TcpStream, mut context: Context) {
     }
     let attached = match answer.await {
         Ok(Ok(attached)) => attached,
-        Ok(Err(refusal)) => return refuse(&stream, &peer, refusal).await,
+        Ok(Err(refusal)) => return peer.refuse(refusal).await,
         Err(_) => return,
     };
     if let CatchUp::Replace { .. } = attached.catch_up {
         // Nothing to append to: the slave copies the segment files over copy streams,
         // resumably, then says Hello again with the copy as its store.
-        log::info!("replication: slave {peer} holds nothing this master can append to: it copies the master's store");
-        say_last(&stream, &MasterMessage::CopyStore, Duration::from_secs(1)).await;
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        log::info!("replication: slave {address} holds nothing this master can append to: it copies the master's store");
+        peer.say_last(&MasterMessage::CopyStore, Duration::from_secs(1))
+            .await;
         let why = "sent to copy the store".to_string();
         let _ = context.events.send(LinkEvent::Detached { link, why }).await;
         return;
     }
-    let reason = match serve_slave(&stream, link, &context, attached, live_rx, standing.last).await
-    {
+    let Peer {
+        mut writer,
+        kill,
+        address,
+    } = peer;
+    let ends = LinkEnds {
+        reader,
+        writer: &mut writer,
+        address: &address,
+    };
+    let ended = serve_slave(ends, link, &context, attached, live_rx, standing.last).await;
+    let peer = Peer {
+        writer,
+        kill,
+        address,
+    };
+    let reason = match ended {
         // The master is stopping: the slave may take over, as after a crash.
         Ok(()) => {
-            say_last(
-                &stream,
-                &MasterMessage::Stopping,
-                Duration::from_millis(200),
-            )
-            .await;
+            peer.say_last(&MasterMessage::Stopping, Duration::from_millis(200))
+                .await;
             "the master is stopping".to_string()
         }
         Err(LinkEnd::Refused(refusal)) => {
             let why = refusal.reason.clone();
-            refuse(&stream, &peer, refusal).await;
+            peer.refuse(refusal).await;
             why
         }
         Err(LinkEnd::Failed(why)) => {
             // A live master dropping a live slave tells it so: the slave dials again
-            // instead of promoting itself next to us. A write shutdown lets the
-            // message arrive before the end of the stream.
+            // instead of promoting itself next to us.
             let dropped = MasterMessage::Dropped {
                 reason: why.clone(),
             };
-            say_last(&stream, &dropped, Duration::from_millis(200)).await;
+            peer.say_last(&dropped, Duration::from_millis(200)).await;
             why
         }
     };
-    let _ = stream.shutdown(std::net::Shutdown::Write);
     let _ = context
         .events
         .send(LinkEvent::Detached { link, why: reason })

@@ -11,6 +11,8 @@
 //! - `copy`: an empty or stale slave's copy of the master's segment files, over
 //!   concurrent, resumable streams.
 //! - `probe`: "is a master listening there?", asked before promoting or carrying on alone.
+//! - `wire`: how brokers reach each other's listeners: TCP, or TLS with
+//!   `replication.tls` (the dialling side checks the certificate before it says a word).
 //!
 //! A master's links talk to the server only through [`LinkEvent`]s, in order, on one
 //! channel; the slave's `Mirror` is read and written by the server's shell itself.
@@ -20,6 +22,7 @@ pub mod copy;
 pub mod master;
 pub mod probe;
 pub mod slave;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 

@@ -7,15 +7,18 @@
 //! it: `Alive` there means the slave took over and this broker must stop. A master with
 //! peers probes them before it starts. A refused connection, a closed link or silence
 //! means nobody answered; only a real partition makes that answer wrong, and the README
-//! says which settings guard against it.
+//! says which settings guard against it. A probe dials as the link does (`wire`): over
+//! TLS, a listener whose certificate fails the check counts as a live master.
 
 use std::time::Duration;
 
+use super::wire::{DialFailure, Wire};
 use crate::codec;
 use crate::config::Endpoint;
 use crate::journal::Epoch;
 use crate::repl::message::{MasterMessage, SlaveMessage, MAX_FRAME};
 use crate::runtime;
+use crate::transport::Transport;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probed {
@@ -38,34 +41,59 @@ impl Probed {
     }
 }
 
-/// Asks `attempts` times, `gap` apart, stopping at the first master; each attempt waits
-/// at most `patience` for the connection and the answer.
-pub async fn probe(address: &Endpoint, patience: Duration, attempts: u32, gap: Duration) -> Probed {
-    let mut last = Probed::NoMaster("not asked".into());
-    for attempt in 0..attempts.max(1) {
-        if attempt > 0 {
-            runtime::sleep(gap).await;
-        }
-        last = probe_once(address, patience).await;
-        if last.is_master() {
-            break;
-        }
-    }
-    last
+/// Who asks (over which wire), and how long each attempt waits for the connection and
+/// the answer.
+#[derive(Clone)]
+pub struct Prober {
+    pub wire: Wire,
+    pub patience: Duration,
 }
 
-async fn probe_once(address: &Endpoint, patience: Duration) -> Probed {
+impl Prober {
+    /// Asks once.
+    pub async fn once(&self, address: &Endpoint) -> Probed {
+        self.ask(address, 1, Duration::ZERO).await
+    }
+
+    /// Asks `attempts` times, `gap` apart, stopping at the first master.
+    pub async fn ask(&self, address: &Endpoint, attempts: u32, gap: Duration) -> Probed {
+        let mut last = Probed::NoMaster("not asked".into());
+        for attempt in 0..attempts.max(1) {
+            if attempt > 0 {
+                runtime::sleep(gap).await;
+            }
+            last = probe_once(&self.wire, address, self.patience).await;
+            if last.is_master() {
+                break;
+            }
+        }
+        last
+    }
+}
+
+async fn probe_once(wire: &Wire, address: &Endpoint, patience: Duration) -> Probed {
     let asked = async {
-        let stream = runtime::connect(&address.socket_addr())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut writer = &stream;
+        let Transport {
+            mut reader,
+            mut writer,
+            kill,
+            ..
+        } = match wire.dial(address, patience).await {
+            Ok(transport) => transport,
+            // Something listens there that will not prove it is one of ours, or that
+            // does not take us for one of its own: it may be a live master, so it counts
+            // as one for safety, as an answer we cannot read does.
+            Err(DialFailure::Untrusted(why)) => {
+                log::warn!("replication: probing {address}: {why}");
+                return Ok(Probed::Master(None));
+            }
+            Err(DialFailure::Unreachable(why)) => return Err(why),
+        };
         codec::write_frame(&mut writer, &SlaveMessage::Probe)
             .await
             .map_err(|e| e.to_string())?;
-        let mut reader = &stream;
         let answer = codec::read_frame::<_, MasterMessage>(&mut reader, MAX_FRAME).await;
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        kill();
         match answer {
             Ok(Some(MasterMessage::Alive { epoch })) => Ok(Probed::Master(Some(epoch))),
             Ok(Some(MasterMessage::Following {

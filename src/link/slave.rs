@@ -10,10 +10,12 @@
 //! the role machine, which decides.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 
+use super::wire::{DialFailure, Wire};
 use crate::codec;
 use crate::config::{Config, Endpoint};
 use crate::journal::{EpochStart, Record, Seq};
@@ -21,7 +23,8 @@ use crate::repl::message::{
     CatchUp, MasterMessage, SlaveMessage, Standing, MAX_FRAME, PROTOCOL_VERSION,
 };
 use crate::repl::role::Event;
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
+use crate::transport::{Transport, Writer};
 
 /// Why a dial did not produce a link.
 #[derive(Debug)]
@@ -47,7 +50,7 @@ pub struct Welcome {
 
 /// An open, welcomed link.
 pub struct Link {
-    pub stream: TcpStream,
+    pub transport: Transport,
     pub welcome: Welcome,
 }
 
@@ -55,6 +58,7 @@ pub struct Link {
 /// this broker's replication listener is (`advertised`); the link once welcomed.
 pub async fn connect(
     config: &Config,
+    wire: &Wire,
     master: &Endpoint,
     advertised: Option<String>,
     standing: Standing,
@@ -63,10 +67,11 @@ pub async fn connect(
     let patience = Duration::from_millis(
         (replication.heartbeat_ms * u64::from(replication.heartbeat_misses)).max(2000),
     );
-    let stream = match runtime::timeout(patience, runtime::connect(&master.socket_addr())).await {
-        Some(Ok(stream)) => stream,
-        Some(Err(error)) => return Err(DialError::Unreachable(error.to_string())),
-        None => return Err(DialError::Unreachable("connect timed out".into())),
+    // Over TLS, the master's certificate is checked here, before the password is sent.
+    let mut transport = match wire.dial(master, patience).await {
+        Ok(transport) => transport,
+        Err(DialFailure::Untrusted(why)) => return Err(DialError::Refused(why)),
+        Err(DialFailure::Unreachable(why)) => return Err(DialError::Unreachable(why)),
     };
     let hello = SlaveMessage::Hello {
         protocol: PROTOCOL_VERSION,
@@ -76,16 +81,14 @@ pub async fn connect(
         advertised,
         name: config.broker.name.clone(),
     };
-    let mut writer = &stream;
-    codec::write_frame(&mut writer, &hello)
+    codec::write_frame(&mut transport.writer, &hello)
         .await
         .map_err(|e| DialError::Unreachable(e.to_string()))?;
-    let mut reader = &stream;
     // The master may read the journal before it answers; give it the ack timeout too.
     let answer_within = patience + Duration::from_millis(replication.ack_timeout_ms);
     match runtime::timeout(
         answer_within,
-        codec::read_frame::<_, MasterMessage>(&mut reader, MAX_FRAME),
+        codec::read_frame::<_, MasterMessage>(&mut transport.reader, MAX_FRAME),
     )
     .await
     {
@@ -95,7 +98,7 @@ pub async fn connect(
             catch_up,
             in_sync_at,
         }))) => Ok(Link {
-            stream,
+            transport,
             welcome: Welcome {
                 store_id,
                 epochs,
@@ -145,7 +148,9 @@ pub enum Heard {
 
 /// An open link to our master, read and written by one task.
 pub struct Mirror {
-    stream: TcpStream,
+    writer: Writer,
+    /// Cuts the link at its end.
+    kill: Arc<dyn Fn() + Send + Sync>,
     frames: Pin<Box<dyn Stream<Item = crate::Result<MasterMessage>> + Send>>,
     /// The highest seq the master has sent on this link (before any, the one before its
     /// catch-up starts): no acknowledgement goes past it. A store whose journal resumes
@@ -168,10 +173,17 @@ impl Mirror {
     pub fn new(link: Link, config: &Config) -> Mirror {
         let replication = &config.replication;
         // Buffered: one read takes many record batches, not two reads per frame.
-        let reader = futures::io::BufReader::with_capacity(1 << 20, link.stream.clone());
+        let Transport {
+            reader,
+            writer,
+            kill,
+            ..
+        } = link.transport;
+        let reader = futures::io::BufReader::with_capacity(1 << 20, reader);
         Mirror {
             frames: codec::frames::<_, MasterMessage>(reader, MAX_FRAME).boxed(),
-            stream: link.stream,
+            writer,
+            kill,
             received: link.welcome.catch_up.from().prev(),
             acked: None,
             last_heard: Instant::now(),
@@ -257,28 +269,27 @@ impl Mirror {
             self.last_written = Instant::now();
             return;
         }
-        let mut writer = &self.stream;
         let written =
-            runtime::timeout(self.silence, codec::write_frame(&mut writer, message)).await;
+            runtime::timeout(self.silence, codec::write_frame(&mut self.writer, message)).await;
         self.last_written = Instant::now();
         if !matches!(written, Some(Ok(()))) {
             // What the master said last (a Dropped, say) may still be read; nothing more
-            // is written, and the read side reports the link's end.
-            log::warn!("replication: cannot write to the master; closing the link");
+            // is written (a half-written frame would be all the master reads next), and
+            // the read side reports the link's end.
+            log::warn!("replication: cannot write to the master; writing no more");
             self.unwritable = true;
-            let _ = self.stream.shutdown(std::net::Shutdown::Write);
         }
     }
 
     fn end(&mut self, event: Event) -> Heard {
         self.ended = true;
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        (self.kill)();
         Heard::Role(event)
     }
 }
 
 impl Drop for Mirror {
     fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        (self.kill)();
     }
 }

@@ -16,7 +16,7 @@ use crate::config::{Config, Endpoint};
 use crate::core::{Input, Store};
 use crate::error::{Error, Result};
 use crate::journal::{Epoch, Journal, Seq, StoreMeta, JOURNAL_DIR};
-use crate::link::probe::{self, Probed};
+use crate::link::probe::{Probed, Prober};
 use crate::link::{copy, master, slave};
 use crate::repl::message::CatchUp;
 use crate::repl::role::{Action, Event};
@@ -62,9 +62,9 @@ impl Shell {
                     self.finish(Done::Event(Event::MasterLost("no master known".into())));
                     return Ok(());
                 };
-                let config = self.config.clone();
+                let (config, wire) = (self.config.clone(), self.wire.clone());
                 self.start(async move {
-                    match copy::copy(config, master).await {
+                    match copy::copy(config, wire, master).await {
                         Ok(copied) => Done::Copied(copied),
                         Err(why) => {
                             log::warn!(
@@ -82,9 +82,9 @@ impl Shell {
             }
             Action::FindMaster => {
                 let peers = self.config.replication.peers.clone();
-                let patience = probe_patience(&self.config);
+                let prober = self.prober();
                 let (epoch, empty) = (self.core.epoch(), self.core.next_seq() == Seq(1));
-                self.start(async move { find_master(peers, patience, epoch, empty).await });
+                self.start(async move { find_master(peers, prober, epoch, empty).await });
                 Ok(())
             }
             Action::Exit(code) => {
@@ -107,6 +107,14 @@ impl Shell {
         }
     }
 
+    /// Who probes for this broker: over its wire, as patient as its link.
+    pub(super) fn prober(&self) -> Prober {
+        Prober {
+            wire: self.wire.clone(),
+            patience: probe_patience(&self.config),
+        }
+    }
+
     /// Asks each lost slave's address whether a master listens there.
     pub(super) fn probe_slaves(&mut self, addresses: Vec<String>) {
         if self.elects() {
@@ -114,14 +122,14 @@ impl Shell {
             // node: it leaves the in-sync set instead.
             return self.drop_lost_slaves();
         }
-        let patience = probe_patience(&self.config);
+        let prober = self.prober();
         self.start(async move {
             let mut why = "the lost slaves gave no replication address".to_string();
             for address in addresses {
                 let Ok(endpoint) = Endpoint::parse(&address) else {
                     continue;
                 };
-                match probe_lost_slave(&endpoint, patience).await {
+                match probe_lost_slave(&prober, &endpoint).await {
                     Probed::Master(_) => {
                         log::error!("replication: the lost slave answers as a master at {endpoint}: it has taken over");
                         return Done::Event(Event::SlaveTookOver);
@@ -145,7 +153,7 @@ impl Shell {
             own: self.replication_address.clone(),
             members: succession,
             epoch: self.core.epoch(),
-            patience: probe_patience(&self.config),
+            prober: self.prober(),
         };
         self.start(check.run());
     }
@@ -342,6 +350,7 @@ impl Shell {
             journal_dir: self.config.data_dir().join(JOURNAL_DIR),
             presence: self.presence.clone(),
             copies: self.copies.clone(),
+            wire: self.wire.clone(),
         };
         self.serve(master::serve(listener, context));
         Ok(())
@@ -367,6 +376,7 @@ impl Shell {
         };
         let dial = Dial {
             config: self.config.clone(),
+            prober: self.prober(),
             master,
             advertised: self.replication_address.clone(),
             others: self.others(),
@@ -418,6 +428,7 @@ impl Shell {
 /// One attempt to reach the master with this store's standing.
 struct Dial {
     config: Arc<Config>,
+    prober: Prober,
     master: Endpoint,
     advertised: Option<String>,
     /// Where to ask for the master should it be unreachable.
@@ -434,7 +445,15 @@ impl Dial {
         };
         let master = &self.master;
         let advertised = self.advertised.clone();
-        match slave::connect(&self.config, master, advertised, standing).await {
+        match slave::connect(
+            &self.config,
+            &self.prober.wire,
+            master,
+            advertised,
+            standing,
+        )
+        .await
+        {
             Ok(link) => Done::Welcomed(Box::new(link)),
             Err(slave::DialError::Refused(reason)) => {
                 log::error!("replication: master {master} refused this slave: {reason}");
@@ -446,9 +465,8 @@ impl Dial {
             }
             Err(slave::DialError::Redirect(to)) => {
                 log::info!("replication: {master} is not the master; it follows {to}");
-                let patience = probe_patience(&self.config);
                 match Endpoint::parse(&to) {
-                    Ok(to) => match follow(&to, patience, self.epoch).await {
+                    Ok(to) => match follow(&self.prober, &to, self.epoch).await {
                         Some(done) => done,
                         None => Done::Event(Event::MasterLost(format!(
                             "{master} follows {to}, which is not a master this store can follow"
@@ -462,9 +480,8 @@ impl Dial {
             Err(slave::DialError::Unreachable(why)) => {
                 log::warn!("replication: master {master} unreachable ({why})");
                 // Another broker may have taken over: ask the ones we know.
-                let patience = probe_patience(&self.config);
                 for other in self.others.iter().filter(|o| *o != master) {
-                    if let Some(done) = follow(other, patience, self.epoch).await {
+                    if let Some(done) = follow(&self.prober, other, self.epoch).await {
                         return done;
                     }
                 }
@@ -475,8 +492,8 @@ impl Dial {
 }
 
 /// Follows `address` if a master at least as new as this store's epoch answers there.
-async fn follow(address: &Endpoint, patience: Duration, epoch: Epoch) -> Option<Done> {
-    match probe::probe(address, patience, 1, Duration::ZERO).await {
+async fn follow(prober: &Prober, address: &Endpoint, epoch: Epoch) -> Option<Done> {
+    match prober.once(address).await {
         Probed::Master(Some(theirs)) if theirs >= epoch => {
             Some(Done::Follow(address.clone(), Event::MasterMoved))
         }
@@ -489,14 +506,14 @@ async fn follow(address: &Endpoint, patience: Duration, epoch: Epoch) -> Option<
 /// whether their histories agree), and refuses to start next to an older one. While a
 /// peer answers as an in-sync slave, it may be about to take over (this broker's old
 /// slaves, still deciding): it asks again, for at most four probe patiences.
-async fn find_master(peers: Vec<Endpoint>, patience: Duration, epoch: Epoch, empty: bool) -> Done {
-    let deadline = std::time::Instant::now() + patience * 4;
+async fn find_master(peers: Vec<Endpoint>, prober: Prober, epoch: Epoch, empty: bool) -> Done {
+    let deadline = std::time::Instant::now() + prober.patience * 4;
     loop {
         let mut asked = peers.clone();
         let mut queue = peers.clone();
         let mut deciding = None;
         while let Some(peer) = (!queue.is_empty()).then(|| queue.remove(0)) {
-            match probe::probe(&peer, patience, 1, Duration::ZERO).await {
+            match prober.once(&peer).await {
                 Probed::Master(Some(theirs)) if theirs >= epoch || empty => {
                     log::info!("replication: peer {peer} is the master in epoch {theirs} (this store is at epoch {epoch})");
                     return Done::Follow(peer, Event::MasterFound);
@@ -534,10 +551,10 @@ async fn find_master(peers: Vec<Endpoint>, patience: Duration, epoch: Epoch, emp
 
 /// Probes a lost slave: while it answers as an in-sync slave it may be deciding to take
 /// over, so it is asked again until it is a master, or not a candidate, or gone.
-async fn probe_lost_slave(address: &Endpoint, patience: Duration) -> Probed {
-    let deadline = std::time::Instant::now() + patience * 4;
+async fn probe_lost_slave(prober: &Prober, address: &Endpoint) -> Probed {
+    let deadline = std::time::Instant::now() + prober.patience * 4;
     loop {
-        let probed = probe::probe(address, patience, 3, PROBE_GAP).await;
+        let probed = prober.ask(address, 3, PROBE_GAP).await;
         let deciding = matches!(
             probed,
             Probed::NotMaster {

@@ -7,8 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures::io::AsyncReadExt;
-
 use crate::runtime::{self, TcpStream};
 use crate::session::{self, Shared, Transport};
 use crate::stomp::Frame;
@@ -95,14 +93,9 @@ async fn open(stream: &TcpStream, shared: &Shared, speaks: &Speaks) -> Result<Tr
             let (reader, writer) = crate::ws::accept(stream.clone(), max_message).await?;
             over(Box::new(reader), Box::new(writer))
         }
-        Speaks::Tls(acceptor) => {
-            let secured = acceptor
-                .accept(stream.clone())
-                .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            let (reader, writer) = secured.split();
-            over(Box::new(reader), Box::new(writer))
-        }
+        Speaks::Tls(acceptor) => Transport::accept_tls(stream.clone(), acceptor)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))?,
         Speaks::Wss(acceptor) => {
             let secured = acceptor
                 .accept(stream.clone())

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::journal::lock::DataDirLock;
+use crate::link::wire::Wire;
 use crate::repl::role::Policy;
 use crate::runtime;
 use shell::{Channels, Shell};
@@ -43,6 +44,7 @@ pub fn run(config: Config) -> Result<i32> {
         // A bad certificate stops the start, not a slave's promotion later.
         actions::tls_acceptor(&config)?;
     }
+    let wire = Wire::from_config(&config).map_err(Error::Config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (signal_tx, signal_rx) = mpsc::unbounded::<i32>();
     watch_signals(stop.clone(), signal_tx)?;
@@ -58,7 +60,7 @@ pub fn run(config: Config) -> Result<i32> {
     }
     let mut signals = signal_rx;
     loop {
-        let shell = start(config.clone(), signals)?;
+        let shell = start(config.clone(), wire.clone(), signals)?;
         // Spawned, not run by block_on on this thread: on the executor's worker thread,
         // with the sessions and the links, every hand-off between them and the core is a
         // local queue push rather than a wake-up of another thread (see
@@ -75,7 +77,7 @@ pub fn run(config: Config) -> Result<i32> {
 }
 
 /// Recovers the store into a core and wraps it in a shell.
-fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<Shell> {
+fn start(config: Arc<Config>, wire: Wire, signals: mpsc::UnboundedReceiver<i32>) -> Result<Shell> {
     let replication = &config.replication;
     let policy = Policy {
         is_slave: replication.master_connector_uri.is_some(),
@@ -113,7 +115,7 @@ fn start(config: Arc<Config>, signals: mpsc::UnboundedReceiver<i32>) -> Result<S
     }
     let mut core = Core::new(store, policy, config.replication.slave_ack);
     core.set_dead_letter_expired(config.broker.dead_letter_expired);
-    Ok(Shell::new(config, core, journal, channels, signals))
+    Ok(Shell::new(config, wire, core, journal, channels, signals))
 }
 
 /// SIGINT and SIGTERM raise `stop` and wake the driver.

@@ -27,6 +27,7 @@ use crate::error::Result;
 use crate::journal::{self, Journal, ReadBatch, Reader, Seq};
 use crate::link::copy::Copies;
 use crate::link::slave::{Heard, Mirror};
+use crate::link::wire::Wire;
 use crate::link::{LinkEvent, Presence, SharedPresence, Shipment};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::role::Event;
@@ -88,6 +89,8 @@ enum Wake {
 
 pub(super) struct Shell {
     pub(super) config: Arc<Config>,
+    /// How this broker reaches the others' replication listeners, and serves its own.
+    pub(super) wire: Wire,
     pub(super) core: Core,
     pub(super) journal: Journal,
     journal_events: mpsc::UnboundedReceiver<journal::Event>,
@@ -186,6 +189,7 @@ fn due_in(interval_ms: u64) -> Option<Instant> {
 impl Shell {
     pub(super) fn new(
         config: Arc<Config>,
+        wire: Wire,
         core: Core,
         journal: Journal,
         channels: Channels,
@@ -212,6 +216,7 @@ impl Shell {
             reader,
             fetched,
             config,
+            wire,
             core,
             journal,
             journal_events,

@@ -2,12 +2,10 @@
 //! again if it answers; follow an in-sync slave that took over; wait while one before
 //! it in the succession may still take over; promote when none did.
 
-use std::time::Duration;
-
 use super::actions::{Done, PROBE_GAP};
 use crate::config::Endpoint;
 use crate::journal::Epoch;
-use crate::link::probe::{self, Probed};
+use crate::link::probe::{Probed, Prober};
 use crate::repl::role::Event;
 use crate::runtime;
 
@@ -22,7 +20,7 @@ pub(super) struct Succession {
     /// The in-sync slaves' addresses, first to take over first.
     pub(super) members: Vec<String>,
     pub(super) epoch: Epoch,
-    pub(super) patience: Duration,
+    pub(super) prober: Prober,
 }
 
 impl Succession {
@@ -33,11 +31,11 @@ impl Succession {
             .and_then(|own| self.members.iter().position(|m| m == own));
         // A slave without an address comes after every member the master listed.
         let before_us = |index: usize| place.is_none_or(|p| index < p);
-        let deadline = std::time::Instant::now() + self.patience * 4;
+        let deadline = std::time::Instant::now() + self.prober.patience * 4;
         let mut why = "the master said it was stopping".to_string();
         loop {
             if let Some(master) = &self.master {
-                match probe::probe(master, self.patience, 1, Duration::ZERO).await {
+                match self.prober.once(master).await {
                     Probed::Master(_) => return Done::Event(Event::MasterAnswered),
                     Probed::NotMaster { .. } => why = format!("{master} is not a master"),
                     Probed::NoMaster(no) => why = no,
@@ -51,7 +49,7 @@ impl Succession {
                 let Ok(endpoint) = Endpoint::parse(member) else {
                     continue;
                 };
-                match probe::probe(&endpoint, self.patience, 1, Duration::ZERO).await {
+                match self.prober.once(&endpoint).await {
                     Probed::Master(Some(theirs)) if theirs > self.epoch => {
                         log::info!("replication: in-sync slave {endpoint} has taken over (epoch {theirs}): following it");
                         return Done::Follow(endpoint, Event::MasterMoved);

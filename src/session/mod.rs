@@ -12,7 +12,6 @@ pub mod handshake;
 mod memory;
 mod send;
 mod timing;
-pub mod transport;
 mod unsupported;
 pub mod writer;
 
@@ -30,8 +29,8 @@ use crate::core::{AckRef, Browsing, Outgoing, Request};
 use crate::runtime;
 use crate::selector::{Limits, Selector};
 use crate::stomp::{Command, Frame, ParseLimits, Version};
+pub use crate::transport::Transport;
 pub use memory::{MemoryGauge, Room};
-pub use transport::Transport;
 
 /// What a session tells the core's task (the server's shell), in order.
 pub enum SessionEvent {
@@ -230,7 +229,7 @@ pub async fn serve(transport: Transport, shared: Arc<Shared>) {
 /// Reads and checks CONNECT: the frame, what was negotiated and the CONNECTED answer;
 /// or the ERROR to close with (`None`: the client left first).
 async fn accept_connect(
-    reader: &mut FrameReader<transport::Reader>,
+    reader: &mut FrameReader<crate::transport::Reader>,
     shared: &Shared,
     id: SessionId,
     peer: &str,
@@ -268,7 +267,7 @@ async fn accept_connect(
 
 /// Writes `frame` (an ERROR) to a connection that never became a session, then closes it.
 pub(crate) async fn close_with(
-    writer: transport::Writer,
+    writer: crate::transport::Writer,
     kill: Arc<dyn Fn() + Send + Sync>,
     frame: Frame,
 ) {
@@ -280,7 +279,7 @@ pub(crate) async fn close_with(
 impl Session {
     async fn read_loop(
         &mut self,
-        reader: &mut FrameReader<transport::Reader>,
+        reader: &mut FrameReader<crate::transport::Reader>,
         deadline: Option<std::time::Duration>,
     ) -> Flow {
         loop {

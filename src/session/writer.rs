@@ -55,7 +55,7 @@ fn message_frame(delivery: &Delivery, version: Version) -> Frame {
 /// Writes what is queued for session `session`, as `negotiated`, until the queue closes;
 /// then closes the connection (`kill`).
 pub async fn run(
-    writer: super::transport::Writer,
+    writer: crate::transport::Writer,
     kill: std::sync::Arc<dyn Fn() + Send + Sync>,
     negotiated: super::handshake::Negotiated,
     mut outbound: mpsc::Receiver<Outgoing>,

@@ -9,7 +9,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::io::AsyncReadExt;
 
 use super::{
     commit_frame, Arrival, Connection, Driver, ReadHalf, WriteHalf, CONNECT_TIMEOUT, HEART_BEAT,
@@ -224,15 +223,13 @@ impl Driver {
         };
         let connector =
             crate::tls::Connector::from_ca(std::path::Path::new(&ca)).map_err(Failure::Refused)?;
-        let secured = runtime::timeout(
-            CONNECT_TIMEOUT,
-            connector.connect(&address.host, stream.clone()),
-        )
-        .await
-        .ok_or_else(|| Failure::Failed("TLS handshake timed out".into()))?
-        .map_err(|e| Failure::Failed(format!("TLS handshake: {e}")))?;
-        let (reader, writer) = secured.split();
-        Ok((Box::new(reader), Box::new(writer)))
+        let secured =
+            crate::transport::Transport::connect_tls(stream.clone(), &connector, &address.host);
+        let secured = runtime::timeout(CONNECT_TIMEOUT, secured)
+            .await
+            .ok_or_else(|| Failure::Failed("TLS handshake timed out".into()))?
+            .map_err(|e| Failure::Failed(format!("TLS handshake: {e}")))?;
+        Ok((secured.reader, secured.writer))
     }
 }
 

@@ -27,8 +27,8 @@ use crate::stomp::{Command as Verb, Frame};
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 /// A connection's directions: the TCP stream, or TLS over it.
-type ReadHalf = Box<dyn futures::io::AsyncRead + Send + Unpin>;
-type WriteHalf = Box<dyn futures::io::AsyncWrite + Send + Unpin>;
+type ReadHalf = crate::transport::Reader;
+type WriteHalf = crate::transport::Writer;
 
 pub enum Command {
     Send {

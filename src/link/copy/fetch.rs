@@ -15,8 +15,10 @@ use super::SYNC_DIR;
 use crate::codec;
 use crate::config::{Config, Endpoint};
 use crate::journal::{EpochStart, StoreMeta};
+use crate::link::wire::Wire;
 use crate::repl::message::{MasterMessage, SlaveMessage, MAX_FRAME, PROTOCOL_VERSION};
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
+use crate::transport::{Transport, Writer};
 
 /// Manifests a copy tries before giving up on a store that keeps changing under it.
 const MAX_ROUNDS: usize = 8;
@@ -44,37 +46,41 @@ pub(super) struct Job {
 
 /// An open copy stream and the manifest it was given.
 struct CopyStream {
-    stream: TcpStream,
+    writer: Writer,
     frames: std::pin::Pin<Box<dyn futures::Stream<Item = crate::Result<MasterMessage>> + Send>>,
     patience: Duration,
 }
 
 /// Opens a copy stream to `master`; its manifest too.
-async fn open(config: &Config, master: &Endpoint) -> Result<(CopyStream, MasterMessage), String> {
+async fn open(
+    config: &Config,
+    wire: &Wire,
+    master: &Endpoint,
+) -> Result<(CopyStream, MasterMessage), String> {
     let replication = &config.replication;
     let silence =
         Duration::from_millis(replication.heartbeat_ms * u64::from(replication.heartbeat_misses));
     let patience = silence.max(Duration::from_secs(30));
-    let stream = match runtime::timeout(patience, runtime::connect(&master.socket_addr())).await {
-        Some(Ok(stream)) => stream,
-        Some(Err(error)) => return Err(format!("connecting to {master}: {error}")),
-        None => return Err(format!("connecting to {master}: timed out")),
-    };
-    let _ = stream.set_nodelay(true);
+    let transport = wire
+        .dial(master, patience)
+        .await
+        .map_err(|e| format!("connecting to {e}"))?;
     let hello = SlaveMessage::CopyHello {
         protocol: PROTOCOL_VERSION,
         user: replication.user.clone().unwrap_or_default(),
         password: replication.password.clone().unwrap_or_default(),
         name: config.broker.name.clone(),
     };
-    let mut writer = &stream;
+    let Transport {
+        reader, mut writer, ..
+    } = transport;
     codec::write_frame(&mut writer, &hello)
         .await
         .map_err(|e| e.to_string())?;
-    let reader = futures::io::BufReader::with_capacity(1 << 20, stream.clone());
+    let reader = futures::io::BufReader::with_capacity(1 << 20, reader);
     let mut copy = CopyStream {
         frames: codec::frames::<_, MasterMessage>(reader, MAX_FRAME).boxed(),
-        stream,
+        writer,
         patience,
     };
     match copy.read().await? {
@@ -97,8 +103,7 @@ impl CopyStream {
     }
 
     async fn ask(&mut self, fetch: &SlaveMessage) -> Result<MasterMessage, String> {
-        let mut writer = &self.stream;
-        match runtime::timeout(self.patience, codec::write_frame(&mut writer, fetch)).await {
+        match runtime::timeout(self.patience, codec::write_frame(&mut self.writer, fetch)).await {
             Some(Ok(())) => self.read().await,
             Some(Err(error)) => Err(error.to_string()),
             None => Err("the master took no data".into()),
@@ -114,11 +119,11 @@ enum Ended {
 }
 
 /// Copies the master's store into `data_dir/sync/` and marks it ready to install.
-pub async fn copy(config: Arc<Config>, master: Endpoint) -> Result<Copied, String> {
+pub async fn copy(config: Arc<Config>, wire: Wire, master: Endpoint) -> Result<Copied, String> {
     let dir = config.data_dir().join(SYNC_DIR);
     let streams = config.replication.sync_streams.max(1);
     for round in 1..=MAX_ROUNDS {
-        let (first, manifest) = open(&config, &master).await?;
+        let (first, manifest) = open(&config, &wire, &master).await?;
         let MasterMessage::Manifest {
             store_id,
             epochs,
@@ -142,7 +147,7 @@ pub async fn copy(config: Arc<Config>, master: Endpoint) -> Result<Copied, Strin
         let queue = Arc::new(Mutex::new(jobs));
         let mut workers = vec![work(first, queue.clone(), dir.clone(), progress.clone())];
         for _ in 1..streams {
-            let (stream, manifest) = open(&config, &master).await?;
+            let (stream, manifest) = open(&config, &wire, &master).await?;
             if !matches!(&manifest, MasterMessage::Manifest { store_id: id, .. } if *id == store_id)
             {
                 return Err("the master's store changed identity during the copy".into());

@@ -13,7 +13,8 @@ use super::CHUNK;
 use crate::codec;
 use crate::journal::{segment, StoreMeta, JOURNAL_DIR};
 use crate::repl::message::{MasterMessage, SegmentFile, SlaveMessage, MAX_FRAME};
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
+use crate::transport::Transport;
 
 /// Copy streams a master serves at once, from all slaves together: a peer that opens more
 /// is refused (and may try again), so copies cannot take every thread and file handle.
@@ -95,13 +96,20 @@ impl Drop for Served<'_> {
 /// Serves one copy stream whose `CopyHello` passed the checks: the manifest, then every
 /// `Fetch` until the slave closes the stream or falls silent for longer than `silence`.
 pub async fn serve(
-    stream: TcpStream,
+    transport: Transport,
     data_dir: PathBuf,
     silence: Duration,
-    peer: String,
     name: String,
     copies: Copies,
 ) {
+    let Transport {
+        reader,
+        mut writer,
+        kill,
+        peer,
+    } = transport;
+    // However the stream ends, the connection ends with it.
+    let _cut = Cut(kill);
     let listing = data_dir.clone();
     let manifest = match runtime::spawn_blocking(move || manifest(&listing)).await {
         Ok(manifest) => manifest,
@@ -111,7 +119,6 @@ pub async fn serve(
         }
     };
     let files = manifest_size(&manifest);
-    let mut writer = &stream;
     if codec::write_frame(&mut writer, &manifest).await.is_err() {
         return;
     }
@@ -131,7 +138,7 @@ pub async fn serve(
     };
     let journal = data_dir.join(JOURNAL_DIR);
     let patience = silence.max(Duration::from_secs(30));
-    let mut requests = codec::frames::<_, SlaveMessage>(stream.clone(), MAX_FRAME).boxed();
+    let mut requests = codec::frames::<_, SlaveMessage>(reader, MAX_FRAME).boxed();
     loop {
         let fetch = match runtime::timeout(patience, requests.next()).await {
             Some(Some(Ok(SlaveMessage::Fetch {
@@ -180,6 +187,15 @@ pub async fn serve(
             return;
         }
         copies.update(&slave, |(done, _)| *done += sent);
+    }
+}
+
+/// Cuts a connection when dropped.
+struct Cut(Arc<dyn Fn() + Send + Sync>);
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 

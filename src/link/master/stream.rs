@@ -17,7 +17,8 @@ use crate::journal::{Position, Record, Seq};
 use crate::link::{catchup, LinkEvent, Shipment};
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, MasterMessage, SlaveMessage, MAX_FRAME};
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
+use crate::transport::{Reader, Writer};
 
 /// Records per batch frame, and bytes: a batch stays far below `MAX_FRAME`.
 const BATCH_RECORDS: usize = 1024;
@@ -39,6 +40,15 @@ impl From<String> for LinkEnd {
     }
 }
 
+/// The attached slave's connection: the serving task reads it all, and writes it until
+/// the end, when the caller says the last word.
+pub(super) struct LinkEnds<'a> {
+    pub reader: Reader,
+    pub writer: &'a mut Writer,
+    /// The slave's address, for the log.
+    pub address: &'a str,
+}
+
 /// What woke the link's task.
 enum Wake {
     Slave(Option<crate::Result<SlaveMessage>>),
@@ -47,7 +57,7 @@ enum Wake {
 
 /// Catches the slave up and streams live records until the link fails; returns why.
 pub(super) async fn serve_slave(
-    stream: &TcpStream,
+    ends: LinkEnds<'_>,
     link: LinkId,
     context: &Context,
     attached: Attached,
@@ -89,25 +99,25 @@ pub(super) async fn serve_slave(
             }
         }
     }
-    let mut writer = stream;
+    let LinkEnds {
+        reader,
+        writer,
+        address,
+    } = ends;
     let welcome = MasterMessage::Welcome {
         store_id: attached.store_id.clone(),
         epochs: attached.epochs.clone(),
         catch_up: attached.catch_up.clone(),
         in_sync_at: attached.in_sync_at,
     };
-    write(&mut writer, &welcome, ack_timeout).await?;
+    write(writer, &welcome, ack_timeout).await?;
     log::info!(
-        "replication: slave {} attached ({}); in sync once it holds seq {}",
-        stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
+        "replication: slave {address} attached ({}); in sync once it holds seq {}",
         attached.catch_up,
         attached.in_sync_at
     );
     // Buffered: acknowledgements are a few bytes each, many per read.
-    let reader = futures::io::BufReader::with_capacity(64 << 10, stream.clone());
+    let reader = futures::io::BufReader::with_capacity(64 << 10, reader);
     let mut acks = codec::frames::<_, SlaveMessage>(reader, MAX_FRAME).boxed();
     let mut disk = disk.map(|item| item.map(Shipment::Record));
     // The shell hands over a turn's records at once; the batches are cut here.
@@ -158,7 +168,7 @@ pub(super) async fn serve_slave(
             }
         }
         if now.duration_since(last_written) >= heartbeat {
-            write(&mut writer, &MasterMessage::HeartBeat, ack_timeout).await?;
+            write(writer, &MasterMessage::HeartBeat, ack_timeout).await?;
             last_written = Instant::now();
         }
         // Flow control: with a full window, only the slave's acknowledgements are read.
@@ -223,14 +233,14 @@ pub(super) async fn serve_slave(
                     unacked.push_back((last.seq, Instant::now(), bytes));
                     shipped = last.seq;
                 }
-                write(&mut writer, &MasterMessage::Records(batch), ack_timeout).await?;
+                write(writer, &MasterMessage::Records(batch), ack_timeout).await?;
                 if let Some(notice) = then {
-                    write(&mut writer, &notice, ack_timeout).await?;
+                    write(writer, &notice, ack_timeout).await?;
                 }
                 last_written = Instant::now();
             }
             Some(Wake::Shipment(Some(Ok(notice)))) => {
-                write(&mut writer, &notice_message(notice), ack_timeout).await?;
+                write(writer, &notice_message(notice), ack_timeout).await?;
                 last_written = Instant::now();
             }
         }
@@ -271,7 +281,7 @@ fn gather(
 
 /// Writes one message, bounded by `limit`: a slave that stops reading cannot stall us.
 async fn write(
-    writer: &mut &TcpStream,
+    writer: &mut Writer,
     message: &MasterMessage,
     limit: Duration,
 ) -> Result<(), String> {

@@ -78,13 +78,11 @@ impl Shell {
             seq: self.core.next_seq().prev(),
         };
         let master = self.master.clone().filter(|_| probe_master);
-        let patience = super::super::actions::probe_patience(&self.config);
+        let prober = self.prober();
         let after_loss = lost.is_some() || probe_master;
         self.start(async move {
             if let Some(master) = &master {
-                if let crate::link::probe::Probed::Master(_) =
-                    crate::link::probe::probe(master, patience, 1, Duration::ZERO).await
-                {
+                if let crate::link::probe::Probed::Master(_) = prober.once(master).await {
                     return Done::Event(Event::MasterAnswered);
                 }
             }
