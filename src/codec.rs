@@ -102,10 +102,13 @@ where
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        let n = reader
-            .read(&mut prefix[got..])
-            .await
-            .map_err(|e| Error::net("reading a frame", e))?;
+        let n = match reader.read(&mut prefix[got..]).await {
+            Ok(n) => n,
+            // A TLS peer that closed without close_notify, between two frames: frames
+            // carry their own length, so nothing was cut; it is an end like any other.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && got == 0 => 0,
+            Err(e) => return Err(Error::net("reading a frame", e)),
+        };
         if n == 0 {
             return if got == 0 {
                 Ok(None)

@@ -23,7 +23,7 @@ pub use admin::AdminConfig;
 pub use election::ElectionConfig;
 pub use replication::{ReplicationConfig, SlaveAck};
 pub use tls::TlsConfig;
-pub use values::{ByteSize, Endpoint};
+pub use values::{ByteSize, Endpoint, Secret};
 
 /// Upper bound of `stomp.max_pending_frames`: far above any useful queue, far below
 /// what the queue's channel accepts.

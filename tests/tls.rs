@@ -16,29 +16,9 @@ use std::time::Duration;
 
 use common::{Broker, Site};
 
-/// Makes a CA and certificates in `dir` (CERT_DAYS `days`); returns `dir`.
-fn certs(dir: &Path, days: i32) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh");
-    let made = Command::new(script)
-        .arg(dir)
-        .env("CERT_DAYS", days.to_string())
-        .output()
-        .expect("gen-certs.sh runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    dir.to_path_buf()
-}
-
 /// A broker with a TLS port using the certificates in `certs`; `extra` goes in `[tls]`.
 fn tls_broker(site: &Site, certs: &Path, extra: &str) -> (Broker, u16) {
-    let tls = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
-        certs.join("broker.pem").display(),
-        certs.join("broker.key").display()
-    );
+    let tls = common::certs::section(certs, extra);
     let broker = site.start("", "tls_bind = \"tcp://127.0.0.1:0\"", &tls);
     let port = broker.wait_for_port("stomp tls");
     (broker, port)
@@ -69,7 +49,7 @@ fn client(port: u16, ca: &Path, identity: Option<&Path>) -> String {
 #[test]
 fn a_tls_client_sends_and_receives() {
     let site = Site::new();
-    let dir = certs(&site.dir.path().join("certs"), 30);
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
     let (_broker, port) = tls_broker(&site, &dir, "");
     let seen = client(port, &dir.join("ca.pem"), None);
     assert_eq!(seen.trim(), "got over tls");
@@ -78,7 +58,7 @@ fn a_tls_client_sends_and_receives() {
 #[test]
 fn plain_tcp_at_the_tls_port_is_closed_and_logged() {
     let site = Site::new();
-    let dir = certs(&site.dir.path().join("certs"), 30);
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
     let (broker, port) = tls_broker(&site, &dir, "");
     let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
     plain
@@ -102,8 +82,8 @@ fn plain_tcp_at_the_tls_port_is_closed_and_logged() {
 #[test]
 fn a_certificate_from_another_ca_or_an_expired_one_is_refused_on_both_ends() {
     let site = Site::new();
-    let dir = certs(&site.dir.path().join("certs"), 30);
-    let stranger = certs(&site.dir.path().join("other"), 30);
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
+    let stranger = common::certs::make(&site.dir.path().join("other"), 30);
     let (broker, port) = tls_broker(&site, &dir, "");
     let seen = client(port, &stranger.join("ca.pem"), None);
     assert!(
@@ -116,7 +96,7 @@ fn a_certificate_from_another_ca_or_an_expired_one_is_refused_on_both_ends() {
         .is_some());
 
     let expired_site = Site::new();
-    let expired = certs(&expired_site.dir.path().join("certs"), -1);
+    let expired = common::certs::make(&expired_site.dir.path().join("certs"), -1);
     let (broker, port) = tls_broker(&expired_site, &expired, "");
     let seen = client(port, &expired.join("ca.pem"), None);
     assert!(seen.contains("certificate has expired"), "{seen}");
@@ -129,7 +109,7 @@ fn a_certificate_from_another_ca_or_an_expired_one_is_refused_on_both_ends() {
 #[test]
 fn with_client_ca_only_a_client_with_a_certificate_is_served() {
     let site = Site::new();
-    let dir = certs(&site.dir.path().join("certs"), 30);
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
     let client_ca = format!("client_ca = \"{}\"", dir.join("ca.pem").display());
     let (broker, port) = tls_broker(&site, &dir, &client_ca);
     let refused = client(port, &dir.join("ca.pem"), None);
@@ -145,7 +125,7 @@ fn with_client_ca_only_a_client_with_a_certificate_is_served() {
 #[test]
 fn random_bytes_at_the_tls_port_leave_everyone_else_served() {
     let site = Site::new();
-    let dir = certs(&site.dir.path().join("certs"), 30);
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
     let (broker, port) = tls_broker(&site, &dir, "");
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for round in 0..20usize {
@@ -179,7 +159,7 @@ fn random_bytes_at_the_tls_port_leave_everyone_else_served() {
 #[test]
 fn the_cli_speaks_ssl_urls_with_a_ca() {
     let site = Site::new();
-    let dir = certs(&site.dir.path().join("certs"), 30);
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
     let (_broker, port) = tls_broker(&site, &dir, "");
     let url = format!("failover:(ssl://127.0.0.1:{port})?randomize=false");
     let ca = dir.join("ca.pem");

@@ -187,17 +187,8 @@ fn garbage_at_the_websocket_port_leaves_everyone_else_served() {
 #[test]
 fn stompjs_in_node_speaks_over_wss() {
     let site = Site::new();
-    let certs = site.dir.path().join("certs");
-    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh"))
-        .arg(&certs)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let tls = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        certs.join("broker.pem").display(),
-        certs.join("broker.key").display()
-    );
+    let certs = common::certs::make(&site.dir.path().join("certs"), 30);
+    let tls = common::certs::section(&certs, "");
     let broker = site.start("", "wss_bind = \"tcp://127.0.0.1:0\"", &tls);
     let port = broker.wait_for_port("stomp wss");
     let urls = [format!("wss://127.0.0.1:{port}/")];

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{check, defaults, ByteSize, Endpoint};
+use super::{check, defaults, ByteSize, Endpoint, Secret};
 
 /// `[replication]`: a master and its slaves. Empty for a standalone broker.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +46,7 @@ pub struct ReplicationConfig {
     pub min_replicas_timeout_ms: u64,
     /// Credentials the slave presents to its master.
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[serde(default)]
     pub wait_for_slave: bool,
     #[serde(default)]

@@ -135,6 +135,34 @@ fn users_authenticate_and_passwords_never_print() {
     assert!(!config.authenticate("admin", "s3cre"));
     assert!(!config.authenticate("", ""));
     assert!(!format!("{config:?}").contains("s3cret"));
+    let slave = format!(
+        "{MINIMAL}[replication]\nmaster_connector_uri = \"tcp://127.0.0.1:1\"\nuser = \"r\"\npassword = \"repl-s3cret\"\n"
+    );
+    let config = parse(&slave).unwrap();
+    assert_eq!(
+        config.replication.password.as_ref().unwrap().0,
+        "repl-s3cret"
+    );
+    assert!(!format!("{config:?}").contains("repl-s3cret"));
+}
+
+#[test]
+fn a_link_over_tls_needs_a_certificate_and_a_ca() {
+    let link = "[replication]\nbind = \"tcp://127.0.0.1:0\"\ntls = true\n";
+    let tls = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+    let without_cert = error_of(&format!("{MINIMAL}{link}ca = \"ca.pem\"\n"));
+    assert!(
+        without_cert.contains("replication.tls") && without_cert.contains("[tls]"),
+        "{without_cert}"
+    );
+    let without_ca = error_of(&format!("{MINIMAL}{link}{tls}"));
+    assert!(without_ca.contains("replication.ca"), "{without_ca}");
+    let config = parse(&format!("{MINIMAL}{link}ca = \"ca.pem\"\n{tls}")).unwrap();
+    assert!(config.replication.tls);
+    assert!(
+        config.replication.ca.unwrap().is_absolute(),
+        "resolved against the config's folder"
+    );
 }
 
 #[test]

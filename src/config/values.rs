@@ -1,6 +1,6 @@
-//! The two kinds of value a config file spells as text: a `tcp://HOST:PORT` endpoint and
-//! a byte size such as `"32MiB"`. Each parses from the TOML string (or, for a size, a
-//! plain number) and says what it expected when it cannot.
+//! The kinds of value a config file spells as text: a `tcp://HOST:PORT` endpoint, a byte
+//! size such as `"32MiB"`, and a secret. Each parses from the TOML string (or, for a
+//! size, a plain number) and says what it expected when it cannot.
 
 use std::fmt;
 
@@ -105,5 +105,16 @@ impl<'de> Deserialize<'de> for ByteSize {
             Raw::Number(n) => Ok(ByteSize(n)),
             Raw::Text(t) => ByteSize::parse(&t).map_err(de::Error::custom),
         }
+    }
+}
+
+/// A password: a string that never reaches a log line, not even through `{:?}`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
     }
 }

@@ -76,7 +76,7 @@ pub async fn connect(
     let hello = SlaveMessage::Hello {
         protocol: PROTOCOL_VERSION,
         user: replication.user.clone().unwrap_or_default(),
-        password: replication.password.clone().unwrap_or_default(),
+        password: replication.password.clone().unwrap_or_default().0,
         standing,
         advertised,
         name: config.broker.name.clone(),

@@ -344,6 +344,9 @@ impl Shell {
             None => format!("tcp://{local}"),
         };
         self.replication_address = Some(advertised);
+        if self.wire.is_tls() {
+            log::info!("replication: the link is TLS both ways (replication.tls): this listener serves [tls]'s certificate, and the others' are checked against replication.ca");
+        }
         let context = master::Context {
             config: self.config.clone(),
             events: self.link_sender.clone(),
@@ -518,10 +521,14 @@ async fn find_master(peers: Vec<Endpoint>, prober: Prober, epoch: Epoch, empty: 
                     log::info!("replication: peer {peer} is the master in epoch {theirs} (this store is at epoch {epoch})");
                     return Done::Follow(peer, Event::MasterFound);
                 }
-                Probed::Master(theirs) => {
-                    let theirs = theirs.map_or("an unknown epoch".into(), |e| format!("epoch {e}"));
+                Probed::Master(Some(theirs)) => {
                     return Done::Event(Event::PeerConflict(format!(
-                        "peer {peer} is a live master in {theirs}, older than this store's epoch {epoch}: following it or starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
+                        "peer {peer} is a live master in epoch {theirs}, older than this store's epoch {epoch}: following it or starting as a second master could lose receipted messages; stop one of them, or resync this store from the master with scripts/resync.sh"
+                    )));
+                }
+                Probed::Master(None) => {
+                    return Done::Event(Event::PeerConflict(format!(
+                        "peer {peer} answers, but its answer cannot be read or its certificate cannot be trusted (the line above says which), so it may be a live master: starting next to it could make two; fix the peer or its certificate, or stop it"
                     )));
                 }
                 Probed::NotMaster { candidate, master } => {

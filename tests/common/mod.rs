@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod certs;
 pub mod client;
 pub mod hostile;
 pub mod proxy;

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::io::AsyncWriteExt;
 use futures::StreamExt;
 
 use super::files::{finish, local_checksum, prepare, write_at};
@@ -68,7 +69,7 @@ async fn open(
     let hello = SlaveMessage::CopyHello {
         protocol: PROTOCOL_VERSION,
         user: replication.user.clone().unwrap_or_default(),
-        password: replication.password.clone().unwrap_or_default(),
+        password: replication.password.clone().unwrap_or_default().0,
         name: config.broker.name.clone(),
     };
     let Transport {
@@ -100,6 +101,12 @@ impl CopyStream {
                 self.patience.as_millis()
             )),
         }
+    }
+
+    /// Says we are done (a TLS session's close_notify, then the end of our direction),
+    /// so the master sees a clean end rather than a broken stream.
+    async fn close(&mut self) {
+        let _ = runtime::timeout(self.patience, self.writer.close()).await;
     }
 
     async fn ask(&mut self, fetch: &SlaveMessage) -> Result<MasterMessage, String> {
@@ -203,6 +210,7 @@ async fn work(
     loop {
         let job = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         let Some(job) = job else {
+            stream.close().await;
             return Ok(Ended::Done);
         };
         let pause = progress.pause();
