@@ -6,7 +6,9 @@
 //! payloads of text and binary messages one after another (a message may hold one frame,
 //! several, or a heart-beat EOL), and `WsWriter` sends what was written since the last
 //! flush as one message (text when it is UTF-8, binary otherwise). Pings are answered by
-//! tungstenite; a close or an error is the end of the stream.
+//! tungstenite; a close or an error is the end of the stream. `connect` is the client's
+//! side (the failover client's `ws://` and `wss://` addresses), offering every STOMP
+//! subprotocol.
 
 use std::io;
 use std::pin::Pin;
@@ -76,8 +78,50 @@ where
     let socket = async_tungstenite::accept_hdr_async_with_config(stream, answer, Some(config))
         .await
         .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+    Ok(split(socket))
+}
+
+/// The client's side of the upgrade on `stream`, to `host:port` at `path`, offering the
+/// STOMP subprotocols; the broker must choose one.
+pub async fn connect<S>(
+    stream: S,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<(WsReader<S>, WsWriter<S>), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use async_tungstenite::tungstenite::client::IntoClientRequest;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    // The scheme only shapes the request (the caller made the connection, TLS or not).
+    let mut request = format!("ws://{host}:{port}{path}")
+        .into_client_request()
+        .map_err(|e| format!("WebSocket request: {e}"))?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
+    );
+    let (socket, response) = async_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+    if response.headers().get("sec-websocket-protocol").is_none() {
+        return Err("the server chose no STOMP subprotocol".into());
+    }
+    Ok(split(socket))
+}
+
+/// The two directions of an open WebSocket.
+fn split<S>(socket: async_tungstenite::WebSocketStream<S>) -> (WsReader<S>, WsWriter<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (sink, stream) = socket.split();
-    Ok((
+    (
         WsReader {
             stream,
             payload: Bytes::new(),
@@ -86,7 +130,7 @@ where
             sink,
             pending: Vec::new(),
         },
-    ))
+    )
 }
 
 /// The incoming messages' payloads, as one byte stream.

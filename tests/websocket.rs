@@ -200,3 +200,45 @@ fn stompjs_in_node_speaks_over_wss() {
         "{result}"
     );
 }
+
+/// The failover client speaks `ws://` and `wss://` too (the benchmark's WebSocket
+/// figures go through it): the CLI sends over one and receives over the other.
+#[test]
+fn the_cli_sends_over_ws_and_receives_over_wss() {
+    let site = Site::new();
+    let certs = common::certs::make(&site.dir.path().join("certs"), 30);
+    let tls = common::certs::section(&certs, "");
+    let binds = "ws_bind = \"tcp://127.0.0.1:0\"\nwss_bind = \"tcp://127.0.0.1:0\"";
+    let broker = site.start("", binds, &tls);
+    let (ws, wss) = (
+        broker.wait_for_port("stomp ws"),
+        broker.wait_for_port("stomp wss"),
+    );
+    let cli = |args: &[&str], url: String| {
+        let output = Command::new(common::binary())
+            .args(args)
+            .args(["--url", &url, "--login", "admin", "--passcode", "admin"])
+            .arg("--ca")
+            .arg(certs.join("ca.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let to = [
+        "send",
+        "--destination",
+        "/queue/web",
+        "--count",
+        "3",
+        "over ws",
+    ];
+    cli(&to, format!("failover:(ws://127.0.0.1:{ws}/stomp)"));
+    let from = ["receive", "--destination", "/queue/web", "--count", "3"];
+    let got = cli(&from, format!("failover:(wss://127.0.0.1:{wss})"));
+    assert_eq!(got.lines().collect::<Vec<_>>(), ["over ws"; 3]);
+}

@@ -1,9 +1,10 @@
 # TLS mode of scripts/bench-peers.sh (sourced; uses its bench, record, start_pair,
 # start_activemq, stop_group, put_section, log and die): the TLS issue's figures. The
-# 1-producer (waiting for each receipt) and 8-producer window-64 workloads over plain TCP
-# and over TLS, alternating run by run on the same brokers: the pair (stomp.tls_bind on
-# both brokers, the failover URL of ssl:// addresses) and ActiveMQ (its stomp+ssl
-# connector beside the stomp one). Certificates: scripts/gen-certs.sh; ActiveMQ's keystore
+# 1-producer (waiting for each receipt) and 8-producer window-64 workloads over plain TCP,
+# TLS, WebSocket and WebSocket over TLS, alternating run by run on the same brokers: the
+# pair (stomp.tls_bind, ws_bind and wss_bind on both brokers, failover URLs of ssl://,
+# ws:// and wss:// addresses) and ActiveMQ (its stomp+ssl connector beside the stomp
+# one). Certificates: scripts/gen-certs.sh; ActiveMQ's keystore
 # is the same broker certificate as PKCS#12. Every client trusts the CA (MIRRORMQ_CA).
 
 tls_workloads() { # BROKER TAG-SUFFIX URL LOGIN PASSCODE RUN
@@ -17,20 +18,28 @@ tls_workloads() { # BROKER TAG-SUFFIX URL LOGIN PASSCODE RUN
 }
 
 run_tls_all() {
-  local certs=$TMP/certs run m_tls s_tls amq_ssl
+  local certs=$TMP/certs run m_tls s_tls m_ws s_ws m_wss s_wss amq_ssl
   "$REPO/scripts/gen-certs.sh" "$certs" >&2
   export MIRRORMQ_CA=$certs/ca.pem
-  read -r m_tls s_tls amq_ssl <<<"$(free_ports 3)"
-  PAIR_STOMP_M="tls_bind = \"tcp://127.0.0.1:$m_tls\""
-  PAIR_STOMP_S="tls_bind = \"tcp://127.0.0.1:$s_tls\""
+  read -r m_tls s_tls m_ws s_ws m_wss s_wss amq_ssl <<<"$(free_ports 7)"
+  PAIR_STOMP_M="tls_bind = \"tcp://127.0.0.1:$m_tls\"
+ws_bind = \"tcp://127.0.0.1:$m_ws\"
+wss_bind = \"tcp://127.0.0.1:$m_wss\""
+  PAIR_STOMP_S="tls_bind = \"tcp://127.0.0.1:$s_tls\"
+ws_bind = \"tcp://127.0.0.1:$s_ws\"
+wss_bind = \"tcp://127.0.0.1:$s_wss\""
   PAIR_SECTIONS="[tls]
 cert = \"$certs/broker.pem\"
 key = \"$certs/broker.key\""
   start_pair "$TMP/mirrormq" received
   local tls_url="failover:(ssl://127.0.0.1:$m_tls,ssl://127.0.0.1:$s_tls)?randomize=false"
+  local ws_url="failover:(ws://127.0.0.1:$m_ws,ws://127.0.0.1:$s_ws)?randomize=false"
+  local wss_url="failover:(wss://127.0.0.1:$m_wss,wss://127.0.0.1:$s_wss)?randomize=false"
   for ((run = 1; run <= RUNS; run++)); do
     tls_workloads mirrormq tcp "$PAIR_URL" admin admin "$run"
     tls_workloads mirrormq tls "$tls_url" admin admin "$run"
+    tls_workloads mirrormq ws "$ws_url" admin admin "$run"
+    tls_workloads mirrormq wss "$wss_url" admin admin "$run"
   done
   check_still_pair "$TMP/mirrormq"
   stop_group pair-
@@ -89,7 +98,17 @@ for k, label in [("p1w1", f"1 producer, waits for each receipt ({e['N_P1W1']} ms
       f"{cell('activemq-tcp', k)} | {cell('activemq-tls', k)} | {tcp_ratio:.2f}× | {tls_ratio:.2f}× | "
       f"{'yes' if met else '**no**'} |")
 w("")
-w("STOMP over WebSocket is not in this table yet: `mirrormq bench` speaks TCP and TLS only.")
+w("STOMP over WebSocket on the pair, in the same runs (`stomp.ws_bind` and `wss_bind`, "
+  "the failover URL of `ws://` and `wss://` addresses; each STOMP frame one WebSocket "
+  "message). ActiveMQ's WebSocket connector is not measured.")
+w("")
+w("| workload | pair, TCP | pair, WebSocket | cost | pair, WebSocket over TLS | cost |")
+w("|---|---|---|---|---|---|")
+for k, label in [("p1w1", "1 producer, waits for each receipt"), ("p8w64", "8 producers, window 64")]:
+    base = med("mirrormq-tcp", k)
+    w(f"| {label} | {cell('mirrormq-tcp', k)} | {cell('mirrormq-ws', k)} | "
+      f"{(1 - med('mirrormq-ws', k) / base) * 100:.0f}% | {cell('mirrormq-wss', k)} | "
+      f"{(1 - med('mirrormq-wss', k) / base) * 100:.0f}% |")
 w("<!-- tls:end -->")
 print("\n".join(out))
 PY

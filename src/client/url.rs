@@ -15,9 +15,11 @@ use std::time::Duration;
 pub struct Address {
     pub host: String,
     pub port: u16,
-    /// `ssl://` (ActiveMQ's scheme): TLS, the broker's certificate checked against the
-    /// CA in `MIRRORMQ_CA`.
+    /// `ssl://` (ActiveMQ's scheme) or `wss://`: TLS, the broker's certificate checked
+    /// against the CA in `MIRRORMQ_CA`.
     pub tls: bool,
+    /// `ws://` or `wss://`: STOMP over WebSocket, upgrading at this path (`/` without one).
+    pub websocket: Option<String>,
 }
 
 impl Address {
@@ -28,8 +30,14 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "ssl" } else { "tcp" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
+        let scheme = match (self.tls, self.websocket.is_some()) {
+            (false, false) => "tcp",
+            (true, false) => "ssl",
+            (false, true) => "ws",
+            (true, true) => "wss",
+        };
+        let path = self.websocket.as_deref().unwrap_or_default();
+        write!(f, "{scheme}://{}:{}{path}", self.host, self.port)
     }
 }
 
@@ -136,21 +144,34 @@ impl FailoverUrl {
 }
 
 fn parse_address(uri: &str) -> Result<Address, String> {
-    let (rest, tls) = [
-        ("tcp://", false),
-        ("stomp://", false),
-        ("ssl://", true),
-        ("stomp+ssl://", true),
+    // Scheme, TLS, WebSocket.
+    let (rest, tls, websocket) = [
+        ("tcp://", false, false),
+        ("stomp://", false, false),
+        ("ssl://", true, false),
+        ("stomp+ssl://", true, false),
+        ("ws://", false, true),
+        ("wss://", true, true),
     ]
     .iter()
-    .find_map(|(scheme, tls)| uri.strip_prefix(scheme).map(|rest| (rest, *tls)))
-    .ok_or_else(|| format!("'{uri}' is not a tcp://HOST:PORT or ssl://HOST:PORT address"))?;
+    .find_map(|(scheme, tls, ws)| uri.strip_prefix(scheme).map(|rest| (rest, *tls, *ws)))
+    .ok_or_else(|| format!("'{uri}' is not a tcp://, ssl://, ws:// or wss:// HOST:PORT address"))?;
     // Per-address options (tcp://h:p?x=y) are not supported; say so rather than drop them.
     if rest.contains('?') {
         return Err(format!(
             "options on a single address ('{uri}') are not supported; put them after the list"
         ));
     }
+    // A WebSocket address may name the upgrade's path.
+    let (rest, path) = match rest.find('/') {
+        Some(at) if websocket => (&rest[..at], rest[at..].to_string()),
+        Some(_) => {
+            return Err(format!(
+                "'{uri}' has a path; only ws:// and wss:// take one"
+            ))
+        }
+        None => (rest, "/".to_string()),
+    };
     let (host, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| format!("'{uri}' has no port"))?;
@@ -164,6 +185,7 @@ fn parse_address(uri: &str) -> Result<Address, String> {
         host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
         port,
         tls,
+        websocket: websocket.then_some(path),
     })
 }
 
@@ -251,6 +273,17 @@ mod tests {
         let secure = FailoverUrl::parse("failover:(ssl://a:1,stomp+ssl://b:2,tcp://c:3)").unwrap();
         assert_eq!(addresses(&secure), ["ssl://a:1", "ssl://b:2", "tcp://c:3"]);
         assert!(secure.addresses[0].tls && !secure.addresses[2].tls);
+        let web = FailoverUrl::parse("failover:(ws://a:1,wss://b:2/stomp,ws://[::1]:3)").unwrap();
+        assert_eq!(
+            addresses(&web),
+            ["ws://a:1/", "wss://b:2/stomp", "ws://::1:3/"]
+        );
+        assert_eq!(web.addresses[1].websocket.as_deref(), Some("/stomp"));
+        assert!(web.addresses[1].tls && !web.addresses[0].tls);
+        assert!(
+            FailoverUrl::parse("tcp://a:1/path").is_err(),
+            "only ws takes a path"
+        );
         let single = FailoverUrl::parse("tcp://127.0.0.1:61613").unwrap();
         assert_eq!(single.options, Options::default());
         let all = FailoverUrl::parse(

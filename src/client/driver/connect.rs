@@ -205,32 +205,57 @@ impl Driver {
 }
 
 impl Driver {
-    /// The two directions of `stream`: itself, or, for an `ssl://` address, a TLS
-    /// connection whose certificate the CA in `MIRRORMQ_CA` (the CLI's `--ca`) signed
-    /// for the address's host.
+    /// The two directions of `stream` as `address` speaks: itself; a TLS connection
+    /// (`ssl://`, `wss://`) whose certificate the CA in `MIRRORMQ_CA` (the CLI's `--ca`)
+    /// signed for the address's host; STOMP over WebSocket (`ws://`, `wss://`) on either.
     async fn secure(
         &self,
         address: &Address,
         stream: &TcpStream,
     ) -> Result<(ReadHalf, WriteHalf), Failure> {
-        if !address.tls {
+        if !address.tls && address.websocket.is_none() {
             return Ok((Box::new(stream.clone()), Box::new(stream.clone())));
         }
+        let handshakes = async {
+            if !address.tls {
+                return speak(stream.clone(), address).await;
+            }
+            let secured = Self::connector(address)?
+                .connect(&address.host, stream.clone())
+                .await
+                .map_err(|e| Failure::Failed(format!("TLS handshake: {e}")))?;
+            speak(secured, address).await
+        };
+        runtime::timeout(CONNECT_TIMEOUT, handshakes)
+            .await
+            .ok_or_else(|| Failure::Failed("handshake timed out".into()))?
+    }
+
+    /// The TLS client for `address`, trusting the CA in `MIRRORMQ_CA`.
+    fn connector(address: &Address) -> Result<crate::tls::Connector, Failure> {
         let Some(ca) = std::env::var_os("MIRRORMQ_CA") else {
             return Err(Failure::Refused(format!(
                 "{address} is TLS: name the CA that signed the brokers' certificates with --ca FILE or MIRRORMQ_CA"
             )));
         };
-        let connector =
-            crate::tls::Connector::from_ca(std::path::Path::new(&ca)).map_err(Failure::Refused)?;
-        let secured =
-            crate::transport::Transport::connect_tls(stream.clone(), &connector, &address.host);
-        let secured = runtime::timeout(CONNECT_TIMEOUT, secured)
-            .await
-            .ok_or_else(|| Failure::Failed("TLS handshake timed out".into()))?
-            .map_err(|e| Failure::Failed(format!("TLS handshake: {e}")))?;
-        Ok((secured.reader, secured.writer))
+        crate::tls::Connector::from_ca(std::path::Path::new(&ca)).map_err(Failure::Refused)
     }
+}
+
+/// The two directions of `stream` (TLS, or not), upgraded to WebSocket if `address`
+/// is `ws://` or `wss://`.
+async fn speak<S>(stream: S, address: &Address) -> Result<(ReadHalf, WriteHalf), Failure>
+where
+    S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(path) = address.websocket.as_deref() else {
+        let (reader, writer) = futures::io::AsyncReadExt::split(stream);
+        return Ok((Box::new(reader), Box::new(writer)));
+    };
+    let (reader, writer) = crate::ws::connect(stream, &address.host, address.port, path)
+        .await
+        .map_err(Failure::Failed)?;
+    Ok((Box::new(reader), Box::new(writer)))
 }
 
 /// Why one address gave no connection.
