@@ -349,7 +349,7 @@ impl Config {
             election.validate(&self.replication)?;
         }
         match &self.admin {
-            Some(admin) => admin.validate(&self.users),
+            Some(admin) => admin.validate(&self.users, self.tls.is_some()),
             None => Ok(()),
         }
     }

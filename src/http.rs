@@ -296,22 +296,42 @@ pub fn call(
     headers: &[(&str, String)],
     timeout: Duration,
 ) -> std::io::Result<Answer> {
+    let stream = connect(addr, timeout)?;
+    exchange(stream, addr, method, target, headers)
+}
+
+/// A blocking connection to `addr` (`host:port`) whose connect, reads and writes each
+/// wait at most `timeout`.
+pub fn connect(addr: &str, timeout: Duration) -> std::io::Result<std::net::TcpStream> {
     use std::net::ToSocketAddrs;
     let socket = addr
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)?;
+    let stream = std::net::TcpStream::connect_timeout(&socket, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+/// Sends one request for `host` on `stream` (plain, or HTTPS made by the caller) and
+/// reads the whole answer, to the end of the connection.
+pub fn exchange(
+    mut stream: impl Read + Write,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+) -> std::io::Result<Answer> {
     let mut request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n"
     );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
+    stream.flush()?;
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes)?;
     parse_answer(&bytes).map_err(std::io::Error::other)

@@ -206,9 +206,12 @@ enum Cli {
 #[derive(StructOpt)]
 struct AdminApi {
     /// The broker's admin listener: http://HOST:PORT ([admin] bind; the shipped master's
-    /// is http://127.0.0.1:8161, the slave's :8162).
+    /// is http://127.0.0.1:8161, the slave's :8162), or https://HOST:PORT (admin.tls).
     #[structopt(long, default_value = "http://127.0.0.1:8161")]
     admin: String,
+    /// The CA (PEM) that signed the broker's certificate, for an https:// --admin.
+    #[structopt(long, env = "MIRRORMQ_CA")]
+    ca: Option<std::path::PathBuf>,
     /// A [[users]] entry with admin = true.
     #[structopt(long, env = "MIRRORMQ_LOGIN")]
     login: Option<String>,
@@ -230,6 +233,7 @@ impl AdminApi {
     fn into_admin(self) -> tools::admin::Admin {
         tools::admin::Admin {
             url: self.admin,
+            ca: self.ca,
             login: self.login,
             passcode: self.passcode,
         }

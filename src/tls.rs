@@ -2,10 +2,10 @@
 //! its own, with the `ring` provider, so nothing needs a C toolchain beyond the usual).
 //! `Acceptor` serves the broker's TLS listeners from PEM files, optionally requiring a
 //! client certificate signed by a given CA (mutual TLS); `Connector` is a client's side,
-//! trusting one CA file. Certificates are checked by webpki: a name or an IP address in
+//! trusting one CA file, over an async stream or (for the tools) a blocking one. Certificates are checked by webpki: a name or an IP address in
 //! the certificate must match the host dialled.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,7 +14,9 @@ use futures_rustls::rustls::crypto::{ring, CryptoProvider};
 use futures_rustls::rustls::pki_types::pem::PemObject;
 use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use futures_rustls::rustls::server::WebPkiClientVerifier;
-use futures_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use futures_rustls::rustls::{
+    ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned,
+};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 
 /// A TLS connection a listener accepted.
@@ -91,7 +93,7 @@ impl Acceptor {
 
 /// The client side: trusts the CA of one PEM file.
 #[derive(Clone)]
-pub struct Connector(TlsConnector);
+pub struct Connector(TlsConnector, Arc<ClientConfig>);
 
 impl Connector {
     pub fn from_ca(ca: &Path) -> Result<Self, String> {
@@ -100,7 +102,8 @@ impl Connector {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots(ca)?)
             .with_no_client_auth();
-        Ok(Connector(TlsConnector::from(Arc::new(config))))
+        let config = Arc::new(config);
+        Ok(Connector(TlsConnector::from(config.clone()), config))
     }
 
     /// The TLS handshake with the server `host` (a name or an IP address its
@@ -109,10 +112,25 @@ impl Connector {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
-        self.0.connect(name, stream).await
+        self.0.connect(server_name(host)?, stream).await
     }
+
+    /// The same over a blocking stream (the tools' HTTPS calls); the handshake happens
+    /// with the first read or write.
+    pub fn connect_blocking<S>(&self, host: &str, stream: S) -> io::Result<impl Read + Write>
+    where
+        S: Read + Write,
+    {
+        let connection =
+            ClientConnection::new(self.1.clone(), server_name(host)?).map_err(io::Error::other)?;
+        Ok(StreamOwned::new(connection, stream))
+    }
+}
+
+/// `host` as the name (or IP address) a certificate must hold.
+fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
 }
 
 /// Whether a handshake failed on a certificate (a wrong CA, a name the certificate does

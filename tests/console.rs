@@ -79,3 +79,54 @@ fn an_operator_purges_a_queue_and_watches_the_slave_take_over() {
     assert!(seen.contains("\"was\":\"slave-mirroring\""), "{seen}");
     assert!(seen.contains("\"role\":\"master-alone\""), "{seen}");
 }
+
+/// The console over HTTPS (`admin.tls`) in Chromium, which trusts only the broker's
+/// certificate (its public key pinned, as trusting the CA would): the operator purges a
+/// queue, and the role and the depths come over the same HTTPS origin.
+#[test]
+fn the_console_works_over_https() {
+    let site = common::Site::new();
+    let certs = common::certs::make(&site.dir.path().join("certs"), 30);
+    let rest = format!(
+        "{}{}{}",
+        admin_section("tls = true"),
+        common::admin::CLIENT_USER,
+        common::certs::section(&certs, "")
+    );
+    let broker = site.start("", "", &rest);
+    let port = broker.wait_for_port("admin");
+    Client::connect(broker.port).send_many("/queue/orders", 3);
+    let spki = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -in \"$0\" -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+        )
+        .arg(certs.join("broker.pem"))
+        .output()
+        .unwrap();
+    let spki = String::from_utf8(spki.stdout).unwrap().trim().to_string();
+    assert_eq!(spki.len(), 44, "a base64 SHA-256");
+    let url = format!("https://127.0.0.1:{port}/");
+    let purge = console(&["purge", &url, "ops", "ops", "orders", "3"])
+        .env("TRUST_SPKI", &spki)
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&purge.stdout);
+    assert!(
+        purge.status.success(),
+        "{seen}{}",
+        String::from_utf8_lossy(&purge.stderr)
+    );
+    assert!(seen.contains("\"depth_after_purge\":\"0\""), "{seen}");
+    // Without the pin the browser refuses the page, so the pin is what let it in.
+    let untrusted = console(&["purge", &url, "ops", "ops", "orders", "0"])
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("ERR_CERT"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+}

@@ -98,7 +98,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "admin",
         &[
-            "error", "runtime", "config", "http", "meter", "broker", "journal", "repl", "core",
+            "error",
+            "runtime",
+            "config",
+            "http",
+            "meter",
+            "broker",
+            "journal",
+            "repl",
+            "core",
+            "tls",
+            "transport",
         ],
     ),
     ("verify", &["error", "broker", "journal"]),

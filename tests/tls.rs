@@ -197,3 +197,75 @@ fn the_cli_speaks_ssl_urls_with_a_ca() {
         String::from_utf8_lossy(&without.stderr)
     );
 }
+
+/// The admin listener over HTTPS (`admin.tls`): `mirrormq status` and `mirrormq admin`
+/// speak `https://` with `--ca`; plain HTTP at the port gets no answer and is logged;
+/// a CA that did not sign the certificate is refused, the login never sent.
+#[test]
+fn the_admin_api_speaks_https() {
+    let site = Site::new();
+    let dir = common::certs::make(&site.dir.path().join("certs"), 30);
+    let stranger = common::certs::make(&site.dir.path().join("stranger"), 30);
+    let rest = format!(
+        "{}{}{}",
+        common::admin::admin_section("tls = true"),
+        common::admin::CLIENT_USER,
+        common::certs::section(&dir, "")
+    );
+    let broker = site.start("", "", &rest);
+    let port = broker.wait_for_port("admin");
+    assert!(broker.log.text().contains("admin: HTTPS"));
+    broker
+        .client()
+        .send_receipted("/queue/audited", "kept", true);
+    // `mirrormq COMMAND --admin URL ... [OPERATION...]`.
+    let cli = |args: &[&str], ca: &Path| {
+        Command::new(common::binary())
+            .arg(args[0])
+            .args(["--admin", &format!("https://127.0.0.1:{port}")])
+            .args(["--login", "ops", "--passcode", "ops"])
+            .arg("--ca")
+            .arg(ca)
+            .args(&args[1..])
+            .env_remove("MIRRORMQ_CA")
+            .output()
+            .unwrap()
+    };
+    let status = cli(&["status", "--json"], &dir.join("ca.pem"));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["status"]["role"], "master-alone");
+    let browse = cli(&["admin", "browse", "audited"], &dir.join("ca.pem"));
+    let shown = String::from_utf8_lossy(&browse.stdout);
+    assert!(
+        shown.contains("kept"),
+        "{shown}{}",
+        String::from_utf8_lossy(&browse.stderr)
+    );
+
+    let refused = cli(&["status"], &stranger.join("ca.pem"));
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("invalid peer certificate"), "{said}");
+
+    // Plain HTTP at the HTTPS port: no HTTP answer, and a line in the log.
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    assert!(broker
+        .log
+        .wait_for("admin: connection from", common::PATIENCE)
+        .is_some_and(|line| line.contains("TLS handshake failed")));
+}

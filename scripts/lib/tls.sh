@@ -15,6 +15,10 @@ tls_workloads() { # BROKER TAG-SUFFIX URL LOGIN PASSCODE RUN
   bench "$broker-$suffix-p8w64-$run" "$url" "$login" "$pass" produce --destination "$q-p8w64" \
     --producers 8 --window 64 --count "$N_P8W64"
   record "$broker-$suffix" p8w64 "$run" "$broker-$suffix-p8w64-$run" $((8 * N_P8W64))
+  # Untimed: what piles up would otherwise reach ActiveMQ's memory limit, whose producer
+  # flow control then holds the next run's producers until a consumer comes (forever).
+  drain_queue "$broker-$suffix-drain1-$run" "$url" "$login" "$pass" "$q-p1w1" "$N_P1W1"
+  drain_queue "$broker-$suffix-drain8-$run" "$url" "$login" "$pass" "$q-p8w64" $((8 * N_P8W64))
 }
 
 run_tls_all() {

@@ -34,6 +34,8 @@ use crate::core::{AdminOp, CoreStatus};
 use crate::http::{self, HttpError, Response};
 use crate::journal::Extent;
 use crate::runtime::{self, TcpListener, TcpStream};
+use crate::tls::Acceptor;
+use crate::transport::{Reader, Transport};
 pub use api::{browsed, Shown};
 pub use routes::{route, Route};
 
@@ -127,6 +129,8 @@ pub struct Connection {
 struct Shared {
     config: Arc<Config>,
     admin: AdminConfig,
+    /// HTTPS (`admin.tls`).
+    tls: Option<Acceptor>,
     calls: mpsc::Sender<Call>,
     active: AtomicUsize,
 }
@@ -137,13 +141,19 @@ pub fn channel() -> (mpsc::Sender<Call>, mpsc::Receiver<Call>) {
 }
 
 /// Accepts admin connections until the task is dropped.
-pub async fn serve(listener: TcpListener, config: Arc<Config>, calls: mpsc::Sender<Call>) {
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<Config>,
+    calls: mpsc::Sender<Call>,
+    tls: Option<Acceptor>,
+) {
     let Some(admin) = config.admin.clone() else {
         return;
     };
     let shared = Arc::new(Shared {
         config,
         admin,
+        tls,
         calls,
         active: AtomicUsize::new(0),
     });
@@ -160,27 +170,50 @@ pub async fn serve(listener: TcpListener, config: Arc<Config>, calls: mpsc::Send
         let shared = shared.clone();
         runtime::spawn(async move {
             let open = shared.active.fetch_add(1, Ordering::SeqCst);
-            if open >= shared.admin.max_connections {
-                // Read what came first: closing with a request unread can reset the
-                // connection and lose the 503 on the way.
-                let mut scratch = [0u8; 4096];
-                let _ = runtime::timeout(Duration::from_millis(100), (&stream).read(&mut scratch))
-                    .await;
-                let busy = Response::new(503, "text/plain", "too many admin connections\n");
-                let timeout = Duration::from_millis(shared.admin.request_timeout_ms);
-                respond(&stream, &busy, false, timeout).await;
-            } else {
-                serve_one(&stream, &shared).await;
+            if let Some(mut transport) = open_transport(stream, &shared).await {
+                if open >= shared.admin.max_connections {
+                    // Read what came first: closing with a request unread can reset the
+                    // connection and lose the 503 on the way.
+                    let mut scratch = [0u8; 4096];
+                    let first = transport.reader.read(&mut scratch);
+                    let _ = runtime::timeout(Duration::from_millis(100), first).await;
+                    let busy = Response::new(503, "text/plain", "too many admin connections\n");
+                    let timeout = Duration::from_millis(shared.admin.request_timeout_ms);
+                    respond(&mut transport, &busy, false, timeout).await;
+                } else {
+                    serve_one(&mut transport, &shared).await;
+                }
             }
             shared.active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
-/// Reads one request, answers it, closes.
-async fn serve_one(stream: &TcpStream, shared: &Shared) {
+/// The connection as the listener speaks: plain, or HTTPS once its handshake is done
+/// within the request timeout (a failed one is logged and closed).
+async fn open_transport(stream: TcpStream, shared: &Shared) -> Option<Transport> {
+    let Some(acceptor) = &shared.tls else {
+        return Some(Transport::tcp(stream));
+    };
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let timeout = Duration::from_millis(shared.admin.request_timeout_ms);
-    let request = match runtime::timeout(timeout, read_request(stream, &shared.admin)).await {
+    let why = match runtime::timeout(timeout, Transport::accept_tls(stream, acceptor)).await {
+        Some(Ok(transport)) => return Some(transport),
+        Some(Err(error)) => error.to_string(),
+        None => "no handshake in time".to_string(),
+    };
+    log::warn!("admin: connection from {peer} refused: TLS handshake failed: {why}");
+    None
+}
+
+/// Reads one request, answers it, closes.
+async fn serve_one(stream: &mut Transport, shared: &Shared) {
+    let timeout = Duration::from_millis(shared.admin.request_timeout_ms);
+    let reading = read_request(&mut stream.reader, &shared.admin);
+    let request = match runtime::timeout(timeout, reading).await {
         Some(Ok(Some(request))) => request,
         Some(Ok(None)) => return,
         Some(Err(error)) => return respond(stream, &refusal(&error), false, timeout).await,
@@ -199,7 +232,7 @@ async fn serve_one(stream: &TcpStream, shared: &Shared) {
 
 /// The request on `stream`, or `None` if it closed before sending anything.
 async fn read_request(
-    mut stream: &TcpStream,
+    stream: &mut Reader,
     admin: &AdminConfig,
 ) -> Result<Option<http::Request>, HttpError> {
     let limits = admin.limits();
@@ -226,14 +259,15 @@ async fn read_request(
 }
 
 /// Writes the response within `timeout` (a client that does not read loses it), closes.
-async fn respond(mut stream: &TcpStream, response: &Response, head_only: bool, timeout: Duration) {
+async fn respond(stream: &mut Transport, response: &Response, head_only: bool, timeout: Duration) {
     let bytes = response.to_bytes(head_only);
     let written = async {
-        stream.write_all(&bytes).await?;
-        stream.flush().await
+        stream.writer.write_all(&bytes).await?;
+        // HTTPS's close_notify, then the end of our direction.
+        stream.writer.close().await
     };
     let _ = runtime::timeout(timeout, written).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    stream.cut();
 }
 
 fn refusal(error: &HttpError) -> Response {

@@ -11,6 +11,10 @@ use super::{check, ByteSize, Endpoint};
 pub struct AdminConfig {
     /// Where the console, the API and `/metrics` listen (ActiveMQ's console port is 8161).
     pub bind: Endpoint,
+    /// HTTPS with `[tls]`'s certificate (and its `client_ca`, if set), so the admin's
+    /// login never crosses in clear.
+    #[serde(default)]
+    pub tls: bool,
     /// `/metrics` without a login, for a Prometheus that scrapes without one.
     #[serde(default)]
     pub metrics_public: bool,
@@ -61,10 +65,17 @@ fn max_browse_bytes() -> ByteSize {
 }
 
 impl AdminConfig {
+    /// `has_tls`: the config has a `[tls]` section.
     pub(super) fn validate(
         &self,
         users: &[super::User],
+        has_tls: bool,
     ) -> std::result::Result<(), (&'static str, String)> {
+        check(
+            !self.tls || has_tls,
+            "admin.tls",
+            "needs a [tls] section with cert and key",
+        )?;
         check(
             users.iter().any(|user| user.admin),
             "admin.bind",

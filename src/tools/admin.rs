@@ -2,6 +2,7 @@
 //! `status` prints the role, the replicas and the queues as tables (`--json` for
 //! scripts); `admin purge|delete|move|browse` call the API's operations.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
@@ -9,14 +10,17 @@ use serde_json::Value;
 
 use mirrormq::error::{Error, Result};
 use mirrormq::http::{self, percent_encode};
+use mirrormq::tls;
 
 /// How long one call may take: an op waits for the journal and the in-sync slaves.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the admin API is and who asks.
 pub struct Admin {
-    /// `http://HOST:PORT` (or `HOST:PORT`).
+    /// `http://HOST:PORT` (or `HOST:PORT`), or `https://HOST:PORT`.
     pub url: String,
+    /// The CA that signed the broker's certificate, for `https://`.
+    pub ca: Option<PathBuf>,
     pub login: Option<String>,
     pub passcode: Option<String>,
 }
@@ -43,28 +47,58 @@ pub enum Operation {
 }
 
 impl Admin {
-    fn address(&self) -> Result<String> {
-        let rest = self.url.strip_prefix("http://").unwrap_or(&self.url);
+    /// `HOST:PORT`, and whether it speaks HTTPS.
+    fn address(&self) -> Result<(String, bool)> {
+        let (rest, https) = match self.url.strip_prefix("https://") {
+            Some(rest) => (rest, true),
+            None => (self.url.strip_prefix("http://").unwrap_or(&self.url), false),
+        };
         let address = rest.trim_end_matches('/');
         if address.is_empty() || address.contains('/') || !address.contains(':') {
             return Err(Error::Tool(format!(
-                "--admin {}: expected http://HOST:PORT (the broker's [admin] bind)",
+                "--admin {}: expected http://HOST:PORT or https://HOST:PORT (the broker's [admin] bind)",
                 self.url
             )));
         }
-        Ok(address.to_string())
+        Ok((address.to_string(), https))
+    }
+
+    /// One request and its answer, over HTTPS if the URL says so.
+    fn exchange(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+    ) -> std::io::Result<http::Answer> {
+        let (address, https) = self.address().map_err(std::io::Error::other)?;
+        let stream = http::connect(&address, TIMEOUT)?;
+        if !https {
+            return http::exchange(stream, &address, method, target, headers);
+        }
+        let Some(ca) = &self.ca else {
+            return Err(std::io::Error::other(
+                "an https:// admin listener: name the CA that signed its certificate with --ca FILE or MIRRORMQ_CA",
+            ));
+        };
+        let host = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(host, _)| host)
+            .trim_matches(|c| c == '[' || c == ']');
+        let connector = tls::Connector::from_ca(ca).map_err(std::io::Error::other)?;
+        let secured = connector.connect_blocking(host, stream)?;
+        http::exchange(secured, &address, method, target, headers)
     }
 
     /// Calls `method target` and gives the JSON answer, or the API's error.
     fn call(&self, method: &str, target: &str) -> Result<Value> {
-        let address = self.address()?;
         let mut headers = Vec::new();
         if let Some(login) = &self.login {
             let credentials = format!("{login}:{}", self.passcode.as_deref().unwrap_or(""));
             let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
             headers.push(("Authorization", format!("Basic {encoded}")));
         }
-        let answer = http::call(&address, method, target, &headers, TIMEOUT)
+        let answer = self
+            .exchange(method, target, &headers)
             .map_err(|e| Error::Tool(format!("{}: {e}", self.url)))?;
         let body: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Error::Tool(format!("{}{target}: not the admin API ({e})", self.url)))?;

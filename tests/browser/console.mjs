@@ -10,7 +10,9 @@
 //     messages, prints "slave shown", then, the page staying open while the test kills
 //     the master, waits until the same page shows a master with the same depth.
 //
-// It prints what it saw as one JSON line and exits 0, or prints why and exits 1.
+// It prints what it saw as one JSON line and exits 0, or prints why and exits 1. For an
+// https:// URL, TRUST_SPKI (the base64 SHA-256 of the broker certificate's public key)
+// makes Chromium accept that one certificate, as a browser trusting the CA would.
 import puppeteer from "puppeteer-core";
 
 const [mode, url, username, password, queue, depthText, screenshot] = process.argv.slice(2);
@@ -22,7 +24,8 @@ const browser = await puppeteer.launch({
   executablePath: chromium,
   headless: true,
   // As root in CI there is no user namespace for the sandbox.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    ...(process.env.TRUST_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.TRUST_SPKI}`] : [])],
 });
 let failed = null;
 try {

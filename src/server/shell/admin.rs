@@ -82,9 +82,16 @@ impl Shell {
         let Some(admin) = &self.config.admin else {
             return Ok(());
         };
+        let tls = match admin.tls {
+            true => Some(super::super::actions::tls_acceptor(&self.config)?),
+            false => None,
+        };
         let listener = Self::bind(&admin.bind, "admin").await?;
+        if tls.is_some() {
+            log::info!("admin: HTTPS (admin.tls), with [tls]'s certificate");
+        }
         let (config, calls) = (self.config.clone(), self.admin_sender.clone());
-        self.serve(crate::admin::serve(listener, config, calls));
+        self.serve(crate::admin::serve(listener, config, calls, tls));
         Ok(())
     }
 
