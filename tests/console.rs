@@ -96,17 +96,7 @@ fn the_console_works_over_https() {
     let broker = site.start("", "", &rest);
     let port = broker.wait_for_port("admin");
     Client::connect(broker.port).send_many("/queue/orders", 3);
-    let spki = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "openssl x509 -in \"$0\" -pubkey -noout | openssl pkey -pubin -outform der \
-             | openssl dgst -sha256 -binary | base64",
-        )
-        .arg(certs.join("broker.pem"))
-        .output()
-        .unwrap();
-    let spki = String::from_utf8(spki.stdout).unwrap().trim().to_string();
-    assert_eq!(spki.len(), 44, "a base64 SHA-256");
+    let spki = common::certs::spki(&certs.join("broker.pem"));
     let url = format!("https://127.0.0.1:{port}/");
     let purge = console(&["purge", &url, "ops", "ops", "orders", "3"])
         .env("TRUST_SPKI", &spki)

@@ -27,9 +27,10 @@ fn stompjs(mode: &str, urls: &[String], count: usize, on_half: impl FnMut()) -> 
     stompjs_trusting(None, mode, urls, count, on_half)
 }
 
-/// `stompjs`, trusting the CA file `ca` for `wss://`.
+/// `stompjs`, trusting for `wss://` the certificates in `certs` (gen-certs.sh's): Node
+/// the CA, Chromium the broker's certificate itself.
 fn stompjs_trusting(
-    ca: Option<&Path>,
+    certs: Option<&Path>,
     mode: &str,
     urls: &[String],
     count: usize,
@@ -43,8 +44,9 @@ fn stompjs_trusting(
         "Chromium or the npm packages are missing: run scripts/test-deps.sh (scripts/test.sh does)"
     );
     let mut command = Command::new("node");
-    if let Some(ca) = ca {
-        command.env("STOMP_CA", ca);
+    if let Some(certs) = certs {
+        command.env("STOMP_CA", certs.join("ca.pem"));
+        command.env("TRUST_SPKI", common::certs::spki(&certs.join("broker.pem")));
     }
     let mut child = command
         .arg(dir.join("stomp.mjs"))
@@ -184,21 +186,31 @@ fn garbage_at_the_websocket_port_leaves_everyone_else_served() {
     assert_eq!(common::client::body(&delivered), "still here");
 }
 
-#[test]
-fn stompjs_in_node_speaks_over_wss() {
+/// stompjs over `wss://` on one broker, from `mode` (node or browser).
+fn speaks_over_wss(mode: &str) {
     let site = Site::new();
     let certs = common::certs::make(&site.dir.path().join("certs"), 30);
     let tls = common::certs::section(&certs, "");
     let broker = site.start("", "wss_bind = \"tcp://127.0.0.1:0\"", &tls);
     let port = broker.wait_for_port("stomp wss");
     let urls = [format!("wss://127.0.0.1:{port}/")];
-    let result = stompjs_trusting(Some(&certs.join("ca.pem")), "node", &urls, 6, || {});
+    let result = stompjs_trusting(Some(&certs), mode, &urls, 6, || {});
     let seen: serde_json::Value = serde_json::from_str(&result).unwrap();
     assert_eq!(
         seen["bodies"],
         serde_json::json!(["m0", "m1", "m2", "m3", "m4", "m5"]),
         "{result}"
     );
+}
+
+#[test]
+fn stompjs_in_node_speaks_over_wss() {
+    speaks_over_wss("node");
+}
+
+#[test]
+fn stompjs_in_chromium_speaks_over_wss() {
+    speaks_over_wss("browser");
 }
 
 /// The failover client speaks `ws://` and `wss://` too (the benchmark's WebSocket

@@ -28,3 +28,21 @@ pub fn section(dir: &Path, extra: &str) -> String {
         dir.join("broker.key").display()
     )
 }
+
+/// The base64 SHA-256 of `cert`'s public key (PEM), as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it: a browser told to trust exactly that
+/// certificate, as one trusting the CA would.
+pub fn spki(cert: &Path) -> String {
+    let hashed = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -in \"$0\" -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+        )
+        .arg(cert)
+        .output()
+        .expect("openssl runs");
+    let spki = String::from_utf8(hashed.stdout).unwrap().trim().to_string();
+    assert_eq!(spki.len(), 44, "a base64 SHA-256 of {}", cert.display());
+    spki
+}
