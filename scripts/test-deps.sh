@@ -3,6 +3,7 @@
 # it), and is quick when everything is there:
 #   - Debian's chromium (the web console test drives it headless);
 #   - Debian's zookeeper (3.8, with a JRE: tests start their own servers from its jar);
+#   - Debian's openssl (scripts/gen-certs.sh makes the TLS tests' certificates with it);
 #   - tests/browser/node_modules: puppeteer-core, @stomp/stompjs and ws, from
 #     tests/browser/package-lock.json;
 #   - target/test-deps/venv: Python with prometheus-client, whose exposition parser
@@ -25,6 +26,12 @@ if [ ! -f /usr/share/java/zookeeper.jar ]; then
   echo "test-deps: installing zookeeper (Debian package)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq zookeeper >/dev/null
+fi
+
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "test-deps: installing openssl (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
