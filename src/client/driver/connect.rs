@@ -226,7 +226,9 @@ impl Driver {
                 .map_err(|e| Failure::Failed(format!("TLS handshake: {e}")))?;
             speak(secured, address).await
         };
-        runtime::timeout(CONNECT_TIMEOUT, handshakes)
+        // Boxed: the TLS and WebSocket handshakes' state is large, and inline it would
+        // grow every future that awaits a connection (a caller's stack, in a debug build).
+        runtime::timeout(CONNECT_TIMEOUT, Box::pin(handshakes))
             .await
             .ok_or_else(|| Failure::Failed("handshake timed out".into()))?
     }
