@@ -16,7 +16,9 @@
 //! Bottom to top (each layer uses only those below it; `tests/layers.rs` checks):
 //! - the foundation: [`error`]; [`config`]; the two seams that name third-party crates no
 //!   other file may name, [`runtime`] (the async runtime) and [`codec`] (the binary
-//!   encoding); [`deadline`]: the coarse timeouts `runtime::timeout` uses.
+//!   encoding); [`deadline`]: the coarse timeouts `runtime::timeout` uses; the seams of
+//!   the outside systems, [`http`], [`zk`], [`ws`] (WebSocket) and [`tls`]; [`transport`]
+//!   (a connection's two directions, plain or over TLS or WebSocket); [`meter`].
 //! - the models, no I/O: [`stomp`] (the wire format); [`broker`] (queues, topics,
 //!   consumers, `apply(op)`; no clock); [`journal`] (the [`journal::Record`] every layer
 //!   shares, segment files, recovery, the group-commit writer thread, the data-dir lock);

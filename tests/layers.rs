@@ -10,7 +10,8 @@
 //! stomp, selector, broker, journal,  models: wire format, selectors, state, records,
 //!   repl                              replication
 //! error, deadline, runtime, codec,    the foundation and the seams
-//!   http, meter, zk, config
+//!   http, meter, zk, ws, tls,
+//!   transport, config
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +64,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "stomp",
             "connection",
             "tls",
+            "ws",
             "transport",
         ],
     ),
