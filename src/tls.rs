@@ -133,6 +133,15 @@ fn server_name(host: &str) -> io::Result<ServerName<'static>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
 }
 
+/// Whether a handshake failed on what the peer said (anything rustls refused, a
+/// certificate or bytes that are not TLS), rather than on the connection itself.
+pub fn is_protocol_error(error: &io::Error) -> bool {
+    use futures_rustls::rustls::Error;
+    error
+        .get_ref()
+        .is_some_and(|e| e.downcast_ref::<Error>().is_some())
+}
+
 /// Whether a handshake failed on a certificate (a wrong CA, a name the certificate does
 /// not hold, an expired one), on either end: retrying cannot help until someone fixes
 /// the certificates, unlike a connection that broke.

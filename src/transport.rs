@@ -20,6 +20,9 @@ pub struct Transport {
     pub writer: Writer,
     /// Shuts the connection down at once (a slow consumer, the end of the session).
     pub kill: Arc<dyn Fn() + Send + Sync>,
+    /// Ends our direction only, at the socket (after a write failed: the peer sees the
+    /// end at once, and what it sent can still be read).
+    pub end_writes: Arc<dyn Fn() + Send + Sync>,
     /// The peer's address, for the log and the admin API.
     pub peer: String,
 }
@@ -52,11 +55,15 @@ impl Transport {
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let half = stream.clone();
         Transport {
             reader,
             writer,
             kill: Arc::new(move || {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
+            }),
+            end_writes: Arc::new(move || {
+                let _ = half.shutdown(std::net::Shutdown::Write);
             }),
             peer,
         }

@@ -260,3 +260,31 @@ fn random_and_mutated_bytes_at_the_tls_replication_port_leave_the_link_serving()
     slave.wait_until_listening();
     assert_eq!(slave.client().drain("/queue/after", 1), ["still mirrored"]);
 }
+
+/// TLS on one broker and not on its peer (a rolling change of `replication.tls`): each
+/// takes the other for a possible live master, so neither starts beside the other,
+/// whichever side has TLS; two masters never come of it.
+#[test]
+fn a_peer_on_the_other_side_of_replication_tls_counts_as_a_live_master() {
+    let site = Site::new();
+    let certs = certs_in(&site, "certs");
+    let ca = certs.join("ca.pem");
+    for (running_tls, second_tls) in [(None, Some(ca.as_path())), (Some(ca.as_path()), None)] {
+        let running_site = Site::new();
+        let running = Broker::start(&master_config(&running_site, &certs, running_tls, ""));
+        let port = running.wait_for_port("replication");
+        let peer_site = Site::new();
+        let peers = format!("peers = [\"tcp://127.0.0.1:{port}\"]");
+        let mut second = Broker::spawn(&master_config(&peer_site, &certs, second_tls, &peers));
+        let status = second.wait();
+        let said = second.log.text();
+        assert_eq!(
+            status.code(),
+            Some(mirrormq::repl::role::EXIT_REFUSED),
+            "{said}"
+        );
+        assert!(said.contains("may be a live master"), "{said}");
+        assert!(!said.contains("stomp: listening"), "{said}");
+        assert_never_panicked(&running, "the running broker");
+    }
+}

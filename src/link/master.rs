@@ -158,6 +158,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
         mut reader,
         writer,
         kill,
+        end_writes,
         ..
     } = match context.wire.accept(stream, patience).await {
         Ok(transport) => transport,
@@ -216,6 +217,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
                 reader,
                 writer,
                 kill,
+                end_writes,
                 peer: address,
             };
             return copy::serve(transport, data_dir, silence, name, copies).await;

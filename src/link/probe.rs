@@ -71,6 +71,16 @@ impl Prober {
     }
 }
 
+/// Whether a failed read means the other end sent bytes (unreadable, or cut short)
+/// rather than that the connection failed.
+fn spoke(error: &crate::Error) -> bool {
+    match error {
+        crate::Error::Codec(_) => true,
+        crate::Error::Net { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => false,
+    }
+}
+
 async fn probe_once(wire: &Wire, address: &Endpoint, patience: Duration) -> Probed {
     let asked = async {
         let Transport {
@@ -102,6 +112,12 @@ async fn probe_once(wire: &Wire, address: &Endpoint, patience: Duration) -> Prob
             // A refusal or anything else: a broker's listener spoke; assume the worst.
             Ok(Some(_)) => Ok(Probed::Master(None)),
             Ok(None) => Err("closed without an answer".to_string()),
+            // Bytes that are not our protocol (a TLS listener answering a plain probe),
+            // or a frame cut short: something spoke there; assume the worst.
+            Err(error) if spoke(&error) => {
+                log::warn!("replication: probing {address}: an answer this broker cannot read ({error}): counted as a live master");
+                Ok(Probed::Master(None))
+            }
             Err(error) => Err(error.to_string()),
         }
     };

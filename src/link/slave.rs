@@ -151,6 +151,8 @@ pub struct Mirror {
     writer: Writer,
     /// Cuts the link at its end.
     kill: Arc<dyn Fn() + Send + Sync>,
+    /// Ends our direction after a failed write, so the master sees it at once.
+    end_writes: Arc<dyn Fn() + Send + Sync>,
     frames: Pin<Box<dyn Stream<Item = crate::Result<MasterMessage>> + Send>>,
     /// The highest seq the master has sent on this link (before any, the one before its
     /// catch-up starts): no acknowledgement goes past it. A store whose journal resumes
@@ -177,6 +179,7 @@ impl Mirror {
             reader,
             writer,
             kill,
+            end_writes,
             ..
         } = link.transport;
         let reader = futures::io::BufReader::with_capacity(1 << 20, reader);
@@ -184,6 +187,7 @@ impl Mirror {
             frames: codec::frames::<_, MasterMessage>(reader, MAX_FRAME).boxed(),
             writer,
             kill,
+            end_writes,
             received: link.welcome.catch_up.from().prev(),
             acked: None,
             last_heard: Instant::now(),
@@ -274,10 +278,11 @@ impl Mirror {
         self.last_written = Instant::now();
         if !matches!(written, Some(Ok(()))) {
             // What the master said last (a Dropped, say) may still be read; nothing more
-            // is written (a half-written frame would be all the master reads next), and
-            // the read side reports the link's end.
-            log::warn!("replication: cannot write to the master; writing no more");
+            // is written, and the read side reports the link's end. The master sees our
+            // end at once rather than after a silence, and drops this slave.
+            log::warn!("replication: cannot write to the master; closing the link");
             self.unwritable = true;
+            (self.end_writes)();
         }
     }
 

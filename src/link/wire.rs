@@ -18,8 +18,10 @@ use crate::transport::Transport;
 pub enum DialFailure {
     /// Nothing answered there, or the connection broke: worth retrying.
     Unreachable(String),
-    /// Something answered whose certificate we do not trust (or that did not trust
-    /// ours): retrying cannot help until someone fixes the certificates.
+    /// Something answered that is not a broker we can trust: its certificate fails the
+    /// check (or it refused ours), or it does not speak TLS at all (`replication.tls`
+    /// set on one side only). Retrying cannot help until someone fixes the config or the
+    /// certificates, and it may be a live broker.
     Untrusted(String),
 }
 
@@ -92,6 +94,10 @@ impl Wire {
                     let why = format!("{address}: TLS handshake failed: {e}");
                     if tls::is_certificate_error(&e) {
                         DialFailure::Untrusted(why)
+                    } else if tls::is_protocol_error(&e) {
+                        DialFailure::Untrusted(format!(
+                            "{why} (does it have replication.tls set, as this broker does?)"
+                        ))
                     } else {
                         DialFailure::Unreachable(why)
                     }

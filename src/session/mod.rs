@@ -151,6 +151,7 @@ pub async fn serve(transport: Transport, shared: Arc<Shared>) {
         writer,
         kill,
         peer,
+        ..
     } = transport;
     log::debug!("session {}: connection from {peer}", id.0);
     let mut reader = FrameReader::new(reader, shared.limits.clone());

@@ -133,6 +133,8 @@ pub async fn run(
             break;
         }
     }
-    let _ = writer.close().await;
+    // Bounded: over TLS or WebSocket a close writes (close_notify, a Close frame), and a
+    // client that reads nothing more must not hold this task and its socket.
+    let _ = runtime::timeout(std::time::Duration::from_secs(1), writer.close()).await;
     kill();
 }

@@ -107,6 +107,7 @@ pub async fn serve(
         mut writer,
         kill,
         peer,
+        ..
     } = transport;
     // However the stream ends, the connection ends with it.
     let _cut = Cut(kill);
