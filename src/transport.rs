@@ -39,6 +39,19 @@ impl Transport {
         Ok(Transport::over(stream, Box::new(reader), Box::new(writer)))
     }
 
+    /// `accept_tls` within `within`; the error says what failed, for a log line.
+    pub async fn accept_tls_within(
+        stream: TcpStream,
+        acceptor: &tls::Acceptor,
+        within: std::time::Duration,
+    ) -> Result<Transport, String> {
+        match crate::runtime::timeout(within, Transport::accept_tls(stream, acceptor)).await {
+            Some(Ok(transport)) => Ok(transport),
+            Some(Err(error)) => Err(format!("TLS handshake failed: {error}")),
+            None => Err("TLS handshake failed: none within the time allowed".into()),
+        }
+    }
+
     /// The client's side of a TLS handshake on `stream` with the server `host`.
     pub async fn connect_tls(
         stream: TcpStream,

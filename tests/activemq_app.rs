@@ -29,12 +29,7 @@ fn app(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("the application runs");
-    assert!(
-        output.status.success(),
-        "activemq_app.py {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    common::stdout_of(output)
 }
 
 fn json(text: &str) -> serde_json::Value {

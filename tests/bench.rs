@@ -12,12 +12,7 @@ fn bench(port: u16, args: &[&str]) -> String {
         .args(["--url", &url, "--json"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    common::stdout_of(output)
 }
 
 #[test]

@@ -41,15 +41,8 @@ fn an_operator_purges_a_queue_and_watches_the_slave_take_over() {
 
     let master_url = format!("http://127.0.0.1:{master_admin}/");
     let shot = std::env::var("CONSOLE_SCREENSHOT").unwrap_or_default();
-    let purge = console(&["purge", &master_url, "ops", "ops", "orders", "7", &shot])
-        .output()
-        .unwrap();
-    let seen = String::from_utf8_lossy(&purge.stdout);
-    assert!(
-        purge.status.success(),
-        "{seen}{}",
-        String::from_utf8_lossy(&purge.stderr)
-    );
+    let mut purge = console(&["purge", &master_url, "ops", "ops", "orders", "7", &shot]);
+    let seen = common::stdout_of(purge.output().unwrap());
     assert!(seen.contains("\"role\":\"master-with-slave\""), "{seen}");
     assert!(seen.contains("1 slave(s) in sync"), "{seen}");
     // The purge was a record: the slave mirrors it.
@@ -102,12 +95,7 @@ fn the_console_works_over_https() {
         .env("TRUST_SPKI", &spki)
         .output()
         .unwrap();
-    let seen = String::from_utf8_lossy(&purge.stdout);
-    assert!(
-        purge.status.success(),
-        "{seen}{}",
-        String::from_utf8_lossy(&purge.stderr)
-    );
+    let seen = common::stdout_of(purge);
     assert!(seen.contains("\"depth_after_purge\":\"0\""), "{seen}");
     // Without the pin the browser refuses the page, so the pin is what let it in.
     let untrusted = console(&["purge", &url, "ops", "ops", "orders", "0"])

@@ -175,15 +175,10 @@ fn the_cli_speaks_ssl_urls_with_a_ca() {
         }
         command.output().unwrap()
     };
-    let sent = cli(
+    common::stdout_of(cli(
         &["send", "--destination", "/queue/cli", "secret"],
         Some(&ca),
-    );
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    ));
     let got = cli(
         &["receive", "--destination", "/queue/cli", "--count", "1"],
         Some(&ca),
@@ -231,22 +226,11 @@ fn the_admin_api_speaks_https() {
             .output()
             .unwrap()
     };
-    let status = cli(&["status", "--json"], &dir.join("ca.pem"));
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        status.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let text = common::stdout_of(cli(&["status", "--json"], &dir.join("ca.pem")));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["status"]["role"], "master-alone");
-    let browse = cli(&["admin", "browse", "audited"], &dir.join("ca.pem"));
-    let shown = String::from_utf8_lossy(&browse.stdout);
-    assert!(
-        shown.contains("kept"),
-        "{shown}{}",
-        String::from_utf8_lossy(&browse.stderr)
-    );
+    let shown = common::stdout_of(cli(&["admin", "browse", "audited"], &dir.join("ca.pem")));
+    assert!(shown.contains("kept"), "{shown}");
 
     let refused = cli(&["status"], &stranger.join("ca.pem"));
     assert!(!refused.status.success());

@@ -181,6 +181,30 @@ fn a_slave_trusting_another_ca_is_refused_before_it_sends_its_password() {
     master.client().send_receipted("/queue/q", "served", true);
 }
 
+/// One broker runs with the certificate in `running.0` (link over TLS trusting
+/// `running.1`, if set); a second, with `second` alike, names it as its peer and must
+/// refuse to start beside it, taking it for a possible live master. Returns what the
+/// second logged.
+fn refused_beside(running: (&Path, Option<&Path>), second: (&Path, Option<&Path>)) -> String {
+    let running_site = Site::new();
+    let first = Broker::start(&master_config(&running_site, running.0, running.1, ""));
+    let port = first.wait_for_port("replication");
+    let peer_site = Site::new();
+    let peers = format!("peers = [\"tcp://127.0.0.1:{port}\"]");
+    let mut beside = Broker::spawn(&master_config(&peer_site, second.0, second.1, &peers));
+    let status = beside.wait();
+    let said = beside.log.text();
+    assert_eq!(
+        status.code(),
+        Some(mirrormq::repl::role::EXIT_REFUSED),
+        "{said}"
+    );
+    assert!(said.contains("may be a live master"), "{said}");
+    assert!(!said.contains("stomp: listening"), "{said}");
+    assert_never_panicked(&first, "the running broker");
+    said
+}
+
 /// A probe dials as the link does: a peer whose certificate cannot be trusted may be a
 /// live master, so a broker with that peer refuses to start rather than make two.
 #[test]
@@ -188,28 +212,11 @@ fn a_peer_whose_certificate_cannot_be_trusted_counts_as_a_live_master() {
     let site = Site::new();
     let certs = certs_in(&site, "certs");
     let stranger = certs_in(&site, "stranger");
-    let running_site = Site::new();
-    let running = Broker::start(&master_config(
-        &running_site,
-        &stranger,
-        Some(&stranger.join("ca.pem")),
-        "",
-    ));
-    let port = running.wait_for_port("replication");
-    let peer_site = Site::new();
-    let peers = format!("peers = [\"tcp://127.0.0.1:{port}\"]");
-    let mut second = Broker::spawn(&master_config(
-        &peer_site,
-        &certs,
-        Some(&certs.join("ca.pem")),
-        &peers,
-    ));
-    let status = second.wait();
-    assert_eq!(status.code(), Some(mirrormq::repl::role::EXIT_REFUSED));
-    let said = second.log.text();
+    let said = refused_beside(
+        (&stranger, Some(&stranger.join("ca.pem"))),
+        (&certs, Some(&certs.join("ca.pem"))),
+    );
     assert!(said.contains("invalid peer certificate"), "{said}");
-    assert!(said.contains("may be a live master"), "{said}");
-    assert!(!said.contains("stomp: listening"), "{said}");
 }
 
 /// Random bytes, and the slave's own TLS handshake mutated, at the master's TLS
@@ -269,22 +276,6 @@ fn a_peer_on_the_other_side_of_replication_tls_counts_as_a_live_master() {
     let site = Site::new();
     let certs = certs_in(&site, "certs");
     let ca = certs.join("ca.pem");
-    for (running_tls, second_tls) in [(None, Some(ca.as_path())), (Some(ca.as_path()), None)] {
-        let running_site = Site::new();
-        let running = Broker::start(&master_config(&running_site, &certs, running_tls, ""));
-        let port = running.wait_for_port("replication");
-        let peer_site = Site::new();
-        let peers = format!("peers = [\"tcp://127.0.0.1:{port}\"]");
-        let mut second = Broker::spawn(&master_config(&peer_site, &certs, second_tls, &peers));
-        let status = second.wait();
-        let said = second.log.text();
-        assert_eq!(
-            status.code(),
-            Some(mirrormq::repl::role::EXIT_REFUSED),
-            "{said}"
-        );
-        assert!(said.contains("may be a live master"), "{said}");
-        assert!(!said.contains("stomp: listening"), "{said}");
-        assert_never_panicked(&running, "the running broker");
-    }
+    refused_beside((&certs, None), (&certs, Some(&ca)));
+    refused_beside((&certs, Some(&ca)), (&certs, None));
 }

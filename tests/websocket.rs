@@ -234,12 +234,7 @@ fn the_cli_sends_over_ws_and_receives_over_wss() {
             .arg(certs.join("ca.pem"))
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        common::stdout_of(output)
     };
     let to = [
         "send",

@@ -200,13 +200,10 @@ async fn open_transport(stream: TcpStream, shared: &Shared) -> Option<Transport>
         .map(|a| a.to_string())
         .unwrap_or_default();
     let timeout = Duration::from_millis(shared.admin.request_timeout_ms);
-    let why = match runtime::timeout(timeout, Transport::accept_tls(stream, acceptor)).await {
-        Some(Ok(transport)) => return Some(transport),
-        Some(Err(error)) => error.to_string(),
-        None => "no handshake in time".to_string(),
-    };
-    log::warn!("admin: connection from {peer} refused: TLS handshake failed: {why}");
-    None
+    Transport::accept_tls_within(stream, acceptor, timeout)
+        .await
+        .map_err(|why| log::warn!("admin: connection from {peer} refused: {why}"))
+        .ok()
 }
 
 /// Reads one request, answers it, closes.

@@ -114,10 +114,6 @@ impl Wire {
         let Some(acceptor) = &self.acceptor else {
             return Ok(Transport::tcp(stream));
         };
-        match runtime::timeout(patience, Transport::accept_tls(stream, acceptor)).await {
-            Some(Ok(transport)) => Ok(transport),
-            Some(Err(error)) => Err(format!("TLS handshake failed: {error}")),
-            None => Err("no TLS handshake within the time allowed".into()),
-        }
+        Transport::accept_tls_within(stream, acceptor, patience).await
     }
 }

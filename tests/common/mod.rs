@@ -226,6 +226,19 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// The standard output of a finished command that must have succeeded (else the test
+/// fails showing what it printed on both streams).
+pub fn stdout_of(output: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}:\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_mirrormq")
 }
