@@ -47,24 +47,13 @@ run_fanout_all() {
 write_fanout_section() {
   V_COMMIT=$(cd "$REPO" && git rev-parse --short HEAD) STARTED_AT=$STARTED_AT RESULTS=$RESULTS \
     RUNS=$RUNS QUICK=$QUICK N_FANOUT=$N_FANOUT N_SELECT=$N_SELECT SUBS=$FANOUT_SUBSCRIBERS \
-    python3 - <<'PY' | put_section fanout
+    PYTHONPATH="$REPO/scripts/lib" python3 - <<'PY' | put_section fanout
 import os, statistics
-from collections import defaultdict
+from report import cell, opening, rates as read_rates
 e = os.environ
-rates = defaultdict(list)
-for line in open(e["RESULTS"]):
-    broker, workload, _, rate = line.split("\t")[:4]
-    rates[(broker, workload)].append(float(rate))
-def cell(rs):
-    if not rs:
-        return "–"
-    c = f"{statistics.median(rs):,.0f}"
-    return c + (f" ({min(rs):,.0f}–{max(rs):,.0f})" if len(rs) > 1 else "")
-out = ["<!-- fanout:start -->", "## Fan-out and selectors", ""]
+rates = read_rates(e["RESULTS"])
+out = opening("fanout", "Fan-out and selectors", e["QUICK"] == "1")
 w = out.append
-if e["QUICK"] == "1":
-    w("> **QUICK MODE: small counts, to check the script. Not a measurement.**")
-    w("")
 w(f"Written by `scripts/bench-peers.sh fanout` on {e['STARTED_AT']} at `{e['V_COMMIT']}`. "
   "Messages delivered per second, median of "
   f"{e['RUNS']} run(s) (min–max), from the first send to the last delivery; the consumers "

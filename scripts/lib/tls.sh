@@ -64,23 +64,16 @@ key = \"$certs/broker.key\""
 
 write_tls_section() {
   V_COMMIT=$(cd "$REPO" && git rev-parse --short HEAD) STARTED_AT=$STARTED_AT RESULTS=$RESULTS \
-    RUNS=$RUNS QUICK=$QUICK N_P1W1=$N_P1W1 N_P8W64=$N_P8W64 python3 - <<'PY' | put_section tls
+    RUNS=$RUNS QUICK=$QUICK N_P1W1=$N_P1W1 N_P8W64=$N_P8W64 \
+    PYTHONPATH="$REPO/scripts/lib" python3 - <<'PY' | put_section tls
 import os, statistics
-from collections import defaultdict
+import report
 e = os.environ
-rates = defaultdict(list)
-for line in open(e["RESULTS"]):
-    broker, workload, _, rate = line.split("\t")[:4]
-    rates[(broker, workload)].append(float(rate))
+rates = report.rates(e["RESULTS"])
 med = lambda b, w: statistics.median(rates[(b, w)])
-def cell(b, w):
-    rs = rates[(b, w)]
-    return f"{med(b, w):,.0f}" + (f" ({min(rs):,.0f}–{max(rs):,.0f})" if len(rs) > 1 else "")
-out = ["<!-- tls:start -->", "## TLS", ""]
+cell = lambda b, w: report.cell(rates[(b, w)])
+out = report.opening("tls", "TLS", e["QUICK"] == "1")
 w = out.append
-if e["QUICK"] == "1":
-    w("> **QUICK MODE: small counts, to check the script. Not a measurement.**")
-    w("")
 w(f"Written by `scripts/bench-peers.sh tls` on {e['STARTED_AT']} at `{e['V_COMMIT']}`. "
   f"Messages per second, median of {e['RUNS']} run(s) (min–max), plain TCP and TLS "
   "alternating run by run on the same brokers: the pair (`stomp.tls_bind` on both, the "
