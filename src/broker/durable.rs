@@ -173,18 +173,6 @@ impl Broker {
             .map(|kept| &kept.subscription)
     }
 
-    /// Every durable subscription, by queue name.
-    pub fn durables(&self) -> Vec<&DurableSubscription> {
-        let mut all: Vec<&DurableSubscription> = self
-            .durables
-            .by_queue
-            .values()
-            .map(|kept| &kept.subscription)
-            .collect();
-        all.sort_by_key(|s| s.queue());
-        all
-    }
-
     /// Whether a subscriber consumes from durable subscription queue `queue` now.
     pub fn durable_in_use(&self, queue: &str) -> bool {
         self.queues
@@ -256,42 +244,6 @@ impl Broker {
         if let Some(record) = self.durables.remove(queue) {
             applied.removed.push(record);
             applied.mentioned.push(record);
-        }
-    }
-
-    /// Applies the copies of `Op::Kept`: message `index` of `op` (recorded as `record`)
-    /// stored in each named queue too.
-    pub(super) fn keep_copies(
-        &mut self,
-        record: Seq,
-        op: &super::Op,
-        copies: &[(u32, String)],
-        keep_transient: bool,
-        applied: &mut Applied,
-    ) {
-        let mut last: Option<Arc<Message>> = None;
-        for (index, queue) in copies {
-            let id = MessageId::new(record, *index);
-            let message = match &last {
-                Some(message) if message.id == id => message.clone(),
-                _ => {
-                    let Some(new) = super::paging::sent_in(op, *index) else {
-                        continue;
-                    };
-                    let message = Message::new(id, new);
-                    last = Some(message.clone());
-                    message
-                }
-            };
-            if !message.persistent && !keep_transient {
-                continue;
-            }
-            if message.persistent {
-                applied.durable = true;
-                applied.added += 1;
-                self.unplaced.push((queue.clone(), id));
-            }
-            self.store(queue, record, message);
         }
     }
 }

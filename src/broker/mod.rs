@@ -156,59 +156,84 @@ impl Broker {
     pub fn apply(&mut self, seq: Seq, op: &Op, keep_transient: bool) -> Applied {
         let mut applied = Applied::default();
         self.unplaced.clear();
-        match op {
-            Op::Send(message) => self.add(seq, 0, message, keep_transient, &mut applied),
-            Op::Ack(removals) => {
-                for removal in removals {
-                    self.consume(removal, &mut applied);
-                }
+        self.apply_op(seq, op, keep_transient, &mut applied, &mut None);
+        applied
+    }
+
+    /// `apply`'s work. With `built` (for `Op::Kept`), the messages the sends made go in
+    /// it by index, so the copies share them rather than build their own.
+    fn apply_op(
+        &mut self,
+        seq: Seq,
+        op: &Op,
+        keep_transient: bool,
+        applied: &mut Applied,
+        built: &mut Option<Vec<Option<Arc<Message>>>>,
+    ) {
+        let sends: &[NewMessage] = match op {
+            Op::Send(message) => std::slice::from_ref(message),
+            Op::Commit { sends, .. } => sends,
+            _ => &[],
+        };
+        for (index, message) in sends.iter().enumerate() {
+            let message = self.add(seq, index as u32, message, keep_transient, applied);
+            if let Some(built) = built {
+                built.push(message);
             }
-            Op::Commit { sends, acks } => {
-                for (index, message) in sends.iter().enumerate() {
-                    self.add(seq, index as u32, message, keep_transient, &mut applied);
-                }
-                for removal in acks {
-                    self.consume(removal, &mut applied);
+        }
+        match op {
+            Op::Send(_) => {}
+            Op::Ack(removals) | Op::Commit { acks: removals, .. } => {
+                for removal in removals {
+                    self.consume(removal, applied);
                 }
             }
             Op::DeadLetter(removal) => {
                 let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
-                self.relocate(removal, &dlq, &mut applied)
+                self.relocate(removal, &dlq, applied)
             }
             Op::Move { to, removals } => {
                 for removal in removals {
-                    self.relocate(removal, to, &mut applied);
+                    self.relocate(removal, to, applied);
                 }
             }
             Op::DeleteQueue { queue, removals } => {
                 for removal in removals {
-                    self.consume(removal, &mut applied);
+                    self.consume(removal, applied);
                 }
                 // A delete in several records (a large backlog) ends the subscription
                 // with its last: a crash in between leaves it whole, with less backlog.
                 if self.queues.get(queue).is_none_or(|q| q.depth() == 0) {
-                    self.unsubscribed(queue, &mut applied);
+                    self.unsubscribed(queue, applied);
                 }
                 self.forget_queue(queue);
                 // Written even when it removed nothing: a restart must not bring back
                 // the queue the sends before it made.
                 applied.durable = true;
             }
-            Op::Subscribed(subscription) => self.subscribed(seq, subscription, &mut applied),
+            Op::Subscribed(subscription) => self.subscribed(seq, subscription, applied),
             Op::Kept { op, copies } => {
-                applied = self.apply(seq, op, keep_transient);
-                self.keep_copies(seq, op, copies, keep_transient, &mut applied);
+                let mut made = Some(Vec::new());
+                self.apply_op(seq, op, keep_transient, applied, &mut made);
+                let made = made.unwrap_or_default();
+                for (index, queue) in copies {
+                    // A send that was not kept (transient, replayed) has no copies either.
+                    if let Some(Some(message)) = made.get(*index as usize) {
+                        self.store_new(queue, seq, message.clone(), applied);
+                    }
+                }
             }
             Op::EpochStarted { .. } => applied.durable = true,
             Op::Carry(carried) => {
                 for carried in carried {
-                    self.carry_one(seq, carried, &mut applied);
+                    self.carry_one(seq, carried, applied);
                 }
             }
         }
-        applied
     }
 
+    /// Files message `index` of record `seq`: in its queue, or to a topic's current
+    /// subscribers. Returns it, unless it is transient and not kept (`keep_transient`).
     fn add(
         &mut self,
         seq: Seq,
@@ -216,52 +241,59 @@ impl Broker {
         new: &NewMessage,
         keep_transient: bool,
         applied: &mut Applied,
-    ) {
+    ) -> Option<Arc<Message>> {
         if !new.persistent && !keep_transient {
-            return;
+            return None;
         }
         self.dedup.insert(new);
         let message = Message::new(MessageId { seq, index }, new);
         match &new.destination {
-            Destination::Queue(name) => {
-                if message.persistent {
-                    applied.durable = true;
-                    applied.added += 1;
-                    self.unplaced.push((name.clone(), message.id));
+            Destination::Queue(name) => self.store_new(name, seq, message.clone(), applied),
+            Destination::Topic(name) => self.publish(name, &message),
+        }
+        Some(message)
+    }
+
+    /// Stores `message`, new in record `seq`, in `queue`; a persistent one makes the
+    /// record durable and waits for its placement.
+    fn store_new(&mut self, queue: &str, seq: Seq, message: Arc<Message>, applied: &mut Applied) {
+        if message.persistent {
+            applied.durable = true;
+            applied.added += 1;
+            self.unplaced.push((queue.to_string(), message.id));
+        }
+        self.store(queue, seq, message);
+    }
+
+    /// Hands `message` to whoever subscribes to topic `name` right now, to the topic or
+    /// to a pattern matching it: topics hold nothing.
+    fn publish(&mut self, name: &str, message: &Arc<Message>) {
+        let patterned = match self.topic_patterns.is_empty() {
+            true => Vec::new(),
+            false => self.pattern_subscribers(name),
+        };
+        let exact = self.topics.get(name);
+        if exact.is_none() && patterned.is_empty() {
+            return;
+        }
+        let before = self.topic_deliveries.len();
+        for key in exact.into_iter().flatten().chain(&patterned) {
+            match self.consumers.get(key) {
+                Some(consumer) if consumer.selects(message) => {
+                    self.topic_deliveries.push(Delivery {
+                        consumer: *key,
+                        subscription: consumer.subscription.clone(),
+                        ack: consumer.ack,
+                        message: message.clone(),
+                        redelivered: false,
+                    });
                 }
-                self.store(name, seq, message);
+                _ => {}
             }
-            Destination::Topic(name) => {
-                // Topics hold nothing: the message goes to whoever subscribes right now,
-                // to the topic or to a pattern matching it.
-                let patterned = match self.topic_patterns.is_empty() {
-                    true => Vec::new(),
-                    false => self.pattern_subscribers(name),
-                };
-                let exact = self.topics.get(name);
-                if exact.is_none() && patterned.is_empty() {
-                    return;
-                }
-                let before = self.topic_deliveries.len();
-                for key in exact.into_iter().flatten().chain(&patterned) {
-                    match self.consumers.get(key) {
-                        Some(consumer) if consumer.selects(&message) => {
-                            self.topic_deliveries.push(Delivery {
-                                consumer: *key,
-                                subscription: consumer.subscription.clone(),
-                                ack: consumer.ack,
-                                message: message.clone(),
-                                redelivered: false,
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(counts) = self.topic_counts.get_mut(name) {
-                    counts.published += 1;
-                    counts.delivered += (self.topic_deliveries.len() - before) as u64;
-                }
-            }
+        }
+        if let Some(counts) = self.topic_counts.get_mut(name) {
+            counts.published += 1;
+            counts.delivered += (self.topic_deliveries.len() - before) as u64;
         }
     }
 

@@ -345,7 +345,7 @@ fn message_in(op: &Op, id: MessageId, queue: &str) -> Result<Arc<Message>, Strin
 }
 
 /// Message `index` of a record that sends messages.
-pub(super) fn sent_in(op: &Op, index: u32) -> Option<&NewMessage> {
+fn sent_in(op: &Op, index: u32) -> Option<&NewMessage> {
     match op {
         Op::Send(message) if index == 0 => Some(message),
         Op::Commit { sends, .. } => sends.get(index as usize),

@@ -16,11 +16,7 @@ fn asked_name<'f>(frame: &'f Frame, id: &'f str) -> Option<(&'f str, bool)> {
     {
         return Some((name, true));
     }
-    let flagged = |header| {
-        frame
-            .header(header)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-    };
+    let flagged = |header| frame.header(header).is_some_and(super::is_true);
     (flagged("durable") || flagged("persistent")).then_some((id, false))
 }
 

@@ -543,11 +543,14 @@ impl Session {
     }
 }
 
+/// Whether a header's value says yes, as ActiveMQ reads its boolean headers.
+fn is_true(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("true")
+}
+
 /// Whether a SUBSCRIBE browses (`browser:true`, ActiveMQ's): only a queue, one by name.
 fn is_browsing(frame: &Frame, destination: &Destination) -> Result<bool, Fatal> {
-    let asked = frame
-        .header("browser")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let asked = frame.header("browser").is_some_and(is_true);
     match destination {
         _ if !asked => Ok(false),
         Destination::Queue(name) if !is_pattern(name) => Ok(true),

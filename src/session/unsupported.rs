@@ -19,10 +19,6 @@ fn not_zero(value: &str) -> bool {
     value.trim().parse::<i64>() != Ok(0)
 }
 
-fn is_true(value: &str) -> bool {
-    value.trim().eq_ignore_ascii_case("true")
-}
-
 fn present(_: &str) -> bool {
     true
 }
@@ -49,19 +45,19 @@ const REFUSALS: &[Refusal] = &[
     Refusal {
         command: Command::Subscribe,
         header: "activemq.noLocal",
-        asks: is_true,
+        asks: super::is_true,
         what: "noLocal subscriptions",
     },
     Refusal {
         command: Command::Subscribe,
         header: "activemq.exclusive",
-        asks: is_true,
+        asks: super::is_true,
         what: "exclusive consumers",
     },
     Refusal {
         command: Command::Subscribe,
         header: "activemq.retroactive",
-        asks: is_true,
+        asks: super::is_true,
         what: "retroactive consumers",
     },
     Refusal {
