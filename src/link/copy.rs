@@ -5,9 +5,13 @@
 //! says `CopyHello` (version and credentials, as a Hello) and gets a `Manifest`: the
 //! store's id, epochs and segment files with their lengths. The files are cut into
 //! `CHUNK`s, which the streams take from one queue and `Fetch`, saying the CRC-32 of the
-//! bytes the slave holds there already, if any. The master reads each chunk off the
-//! executor and answers `Same` (the slave has it), `Zeros` (preallocated space), the
-//! `Chunk` with its CRC-32, or `Missing` (the segment was deleted meanwhile).
+//! bytes the slave holds there already, if any. The master answers `Same` (the slave has
+//! it), `Zeros` (preallocated space), the `Chunk` with its CRC-32, or `Missing` (the
+//! segment was deleted meanwhile).
+//!
+//! A copy is bulk work beside the master's clients, who wait on every receipt: each
+//! stream runs on a thread of its own at the lowest CPU priority, on both sides
+//! (`runtime::in_background`), and the slave writes in small synced pieces.
 //!
 //! The copy lands in `sync/` beside the journal, so a slave killed halfway keeps what it
 //! copied, and the next copy sends only what differs. A round ends with the files of one

@@ -220,7 +220,9 @@ async fn handle(stream: TcpStream, mut context: Context) {
                 end_writes,
                 peer: address,
             };
-            return copy::serve(transport, data_dir, silence, name, copies).await;
+            let serving = copy::serve(transport, data_dir, silence, name, copies);
+            runtime::in_background("copy-serve", serving).await;
+            return;
         }
         Some(Ok(Some(_))) => return peer.refuse("expected Hello first".to_string()).await,
         Some(Err(error)) => return peer.refuse(format!("bad Hello: {error}")).await,

@@ -2,15 +2,15 @@
 //! take chunks from one queue.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::io::AsyncWriteExt;
 use futures::StreamExt;
 
-use super::files::{finish, local_checksum, prepare, write_at};
+use super::files::{finish, local_checksum, open_to_write, prepare, write_synced, PIECE};
 use super::progress::Progress;
 use super::SYNC_DIR;
 use crate::codec;
@@ -152,19 +152,23 @@ pub async fn copy(config: Arc<Config>, wire: Wire, master: Endpoint) -> Result<C
         let max_rate = config.replication.sync_max_rate.map(|r| r.bytes() as u64);
         let progress = Arc::new(Progress::new(total, max_rate));
         let queue = Arc::new(Mutex::new(jobs));
-        let mut workers = vec![work(first, queue.clone(), dir.clone(), progress.clone())];
+        let worker = |stream| {
+            let working = work(stream, queue.clone(), dir.clone(), progress.clone());
+            runtime::in_background("copy-fetch", working)
+        };
+        let mut workers = vec![worker(first)];
         for _ in 1..streams {
             let (stream, manifest) = open(&config, &wire, &master).await?;
             if !matches!(&manifest, MasterMessage::Manifest { store_id: id, .. } if *id == store_id)
             {
                 return Err("the master's store changed identity during the copy".into());
             }
-            workers.push(work(stream, queue.clone(), dir.clone(), progress.clone()));
+            workers.push(worker(stream));
         }
         let ended = futures::future::join_all(workers).await;
         let mut missing = None;
         for end in ended {
-            match end? {
+            match end.ok_or("a copy stream's thread panicked")?? {
                 Ended::Done => {}
                 Ended::Missing(name) => missing = Some(name),
             }
@@ -200,7 +204,10 @@ pub async fn copy(config: Arc<Config>, wire: Wire, master: Endpoint) -> Result<C
     ))
 }
 
-/// One stream's share of the copy: chunks from the queue until it is empty.
+/// One stream's share of the copy: chunks from the queue until it is empty. It writes the
+/// files where it runs, so it runs in the background (`runtime::in_background`): the copy
+/// takes only the CPU time that the master's clients, on this machine or the master's,
+/// leave over.
 async fn work(
     mut stream: CopyStream,
     queue: Arc<Mutex<VecDeque<Job>>>,
@@ -213,20 +220,11 @@ async fn work(
             stream.close().await;
             return Ok(Ended::Done);
         };
-        let pause = progress.pause();
-        if !pause.is_zero() {
-            runtime::sleep(pause).await;
-        }
         let path = dir.join(&job.name);
         let have = if job.fresh {
             None
         } else {
-            let (path, offset, len) = (path.clone(), job.offset, job.len);
-            Some(
-                runtime::spawn_blocking(move || local_checksum(&path, offset, len))
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(local_checksum(&path, job.offset, job.len).map_err(|e| e.to_string())?)
         };
         let fetch = SlaveMessage::Fetch {
             name: job.name.clone(),
@@ -247,20 +245,15 @@ async fn work(
                         job.name
                     ));
                 }
-                let wrote = data.len() as u64;
-                runtime::spawn_blocking(move || write_at(&path, offset, &data))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                progress.add(&progress.sent, wrote);
+                land(&path, offset, &data, &progress, &progress.sent).await?;
             }
             MasterMessage::Zeros { offset } if offset == job.offset => {
-                if !job.fresh {
+                if job.fresh {
+                    progress.add(&progress.zeros, len);
+                } else {
                     let zeros = vec![0u8; job.len as usize];
-                    runtime::spawn_blocking(move || write_at(&path, offset, &zeros))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    land(&path, offset, &zeros, &progress, &progress.zeros).await?;
                 }
-                progress.add(&progress.zeros, len);
             }
             MasterMessage::Same { offset } if offset == job.offset => {
                 progress.add(&progress.held, len)
@@ -269,4 +262,28 @@ async fn work(
             other => return Err(format!("unexpected answer to a fetch: {other:?}")),
         }
     }
+}
+
+/// Writes a chunk into its file a `PIECE` at a time, each synced, each after the pause the
+/// rate cap asks for, and counts each in `counter` as it lands: the copy's writes reach
+/// the disk in an even stream of small pieces, which the master's fsyncs pass quickly.
+async fn land(
+    path: &Path,
+    offset: u64,
+    data: &[u8],
+    progress: &Progress,
+    counter: &AtomicU64,
+) -> Result<(), String> {
+    let file = open_to_write(path).map_err(|e| e.to_string())?;
+    let mut at = offset;
+    for piece in data.chunks(PIECE) {
+        let pause = progress.pause();
+        if !pause.is_zero() {
+            runtime::sleep(pause).await;
+        }
+        write_synced(&file, path, at, piece).map_err(|e| e.to_string())?;
+        progress.add(counter, piece.len() as u64);
+        at += piece.len() as u64;
+    }
+    Ok(())
 }

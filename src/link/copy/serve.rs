@@ -1,5 +1,5 @@
-//! The master's side of a copy: the manifest, each chunk read off the executor, and the
-//! copies being served, for the status line.
+//! The master's side of a copy: the manifest, each chunk read on the copy's own
+//! low-priority thread, and the copies being served, for the status line.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,9 @@ impl Drop for Served<'_> {
 
 /// Serves one copy stream whose `CopyHello` passed the checks: the manifest, then every
 /// `Fetch` until the slave closes the stream or falls silent for longer than `silence`.
+/// It reads the store where it runs, so it runs in the background (`runtime::in_background`)
+/// and never on an executor thread: a copy then takes only the CPU time the master's
+/// clients leave over, and their receipts keep their pace while a slave syncs.
 pub async fn serve(
     transport: Transport,
     data_dir: PathBuf,
@@ -111,8 +114,7 @@ pub async fn serve(
     } = transport;
     // However the stream ends, the connection ends with it.
     let _cut = Cut(kill);
-    let listing = data_dir.clone();
-    let manifest = match runtime::spawn_blocking(move || manifest(&listing)).await {
+    let manifest = match manifest(&data_dir) {
         Ok(manifest) => manifest,
         Err(why) => {
             log::error!("replication: cannot list the store for {peer}: {why}");
@@ -166,11 +168,7 @@ pub async fn serve(
             );
             return;
         }
-        let dir = journal.clone();
-        let answer =
-            runtime::spawn_blocking(move || read_chunk(&dir.join(&name), name, offset, len, have))
-                .await;
-        let answer = match answer {
+        let answer = match read_chunk(&journal.join(&name), name, offset, len, have) {
             Ok(answer) => answer,
             Err(why) => {
                 log::error!("replication: copy stream from {peer}: {why}; closed");
