@@ -917,22 +917,11 @@ PY
   SYNC_DISK=$(awk '{printf "%d", ($2 == "GB/s") ? $1 * 1000 : $1}' <<<"$SYNC_DISK_MBPS")
 }
 
-# run_sync LABEL [MIB_PER_S]: an empty slave copies a master holding SYNC_MIB of messages
-# (capped at MIB_PER_S with sync_max_rate); its MB/s, and the master's one-producer
-# receipt rate while it runs, beside the same rate just before.
-run_sync() {
-  local label=$1 cap=${2:-} dir=$TMP/mirrormq-sync-$1
-  mkdir -p "$dir"
-  local m_stomp m_repl s_stomp s_repl
-  read -r m_stomp m_repl s_stomp s_repl <<<"$(free_ports 4)"
-  refuse_used "$m_stomp" "$m_repl" "$s_stomp" "$s_repl"
-  for role in master slave; do
-    local stomp=$m_stomp repl=$m_repl extra=""
-    if [ "$role" = slave ]; then
-      stomp=$s_stomp repl=$s_repl
-      extra="master_connector_uri = \"tcp://127.0.0.1:$m_repl\""
-    fi
-    cat >"$dir/$role.toml" <<EOF2
+# sync_config ROLE DIR STOMP REPL [MASTER_REPL [MIB_PER_S]]: a broker's config for the
+# initial-sync runs; a slave (with MASTER_REPL) copies capped at MIB_PER_S, if given.
+sync_config() {
+  local role=$1 dir=$2 stomp=$3 repl=$4 master_repl=${5:-} cap=${6:-}
+  cat <<EOF2
 # written by scripts/bench-peers.sh: the initial sync
 [broker]
 name = "$role"
@@ -946,7 +935,7 @@ bind = "tcp://127.0.0.1:$stomp"
 
 [replication]
 bind = "tcp://127.0.0.1:$repl"
-$extra
+${master_repl:+master_connector_uri = \"tcp://127.0.0.1:$master_repl\"}
 user = "admin"
 password = "admin"
 sync_streams = 2
@@ -956,39 +945,75 @@ ${cap:+sync_max_rate = \"${cap}MiB\"}
 name = "admin"
 password = "admin"
 EOF2
-  done
-  local master url="failover:(tcp://127.0.0.1:$m_stomp)"
-  master=$(spawn "$dir/master.log" "$dir/master.pid" "$dir" env RUST_LOG=info "$MMQ" broker --config "$dir/master.toml")
-  register sync-master "$master" "$dir/master.toml" 60
-  wait_log "$dir/master.log" "stomp: listening" "$master" 30
+}
+
+# start_sync_master: a master holding SYNC_MIB of messages (64 KiB each), which every
+# copy below copies; sets SYNC_DIR, SYNC_URL, SYNC_REPL and SYNC_STORE_MIB.
+start_sync_master() {
+  SYNC_DIR=$TMP/mirrormq-sync
+  mkdir -p "$SYNC_DIR"
+  local stomp master
+  read -r stomp SYNC_REPL <<<"$(free_ports 2)"
+  refuse_used "$stomp" "$SYNC_REPL"
+  sync_config master "$SYNC_DIR" "$stomp" "$SYNC_REPL" >"$SYNC_DIR/master.toml"
+  SYNC_URL="failover:(tcp://127.0.0.1:$stomp)"
+  master=$(spawn "$SYNC_DIR/master.log" "$SYNC_DIR/master.pid" "$SYNC_DIR" env RUST_LOG=info "$MMQ" broker --config "$SYNC_DIR/master.toml")
+  register sync-master "$master" "$SYNC_DIR/master.toml" 60
+  wait_log "$SYNC_DIR/master.log" "stomp: listening" "$master" 30
   log "sync: filling the master with $SYNC_MIB MiB (64 KiB messages)"
   local n=$((SYNC_MIB * 16 / 8))
-  timeout "$BENCH_TIMEOUT" "$MMQ" bench produce --url "$url" --login admin --passcode admin \
+  timeout "$BENCH_TIMEOUT" "$MMQ" bench produce --url "$SYNC_URL" --login admin --passcode admin \
     --destination /queue/sync --producers 8 --window 64 --count "$n" --size 65536 --json \
     >"$TMP/runs/sync-fill.json" 2>"$TMP/runs/sync-fill.log" || die "filling the sync store failed"
-  SYNC_STORE_MIB=$(du -sm "$dir/master-data/journal" | cut -f1)
-  bench "sync-$label-alone" "$url" admin admin produce --destination /queue/sync-p1w1 \
+  SYNC_STORE_MIB=$(du -sm "$SYNC_DIR/master-data/journal" | cut -f1)
+}
+
+# run_sync LABEL RUN [MIB_PER_S]: an empty slave copies the sync master's store (capped
+# at MIB_PER_S with sync_max_rate); its MB/s, and the master's one-producer receipt rate
+# while it runs, beside the same rate just before. The slave is stopped and its store
+# deleted afterwards, so the next run's slave starts empty too.
+run_sync() {
+  local label=$1 run=$2 cap=${3:-} dir=$SYNC_DIR/slave-$1-$2
+  mkdir -p "$dir"
+  local s_stomp s_repl
+  read -r s_stomp s_repl <<<"$(free_ports 2)"
+  refuse_used "$s_stomp" "$s_repl"
+  sync_config slave "$dir" "$s_stomp" "$s_repl" "$SYNC_REPL" "$cap" >"$dir/slave.toml"
+  bench "sync-$label-alone-$run" "$SYNC_URL" admin admin produce --destination /queue/sync-p1w1 \
     --producers 1 --window 1 --count "$N_P1W1"
-  record mirrormq "sync-$label-alone" 1 "sync-$label-alone" "$N_P1W1" >/dev/null
+  record mirrormq "sync-$label-alone" "$run" "sync-$label-alone-$run" "$N_P1W1" >/dev/null
   local alone_rate
-  alone_rate=$(rate_of "sync-$label-alone")
+  alone_rate=$(rate_of "sync-$label-alone-$run")
   # The producer during the copy sends what the rate alone makes in about half the time
   # the copy should take (the disk's rate, or the cap), so it runs within the copy.
   local during_n
   during_n=$(python3 -c "print(max(500, int($alone_rate * $SYNC_STORE_MIB * 1.048576 / ${cap:-$SYNC_DISK} / 2)))")
-  log "sync: starting an empty slave; $during_n one-producer sends on the master meanwhile"
+  log "sync ($label, run $run): starting an empty slave; $during_n one-producer sends on the master meanwhile"
   local slave
   slave=$(spawn "$dir/slave.log" "$dir/slave.pid" "$dir" env RUST_LOG=info "$MMQ" broker --config "$dir/slave.toml")
   register sync-slave "$slave" "$dir/slave.toml" 60
-  bench "sync-$label-during" "$url" admin admin produce --destination /queue/sync-p1w1 \
+  bench "sync-$label-during-$run" "$SYNC_URL" admin admin produce --destination /queue/sync-p1w1 \
     --producers 1 --window 1 --count "$during_n"
-  record mirrormq "sync-$label-during" 1 "sync-$label-during" "$during_n" >/dev/null
+  record mirrormq "sync-$label-during" "$run" "sync-$label-during-$run" "$during_n" >/dev/null
   wait_log "$dir/slave.log" "replication: copied the master's store:" "$slave" "$START_WAIT"
   wait_log "$dir/slave.log" "-> slave-mirroring" "$slave" "$START_WAIT"
   local line
   line=$(grep -F "replication: copied the master's store:" "$dir/slave.log" | tail -n 1 | sed 's/.*copied the master.s store: //')
-  log "sync ($label): $line"
+  log "sync ($label, run $run): $line"
   printf '%s\t%s\t%s\t%s\n' "$label" "${cap:-}" "$SYNC_STORE_MIB" "$line" >>"$SYNCS"
+  stop_group sync-slave
+  rm -rf "$dir/slave-data"
+}
+
+# run_syncs: RUNS copies as fast as they go and RUNS capped at half the disk's rate,
+# alternating, all from one filled master.
+run_syncs() {
+  start_sync_master
+  local run
+  for ((run = 1; run <= RUNS; run++)); do
+    run_sync full "$run"
+    run_sync capped "$run" $((SYNC_DISK / 2))
+  done
   stop_group sync-
 }
 SYNCS=$TMP/syncs.tsv # label cap_mib store_mib closing-line
@@ -1060,21 +1085,38 @@ w("closing line; the disk's is `dd bs=1M count=1024 conv=fdatasync` on the same 
 w("loopback's one TCP stream of 2 GiB. The master's one-producer rate (each send waits for its")
 w("receipt) is measured just before the slave starts, and again while it copies. Both brokers")
 w("share one disk, so the copy's writes and the master's fsyncs queue on the same device: the")
-w("second run caps the copy with `sync_max_rate` at about half the disk's rate.")
+w("second row caps the copy with `sync_max_rate` at about half the disk's rate. The copy runs")
+w("at the lowest CPU priority on both brokers and writes in synced 128 KiB pieces, so the")
+w("master's fsyncs wait behind little of it.")
 w("")
 w(f"Disk: {e['SYNC_DISK_MBPS']}; loopback: {e['SYNC_LOOPBACK']}.")
 w("")
-w("| copy | its rate, MB/s | / the disk's (target ≥ 0.5) | master's 1-producer receipts a second during it | / without a copy (target ≥ 0.7) | receipt latency during it, p50 / p99 / max ms | met? |")
-w("|---|---|---|---|---|---|---|")
+w("Each row is the median of its runs (min–max), the two rows' runs alternating against the")
+w("same master; a run's ratio divides its rate during the copy by the rate measured just")
+w("before that run's slave started.")
+w("")
+w("| copy | runs | its rate, MB/s | / the disk's (target ≥ 0.5) | master's 1-producer receipts a second during it | / without a copy (target ≥ 0.7) | receipt latency during it, p50 / p99 / max ms | met? |")
+w("|---|---|---|---|---|---|---|---|")
+def spread(values, fmt):
+    m = statistics.median(values)
+    return fmt(m) + (f" ({fmt(min(values))}–{fmt(max(values))})" if len(values) > 1 else ""), m
+by_label = defaultdict(list)
 for label, cap, _, line in syncs:
     m = re.search(r"([\d,]+) MB/s", line)
-    sync = float(m.group(1).replace(",", "")) if m else 0.0
-    alone, during = med("mirrormq", f"sync-{label}-alone"), med("mirrormq", f"sync-{label}-during")
-    lat = rows[("mirrormq", f"sync-{label}-during")][0]
+    by_label[(label, cap)].append(float(m.group(1).replace(",", "")) if m else 0.0)
+for (label, cap), copy_rates in by_label.items():
+    alone = [r["rate"] for r in rows[("mirrormq", f"sync-{label}-alone")]]
+    during = rows[("mirrormq", f"sync-{label}-during")]
+    ratios = [d["rate"] / a for d, a in zip(during, alone)]
+    copy_cell, copy_rate = spread(copy_rates, lambda v: f"{v:,.0f}")
+    share_cell, share = spread([c / disk for c in copy_rates], lambda v: f"{v:.2f}")
+    during_cell, _ = spread([d["rate"] for d in during], lambda v: f"{v:,.0f}")
+    ratio_cell, ratio = spread(ratios, lambda v: f"{v:.2f}")
+    lat = {k: statistics.median(int(d[k]) for d in during) / 1000 for k in ("p50", "p99", "max")}
     name = f"`sync_max_rate = \"{cap}MiB\"`" if cap else "as fast as it goes"
-    ok = sync >= disk / 2 and during / alone >= 0.7
-    w(f"| {name} | {sync:,.0f} | {sync / disk:.2f} | {during:,.0f} | {during / alone:.2f} | "
-      f"{int(lat['p50']) / 1000:.2f} / {int(lat['p99']) / 1000:.2f} / {int(lat['max']) / 1000:.1f} | {'yes' if ok else '**no**'} |")
+    ok = share >= 0.5 and ratio >= 0.7
+    w(f"| {name} | {len(copy_rates)} | {copy_cell} | {share_cell} | {during_cell} | {ratio_cell} | "
+      f"{lat['p50']:.2f} / {lat['p99']:.2f} / {lat['max']:.1f} | {'yes' if ok else '**no**'} |")
 w("<!-- group:end -->")
 print("\n".join(out))
 PY
@@ -1227,8 +1269,7 @@ if [ "$MODE" = group ]; then
   run_group_and_pair
   run_rabbitmq_quorum
   measure_limits
-  run_sync full
-  run_sync capped $((SYNC_DISK / 2))
+  run_syncs
   write_group_section
   OK=1
   log "wrote the group section of $OUT"
