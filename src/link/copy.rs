@@ -11,7 +11,8 @@
 //!
 //! A copy is bulk work beside the master's clients, who wait on every receipt: each
 //! stream runs on a thread of its own at the lowest CPU priority, on both sides
-//! (`runtime::in_background`), and the slave writes in small synced pieces.
+//! (`runtime::in_background`), and the slave writes in small pieces past the page
+//! cache (`target.rs`).
 //!
 //! The copy lands in `sync/` beside the journal, so a slave killed halfway keeps what it
 //! copied, and the next copy sends only what differs. A round ends with the files of one
@@ -24,6 +25,7 @@ mod fetch;
 mod files;
 mod progress;
 mod serve;
+mod target;
 
 pub use fetch::{copy, Copied};
 pub use serve::{serve, Copies, StreamSlot, MAX_STREAMS};

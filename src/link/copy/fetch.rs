@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures::io::AsyncWriteExt;
 use futures::StreamExt;
 
-use super::files::{finish, local_checksum, open_to_write, prepare, write_synced, PIECE};
+use super::files::{finish, local_checksum, prepare};
 use super::progress::Progress;
+use super::target::{Target, PIECE};
 use super::SYNC_DIR;
 use crate::codec;
 use crate::config::{Config, Endpoint};
@@ -177,10 +178,6 @@ pub async fn copy(config: Arc<Config>, wire: Wire, master: Endpoint) -> Result<C
             log::info!("replication: segment {name} was deleted on the master during the copy: listing the store again");
             continue;
         }
-        log::info!(
-            "replication: copied the master's store: {}",
-            progress.line()
-        );
         let meta = StoreMeta {
             store_id: store_id.clone(),
             epochs: epochs.clone(),
@@ -191,6 +188,12 @@ pub async fn copy(config: Arc<Config>, wire: Wire, master: Endpoint) -> Result<C
         runtime::spawn_blocking(move || finish(&finishing, last.as_deref(), &meta))
             .await
             .map_err(|e| e.to_string())?;
+        // Logged once every file is synced: the rate it gives is the rate to a durable
+        // copy, not to the disk's cache.
+        log::info!(
+            "replication: copied the master's store: {}",
+            progress.line()
+        );
         return Ok(Copied {
             store_id,
             epochs,
@@ -264,9 +267,9 @@ async fn work(
     }
 }
 
-/// Writes a chunk into its file a `PIECE` at a time, each synced, each after the pause the
-/// rate cap asks for, and counts each in `counter` as it lands: the copy's writes reach
-/// the disk in an even stream of small pieces, which the master's fsyncs pass quickly.
+/// Writes a chunk into its file a `PIECE` at a time, each after the pause the rate cap
+/// asks for, and counts each in `counter` as it lands: the copy's writes reach the disk in
+/// an even stream of small pieces, which the master's fsyncs pass quickly.
 async fn land(
     path: &Path,
     offset: u64,
@@ -274,14 +277,14 @@ async fn land(
     progress: &Progress,
     counter: &AtomicU64,
 ) -> Result<(), String> {
-    let file = open_to_write(path).map_err(|e| e.to_string())?;
+    let mut target = Target::open(path).map_err(|e| e.to_string())?;
     let mut at = offset;
     for piece in data.chunks(PIECE) {
         let pause = progress.pause();
         if !pause.is_zero() {
             runtime::sleep(pause).await;
         }
-        write_synced(&file, path, at, piece).map_err(|e| e.to_string())?;
+        target.write(at, piece).map_err(|e| e.to_string())?;
         progress.add(counter, piece.len() as u64);
         at += piece.len() as u64;
     }

@@ -1,5 +1,5 @@
-//! The copy's files on the slave: `sync/` made to match a manifest, a chunk's CRC, a
-//! chunk's pieces written and synced, and the finished copy marked for install.
+//! The copy's files on the slave: `sync/` made to match a manifest, a chunk's CRC, and
+//! the finished copy marked for install (`target.rs` writes the chunks).
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -64,34 +64,6 @@ pub(super) fn local_checksum(path: &Path, offset: u64, len: u32) -> crate::Resul
     file.read_exact_at(&mut data, offset)
         .map_err(|e| crate::Error::io(path, e))?;
     Ok(crc32fast::hash(&data))
-}
-
-/// Bytes the copy writes and syncs at a time. On a disk the master shares, every sync of
-/// the copy's makes the disk write what it was given before what comes after, the
-/// master's own fsyncs included: in pieces this small a master's fsync waits behind at
-/// most a fraction of a millisecond of the copy's writes, where a whole chunk (1 MiB)
-/// cost it several. Unsynced, the copy's dirty pages pile up by the hundred megabytes,
-/// and (ext4's ordered mode) the master's next fsync waits for their write-back.
-pub(super) const PIECE: usize = 128 << 10;
-
-/// Opens a segment file of the copy to write into it.
-pub(super) fn open_to_write(path: &Path) -> crate::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| crate::Error::io(path, e))
-}
-
-/// Writes a piece (at most `PIECE` bytes) and syncs it.
-pub(super) fn write_synced(
-    file: &std::fs::File,
-    path: &Path,
-    offset: u64,
-    piece: &[u8],
-) -> crate::Result<()> {
-    file.write_all_at(piece, offset)
-        .and_then(|()| file.sync_data())
-        .map_err(|e| crate::Error::io(path, e))
 }
 
 /// Ends a copy: the last segment cut after its last whole record (it was being written
