@@ -60,22 +60,35 @@ impl Target {
     /// Writes a piece (at most `PIECE` bytes) at `offset`.
     pub(super) fn write(&mut self, offset: u64, piece: &[u8]) -> crate::Result<()> {
         let aligned = offset.is_multiple_of(ALIGN as u64) && piece.len().is_multiple_of(ALIGN);
-        let written = match &self.direct {
-            Some(direct) if aligned && piece.len() <= PIECE => {
-                if self.staging.is_empty() {
-                    self.staging = vec![0u8; PIECE + ALIGN];
+        if aligned && piece.len() <= PIECE {
+            match self.write_direct(offset, piece) {
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    // A filesystem that opens files for direct I/O but wants another
+                    // alignment: the page cache it is, for the rest of this file.
+                    self.direct = None;
                 }
-                let start = self.staging.as_ptr().align_offset(ALIGN);
-                let staged = &mut self.staging[start..start + piece.len()];
-                staged.copy_from_slice(piece);
-                direct.write_all_at(staged, offset)
+                Some(written) => return written.map_err(|e| crate::Error::io(&self.path, e)),
+                None => {}
             }
-            _ => self
-                .buffered
-                .write_all_at(piece, offset)
-                .and_then(|()| self.buffered.sync_data()),
-        };
-        written.map_err(|e| crate::Error::io(&self.path, e))
+        }
+        self.buffered
+            .write_all_at(piece, offset)
+            .and_then(|()| self.buffered.sync_data())
+            .map_err(|e| crate::Error::io(&self.path, e))
+    }
+
+    /// Writes an aligned piece with direct I/O through the staging buffer; `None` without
+    /// a file open for it.
+    fn write_direct(&mut self, offset: u64, piece: &[u8]) -> Option<std::io::Result<()>> {
+        let direct = self.direct.as_ref()?;
+        if self.staging.is_empty() {
+            self.staging = vec![0u8; PIECE + ALIGN];
+        }
+        let address = self.staging.as_ptr() as usize;
+        let start = (ALIGN - address % ALIGN) % ALIGN;
+        let staged = &mut self.staging[start..start + piece.len()];
+        staged.copy_from_slice(piece);
+        Some(direct.write_all_at(staged, offset))
     }
 }
 
