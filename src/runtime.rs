@@ -68,12 +68,10 @@ where
 }
 
 /// Sets the calling thread's nice value to 19. On Linux a nice value belongs to a thread,
-/// and `who = 0` names the caller. Failing only costs priority, so a failure is ignored.
+/// and `setpriority(PRIO_PROCESS, 0)` names the caller. Failing only costs priority, so a
+/// failure is ignored.
 fn lower_this_threads_priority() {
-    // SAFETY: setpriority takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-    }
+    let _ = rustix::process::setpriority_process(None, 19);
 }
 
 /// Waits for `duration` without blocking an executor thread.

@@ -46,7 +46,7 @@ impl Target {
         let buffered = OpenOptions::new().write(true).open(path).map_err(io)?;
         let direct = OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
             .open(path)
             .ok();
         Ok(Target {
