@@ -230,13 +230,8 @@ impl Connection {
 }
 
 impl AdminApi {
-    fn into_admin(self) -> tools::admin::Admin {
-        tools::admin::Admin {
-            url: self.admin,
-            ca: self.ca,
-            login: self.login,
-            passcode: self.passcode,
-        }
+    fn into_admin(self) -> mirrormq::Result<tools::admin::Admin> {
+        tools::admin::Admin::new(self.admin, self.ca.as_deref(), self.login, self.passcode)
     }
 }
 
@@ -407,8 +402,8 @@ fn run(cli: Cli) -> mirrormq::Result<i32> {
             faults,
         }),
         Cli::Verify { data_dir } => mirrormq::verify::run(&data_dir),
-        Cli::Status { api, json } => tools::admin::status(&api.into_admin(), json),
-        Cli::Admin { api, operation } => tools::admin::operate(&api.into_admin(), &operation),
+        Cli::Status { api, json } => tools::admin::status(&api.into_admin()?, json),
+        Cli::Admin { api, operation } => tools::admin::operate(&api.into_admin()?, &operation),
         Cli::Demo {
             configs,
             count,

@@ -102,10 +102,11 @@ where
     let mut request = format!("ws://{host}:{port}{path}")
         .into_client_request()
         .map_err(|e| format!("WebSocket request: {e}"))?;
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
-    );
+    let offer = HeaderValue::from_str(&SUBPROTOCOLS.join(", "))
+        .map_err(|e| format!("WebSocket request: {e}"))?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", offer);
     let (socket, response) = async_tungstenite::client_async(request, stream)
         .await
         .map_err(|e| format!("WebSocket handshake failed: {e}"))?;

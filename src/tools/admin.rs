@@ -2,12 +2,13 @@
 //! `status` prints the role, the replicas and the queues as tables (`--json` for
 //! scripts); `admin purge|delete|move|browse` call the API's operations.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::Value;
 
+use mirrormq::config::Endpoint;
 use mirrormq::error::{Error, Result};
 use mirrormq::http::{self, percent_encode};
 use mirrormq::tls;
@@ -15,14 +16,17 @@ use mirrormq::tls;
 /// How long one call may take: an op waits for the journal and the in-sync slaves.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where the admin API is and who asks.
+/// Where the admin API is and who asks: the `--admin` URL read once, and for
+/// `https://` the CA read once, however many calls a command makes.
 pub struct Admin {
-    /// `http://HOST:PORT` (or `HOST:PORT`), or `https://HOST:PORT`.
-    pub url: String,
-    /// The CA that signed the broker's certificate, for `https://`.
-    pub ca: Option<PathBuf>,
-    pub login: Option<String>,
-    pub passcode: Option<String>,
+    /// The URL as given, for messages.
+    url: String,
+    /// `HOST:PORT`.
+    address: String,
+    /// For `https://`: the host the certificate must name, and the client.
+    tls: Option<(String, tls::Connector)>,
+    login: Option<String>,
+    passcode: Option<String>,
 }
 
 /// One operation of `mirrormq admin`.
@@ -47,20 +51,42 @@ pub enum Operation {
 }
 
 impl Admin {
-    /// `HOST:PORT`, and whether it speaks HTTPS.
-    fn address(&self) -> Result<(String, bool)> {
-        let (rest, https) = match self.url.strip_prefix("https://") {
+    /// `url`: `http://HOST:PORT` (or `HOST:PORT`), or `https://HOST:PORT` with `ca`, the
+    /// CA that signed the broker's certificate.
+    pub fn new(
+        url: String,
+        ca: Option<&Path>,
+        login: Option<String>,
+        passcode: Option<String>,
+    ) -> Result<Admin> {
+        let (rest, https) = match url.strip_prefix("https://") {
             Some(rest) => (rest, true),
-            None => (self.url.strip_prefix("http://").unwrap_or(&self.url), false),
+            None => (url.strip_prefix("http://").unwrap_or(&url), false),
         };
-        let address = rest.trim_end_matches('/');
-        if address.is_empty() || address.contains('/') || !address.contains(':') {
+        let rest = rest.trim_end_matches('/');
+        let Ok(endpoint) = Endpoint::parse(&format!("tcp://{rest}")) else {
             return Err(Error::Tool(format!(
-                "--admin {}: expected http://HOST:PORT or https://HOST:PORT (the broker's [admin] bind)",
-                self.url
+                "--admin {url}: expected http://HOST:PORT or https://HOST:PORT (the broker's [admin] bind)"
             )));
-        }
-        Ok((address.to_string(), https))
+        };
+        let tls = match (https, ca) {
+            (false, _) => None,
+            (true, None) => return Err(Error::Tool(format!(
+                "{url}: an https:// admin listener: name the CA that signed its certificate with --ca FILE or MIRRORMQ_CA"
+            ))),
+            (true, Some(ca)) => {
+                let connector =
+                    tls::Connector::from_ca(ca).map_err(|e| Error::Tool(format!("{url}: {e}")))?;
+                Some((endpoint.host.clone(), connector))
+            }
+        };
+        Ok(Admin {
+            address: endpoint.socket_addr(),
+            url,
+            tls,
+            login,
+            passcode,
+        })
     }
 
     /// One request and its answer, over HTTPS if the URL says so.
@@ -70,23 +96,14 @@ impl Admin {
         target: &str,
         headers: &[(&str, String)],
     ) -> std::io::Result<http::Answer> {
-        let (address, https) = self.address().map_err(std::io::Error::other)?;
-        let stream = http::connect(&address, TIMEOUT)?;
-        if !https {
-            return http::exchange(stream, &address, method, target, headers);
+        let stream = http::connect(&self.address, TIMEOUT)?;
+        match &self.tls {
+            None => http::exchange(stream, &self.address, method, target, headers),
+            Some((host, connector)) => {
+                let secured = connector.connect_blocking(host, stream)?;
+                http::exchange(secured, &self.address, method, target, headers)
+            }
         }
-        let Some(ca) = &self.ca else {
-            return Err(std::io::Error::other(
-                "an https:// admin listener: name the CA that signed its certificate with --ca FILE or MIRRORMQ_CA",
-            ));
-        };
-        let host = address
-            .rsplit_once(':')
-            .map_or(address.as_str(), |(host, _)| host)
-            .trim_matches(|c| c == '[' || c == ']');
-        let connector = tls::Connector::from_ca(ca).map_err(std::io::Error::other)?;
-        let secured = connector.connect_blocking(host, stream)?;
-        http::exchange(secured, &address, method, target, headers)
     }
 
     /// Calls `method target` and gives the JSON answer, or the API's error.
