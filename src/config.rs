@@ -335,7 +335,7 @@ impl Config {
             "stomp.max_transaction_frames",
             "must be at least 1",
         )?;
-        self.replication.validate(self.tls.is_some())?;
+        self.replication.validate()?;
         let mut names = std::collections::HashSet::new();
         for user in &self.users {
             check(!user.name.is_empty(), "users.name", "must not be empty")?;
@@ -349,7 +349,7 @@ impl Config {
             election.validate(&self.replication)?;
         }
         match &self.admin {
-            Some(admin) => admin.validate(&self.users, self.tls.is_some()),
+            Some(admin) => admin.validate(&self.users),
             None => Ok(()),
         }
     }

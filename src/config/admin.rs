@@ -65,17 +65,10 @@ fn max_browse_bytes() -> ByteSize {
 }
 
 impl AdminConfig {
-    /// `has_tls`: the config has a `[tls]` section.
     pub(super) fn validate(
         &self,
         users: &[super::User],
-        has_tls: bool,
     ) -> std::result::Result<(), (&'static str, String)> {
-        check(
-            !self.tls || has_tls,
-            "admin.tls",
-            "needs a [tls] section with cert and key",
-        )?;
         check(
             users.iter().any(|user| user.admin),
             "admin.bind",

@@ -103,8 +103,8 @@ impl ReplicationConfig {
         }
     }
 
-    /// Range and cross-field checks; `has_tls`: the config has a `[tls]` section.
-    pub(super) fn validate(&self, has_tls: bool) -> Result<(), (&'static str, String)> {
+    /// Range and cross-field checks (`[tls]` for `tls = true` is `tls::validate`'s).
+    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
         let r = self;
         check(
             r.ack_timeout_ms >= 10,
@@ -168,12 +168,7 @@ impl ReplicationConfig {
             )?;
         }
         if r.tls {
-            // Every broker of a pair may serve the link, and every one may dial it.
-            check(
-                has_tls,
-                "replication.tls",
-                "needs a [tls] section with cert and key: this broker's listener serves the link over TLS",
-            )?;
+            // Every broker of a pair may dial the link (`[tls]` is `tls::validate`'s).
             check(
                 r.ca.is_some(),
                 "replication.tls",

@@ -166,6 +166,29 @@ fn a_link_over_tls_needs_a_certificate_and_a_ca() {
 }
 
 #[test]
+fn every_user_of_tls_without_a_tls_section_is_named() {
+    let admin = "[admin]\nbind = \"tcp://127.0.0.1:0\"\ntls = true\n[[users]]\nname = \"ops\"\npassword = \"p\"\nadmin = true\n";
+    for (section, key) in [
+        (
+            "[stomp]\ntls_bind = \"tcp://127.0.0.1:0\"\n",
+            "stomp.tls_bind",
+        ),
+        (
+            "[stomp]\nwss_bind = \"tcp://127.0.0.1:0\"\n",
+            "stomp.wss_bind",
+        ),
+        (admin, "admin.tls"),
+        (
+            "[replication]\ntls = true\nca = \"ca.pem\"\n",
+            "replication.tls",
+        ),
+    ] {
+        let error = error_of(&format!("{MINIMAL}{section}"));
+        assert!(error.contains(key) && error.contains("[tls]"), "{error}");
+    }
+}
+
+#[test]
 fn duplicate_user_names_are_refused() {
     let text = format!(
         "{MINIMAL}[[users]]\nname = \"a\"\npassword = \"1\"\n[[users]]\nname = \"a\"\npassword = \"2\"\n"

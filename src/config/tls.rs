@@ -39,17 +39,24 @@ impl TlsConfig {
     }
 }
 
-/// A TLS listener needs `[tls]`.
+/// Every user of TLS needs `[tls]`, the certificate this broker shows: the client ports'
+/// TLS listeners, the admin listener with `tls = true`, and the replication link with
+/// `tls = true` (every broker of a group may serve the link).
 pub(super) fn validate(config: &Config) -> Result<(), (&'static str, String)> {
+    const NEEDS: &str = "needs a [tls] section with cert and key";
     let s = &config.stomp;
-    let wants = s.tls_bind.is_some() || s.wss_bind.is_some();
-    check(
-        !wants || config.tls.is_some(),
-        if s.tls_bind.is_some() {
-            "stomp.tls_bind"
-        } else {
-            "stomp.wss_bind"
-        },
-        "needs a [tls] section with cert and key",
-    )
+    let users = [
+        (s.tls_bind.is_some(), "stomp.tls_bind", NEEDS),
+        (s.wss_bind.is_some(), "stomp.wss_bind", NEEDS),
+        (config.admin.as_ref().is_some_and(|a| a.tls), "admin.tls", NEEDS),
+        (
+            config.replication.tls,
+            "replication.tls",
+            "needs a [tls] section with cert and key: this broker's listener serves the link over TLS",
+        ),
+    ];
+    for (wants, key, why) in users {
+        check(!wants || config.tls.is_some(), key, why)?;
+    }
+    Ok(())
 }
