@@ -4,23 +4,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command as Process;
 
 use common::admin::{admin_section, call, depth, eventually, json, queue, CLIENT_USER};
 use common::client::body;
-use common::{Client, Site, PATIENCE};
-
-/// Sends raw bytes to the admin port and reads what comes back until it closes.
-fn raw(port: u16, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let _ = stream.write_all(bytes);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
+use common::{Client, Site};
 
 fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or("")
@@ -36,7 +26,7 @@ fn only_admins_get_in_and_hostile_requests_get_a_4xx_while_clients_are_served() 
 
     let anonymous = call(port, "GET", "/api/status", None);
     assert_eq!(anonymous.status, 401);
-    let challenge = raw(port, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    let challenge = common::raw_exchange(port, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(challenge.contains("WWW-Authenticate: Basic"), "{challenge}");
     assert_eq!(
         call(port, "GET", "/api/status", Some("app:app")).status,
@@ -79,7 +69,7 @@ fn only_admins_get_in_and_hostile_requests_get_a_4xx_while_clients_are_served() 
         ("408", b"GET /api/status HTTP/1.1\r\nHost:".to_vec()),
     ];
     for (status, request) in &cases {
-        let answer = raw(port, request);
+        let answer = common::raw_exchange(port, request);
         assert!(status_line(&answer).contains(status), "{status}: {answer}");
     }
 

@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{Broker, Site};
 
@@ -60,17 +59,9 @@ fn plain_tcp_at_the_tls_port_is_closed_and_logged() {
     let site = Site::new();
     let dir = common::certs::make(&site.dir.path().join("certs"), 30);
     let (broker, port) = tls_broker(&site, &dir, "");
-    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    plain
-        .write_all(b"CONNECT\naccept-version:1.2\n\n\0")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = plain.read_to_end(&mut answer);
+    let answer = common::raw_exchange(port, b"CONNECT\naccept-version:1.2\n\n\0");
     assert!(
-        !String::from_utf8_lossy(&answer).contains("CONNECTED"),
+        !answer.contains("CONNECTED"),
         "a plaintext client was served"
     );
     assert!(broker
@@ -238,16 +229,8 @@ fn the_admin_api_speaks_https() {
     assert!(said.contains("invalid peer certificate"), "{said}");
 
     // Plain HTTP at the HTTPS port: no HTTP answer, and a line in the log.
-    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    plain
-        .write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = plain.read_to_end(&mut answer);
-    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    let answer = common::raw_exchange(port, b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!answer.starts_with("HTTP/"), "{answer:?}");
     assert!(broker
         .log
         .wait_for("admin: connection from", common::PATIENCE)

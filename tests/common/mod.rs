@@ -226,6 +226,18 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Sends raw bytes to a port on 127.0.0.1 and reads what comes back until it closes (or
+/// `PATIENCE` passes).
+pub fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// The standard output of a finished command that must have succeeded (else the test
 /// fails showing what it printed on both streams).
 pub fn stdout_of(output: std::process::Output) -> String {
