@@ -156,7 +156,7 @@ impl Broker {
     pub fn apply(&mut self, seq: Seq, op: &Op, keep_transient: bool) -> Applied {
         let mut applied = Applied::default();
         self.unplaced.clear();
-        self.apply_op(seq, op, keep_transient, &mut applied, &mut None);
+        self.apply_op(seq, op, keep_transient, &mut applied, None);
         applied
     }
 
@@ -168,7 +168,7 @@ impl Broker {
         op: &Op,
         keep_transient: bool,
         applied: &mut Applied,
-        built: &mut Option<Vec<Option<Arc<Message>>>>,
+        mut built: Option<&mut Vec<Option<Arc<Message>>>>,
     ) {
         let sends: &[NewMessage] = match op {
             Op::Send(message) => std::slice::from_ref(message),
@@ -176,10 +176,8 @@ impl Broker {
             _ => &[],
         };
         for (index, message) in sends.iter().enumerate() {
-            let message = self.add(seq, index as u32, message, keep_transient, applied);
-            if let Some(built) = built {
-                built.push(message);
-            }
+            let built = built.as_deref_mut();
+            self.add(seq, index as u32, message, keep_transient, applied, built);
         }
         match op {
             Op::Send(_) => {}
@@ -213,9 +211,8 @@ impl Broker {
             }
             Op::Subscribed(subscription) => self.subscribed(seq, subscription, applied),
             Op::Kept { op, copies } => {
-                let mut made = Some(Vec::new());
-                self.apply_op(seq, op, keep_transient, applied, &mut made);
-                let made = made.unwrap_or_default();
+                let mut made = Vec::new();
+                self.apply_op(seq, op, keep_transient, applied, Some(&mut made));
                 for (index, queue) in copies {
                     // A send that was not kept (transient, replayed) has no copies either.
                     if let Some(Some(message)) = made.get(*index as usize) {
@@ -233,7 +230,8 @@ impl Broker {
     }
 
     /// Files message `index` of record `seq`: in its queue, or to a topic's current
-    /// subscribers. Returns it, unless it is transient and not kept (`keep_transient`).
+    /// subscribers, unless it is transient and not kept (`keep_transient`). With `built`,
+    /// what it filed (or `None`) goes there too, at its index.
     fn add(
         &mut self,
         seq: Seq,
@@ -241,17 +239,23 @@ impl Broker {
         new: &NewMessage,
         keep_transient: bool,
         applied: &mut Applied,
-    ) -> Option<Arc<Message>> {
+        built: Option<&mut Vec<Option<Arc<Message>>>>,
+    ) {
         if !new.persistent && !keep_transient {
-            return None;
+            if let Some(built) = built {
+                built.push(None);
+            }
+            return;
         }
         self.dedup.insert(new);
         let message = Message::new(MessageId { seq, index }, new);
+        if let Some(built) = built {
+            built.push(Some(message.clone()));
+        }
         match &new.destination {
-            Destination::Queue(name) => self.store_new(name, seq, message.clone(), applied),
+            Destination::Queue(name) => self.store_new(name, seq, message, applied),
             Destination::Topic(name) => self.publish(name, &message),
         }
-        Some(message)
     }
 
     /// Stores `message`, new in record `seq`, in `queue`; a persistent one makes the
