@@ -24,13 +24,13 @@ use crate::config::Config;
 use crate::repl::group::{LinkId, Refusal};
 use crate::repl::message::{CatchUp, MasterMessage, SlaveMessage, PROTOCOL_VERSION};
 use crate::runtime::{self, TcpListener, TcpStream};
-use crate::transport::{Transport, Writer};
+use crate::transport::{Reader, Transport, Writer};
 
 /// A Hello is small; anything bigger before authentication is refused unread.
 const MAX_HELLO: usize = 64 * 1024;
 
 mod stream;
-use stream::{serve_slave, LinkEnd, LinkEnds};
+use stream::{serve_slave, LinkEnd};
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
@@ -74,10 +74,22 @@ pub async fn serve(listener: TcpListener, context: Context) {
 struct Peer {
     writer: Writer,
     kill: Arc<dyn Fn() + Send + Sync>,
+    end_writes: Arc<dyn Fn() + Send + Sync>,
     address: String,
 }
 
 impl Peer {
+    /// The connection whole again, with its `reader`, for a task that serves it to the end.
+    fn into_transport(self, reader: Reader) -> Transport {
+        Transport {
+            reader,
+            writer: self.writer,
+            kill: self.kill,
+            end_writes: self.end_writes,
+            peer: self.address,
+        }
+    }
+
     /// Writes a last message, best effort, waiting at most `within`, and ends the
     /// connection after it: the message arrives before the end of the stream.
     async fn say_last(mut self, message: &MasterMessage, within: Duration) {
@@ -167,9 +179,10 @@ async fn handle(stream: TcpStream, mut context: Context) {
             return;
         }
     };
-    let peer = Peer {
+    let mut peer = Peer {
         writer,
         kill,
+        end_writes,
         address: address.clone(),
     };
     let hello = runtime::timeout(
@@ -212,14 +225,7 @@ async fn handle(stream: TcpStream, mut context: Context) {
                 };
                 return peer.refuse(refusal).await;
             };
-            let Peer { writer, kill, .. } = peer;
-            let transport = Transport {
-                reader,
-                writer,
-                kill,
-                end_writes,
-                peer: address,
-            };
+            let transport = peer.into_transport(reader);
             let serving = copy::serve(transport, data_dir, silence, name, copies);
             runtime::in_background("copy-serve", serving).await;
             return;
@@ -267,22 +273,16 @@ async fn handle(stream: TcpStream, mut context: Context) {
         let _ = context.events.send(LinkEvent::Detached { link, why }).await;
         return;
     }
-    let Peer {
-        mut writer,
-        kill,
-        address,
-    } = peer;
-    let ends = LinkEnds {
+    let ended = serve_slave(
         reader,
-        writer: &mut writer,
-        address: &address,
-    };
-    let ended = serve_slave(ends, link, &context, attached, live_rx, standing.last).await;
-    let peer = Peer {
-        writer,
-        kill,
-        address,
-    };
+        &mut peer,
+        link,
+        &context,
+        attached,
+        live_rx,
+        standing.last,
+    )
+    .await;
     let reason = match ended {
         // The master is stopping: the slave may take over, as after a crash.
         Ok(()) => {

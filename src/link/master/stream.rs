@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::Context;
+use super::{Context, Peer};
 use crate::codec;
 use crate::core::Attached;
 use crate::journal::{Position, Record, Seq};
@@ -40,15 +40,6 @@ impl From<String> for LinkEnd {
     }
 }
 
-/// The attached slave's connection: the serving task reads it all, and writes it until
-/// the end, when the caller says the last word.
-pub(super) struct LinkEnds<'a> {
-    pub reader: Reader,
-    pub writer: &'a mut Writer,
-    /// The slave's address, for the log.
-    pub address: &'a str,
-}
-
 /// What woke the link's task.
 enum Wake {
     Slave(Option<crate::Result<SlaveMessage>>),
@@ -56,8 +47,11 @@ enum Wake {
 }
 
 /// Catches the slave up and streams live records until the link fails; returns why.
+/// It reads all of `reader`, and writes to `peer` until the end, when the caller says the
+/// last word.
 pub(super) async fn serve_slave(
-    ends: LinkEnds<'_>,
+    reader: Reader,
+    peer: &mut Peer,
     link: LinkId,
     context: &Context,
     attached: Attached,
@@ -99,11 +93,9 @@ pub(super) async fn serve_slave(
             }
         }
     }
-    let LinkEnds {
-        reader,
-        writer,
-        address,
-    } = ends;
+    let Peer {
+        writer, address, ..
+    } = peer;
     let welcome = MasterMessage::Welcome {
         store_id: attached.store_id.clone(),
         epochs: attached.epochs.clone(),
