@@ -141,7 +141,7 @@ fn answer(presence: Presence) -> MasterMessage {
         } => MasterMessage::Following {
             epoch,
             candidate,
-            master,
+            master: master.as_ref().map(ToString::to_string),
         },
     }
 }

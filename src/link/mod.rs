@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::{mpsc, oneshot};
 
+use crate::config::Endpoint;
 use crate::core::Attached;
 use crate::journal::{Epoch, Record, Seq};
 use crate::repl::group::{LinkId, Refusal};
@@ -59,8 +60,10 @@ impl std::fmt::Display for Presence {
                 } else {
                     "not a master"
                 };
-                let following = master.as_deref().unwrap_or("no master");
-                write!(f, "{kind} in epoch {epoch}, following {following}")
+                match master {
+                    Some(master) => write!(f, "{kind} in epoch {epoch}, following {master}"),
+                    None => write!(f, "{kind} in epoch {epoch}, following no master"),
+                }
             }
         }
     }
@@ -78,7 +81,9 @@ pub enum Presence {
         epoch: Epoch,
         /// An in-sync slave, which may take over should its master die.
         candidate: bool,
-        master: Option<String>,
+        /// Kept as the address, not its text: the shell compares it after every step of
+        /// the core, and formatting it there cost a slave an allocation per step.
+        master: Option<Endpoint>,
     },
 }
 

@@ -62,22 +62,36 @@ impl Shell {
     /// probes as a master from this moment.
     pub(super) fn update_presence(&mut self) {
         let (role, epoch) = (self.core.role(), self.core.epoch());
-        let presence = if role.is_master() {
+        let mut current = self
+            .presence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Compared in place, built only when it changed: this runs after every step.
+        let unchanged = match &*current {
+            Presence::Master { epoch: was } => role.is_master() && *was == epoch,
+            Presence::NotMaster {
+                epoch: was,
+                candidate,
+                master,
+            } => {
+                !role.is_master()
+                    && *was == epoch
+                    && *candidate == role.is_candidate()
+                    && master.as_ref() == self.master.as_ref()
+            }
+        };
+        if unchanged {
+            return;
+        }
+        *current = if role.is_master() {
             Presence::Master { epoch }
         } else {
             Presence::NotMaster {
                 epoch,
                 candidate: role.is_candidate(),
-                master: self.master.as_ref().map(Endpoint::to_string),
+                master: self.master.clone(),
             }
         };
-        let mut current = self
-            .presence
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *current != presence {
-            *current = presence;
-        }
     }
 
     pub(super) fn link_event(&mut self, event: LinkEvent) {
