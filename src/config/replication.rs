@@ -85,7 +85,8 @@ pub struct ReplicationConfig {
 pub enum SlaveAck {
     /// The slave holds the record: its core has applied it, ahead of anything it does
     /// next (a promotion included), and handed it to its journal, which fsyncs in groups
-    /// at most a millisecond apart and never lags more than 8,192 acknowledged records. A receipt then survives the loss of either machine; only
+    /// at most 50 ms or 2,048 records apart and never lags more than 8,192 acknowledged
+    /// records. A receipt then survives the loss of either machine; only
     /// losing both before the slave's fsync can lose it. ActiveMQ's pure master/slave and
     /// Artemis acknowledge so.
     #[default]

@@ -351,27 +351,37 @@ mod tests {
         }
     }
 
+    /// A relaxed journal (a slave acknowledging on receipt) in a temporary directory,
+    /// and the events its writer reports.
+    fn relaxed_journal(dir: &std::path::Path) -> (Journal, Log, Seq, mpsc::Receiver<Event>) {
+        let (events, reported) = mpsc::channel();
+        let report = Box::new(move |event| {
+            let _ = events.send(event);
+        });
+        let (journal, log, recovered) =
+            Journal::open(dir, 1 << 20, report, |_, _| Ok(persistent())).unwrap();
+        journal.set_pace(Pace::Relaxed);
+        (journal, log, recovered.next_seq, reported)
+    }
+
+    fn append(journal: &mut Journal, log: &mut Log, seq: Seq) {
+        let record = Record {
+            epoch: Epoch::FIRST,
+            seq,
+            payload: bytes::Bytes::from(format!("record {seq}")),
+        };
+        log.append(record, &persistent(), |command| journal.send(command));
+        assert!(journal.pump());
+    }
+
     /// A relaxed writer (a slave acknowledging on receipt) still makes every record
     /// durable on its own, the last one included, and the store reads them all back.
     #[test]
     fn a_relaxed_journal_makes_every_record_durable_without_more_coming() {
         let dir = tempfile::tempdir().unwrap();
-        let (events, durable) = mpsc::channel();
-        let report = Box::new(move |event| {
-            let _ = events.send(event);
-        });
-        let (mut journal, mut log, recovered) =
-            Journal::open(dir.path(), 1 << 20, report, |_, _| Ok(persistent())).unwrap();
-        journal.set_pace(Pace::Relaxed);
-        for seq in (recovered.next_seq.0..recovered.next_seq.0 + 3).map(Seq) {
-            let payload = bytes::Bytes::from(format!("record {seq}"));
-            let record = Record {
-                epoch: Epoch::FIRST,
-                seq,
-                payload,
-            };
-            log.append(record, &persistent(), |command| journal.send(command));
-            assert!(journal.pump());
+        let (mut journal, mut log, first, durable) = relaxed_journal(dir.path());
+        for seq in (first.0..first.0 + 3).map(Seq) {
+            append(&mut journal, &mut log, seq);
             // Each record alone: the writer must not wait for a next one to sync this.
             loop {
                 match durable.recv_timeout(Duration::from_secs(10)) {
@@ -393,5 +403,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read, ["record 1", "record 2", "record 3"]);
+    }
+
+    /// Records that trickle in share the relaxed writer's fsyncs: it reports (fsyncs)
+    /// once per `RELAXED_INTERVAL` or `RELAXED_RECORDS` at most, where an eager one
+    /// reports each of these records on its own; the last report covers them all.
+    #[test]
+    fn a_relaxed_journal_syncs_records_that_trickle_in_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, mut log, first, durable) = relaxed_journal(dir.path());
+        let records = 100;
+        let started = std::time::Instant::now();
+        for seq in (first.0..first.0 + records).map(Seq) {
+            append(&mut journal, &mut log, seq);
+            // The pace of a slave's records under a light load: each arrives alone.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let last = Seq(first.0 + records - 1);
+        let mut reports = 0;
+        loop {
+            match durable.recv_timeout(Duration::from_secs(10)) {
+                Ok(Event::Durable(done)) => {
+                    reports += 1;
+                    if done == last {
+                        break;
+                    }
+                }
+                other => panic!("record {last} not made durable: {other:?}"),
+            }
+        }
+        let intervals = started.elapsed().as_millis() / writer::RELAXED_INTERVAL.as_millis();
+        let most = intervals as usize + records as usize / writer::RELAXED_RECORDS + 2;
+        assert!(
+            reports <= most,
+            "{reports} fsyncs for {records} records in {:?}; at most {most} expected",
+            started.elapsed()
+        );
+        journal.stopper()();
     }
 }
