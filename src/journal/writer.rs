@@ -213,8 +213,9 @@ struct State {
     last_sync: Instant,
     /// Bytes written since the last fsync.
     dirty: bool,
-    /// The highest seq written (or, not durable, passed) and not yet reported durable:
-    /// only ever set at the relaxed pace, between its fsyncs.
+    /// The highest seq written (or, not durable, passed) and not yet reported durable.
+    /// Eager, it is reported at the end of its batch; relaxed, it may wait for the fsync
+    /// that `sync_due` or `next_batch_start` calls for.
     unsynced: Option<Seq>,
     /// How many records wait for the next fsync.
     unsynced_records: usize,
@@ -326,8 +327,8 @@ impl State {
     fn gather(&mut self, first: Command, receiver: &Receiver<Command>) -> Vec<Command> {
         let mut batch = vec![first];
         let started = Instant::now();
-        // Relaxed, the interval already gathered the batch and nobody waits for it; nor
-        // do its batches say how many senders a master will have in flight.
+        // Relaxed, nobody waits for the batch (its fsync comes later anyway); nor do its
+        // batches say how many senders a master will have in flight.
         let relaxed = self.relaxed.load(Ordering::Relaxed);
         let usual_batch = if relaxed { 1 } else { self.usual_batch };
         while batch.len() < MAX_BATCH {
