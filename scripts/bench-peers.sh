@@ -346,6 +346,13 @@ check_still_pair() {
     die "the master lost its slave during the runs (see $1/master.log); the figures are not the pair's"
 }
 
+# check_still_group DIR WHAT: dies if the group in DIR (started by start_group) lost a
+# slave during the runs; WHAT names the group in the message
+check_still_group() {
+  ! grep -F "slave lost" "$1/a.log" >&2 ||
+    die "$2 lost a slave during the runs (see $1/a.log); the figures are not its own"
+}
+
 # The pair as shipped (slave_ack = "received"): every workload, memory, failover.
 run_pair() {
   local dir=$TMP/mirrormq
@@ -828,8 +835,7 @@ run_group_and_pair() {
     dir=$TMP/mirrormq-group-$run
     start_group "$dir"
     W_RUN=$run workloads mirrormq-group "$GROUP_URL" admin admin
-    ! grep -F "slave lost" "$dir/a.log" >&2 ||
-      die "the master lost a slave during the runs (see $dir/a.log); the figures are not the group's"
+    check_still_group "$dir" "the group"
     stop_group group-
   done
 }
@@ -1231,13 +1237,13 @@ run_election_steady() {
     dir=$TMP/group-static-$run
     start_group "$dir"
     W_RUN=$run workloads mirrormq-group "$GROUP_URL" admin admin
-    ! grep -F "slave lost" "$dir/a.log" >&2 || die "the static group lost a slave during the runs (see $dir/a.log)"
+    check_still_group "$dir" "the static group"
     stop_group group-
     dir=$TMP/group-zk-$run
     start_group "$dir" 127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183
     grep -qF "this broker is master" "$dir/a.log" || die "broker a was not elected (see $dir/a.log)"
     W_RUN=$run workloads mirrormq-group-zk "$GROUP_URL" admin admin
-    ! grep -F "slave lost" "$dir/a.log" >&2 || die "the elected group lost a slave during the runs (see $dir/a.log)"
+    check_still_group "$dir" "the elected group"
     stop_group group-
   done
   stop_group zk-
