@@ -190,10 +190,13 @@ fn members_through_proxy(ensemble: &Ensemble, cut: usize) -> (common::proxy::Pro
     (proxy, members)
 }
 
-/// Starts a, b and c on `zookeeper` (a's replication reached through `a_extra`), and
-/// waits until a is master and b and c mirror it.
+/// Starts a, then b and c, on their ensemble, and waits until a is master and b and c
+/// mirror it. a is elected before b and c start: started together, whichever reaches
+/// ZooKeeper first wins, and a slow start of a's process made b the master.
 fn group_of_three(members: &mut [Member]) {
-    for member in members.iter_mut() {
+    members[0].start();
+    assert_eq!(the_master(members, &[0]), 0);
+    for member in &mut members[1..] {
         member.start();
     }
     assert_eq!(the_master(members, &[0, 1, 2]), 0);
