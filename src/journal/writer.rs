@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use super::record::{Record, Seq};
-use super::segment;
+use super::segment::{self, Fill};
 use super::spare::Spare;
 use crate::error::{Error, Result};
 
@@ -371,9 +371,18 @@ impl State {
         self.tail.offset += self.buffer.len() as u64;
         self.buffer.clear();
         if self.tail.offset > self.tail.capacity / 2 {
-            self.spare.prepare();
+            self.spare.prepare(self.fill());
         }
         Ok(())
+    }
+
+    /// How new segments claim their space at the current pace (see `segment::Fill`).
+    fn fill(&self) -> Fill {
+        if self.relaxed.load(Ordering::Relaxed) {
+            Fill::Reserved
+        } else {
+            Fill::Zeros
+        }
     }
 
     /// Makes what is written durable.
@@ -403,7 +412,7 @@ impl State {
         self.sync()?;
         let mut warned: Option<Instant> = None;
         let file = loop {
-            match self.spare.take(first_seq) {
+            match self.spare.take(first_seq, self.fill()) {
                 Ok(file) => break file,
                 Err(error) if is_disk_full(&error) => {
                     if warned.is_none_or(|at| at.elapsed() >= FULL_DISK_WARNING) {
