@@ -75,6 +75,8 @@ pub struct Broker {
     /// Past this much memory, new persistent messages keep only their slot in memory
     /// once their record is placed in the journal (`None`: never).
     page_above: Option<usize>,
+    /// This broker mirrors a master: every persistent body is paged out (`paging.rs`).
+    mirroring: bool,
     /// Persistent messages the last applied record stored, waiting for its placement.
     unplaced: Vec<(String, MessageId)>,
     /// A body stayed or came back in memory since eviction last found nothing more to
@@ -115,6 +117,7 @@ impl Broker {
             max_redeliveries,
             dedup: DedupWindow::new(dedup_window),
             page_above: None,
+            mirroring: false,
             unplaced: Vec::new(),
             evictable: false,
             topic_counts: HashMap::new(),

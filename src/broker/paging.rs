@@ -3,7 +3,7 @@
 //!
 //! The broker does no I/O. Once a record is placed in the journal (`placed`), the
 //! persistent messages it stored keep only their slot in memory if the broker holds more
-//! than `page_above` bytes. `wanted_reads` names the bodies to read back: for each queue
+//! than `page_above` bytes, and always while it mirrors a master. `wanted_reads` names the bodies to read back: for each queue
 //! with consumers, a window of its next messages; the caller reads them (the journal's
 //! reader thread) and hands each record to `loaded`. Compaction asks for every message a
 //! run of records holds (`gather_to_carry`), in memory, to write them forward in one record.
@@ -53,10 +53,35 @@ impl Broker {
         self.page_above = page_above;
     }
 
+    /// While this broker mirrors a master it keeps no persistent body in memory: each is
+    /// paged out as its record is placed, and those already in memory are evicted. A
+    /// slave has no consumers, so those bodies would only duplicate its journal, and
+    /// taking fresh memory for each one at the master's rate was a tenth of a slave's
+    /// work. Promoted, it reads them back ahead of its consumers like any paged body.
+    pub fn set_mirroring(&mut self, mirroring: bool) {
+        self.mirroring = mirroring;
+        self.evictable = true;
+    }
+
+    /// Whether this broker mirrors a master (see `set_mirroring`).
+    pub fn mirroring(&self) -> bool {
+        self.mirroring
+    }
+
+    /// Past how many bytes held bodies are paged out, now.
+    fn paging_point(&self) -> Option<usize> {
+        if self.mirroring {
+            Some(0)
+        } else {
+            self.page_above
+        }
+    }
+
     /// The record `record` was written at `at`: the persistent messages it stored know
     /// where they are, and past the paging point keep only their slot in memory (and
     /// older bodies are paged out too, if the slots alone have grown past it).
     pub fn placed(&mut self, record: Seq, at: Placement) {
+        let paging_point = self.paging_point();
         for (name, id) in std::mem::take(&mut self.unplaced) {
             let Some(queue) = self.queues.get_mut(&name) else {
                 continue;
@@ -77,7 +102,7 @@ impl Broker {
                 continue;
             }
             slot.at = Some(at);
-            let over = self.page_above.is_some_and(|limit| self.memory > limit);
+            let over = paging_point.is_some_and(|limit| self.memory > limit);
             if over && slot.page_out() {
                 queue.paged += 1;
                 self.memory = self.memory - slot.cost as usize + SLOT_COST;
@@ -89,11 +114,13 @@ impl Broker {
         self.evict();
     }
 
-    /// While the broker holds more than `page_above`, pages out bodies of ready
+    /// While the broker holds more than its paging point, pages out bodies of ready
     /// messages, in each queue from past its read-ahead window towards the back: those
     /// are the ones its consumers need last.
     fn evict(&mut self) {
-        let Some(limit) = self.page_above else { return };
+        let Some(limit) = self.paging_point() else {
+            return;
+        };
         if !self.evictable {
             return;
         }
@@ -117,7 +144,7 @@ impl Broker {
                 queue.evicted_to = Some(slot.key());
             }
         }
-        if self.page_above.is_some_and(|limit| self.memory > limit) {
+        if self.memory > limit {
             // Every body past the windows is out: nothing to do until one comes back.
             self.evictable = false;
         }

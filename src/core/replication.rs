@@ -121,7 +121,9 @@ impl Core {
 
     /// Takes a store recovered afresh (made the master's, or copied from it).
     pub(super) fn take_store(&mut self, store: Store) {
+        let mirroring = self.broker.mirroring();
         self.broker = store.broker;
+        self.broker.set_mirroring(mirroring);
         self.log = store.log;
         self.next_seq = store.next_seq;
         self.durable_seq = store.next_seq.prev();
@@ -154,6 +156,8 @@ impl Core {
             SlaveAck::Durable => Pace::Eager,
         };
         self.out.push(Output::Pace(pace));
+        // Its bodies stay in its journal until it is promoted (`Broker::set_mirroring`).
+        self.broker.set_mirroring(true);
         self.role_event(Event::MasterReached);
         // The first acknowledgement says where the slave stands: a slave that already
         // holds everything the master had is in sync without a single new record.
@@ -253,6 +257,8 @@ impl Core {
     fn promote(&mut self) {
         // The old master may have delivered any of these before it died.
         self.broker.mark_all_maybe_delivered();
+        // Its consumers will read the bodies back as they come to them.
+        self.broker.set_mirroring(false);
         let epoch = self
             .epochs
             .iter()

@@ -213,6 +213,7 @@ fn mirroring(slave_ack: SlaveAck) -> Core {
     // The first acknowledgement tells the master where the slave stands.
     assert!(out.iter().any(|o| matches!(o, Output::AckMaster(Seq(0)))));
     assert_eq!(core.role(), Role::SlaveCatchingUp);
+    assert!(core.broker.mirroring(), "bodies stay in the journal");
     core
 }
 
@@ -285,6 +286,7 @@ fn a_promoted_slave_starts_an_epoch_and_records_it() {
     assert_eq!(core.role(), Role::MasterAlone);
     assert_eq!(core.epoch(), Epoch(2));
     assert!(out.iter().any(|o| matches!(o, Output::Pace(Pace::Eager))));
+    assert!(!core.broker.mirroring(), "consumers read bodies back");
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Journal(Write::Append { entry, .. }) if entry.seq == Seq(2) && entry.epoch == Epoch(2)

@@ -186,6 +186,32 @@ fn paged_bodies_come_back_in_order_and_the_memory_account_balances() {
     }
 }
 
+/// A broker that mirrors a master keeps only slots, whatever its paging point, including
+/// for the bodies it held before; promoted, it gives every body back to its consumer.
+#[test]
+fn a_mirroring_broker_holds_only_slots_and_reads_them_back_once_promoted() {
+    let mut paged = Paged::new(usize::MAX);
+    for i in 0..2000 {
+        paged.send(&format!("m{i}"));
+    }
+    assert!(paged.broker.memory_used() > 2000 * SLOT_COST, "never paged");
+    paged.broker.set_mirroring(true);
+    for i in 2000..3000 {
+        paged.send(&format!("m{i}"));
+    }
+    // Only the first `READ_AHEAD` stay: eviction leaves a queue's read-ahead window.
+    let mut window = Paged::new(usize::MAX);
+    for i in 0..READ_AHEAD {
+        window.send(&format!("m{i}"));
+    }
+    let expected = window.broker.memory_used() + (3000 - READ_AHEAD) * SLOT_COST;
+    assert_eq!(paged.broker.memory_used(), expected);
+    paged.broker.set_mirroring(false);
+    paged.subscribe(100);
+    assert_eq!(paged.drain(), bodies(0..3000));
+    assert_eq!(paged.broker.memory_used(), 0);
+}
+
 /// Only records the journal holds are read: a body whose record is not durable yet waits.
 #[test]
 fn nothing_is_read_before_its_record_is_durable() {
