@@ -2,13 +2,14 @@
 //!
 //! Writing a whole segment of zeros and syncing it takes tens of milliseconds (32 MiB:
 //! about 20 ms on the benchmark machine), and a roll made every receipt wait for it, on
-//! the master and on the slave alike. The writer says how to claim the space
+//! the master and on the slave alike. With a spare ready, a roll writes the header,
+//! renames the file and syncs the directory. The writer says how to claim the space
 //! (`segment::Fill`): zeros at an eager pace, a reservation at a relaxed one; a
-//! reservation being made when the pace turns eager (a promotion) is replaced by zeros. With a spare ready, a roll writes the header,
-//! renames the file and syncs the directory. The writer starts the spare once the
-//! segment it writes is half full, so a broker that writes little never makes one. The
-//! spare is `next-segment.tmp` in the journal directory; recovery lists only `*.seg`
-//! files, so a spare left by a crash is ignored and overwritten by the next one.
+//! reservation being made when the pace turns eager (a promotion) is replaced by zeros.
+//! The writer starts the spare once the segment it writes is half full, so a broker that
+//! writes little never makes one. The spare is `next-segment.tmp` in the journal
+//! directory; recovery lists only `*.seg` files, so a spare left by a crash is ignored
+//! and overwritten by the next one.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

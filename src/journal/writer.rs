@@ -55,7 +55,8 @@ pub(super) const RELAXED_RECORDS: usize = 2048;
 /// At a relaxed pace, while batches keep coming (one within `RELAXED_BUSY`), how long
 /// the writer sleeps before it takes what came, instead of waiting on its queue: a writer
 /// parked on the queue is woken by the core's thread for each batch, a futex wake there
-/// and a context switch here, a fifth of a slave's work at a master's windowed rate.
+/// and a context switch here. At a master's windowed rate those wakeups took about a
+/// fifth of a slave's samples; napping cut a slave's CPU per message by about 13%.
 const RELAXED_POLL: Duration = Duration::from_millis(2);
 const RELAXED_BUSY: Duration = Duration::from_millis(20);
 
@@ -312,7 +313,8 @@ impl State {
 
     /// The first command of the next batch, at the current pace, or the sync that is due
     /// first: relaxed, what is written waits for its fsync until `RELAXED_INTERVAL` from
-    /// the last one at most; eager (a promotion came meanwhile), not at all.
+    /// the last one at most; eager (a promotion came meanwhile), not at all. Relaxed and
+    /// busy, it naps first (`RELAXED_POLL`).
     fn next_batch_start(&self, receiver: &Receiver<Command>) -> Next {
         let relaxed = self.relaxed.load(Ordering::Relaxed);
         if relaxed && self.last_batch.elapsed() < RELAXED_BUSY {
