@@ -3,10 +3,11 @@
 //!
 //! The broker does no I/O. Once a record is placed in the journal (`placed`), the
 //! persistent messages it stored keep only their slot in memory if the broker holds more
-//! than `page_above` bytes, and always while it mirrors a master. `wanted_reads` names the bodies to read back: for each queue
-//! with consumers, a window of its next messages; the caller reads them (the journal's
-//! reader thread) and hands each record to `loaded`. Compaction asks for every message a
-//! run of records holds (`gather_to_carry`), in memory, to write them forward in one record.
+//! than `page_above` bytes, and always while it mirrors a master. `wanted_reads` names
+//! the bodies to read back: for each queue with consumers, a window of its next
+//! messages; the caller reads them (the journal's reader thread) and hands each record to
+//! `loaded`. Compaction asks for every message a run of records holds
+//! (`gather_to_carry`), in memory, to write them forward in one record.
 
 #[cfg(test)]
 mod tests;

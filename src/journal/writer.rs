@@ -66,8 +66,9 @@ pub enum Pace {
     /// Receipts (or a master's receipts, through this slave's acknowledgements) wait for
     /// the fsync: linger for the next record, and fsync as soon as a batch is in.
     Eager,
-    /// Nobody waits (a slave that acknowledges on receipt): sleep until work comes, write
-    /// each batch as it comes, and fsync once `RELAXED_INTERVAL` has passed since the
+    /// Nobody waits (a slave that acknowledges on receipt): sleep until work comes (napping
+    /// `RELAXED_POLL` between batches while they keep coming), write each batch as it
+    /// comes, and fsync once `RELAXED_INTERVAL` has passed since the
     /// last fsync or `RELAXED_RECORDS` records wait for one. Every fsync is a cache flush
     /// the disk makes the master's fsyncs queue behind wherever the two share it (and on
     /// a virtual machine, a flush of the host's file); at one a millisecond, two slaves
@@ -308,7 +309,12 @@ impl State {
 
     /// Whether the relaxed pace syncs now (see `Pace::Relaxed`).
     fn sync_due(&self) -> bool {
-        self.unsynced_records >= RELAXED_RECORDS || self.last_sync.elapsed() >= RELAXED_INTERVAL
+        self.unsynced_records >= RELAXED_RECORDS || self.until_sync_due().is_zero()
+    }
+
+    /// How long what is written may still wait for its fsync at the relaxed pace.
+    fn until_sync_due(&self) -> Duration {
+        RELAXED_INTERVAL.saturating_sub(self.last_sync.elapsed())
     }
 
     /// The first command of the next batch, at the current pace, or the sync that is due
@@ -320,17 +326,17 @@ impl State {
         if relaxed && self.last_batch.elapsed() < RELAXED_BUSY {
             // Not past a sync that falls due meanwhile.
             let nap = match self.unsynced {
-                Some(_) => RELAXED_INTERVAL.saturating_sub(self.last_sync.elapsed()),
+                Some(_) => RELAXED_POLL.min(self.until_sync_due()),
                 None => RELAXED_POLL,
             };
-            std::thread::sleep(RELAXED_POLL.min(nap));
+            std::thread::sleep(nap);
             if let Ok(command) = receiver.try_recv() {
                 return Next::Command(command);
             }
         }
         let next = if self.unsynced.is_some() {
             let wait = if relaxed {
-                RELAXED_INTERVAL.saturating_sub(self.last_sync.elapsed())
+                self.until_sync_due()
             } else {
                 Duration::ZERO
             };
