@@ -255,7 +255,7 @@ pub fn open_tail(dir: &Path, summary: &Summary, next_seq: Seq, segment_size: u64
         None => Ok(Tail {
             dir: dir.to_path_buf(),
             first_seq: next_seq,
-            file: segment::create(dir, next_seq, segment_size)?,
+            file: segment::create(dir, next_seq, segment_size, segment::Fill::Zeros)?,
             offset: segment::HEADER_LEN,
             capacity: segment_size,
         }),

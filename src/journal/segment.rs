@@ -163,13 +163,8 @@ pub enum Fill {
     Reserved,
 }
 
-/// Creates a zero-filled segment of `size` bytes, durably, and opens it for writing.
-pub fn create(dir: &Path, first_seq: Seq, size: u64) -> Result<File> {
-    create_with(dir, first_seq, size, Fill::Zeros)
-}
-
 /// Creates a segment of `size` bytes claimed by `fill`, durably, and opens it for writing.
-pub fn create_with(dir: &Path, first_seq: Seq, size: u64, fill: Fill) -> Result<File> {
+pub fn create(dir: &Path, first_seq: Seq, size: u64, fill: Fill) -> Result<File> {
     let temporary = dir.join(format!("{:020}.tmp", first_seq.0));
     let file = preallocated(&temporary, size, fill)?;
     install(file, &temporary, dir, first_seq)

@@ -65,7 +65,7 @@ impl Spare {
     pub fn take(&mut self, first_seq: Seq, fill: Fill) -> Result<File> {
         match self.finish() {
             Some(file) => segment::install(file, &self.path(), &self.dir, first_seq),
-            None => segment::create_with(&self.dir, first_seq, self.size, fill),
+            None => segment::create(&self.dir, first_seq, self.size, fill),
         }
     }
 

@@ -477,7 +477,7 @@ mod tests {
     /// A writer's state on a fresh segment in `dir`, at the relaxed pace.
     fn relaxed_state(dir: &std::path::Path) -> State {
         let size = 1 << 20;
-        let file = segment::create(dir, Seq(1), size).unwrap();
+        let file = segment::create(dir, Seq(1), size, Fill::Zeros).unwrap();
         let tail = Tail {
             dir: dir.to_path_buf(),
             first_seq: Seq(1),

@@ -103,7 +103,12 @@ pub(super) fn prepare_store(config: &Config, welcome: &Welcome) -> Result<()> {
         for (_, path) in segment::list(&dir)? {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        segment::create(&dir, from, config.broker.segment_size.0)?;
+        segment::create(
+            &dir,
+            from,
+            config.broker.segment_size.0,
+            segment::Fill::Zeros,
+        )?;
         log::info!(
             "replication: replaced the local journal; mirroring the master's from seq {from}"
         );

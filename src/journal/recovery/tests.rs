@@ -1,11 +1,11 @@
 //! Recovery tests: torn tails are cut, flipped bytes stop the start with file and offset.
 
 use super::*;
-use crate::journal::segment::{create, path_for, HEADER_LEN};
+use crate::journal::segment::{create, path_for, Fill, HEADER_LEN};
 use std::os::unix::fs::FileExt;
 
 fn write_entries(dir: &Path, first_seq: u64, seqs: std::ops::RangeInclusive<u64>) -> Vec<u64> {
-    let file = create(dir, Seq(first_seq), 64 * 1024).unwrap();
+    let file = create(dir, Seq(first_seq), 64 * 1024, Fill::Zeros).unwrap();
     let mut buf = Vec::new();
     let mut offsets = Vec::new();
     for seq in seqs {
@@ -117,7 +117,7 @@ fn bad_header_is_refused() {
 fn a_segment_named_with_the_last_seq_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     write_entries(dir.path(), 1, 1..=2);
-    create(dir.path(), Seq::LAST, 64 * 1024).unwrap();
+    create(dir.path(), Seq::LAST, 64 * 1024, Fill::Zeros).unwrap();
     let error = seqs_read(dir.path(), Mode::Repair).unwrap_err();
     let text = error.to_string();
     assert!(
