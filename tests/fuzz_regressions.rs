@@ -459,10 +459,10 @@ UNSUBSCRIBE\nid:1\n\n\0DISCONNECT\nreceipt:bye\n\n\0";
         )
         .unwrap();
         let mut broker = Broker::new(6, 10_000);
-        for (at, op) in ops().iter().enumerate() {
+        for (at, op) in ops().into_iter().enumerate() {
             let seq = Seq(at as u64 + 1);
+            let payload = codec::encode(&op).unwrap().into();
             let applied = broker.apply(seq, op, true);
-            let payload = codec::encode(op).unwrap().into();
             let record = Record {
                 epoch: Epoch(1),
                 seq,

@@ -186,12 +186,18 @@ pub struct Message {
 }
 
 impl Message {
+    /// A copy of `new` stored as message `id`.
     pub fn new(id: MessageId, new: &NewMessage) -> Arc<Message> {
+        Message::made(id, new.clone())
+    }
+
+    /// `new` stored as message `id`, its headers moved rather than copied.
+    pub fn made(id: MessageId, new: NewMessage) -> Arc<Message> {
         Arc::new(Message {
             id,
-            destination: new.destination.clone(),
-            headers: new.headers.clone(),
-            body: new.body.clone(),
+            destination: new.destination,
+            headers: new.headers,
+            body: new.body,
             persistent: new.persistent,
         })
     }

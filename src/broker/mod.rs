@@ -147,7 +147,7 @@ impl Broker {
             }),
             _ => None,
         };
-        let applied = self.apply(record.seq, &op, keep_transient);
+        let applied = self.apply(record.seq, op, keep_transient);
         Ok(Replayed {
             applied,
             epoch_started,
@@ -156,7 +156,7 @@ impl Broker {
 
     /// Applies the record `seq`. `keep_transient` is false when replaying the journal
     /// after a restart, where non-persistent messages must not come back.
-    pub fn apply(&mut self, seq: Seq, op: &Op, keep_transient: bool) -> Applied {
+    pub fn apply(&mut self, seq: Seq, op: Op, keep_transient: bool) -> Applied {
         let mut applied = Applied::default();
         self.unplaced.clear();
         self.apply_op(seq, op, keep_transient, &mut applied, None);
@@ -164,59 +164,61 @@ impl Broker {
     }
 
     /// `apply`'s work. With `built` (for `Op::Kept`), the messages the sends made go in
-    /// it by index, so the copies share them rather than build their own.
+    /// it by index, so the copies share them rather than build their own. The op is
+    /// taken whole, so each message moves its headers and destination into the store
+    /// instead of copying them.
     fn apply_op(
         &mut self,
         seq: Seq,
-        op: &Op,
+        op: Op,
         keep_transient: bool,
         applied: &mut Applied,
         mut built: Option<&mut Vec<Option<Arc<Message>>>>,
     ) {
-        let sends: &[NewMessage] = match op {
-            Op::Send(message) => std::slice::from_ref(message),
-            Op::Commit { sends, .. } => sends,
-            _ => &[],
-        };
-        for (index, message) in sends.iter().enumerate() {
-            let built = built.as_deref_mut();
-            self.add(seq, index as u32, message, keep_transient, applied, built);
-        }
         match op {
-            Op::Send(_) => {}
-            Op::Ack(removals) | Op::Commit { acks: removals, .. } => {
-                for removal in removals {
+            Op::Send(message) => self.add(seq, 0, message, keep_transient, applied, built),
+            Op::Commit { sends, acks } => {
+                for (index, message) in sends.into_iter().enumerate() {
+                    let built = built.as_deref_mut();
+                    self.add(seq, index as u32, message, keep_transient, applied, built);
+                }
+                for removal in &acks {
+                    self.consume(removal, applied);
+                }
+            }
+            Op::Ack(removals) => {
+                for removal in &removals {
                     self.consume(removal, applied);
                 }
             }
             Op::DeadLetter(removal) => {
                 let dlq = format!("{DLQ_PREFIX}{}", removal.queue);
-                self.relocate(removal, &dlq, applied)
+                self.relocate(&removal, &dlq, applied)
             }
             Op::Move { to, removals } => {
-                for removal in removals {
-                    self.relocate(removal, to, applied);
+                for removal in &removals {
+                    self.relocate(removal, &to, applied);
                 }
             }
             Op::DeleteQueue { queue, removals } => {
-                for removal in removals {
+                for removal in &removals {
                     self.consume(removal, applied);
                 }
                 // A delete in several records (a large backlog) ends the subscription
                 // with its last: a crash in between leaves it whole, with less backlog.
-                if self.queues.get(queue).is_none_or(|q| q.depth() == 0) {
-                    self.unsubscribed(queue, applied);
+                if self.queues.get(&queue).is_none_or(|q| q.depth() == 0) {
+                    self.unsubscribed(&queue, applied);
                 }
-                self.forget_queue(queue);
+                self.forget_queue(&queue);
                 // Written even when it removed nothing: a restart must not bring back
                 // the queue the sends before it made.
                 applied.durable = true;
             }
-            Op::Subscribed(subscription) => self.subscribed(seq, subscription, applied),
+            Op::Subscribed(subscription) => self.subscribed(seq, &subscription, applied),
             Op::Kept { op, copies } => {
                 let mut made = Vec::new();
-                self.apply_op(seq, op, keep_transient, applied, Some(&mut made));
-                for (index, queue) in copies {
+                self.apply_op(seq, *op, keep_transient, applied, Some(&mut made));
+                for (index, queue) in &copies {
                     // A send that was not kept (transient, replayed) has no copies either.
                     if let Some(Some(message)) = made.get(*index as usize) {
                         self.store_new(queue, seq, message.clone(), applied);
@@ -225,7 +227,7 @@ impl Broker {
             }
             Op::EpochStarted { .. } => applied.durable = true,
             Op::Carry(carried) => {
-                for carried in carried {
+                for carried in &carried {
                     self.carry_one(seq, carried, applied);
                 }
             }
@@ -239,7 +241,7 @@ impl Broker {
         &mut self,
         seq: Seq,
         index: u32,
-        new: &NewMessage,
+        new: NewMessage,
         keep_transient: bool,
         applied: &mut Applied,
         built: Option<&mut Vec<Option<Arc<Message>>>>,
@@ -250,13 +252,13 @@ impl Broker {
             }
             return;
         }
-        self.dedup.insert(new);
-        let message = Message::new(MessageId { seq, index }, new);
+        self.dedup.insert(&new);
+        let message = Message::made(MessageId { seq, index }, new);
         if let Some(built) = built {
             built.push(Some(message.clone()));
         }
-        match &new.destination {
-            Destination::Queue(name) => self.store_new(name, seq, message, applied),
+        match &message.destination {
+            Destination::Queue(name) => self.store_new(name, seq, message.clone(), applied),
             Destination::Topic(name) => self.publish(name, &message),
         }
     }

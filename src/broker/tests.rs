@@ -44,7 +44,7 @@ impl Harness {
     fn apply(&mut self, op: Op) -> Applied {
         self.seq = self.seq.next();
         self.records.push((self.seq, op.clone()));
-        self.broker.apply(self.seq, &op, true)
+        self.broker.apply(self.seq, op, true)
     }
     fn send(&mut self, queue: &str, body: &str) -> MessageId {
         self.apply(Op::Send(msg(queue, body, true)));
@@ -255,7 +255,7 @@ fn commit_is_one_record_and_replays_to_the_same_state() {
     // Recovery: the same records, without transient messages, give the durable state.
     let mut replayed = Broker::new(2, 100);
     for (seq, op) in &h.records {
-        replayed.apply(*seq, op, false);
+        replayed.apply(*seq, op.clone(), false);
     }
     assert_eq!(
         replayed.queue_depths(),
@@ -451,7 +451,7 @@ fn apply_table() {
     {
         let seq = Seq(n as u64 + 1);
         assert_eq!(
-            live.apply(seq, &op, true),
+            live.apply(seq, op.clone(), true),
             want_live,
             "row {n} live: {op:?}"
         );

@@ -245,7 +245,7 @@ impl Core {
             seq,
             payload,
         };
-        let applied = self.broker.apply(seq, &op, true);
+        let applied = self.broker.apply(seq, op, true);
         self.append(record, &applied);
         seq
     }

@@ -46,11 +46,12 @@ impl Paged {
     /// Applies `op` as the core does: apply, then place a durable record.
     fn record(&mut self, op: Op) -> Applied {
         let seq = self.next_seq();
-        let applied = self.broker.apply(seq, &op, true);
+        let payload = codec::encode(&op).unwrap().into();
+        let applied = self.broker.apply(seq, op, true);
         let record = Record {
             epoch: Epoch::FIRST,
             seq,
-            payload: codec::encode(&op).unwrap().into(),
+            payload,
         };
         self.journal.push(record);
         if applied.durable {
@@ -364,11 +365,11 @@ fn a_message_moved_back_is_stored_as_sent() {
         body: bytes::Bytes::from_static(b"x"),
         persistent: true,
     };
-    broker.apply(Seq(1), &Op::Send(sent.clone()), true);
+    broker.apply(Seq(1), Op::Send(sent.clone()), true);
     let id = MessageId::new(Seq(1), 0);
     broker.apply(
         Seq(2),
-        &Op::Move {
+        Op::Move {
             to: "b".into(),
             removals: vec![Removal::new("a", id)],
         },
@@ -389,7 +390,7 @@ fn a_message_moved_back_is_stored_as_sent() {
     );
     broker.apply(
         Seq(3),
-        &Op::Move {
+        Op::Move {
             to: "a".into(),
             removals: vec![Removal::new("b", id)],
         },

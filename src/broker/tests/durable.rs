@@ -92,7 +92,7 @@ fn a_compacted_journal_replays_to_the_same_subscriptions_and_backlogs() {
     );
     let mut replayed = Broker::new(2, 100);
     for (seq, op) in h.records.iter().skip(1) {
-        replayed.apply(*seq, op, false);
+        replayed.apply(*seq, op.clone(), false);
     }
     assert_eq!(replayed.durable(&sub.queue()), Some(&sub));
     assert_eq!(replayed.queue_depths(), [(sub.queue(), 2)]);
