@@ -220,8 +220,34 @@ pub fn entries_named(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
         .count()
 }
 
-/// A port free at the time of asking.
+/// A port free at the time of asking, from below the ephemeral range where the system
+/// allows (ports 32768 and up on Linux). A port from `bind(0)` is an ephemeral one, and
+/// the tests open many connections: any of them may take it as its source port before the
+/// broker it was meant for binds it, perhaps seconds later (a slave binds its client port
+/// when it is promoted). Each test binary starts at its own place in the range and counts
+/// on from there, so its tests never get the same port twice.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static FIRST: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let below_ephemeral = FIRST.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        let ephemeral_from: u32 = range.split_whitespace().next()?.parse().ok()?;
+        let span = ephemeral_from
+            .checked_sub(LOWEST)
+            .filter(|span| *span >= 1_000)?;
+        Some((std::process::id().wrapping_mul(7919) % span, span))
+    });
+    if let Some((start, span)) = *below_ephemeral {
+        for _ in 0..span {
+            let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
