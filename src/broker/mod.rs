@@ -77,6 +77,9 @@ pub struct Broker {
     page_above: Option<usize>,
     /// This broker mirrors a master: every persistent body is paged out (`paging.rs`).
     mirroring: bool,
+    /// The first record the last read-ahead stopped at because the journal had not yet
+    /// reported it durable (`paging.rs`).
+    reads_wait_for: Option<Seq>,
     /// Persistent messages the last applied record stored, waiting for its placement.
     unplaced: Vec<(String, MessageId)>,
     /// A body stayed or came back in memory since eviction last found nothing more to
@@ -118,6 +121,7 @@ impl Broker {
             dedup: DedupWindow::new(dedup_window),
             page_above: None,
             mirroring: false,
+            reads_wait_for: None,
             unplaced: Vec::new(),
             evictable: false,
             topic_counts: HashMap::new(),

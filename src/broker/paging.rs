@@ -156,13 +156,15 @@ impl Broker {
     /// Only records up to `durable` are on disk to be read.
     pub fn wanted_reads(&mut self, durable: Seq) -> Vec<Fetch> {
         let mut wanted = Vec::new();
+        let mut wait_for: Option<Seq> = None;
         let window_bytes = (self.page_above.unwrap_or(usize::MAX) / 4)
             .clamp(*READ_AHEAD_BYTES.start(), *READ_AHEAD_BYTES.end());
         for (name, queue) in &mut self.queues {
             if queue.paged == 0 || queue.consumers.is_empty() {
                 continue;
             }
-            let (from, span) = match queue.blocked_at.take() {
+            let blocked_at = queue.blocked_at.take();
+            let (from, span) = match blocked_at {
                 // Dispatch stopped at a paged message behind ones it passed over, which
                 // stay at the head: read from there, not from the head.
                 Some(key) => (queue.ready.count_through(key).saturating_sub(1), READ_AHEAD),
@@ -184,6 +186,10 @@ impl Broker {
                 }
                 if slot.held == Held::Paged {
                     let (Some(at), true) = (slot.at, slot.record <= durable) else {
+                        // Read once the journal says it holds the record
+                        // (`reads_wait_for`), from where this read stopped.
+                        wait_for = Some(wait_for.map_or(slot.record, |w| w.min(slot.record)));
+                        queue.blocked_at = blocked_at;
                         break;
                     };
                     slot.held = Held::Loading;
@@ -198,7 +204,16 @@ impl Broker {
                 queue.read_ahead_to = Some(slot.key());
             }
         }
+        self.reads_wait_for = wait_for;
         wanted
+    }
+
+    /// Whether the last read-ahead stopped at a record the journal now holds (`durable`
+    /// and before): the read-ahead is due again, though nothing else changed. A promoted
+    /// slave's bodies are all paged out, and its consumers may come before its journal
+    /// has reported the last records it mirrored durable.
+    pub fn reads_wait_for(&self, durable: Seq) -> bool {
+        self.reads_wait_for.is_some_and(|record| record <= durable)
     }
 
     /// A body read back: the message is in memory again and may be dispatched.

@@ -286,6 +286,10 @@ impl Core {
         self.complete_attach();
         self.release_receipts();
         self.release_browses();
+        // Bodies the consumers wait for may be read back now.
+        if self.broker.reads_wait_for(self.durable_seq) {
+            self.read_ahead();
+        }
     }
 
     /// Sends `receipt` once `seq` is released; `close` ends the session after it.

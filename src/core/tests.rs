@@ -2,8 +2,8 @@
 //! feeds inputs and reads the outputs a server would carry out.
 
 use super::*;
-use crate::broker::{AckMode, Destination, NewMessage, Subscribing};
-use crate::journal::{Command as Write, Pace};
+use crate::broker::{AckMode, Destination, Fetch, NewMessage, Subscribing};
+use crate::journal::{Command as Write, Fetched, Pace};
 use crate::repl::group::LinkId;
 use crate::repl::message::{CatchUp, Standing};
 use crate::repl::role::{Action, Event};
@@ -301,23 +301,73 @@ fn a_promoted_slave_starts_an_epoch_and_records_it() {
 }
 
 #[test]
+fn a_promoted_slave_reads_a_body_back_once_its_journal_holds_the_record() {
+    let mut core = mirroring(SlaveAck::Received);
+    // Applied and paged out; its relaxed journal has not reported it durable yet.
+    core.step(Input::Replicate(vec![good(1)]));
+    for event in [
+        Event::InSyncWithMaster,
+        Event::MasterLost("closed".into()),
+        Event::MasterGone("refused".into()),
+    ] {
+        core.step(Input::Role(event));
+    }
+    assert_eq!(core.role(), Role::MasterAlone);
+    outputs(&mut core);
+    core.step(Input::Client(SessionId(2), subscribe_to_q()));
+    core.step(Input::Tick);
+    let reads = |out: Vec<Output>| -> Vec<Fetch> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Read(reads) => Some(reads.into_iter().map(|(fetch, _)| fetch)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    assert!(
+        reads(outputs(&mut core)).is_empty(),
+        "a record is read back only once it is on disk"
+    );
+    // The promotion's epoch record (seq 2) made everything before it durable: the body
+    // is read back without waiting for anything else to happen, and delivered.
+    core.step(Input::Durable(Seq(2)));
+    let fetches = reads(outputs(&mut core));
+    assert_eq!(
+        fetches.iter().map(|f| f.record).collect::<Vec<_>>(),
+        [Seq(1)]
+    );
+    let fetched = fetches
+        .into_iter()
+        .map(|fetch| (fetch, Fetched::Record(good(1))))
+        .collect();
+    core.step(Input::Fetched(fetched));
+    core.step(Input::Tick);
+    assert!(outputs(&mut core).iter().any(|o| matches!(
+        o,
+        Output::ToSession(SessionId(2), Outgoing::Deliver(d)) if &d.message.body[..] == b"m"
+    )));
+}
+
+fn subscribe_to_q() -> Request {
+    Request::Subscribe {
+        sub: 1,
+        subscribing: Subscribing {
+            destination: Destination::Queue("q".into()),
+            subscription: "s".into(),
+            ack: AckMode::Client,
+            prefetch: 10,
+            selector: None,
+        },
+        durable: None,
+        receipt: None,
+    }
+}
+
+#[test]
 fn a_subscriber_gets_the_message_and_its_session_closing_requeues_it() {
     let mut core = started(MASTER, SlaveAck::Received);
-    core.step(Input::Client(
-        SessionId(2),
-        Request::Subscribe {
-            sub: 1,
-            subscribing: Subscribing {
-                destination: Destination::Queue("q".into()),
-                subscription: "s".into(),
-                ack: AckMode::Client,
-                prefetch: 10,
-                selector: None,
-            },
-            durable: None,
-            receipt: None,
-        },
-    ));
+    core.step(Input::Client(SessionId(2), subscribe_to_q()));
     send(&mut core, "one", "r1");
     core.step(Input::Tick);
     let delivered = outputs(&mut core)

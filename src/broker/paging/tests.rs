@@ -213,7 +213,8 @@ fn a_mirroring_broker_holds_only_slots_and_reads_them_back_once_promoted() {
     assert_eq!(paged.broker.memory_used(), 0);
 }
 
-/// Only records the journal holds are read: a body whose record is not durable yet waits.
+/// Only records the journal holds are read: a body whose record is not durable yet waits,
+/// and the broker says when the journal has caught up with it.
 #[test]
 fn nothing_is_read_before_its_record_is_durable() {
     let mut paged = Paged::subscribed_to(5);
@@ -224,6 +225,21 @@ fn nothing_is_read_before_its_record_is_durable() {
     let fetches = paged.broker.wanted_reads(Seq(2));
     let asked: Vec<Seq> = fetches.iter().map(|f| f.record).collect();
     assert_eq!(asked, [Seq(1), Seq(2)]);
+    // (durable, read-ahead due again?)
+    for (durable, due) in [(2, false), (3, true), (5, true)] {
+        assert_eq!(paged.broker.reads_wait_for(Seq(durable)), due, "{durable}");
+    }
+    let asked: Vec<Seq> = paged
+        .broker
+        .wanted_reads(Seq(5))
+        .iter()
+        .map(|f| f.record)
+        .collect();
+    assert_eq!(asked, [Seq(3), Seq(4), Seq(5)]);
+    assert!(
+        !paged.broker.reads_wait_for(Seq(5)),
+        "nothing waits any more"
+    );
 }
 
 /// A record that does not read back holds its message back, says where, and lets the
