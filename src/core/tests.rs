@@ -271,8 +271,9 @@ fn a_slave_acknowledges_at_most_a_writer_queue_past_its_disk() {
     assert_eq!(held(Seq::LAST, Seq(u64::MAX - 3)), Seq(u64::MAX - 1));
 }
 
-#[test]
-fn a_promoted_slave_starts_an_epoch_and_records_it() {
+/// A slave that mirrored record 1, was in sync, and promoted itself when its master was
+/// lost and the probe found none.
+fn promoted_after_one_record() -> Core {
     let mut core = mirroring(SlaveAck::Received);
     core.step(Input::Replicate(vec![good(1)]));
     for event in [
@@ -282,8 +283,14 @@ fn a_promoted_slave_starts_an_epoch_and_records_it() {
     ] {
         core.step(Input::Role(event));
     }
-    let out = outputs(&mut core);
     assert_eq!(core.role(), Role::MasterAlone);
+    core
+}
+
+#[test]
+fn a_promoted_slave_starts_an_epoch_and_records_it() {
+    let mut core = promoted_after_one_record();
+    let out = outputs(&mut core);
     assert_eq!(core.epoch(), Epoch(2));
     assert!(out.iter().any(|o| matches!(o, Output::Pace(Pace::Eager))));
     assert!(!core.broker.mirroring(), "consumers read bodies back");
@@ -302,17 +309,9 @@ fn a_promoted_slave_starts_an_epoch_and_records_it() {
 
 #[test]
 fn a_promoted_slave_reads_a_body_back_once_its_journal_holds_the_record() {
-    let mut core = mirroring(SlaveAck::Received);
-    // Applied and paged out; its relaxed journal has not reported it durable yet.
-    core.step(Input::Replicate(vec![good(1)]));
-    for event in [
-        Event::InSyncWithMaster,
-        Event::MasterLost("closed".into()),
-        Event::MasterGone("refused".into()),
-    ] {
-        core.step(Input::Role(event));
-    }
-    assert_eq!(core.role(), Role::MasterAlone);
+    // Record 1 is applied and paged out; the relaxed journal has not reported it
+    // durable yet.
+    let mut core = promoted_after_one_record();
     outputs(&mut core);
     core.step(Input::Client(SessionId(2), subscribe_to_q()));
     core.step(Input::Tick);
