@@ -229,10 +229,11 @@ pub fn entries_named(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::OnceLock;
-    static FIRST: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    // Where this binary starts in the range below the ephemeral ports, and its length.
+    static BELOW_EPHEMERAL: OnceLock<Option<(u32, u32)>> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOWEST: u32 = 10_000;
-    let below_ephemeral = FIRST.get_or_init(|| {
+    let below_ephemeral = BELOW_EPHEMERAL.get_or_init(|| {
         let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
         let ephemeral_from: u32 = range.split_whitespace().next()?.parse().ok()?;
         let span = ephemeral_from
