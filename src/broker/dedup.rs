@@ -7,6 +7,13 @@
 //! a destination remembers at least its newest `per_destination` ids and at most twice
 //! as many, and ids of messages whose journal segments were deleted are not rebuilt after
 //! a restart.
+//!
+//! An id the way mirrormq's client stamps it, `<producer>-<n>` with a counter that
+//! climbs, is kept as a number in its producer's ascending list, as ActiveMQ's producer
+//! audit keeps producer sequences: a new id is one comparison with the producer's newest
+//! and an append, in memory the last message touched. Any other id is kept as a keyed
+//! hash in a set, where every insert lands at a random place in a table of up to a
+//! megabyte. That table missed the cache on every message: a tenth of a slave's time.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -17,10 +24,14 @@ use super::message::{Destination, NewMessage};
 /// The header a client stamps on each SEND (see `client::DEDUP_HEADER`).
 pub const DEDUP_HEADER: &str = "dedup-id";
 
-/// An id as the window keeps it: 128 bits of two SipHashes under this process's random
-/// keys. Kept inline, a lookup touches no string (comparing stored strings missed the
-/// cache on every message, a tenth of a slave's time); two ids share a key with a
-/// probability of about 2^-128, far below the odds of a memory error.
+/// How far before its producer's newest a counted id may land and still be kept in the
+/// list: further back, it goes to the set, so a producer counting backwards cannot make
+/// every insert shift a long list.
+const MAX_SHIFT: usize = 64;
+
+/// An id or a producer as the window keeps it: 128 bits of two SipHashes under this
+/// process's random keys. Kept inline, a lookup touches no string; two strings share a
+/// key with a probability of about 2^-128, far below the odds of a memory error.
 type Key = u128;
 
 /// Hashes a `Key` by taking its low bits: they are random already, and secret (the keys
@@ -45,7 +56,95 @@ impl Hasher for Prehashed {
     }
 }
 
-type Ids = HashSet<Key, BuildHasherDefault<Prehashed>>;
+type ByKey = BuildHasherDefault<Prehashed>;
+
+/// An id split the way it is kept: `<producer>-<n>` only when `n` is written the one
+/// way it prints (no sign, no leading zero, within a u64), so two different ids never
+/// become the same producer and counter.
+#[derive(Debug, PartialEq)]
+enum Id<'a> {
+    Counted { producer: &'a str, n: u64 },
+    Other,
+}
+
+fn split(id: &str) -> Id<'_> {
+    let Some((producer, digits)) = id.rsplit_once('-') else {
+        return Id::Other;
+    };
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    match digits.parse() {
+        Ok(n) if canonical => Id::Counted { producer, n },
+        _ => Id::Other,
+    }
+}
+
+/// An id looked up: its counter under its producer's key, or its own key.
+#[derive(Clone, Copy)]
+enum Keyed {
+    Counted { producer: Key, n: u64 },
+    Other(Key),
+}
+
+/// The ids of one generation.
+#[derive(Debug, Default)]
+struct Generation {
+    /// Counted ids by their producer's key, ascending.
+    counted: HashMap<Key, Vec<u64>, ByKey>,
+    /// Every other id, and counted ids that came too far out of order.
+    other: HashSet<Key, ByKey>,
+    /// Set once a counted id went to `other`: only then is a counted id looked up there.
+    spilled: bool,
+    len: usize,
+}
+
+impl Generation {
+    /// Whether it holds `id`; `whole` is the key of the id's whole text, made only when
+    /// a counted id may have spilled.
+    fn contains(&self, id: Keyed, whole: impl Fn() -> Key) -> bool {
+        match id {
+            Keyed::Counted { producer, n } => {
+                self.counted.get(&producer).is_some_and(|counters| {
+                    // A new id is above the producer's newest: one comparison, no search.
+                    counters.last().is_some_and(|newest| n <= *newest)
+                        && counters.binary_search(&n).is_ok()
+                }) || (self.spilled && self.other.contains(&whole()))
+            }
+            Keyed::Other(key) => self.other.contains(&key),
+        }
+    }
+
+    /// Adds `id`, which it does not hold (see `contains`).
+    fn insert(&mut self, id: Keyed, whole: impl Fn() -> Key) {
+        self.len += 1;
+        let (producer, n) = match id {
+            Keyed::Counted { producer, n } => (producer, n),
+            Keyed::Other(key) => {
+                self.other.insert(key);
+                return;
+            }
+        };
+        let counters = self.counted.entry(producer).or_default();
+        let at = match counters.last() {
+            Some(newest) if n < *newest => counters.partition_point(|kept| *kept < n),
+            _ => counters.len(),
+        };
+        if counters.len() - at > MAX_SHIFT {
+            self.spilled = true;
+            self.other.insert(whole());
+        } else {
+            counters.insert(at, n);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.counted.clear();
+        self.other.clear();
+        self.spilled = false;
+        self.len = 0;
+    }
+}
 
 /// One destination's window, in two generations: the ids since `previous` filled up, and
 /// the `per_destination` before them. When `current` fills, it becomes `previous` and
@@ -54,16 +153,35 @@ type Ids = HashSet<Key, BuildHasherDefault<Prehashed>>;
 /// cost, about 7% of a slave's work.
 #[derive(Debug, Default)]
 struct Seen {
-    current: Ids,
-    previous: Ids,
+    current: Generation,
+    previous: Generation,
+}
+
+/// This process's two random hash keys.
+#[derive(Debug)]
+struct Hashes(RandomState, RandomState);
+
+impl Hashes {
+    fn key(&self, text: &str) -> Key {
+        (u128::from(self.0.hash_one(text)) << 64) | u128::from(self.1.hash_one(text))
+    }
+
+    fn keyed(&self, id: &str) -> Keyed {
+        match split(id) {
+            Id::Counted { producer, n } => Keyed::Counted {
+                producer: self.key(producer),
+                n,
+            },
+            Id::Other => Keyed::Other(self.key(id)),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct DedupWindow {
     per_destination: usize,
     seen: HashMap<Destination, Seen>,
-    /// The two hash keys of this process.
-    keys: (RandomState, RandomState),
+    hashes: Hashes,
 }
 
 fn dedup_id(message: &NewMessage) -> Option<&str> {
@@ -79,22 +197,17 @@ impl DedupWindow {
         DedupWindow {
             per_destination,
             seen: HashMap::new(),
-            keys: (RandomState::new(), RandomState::new()),
+            hashes: Hashes(RandomState::new(), RandomState::new()),
         }
-    }
-
-    fn key(&self, id: &str) -> Key {
-        let high = self.keys.0.hash_one(id);
-        let low = self.keys.1.hash_one(id);
-        (u128::from(high) << 64) | u128::from(low)
     }
 
     /// Whether this message's id was seen recently at its destination.
     pub fn contains(&self, message: &NewMessage) -> bool {
         dedup_id(message).is_some_and(|id| {
-            self.seen.get(&message.destination).is_some_and(|s| {
-                let key = self.key(id);
-                s.current.contains(&key) || s.previous.contains(&key)
+            self.seen.get(&message.destination).is_some_and(|seen| {
+                let keyed = self.hashes.keyed(id);
+                let whole = || self.hashes.key(id);
+                seen.current.contains(keyed, whole) || seen.previous.contains(keyed, whole)
             })
         })
     }
@@ -104,18 +217,21 @@ impl DedupWindow {
         if self.per_destination == 0 {
             return;
         }
-        let key = self.key(id);
+        let hashes = &self.hashes;
+        let keyed = hashes.keyed(id);
+        let whole = || hashes.key(id);
         // The destination is cloned only the first time it is seen.
         let seen = match self.seen.get_mut(&message.destination) {
             Some(seen) => seen,
             None => self.seen.entry(message.destination.clone()).or_default(),
         };
-        if !seen.current.insert(key) {
+        if seen.current.contains(keyed, whole) {
             return;
         }
-        if seen.current.len() >= self.per_destination {
+        seen.current.insert(keyed, whole);
+        if seen.current.len >= self.per_destination {
             std::mem::swap(&mut seen.current, &mut seen.previous);
-            // Keeps its allocation for the next generation.
+            // Keeps its tables' allocations for the next generation.
             seen.current.clear();
         }
     }
@@ -147,26 +263,117 @@ mod tests {
     }
 
     /// After each insert, the newest `per_destination` ids are all remembered and nothing
-    /// older than twice that many is.
+    /// older than twice that many is: for plain ids, for counted ones, and for counted
+    /// ones arriving newest first, which spill to the set.
     #[test]
     fn remembers_at_least_the_window_and_at_most_twice_it() {
-        for per_destination in [1, 2, 3, 10] {
-            let mut window = DedupWindow::new(per_destination);
-            for newest in 0..50 {
-                window.insert(&message("a", &newest.to_string()));
-                let remembered: Vec<usize> = (0..=newest)
-                    .filter(|id| window.contains(&message("a", &id.to_string())))
-                    .collect();
-                let oldest_kept = (newest + 1).saturating_sub(per_destination);
-                assert!(
-                    (oldest_kept..=newest).all(|id| remembered.contains(&id)),
-                    "window {per_destination} after {newest}: {remembered:?}"
-                );
-                assert!(
-                    remembered.len() <= 2 * per_destination,
-                    "window {per_destination} after {newest}: {remembered:?}"
-                );
+        type Shape = (&'static str, fn(usize) -> String);
+        let shapes: [Shape; 3] = [
+            ("plain", |n| format!("id{n}")),
+            ("counted", |n| format!("p-{n}")),
+            ("counted backwards", |n| format!("p-{}", 1000 - n)),
+        ];
+        for (shape, id) in shapes {
+            for per_destination in [1, 2, 3, 10, 200] {
+                let mut window = DedupWindow::new(per_destination);
+                for newest in 0..500 {
+                    window.insert(&message("a", &id(newest)));
+                    let remembered: Vec<usize> = (0..=newest)
+                        .filter(|n| window.contains(&message("a", &id(*n))))
+                        .collect();
+                    let oldest_kept = (newest + 1).saturating_sub(per_destination);
+                    assert!(
+                        (oldest_kept..=newest).all(|n| remembered.contains(&n)),
+                        "{shape}, window {per_destination} after {newest}: {remembered:?}"
+                    );
+                    assert!(
+                        remembered.len() <= 2 * per_destination,
+                        "{shape}, window {per_destination} after {newest}: {remembered:?}"
+                    );
+                }
             }
+        }
+    }
+
+    #[test]
+    fn an_id_is_counted_only_when_its_number_prints_that_way() {
+        let table = [
+            (
+                "a1b2-17",
+                Id::Counted {
+                    producer: "a1b2",
+                    n: 17,
+                },
+            ),
+            (
+                "a-0",
+                Id::Counted {
+                    producer: "a",
+                    n: 0,
+                },
+            ),
+            ("-5", Id::Counted { producer: "", n: 5 }),
+            (
+                "a-b-7",
+                Id::Counted {
+                    producer: "a-b",
+                    n: 7,
+                },
+            ),
+            (
+                "a-18446744073709551615",
+                Id::Counted {
+                    producer: "a",
+                    n: u64::MAX,
+                },
+            ),
+            ("a-18446744073709551616", Id::Other),
+            ("a-07", Id::Other),
+            ("a-00", Id::Other),
+            ("a-+7", Id::Other),
+            ("a-", Id::Other),
+            ("a-7x", Id::Other),
+            ("a-\u{0661}", Id::Other),
+            ("17", Id::Other),
+            ("", Id::Other),
+        ];
+        for (id, expected) in table {
+            assert_eq!(split(id), expected, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn counted_ids_are_told_apart_by_producer_and_by_spelling() {
+        let mut window = DedupWindow::new(100);
+        window.insert(&message("a", "p-7"));
+        window.insert(&message("a", "a-07"));
+        assert!(window.contains(&message("a", "p-7")));
+        assert!(!window.contains(&message("a", "q-7")), "another producer");
+        assert!(!window.contains(&message("a", "p-07")), "spelled otherwise");
+        assert!(!window.contains(&message("a", "a-7")), "spelled otherwise");
+        assert!(window.contains(&message("a", "a-07")));
+        assert!(!window.contains(&message("a", "p-6")), "below the newest");
+        assert!(!window.contains(&message("a", "p-8")), "above the newest");
+    }
+
+    #[test]
+    fn counted_ids_out_of_order_are_remembered() {
+        let mut window = DedupWindow::new(1000);
+        // A failover client resends what it had in flight, behind newer messages; a
+        // producer far out of order spills to the set.
+        let order: Vec<u64> = [10, 5, 7, 6, 12, 11]
+            .into_iter()
+            .chain((100..300).rev())
+            .collect();
+        for n in &order {
+            window.insert(&message("a", &format!("p-{n}")));
+        }
+        for n in 0..400 {
+            assert_eq!(
+                window.contains(&message("a", &format!("p-{n}"))),
+                order.contains(&n),
+                "p-{n}"
+            );
         }
     }
 
