@@ -90,7 +90,9 @@ enum Keyed {
 /// The ids of one generation.
 #[derive(Debug, Default)]
 struct Generation {
-    /// Counted ids by their producer's key, ascending.
+    /// Counted ids by their producer's key, ascending. Every id still counts one towards
+    /// `len`, so a client that names a new producer in each id costs a list per id, but
+    /// no more ids than the window allows.
     counted: HashMap<Key, Vec<u64>, ByKey>,
     /// Every other id, and counted ids that came too far out of order.
     other: HashSet<Key, ByKey>,
