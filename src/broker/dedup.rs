@@ -117,27 +117,33 @@ impl Generation {
         }
     }
 
-    /// Adds `id`, which it does not hold (see `contains`).
-    fn insert(&mut self, id: Keyed, whole: impl Fn() -> Key) {
-        self.len += 1;
-        let (producer, n) = match id {
-            Keyed::Counted { producer, n } => (producer, n),
-            Keyed::Other(key) => {
-                self.other.insert(key);
-                return;
+    /// Adds `id`; false if it held it already. One lookup of the producer's list
+    /// answers both: the slave inserts every message it mirrors.
+    fn insert(&mut self, id: Keyed, whole: impl Fn() -> Key) -> bool {
+        let added = match id {
+            Keyed::Other(key) => self.other.insert(key),
+            Keyed::Counted { producer, n } => {
+                let counters = self.counted.entry(producer).or_default();
+                let at = match counters.last() {
+                    Some(newest) if n <= *newest => match counters.binary_search(&n) {
+                        Ok(_) => return false,
+                        Err(at) => at,
+                    },
+                    _ => counters.len(),
+                };
+                if counters.len() - at > MAX_SHIFT {
+                    // The list only grows within a generation, so an id that spilled
+                    // spills again: `other` alone says whether it is held.
+                    self.spilled = true;
+                    self.other.insert(whole())
+                } else {
+                    counters.insert(at, n);
+                    true
+                }
             }
         };
-        let counters = self.counted.entry(producer).or_default();
-        let at = match counters.last() {
-            Some(newest) if n < *newest => counters.partition_point(|kept| *kept < n),
-            _ => counters.len(),
-        };
-        if counters.len() - at > MAX_SHIFT {
-            self.spilled = true;
-            self.other.insert(whole());
-        } else {
-            counters.insert(at, n);
-        }
+        self.len += usize::from(added);
+        added
     }
 
     fn clear(&mut self) {
@@ -227,10 +233,9 @@ impl DedupWindow {
             Some(seen) => seen,
             None => self.seen.entry(message.destination.clone()).or_default(),
         };
-        if seen.current.contains(keyed, whole) {
+        if !seen.current.insert(keyed, whole) {
             return;
         }
-        seen.current.insert(keyed, whole);
         if seen.current.len >= self.per_destination {
             std::mem::swap(&mut seen.current, &mut seen.previous);
             // Keeps its tables' allocations for the next generation.
@@ -376,6 +381,31 @@ mod tests {
                 order.contains(&n),
                 "p-{n}"
             );
+        }
+    }
+
+    /// An id inserted again (a resend the core let through, a replay) takes no room:
+    /// counted, spilled or plain, the window still holds as many others.
+    #[test]
+    fn an_id_inserted_again_takes_no_room() {
+        let mut window = DedupWindow::new(200);
+        let held: Vec<String> = (100..200)
+            .map(|n| format!("p-{n}"))
+            .chain(["x".to_string(), "p-10".to_string()])
+            .collect();
+        for _ in 0..5 {
+            for id in &held {
+                window.insert(&message("a", id));
+            }
+        }
+        // Enough newer ids to fill the generation the held ones are in, and all but one
+        // of the next: had the repeats taken room, a second generation would have filled
+        // and the held ids gone with the oldest.
+        for n in 200..497 {
+            window.insert(&message("a", &format!("p-{n}")));
+        }
+        for id in &held {
+            assert!(window.contains(&message("a", id)), "{id}");
         }
     }
 
